@@ -1,0 +1,1 @@
+"""Automation on top of queues: clone/enqueue helpers, pipelines, schedules, triggers."""

@@ -1,0 +1,23 @@
+"""The broker: task records, named priority queues on RQ, events."""
+
+from .broker import Broker, QueuedEntry, QueueInfo
+from .errors import (
+    IllegalTransition,
+    InvalidInput,
+    QueueNotEmpty,
+    QueueNotFound,
+    RedisUnavailable,
+    TaskNotFound,
+    TrainyardError,
+    WaitTimeout,
+)
+from .record import ExecutionMode, TaskRecord, TaskStatus, TaskType
+from .store import Query, TaskStore
+from .queue import Queue
+from .task import Task
+
+__all__ = [
+    "Broker", "ExecutionMode", "Queue", "IllegalTransition", "InvalidInput", "Query", "QueueInfo", "QueueNotEmpty",
+    "QueueNotFound", "QueuedEntry", "RedisUnavailable", "Task", "TaskNotFound", "TaskRecord", "TaskStatus",
+    "TaskStore", "TaskType", "TrainyardError", "WaitTimeout",
+]

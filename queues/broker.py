@@ -1,0 +1,210 @@
+"""Named queues on RQ lists, with integer priorities, moves and dequeue.
+
+A queue is RQ's list ``rq:queue:<name>`` of task ids, kept sorted by priority (higher first,
+equal priorities first in, first out). Non-zero priorities live in a small hash beside the list.
+Moves keep the order sorted by giving the moved task a priority between its new neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+
+from . import keys
+from .errors import InvalidInput, QueueNotEmpty, QueueNotFound
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+_PRIO_FN = """
+local function prio(x)
+  local v = redis.call('HGET', KEYS[2], x)
+  if v then return tonumber(v) end
+  return 0
+end
+local function setprio(x, p)
+  if p ~= 0 then redis.call('HSET', KEYS[2], x, p) else redis.call('HDEL', KEYS[2], x) end
+end
+"""
+
+# KEYS: list, priorities, rq:queues   ARGV: task id, priority, front (0/1)
+# Returns the 0-based position the task landed at.
+INSERT_LUA = _PRIO_FN + """
+local id, p, front = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+redis.call('SADD', KEYS[3], KEYS[1])
+local n = redis.call('LLEN', KEYS[1])
+if n == 0 then setprio(id, p); redis.call('RPUSH', KEYS[1], id); return 0 end
+if front then
+  local hp = prio(redis.call('LINDEX', KEYS[1], 0))
+  if hp > p then p = hp end
+  setprio(id, p); redis.call('LPUSH', KEYS[1], id); return 0
+end
+setprio(id, p)
+if prio(redis.call('LINDEX', KEYS[1], -1)) >= p then redis.call('RPUSH', KEYS[1], id); return n end
+if prio(redis.call('LINDEX', KEYS[1], 0)) < p then redis.call('LPUSH', KEYS[1], id); return 0 end
+local start = 0
+while start < n do
+  local items = redis.call('LRANGE', KEYS[1], start, start + 499)
+  for i, x in ipairs(items) do
+    if prio(x) < p then redis.call('LINSERT', KEYS[1], 'BEFORE', x, id); return start + i - 1 end
+  end
+  start = start + 500
+end
+redis.call('RPUSH', KEYS[1], id)
+return n
+"""
+
+# KEYS: list, priorities   ARGV: task id, where ('top'|'bottom'|'index'), index
+# Returns the new 0-based position, or -1 when the task is not in this queue.
+MOVE_LUA = _PRIO_FN + """
+local id, where, idx = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('LREM', KEYS[1], 1, id) == 0 then return -1 end
+local own = prio(id)
+local n = redis.call('LLEN', KEYS[1])
+if n == 0 then redis.call('RPUSH', KEYS[1], id); return 0 end
+if where == 'top' or (where == 'index' and idx <= 0) then
+  local hp = prio(redis.call('LINDEX', KEYS[1], 0))
+  if hp > own then own = hp end
+  setprio(id, own); redis.call('LPUSH', KEYS[1], id); return 0
+end
+if where == 'bottom' or idx >= n then
+  local tp = prio(redis.call('LINDEX', KEYS[1], -1))
+  if tp < own then own = tp end
+  setprio(id, own); redis.call('RPUSH', KEYS[1], id); return n
+end
+local pivot = redis.call('LINDEX', KEYS[1], idx)
+local lo, hi = prio(pivot), prio(redis.call('LINDEX', KEYS[1], idx - 1))
+if own < lo then own = lo end
+if own > hi then own = hi end
+setprio(id, own)
+redis.call('LINSERT', KEYS[1], 'BEFORE', pivot, id)
+return idx
+"""
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    length: int
+    created: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class QueuedEntry:
+    position: int
+    task_id: str
+    priority: int
+
+
+def check_queue_name(name: str) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        raise InvalidInput(
+            f"invalid queue name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+class Broker:
+    """Queue registry and the list operations on RQ's queue keys."""
+
+    def __init__(self, connection: Redis):
+        self.conn = connection
+        self._insert = connection.register_script(INSERT_LUA)
+        self._move = connection.register_script(MOVE_LUA)
+
+    # -- registry ------------------------------------------------------------------------
+    def create(self, name: str, description: str = "", exist_ok: bool = False) -> QueueInfo:
+        check_queue_name(name)
+        meta = json.dumps({"created": time.time(), "description": description})
+        if not self.conn.hsetnx(keys.QUEUES, name, meta) and not exist_ok:
+            raise InvalidInput(f"queue {name!r} already exists")
+        self.conn.sadd(keys.RQ_QUEUES, keys.rq_queue(name))
+        return self.info(name)
+
+    def exists(self, name: str) -> bool:
+        return bool(self.conn.hexists(keys.QUEUES, name))
+
+    def require(self, name: str) -> None:
+        check_queue_name(name)
+        if not self.exists(name):
+            raise QueueNotFound(f"no queue named {name!r} (create it with: trainyard queue create {name})")
+
+    def info(self, name: str) -> QueueInfo:
+        meta = self.conn.hget(keys.QUEUES, name)
+        if meta is None:
+            raise QueueNotFound(f"no queue named {name!r} (create it with: trainyard queue create {name})")
+        data = json.loads(meta)
+        return QueueInfo(name, self.conn.llen(keys.rq_queue(name)), data.get("created"), data.get("description", ""))
+
+    def list(self) -> list[QueueInfo]:
+        metas = self.conn.hgetall(keys.QUEUES)
+        names = sorted(k.decode() for k in metas)
+        with self.conn.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.llen(keys.rq_queue(name))
+            lengths = pipe.execute()
+        out = []
+        for name, length in zip(names, lengths):
+            data = json.loads(metas[name.encode()])
+            out.append(QueueInfo(name, length, data.get("created"), data.get("description", "")))
+        return out
+
+    def entries(self, name: str, offset: int = 0, limit: int = 50) -> list[QueuedEntry]:
+        """Queued task ids in the order workers will take them, with their priorities."""
+        self.require(name)
+        if offset < 0 or limit < 0:
+            raise InvalidInput("limit and offset must not be negative")
+        if limit == 0:
+            return []
+        ids = [i.decode() for i in self.conn.lrange(keys.rq_queue(name), offset, offset + limit - 1)]
+        prios = self.conn.hmget(keys.priorities(name), ids) if ids else []
+        return [QueuedEntry(offset + n, tid, int(p) if p is not None else 0) for n, (tid, p) in enumerate(zip(ids, prios))]
+
+    def position(self, name: str, task_id: str) -> int | None:
+        pos = self.conn.lpos(keys.rq_queue(name), task_id)
+        return None if pos is None else int(pos)
+
+    def drop_registration(self, name: str) -> None:
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.QUEUES, name)
+            pipe.srem(keys.RQ_QUEUES, keys.rq_queue(name))
+            pipe.delete(keys.rq_queue(name), keys.priorities(name))
+            pipe.execute()
+
+    def check_deletable(self, name: str, force: bool) -> list[str]:
+        """Ids still queued; raises QueueNotEmpty unless ``force``."""
+        self.require(name)
+        ids = [i.decode() for i in self.conn.lrange(keys.rq_queue(name), 0, -1)]
+        if ids and not force:
+            raise QueueNotEmpty(
+                f"queue {name!r} still holds {len(ids)} task(s): dequeue them or delete with --force "
+                "(forced deletion puts them back to draft)"
+            )
+        return ids
+
+    # -- list operations (called inside task transactions) --------------------------------
+    def push(self, pipe, name: str, task_id: str, priority: int, front: bool) -> None:
+        self._insert(
+            keys=[keys.rq_queue(name), keys.priorities(name), keys.RQ_QUEUES],
+            args=[task_id, int(priority), "1" if front else "0"],
+            client=pipe,
+        )
+
+    def remove(self, pipe, name: str, task_id: str) -> None:
+        pipe.lrem(keys.rq_queue(name), 1, task_id)
+        pipe.hdel(keys.priorities(name), task_id)
+
+    def move(self, name: str, task_id: str, where: str, index: int = 0) -> int:
+        """Move a queued task to ``top``, ``bottom`` or ``index``; returns its new position."""
+        if where not in ("top", "bottom", "index"):
+            raise InvalidInput(f"unknown move target {where!r} (top, bottom or index)")
+        if where == "index" and index < 0:
+            raise InvalidInput(f"position must be 0 or more, got {index}")
+        pos = self._move(keys=[keys.rq_queue(name), keys.priorities(name)], args=[task_id, where, index])
+        if pos < 0:
+            raise InvalidInput(f"task {task_id} is not waiting in queue {name!r}")
+        return int(pos)

@@ -1,0 +1,53 @@
+"""Every Redis key trainyard writes, in one place. RQ's own keys keep RQ's names."""
+
+from __future__ import annotations
+
+PREFIX = "ty:"
+
+EVENTS = PREFIX + "events"  # stream of every status change
+QUEUES = PREFIX + "queues"  # hash: queue name -> JSON metadata
+NAMES = PREFIX + "idx:name"  # hash: "<project>\x1f<name>" -> newest task id
+ALL = PREFIX + "idx:all"  # zset of every task id, scored by creation time
+
+RQ_QUEUES = "rq:queues"
+
+
+def task(task_id: str) -> str:
+    return f"{PREFIX}task:{task_id}"
+
+
+def log(task_id: str) -> str:
+    return f"{PREFIX}log:{task_id}"
+
+
+def status_index(status: str) -> str:
+    return f"{PREFIX}idx:status:{status}"
+
+
+def project_index(project: str) -> str:
+    return f"{PREFIX}idx:project:{project}"
+
+
+def tag_index(tag: str) -> str:
+    return f"{PREFIX}idx:tag:{tag}"
+
+
+def queue_index(queue: str) -> str:
+    return f"{PREFIX}idx:queue:{queue}"
+
+
+def name_field(project: str, name: str) -> str:
+    return f"{project}\x1f{name}"
+
+
+def rq_queue(queue: str) -> str:
+    return f"rq:queue:{queue}"
+
+
+def rq_job(task_id: str) -> str:
+    return f"rq:job:{task_id}"
+
+
+def priorities(queue: str) -> str:
+    """Hash: task id -> priority, only for tasks queued with a non-zero priority."""
+    return f"{PREFIX}prio:{queue}"

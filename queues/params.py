@@ -1,0 +1,89 @@
+"""Typed parameters: ``Section/name`` keys whose values keep their JSON type."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import InvalidInput
+
+DEFAULT_SECTION = "General"
+_SECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def normalize_key(key: str) -> str:
+    """``lr`` -> ``General/lr``; ``Args/lr`` stays. Rejects empty or malformed keys."""
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidInput(f"malformed parameter key {key!r}: it must not be empty")
+    section, sep, name = key.partition("/")
+    if not sep:
+        section, name = DEFAULT_SECTION, key
+    if not _SECTION.match(section):
+        raise InvalidInput(
+            f"malformed parameter key {key!r}: section {section!r} must start with a letter or _ "
+            "and hold only letters, digits, '_', '.', '-'"
+        )
+    if not name.strip() or name != name.strip():
+        raise InvalidInput(f"malformed parameter key {key!r}: the name after '/' must not be empty or padded")
+    return f"{section}/{name}"
+
+
+def check_value(key: str, value: Any) -> Any:
+    """Accept only JSON values (None, bool, int, float, str, lists and string-keyed dicts)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"parameter {key}: {value} is not a finite number")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [check_value(key, item) for item in value]
+    if isinstance(value, Mapping):
+        out = {}
+        for sub_key, item in value.items():
+            if not isinstance(sub_key, str):
+                raise InvalidInput(f"parameter {key}: dict keys must be strings, got {sub_key!r}")
+            out[sub_key] = check_value(key, item)
+        return out
+    raise InvalidInput(f"parameter {key}: value of type {type(value).__name__} is not JSON (use str, number, "
+                       "bool, None, list or dict)")
+
+
+def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise keys and check values of a whole parameter mapping."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        norm = normalize_key(key)
+        out[norm] = check_value(norm, value)
+    return out
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``Section/name=value`` from the command line.
+
+    The value is read as JSON when it is valid JSON (``3`` is an int, ``true`` a bool, ``null``
+    None, ``[1,2]`` a list); anything else is a plain string. Quote to force a string: ``'"3"'``.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep:
+        raise InvalidInput(f"malformed parameter {text!r}: expected Section/name=value")
+    key = normalize_key(key.strip())
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, check_value(key, value)
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """Parse many ``k=v`` items; the whole set is refused if one is malformed."""
+    return dict(parse_assignment(item) for item in items)
+
+
+def section(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The parameters of one section, keyed by their bare names."""
+    prefix = f"{name}/"
+    return {key[len(prefix):]: value for key, value in params.items() if key.startswith(prefix)}

@@ -1,0 +1,523 @@
+"""``Task``: the Python API for creating, editing, enqueueing and following tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from . import events, gitinfo, keys, lifecycle, rqjob
+from .broker import Broker, check_queue_name
+from .connection import resolve
+from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
+from .params import check_parameters, check_value, normalize_key
+from .record import (
+    FINAL_STATUSES,
+    Container,
+    Execution,
+    ExecutionMode,
+    GpuRequest,
+    Script,
+    TaskRecord,
+    TaskStatus,
+    TaskType,
+)
+from .store import Query, TaskStore, new_task_id
+
+
+def _user() -> str | None:
+    import getpass
+    import os
+
+    try:
+        return os.environ.get("TRAINYARD_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _read_requirements(path: Path) -> list[str]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("-") else raw.strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+class Task:
+    """A handle on one task record. Reads are cached; ``refresh()`` re-reads."""
+
+    Status = TaskStatus
+    Types = TaskType
+
+    def __init__(self, record: TaskRecord, connection: Redis | None = None):
+        self._record = record
+        self._conn = connection
+
+    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def connection(self) -> Redis:
+        if self._conn is None:
+            self._conn = resolve(None)
+        return self._conn
+
+    @property
+    def _store(self) -> TaskStore:
+        return TaskStore(self.connection)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.name!r} {self.status.value}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- creation and lookup ---------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        project: str = "default",
+        *,
+        script: str | Path | None = None,
+        command: Sequence[str] | None = None,
+        repository: str | None = None,
+        branch: str | None = None,
+        commit: str | None = None,
+        working_dir: str | None = None,
+        detect_repository: bool = True,
+        task_type: TaskType | str = TaskType.TRAINING,
+        parameters: Mapping[str, Any] | None = None,
+        configuration: Mapping[str, Any] | None = None,
+        requirements: Iterable[str] | str | Path | None = None,
+        conda_packages: Iterable[str] | None = None,
+        python: str | None = None,
+        docker_image: str | None = None,
+        docker_arguments: Sequence[str] | None = None,
+        docker_setup_script: str | None = None,
+        mode: ExecutionMode | str | None = None,
+        gpus: int = 0,
+        gpu_memory_mb: int | None = None,
+        time_limit: float | None = None,
+        retries: int = 0,
+        env: Mapping[str, str] | None = None,
+        tags: Iterable[str] = (),
+        comment: str | None = None,
+        parent: str | None = None,
+        connection: Redis | None = None,
+    ) -> Task:
+        """Create a draft task from a script (its git checkout is read) or from a command.
+
+        ``script`` is a path to a Python file; when it sits in a git checkout the repository,
+        branch, commit and uncommitted diff are recorded and the entry point is stored relative
+        to its working folder. ``command`` is an argv list, run as-is (never through a shell).
+        """
+        if script is None and command is None:
+            raise InvalidInput("a task needs a script or a command")
+        if command is not None and (isinstance(command, str) or not all(isinstance(a, str) for a in command)):
+            raise InvalidInput("command must be a list of strings (argv), not a shell string")
+        if command is not None and not command:
+            raise InvalidInput("command must not be empty")
+        script_model = Script(
+            repository=repository, branch=branch, commit=commit, command=list(command) if command else None,
+            python=python, conda_packages=list(conda_packages or []),
+        )
+        if script is not None:
+            cls._fill_from_script(script_model, Path(script), detect_repository)
+        if working_dir is not None:
+            script_model.working_dir = working_dir
+        if requirements is not None:
+            script_model.requirements = cls._requirements(requirements)
+        record = TaskRecord(
+            id=new_task_id(),
+            name=name,
+            project=project,
+            type=TaskType(task_type),
+            parent=parent,
+            tags=list(dict.fromkeys(tags)),
+            comment=comment,
+            user=_user(),
+            script=script_model,
+            container=Container(
+                image=docker_image, arguments=list(docker_arguments or []), setup_script=docker_setup_script
+            ),
+            execution=Execution(
+                mode=ExecutionMode(mode) if mode else None,
+                gpus=GpuRequest(count=gpus, min_memory_mb=gpu_memory_mb),
+                time_limit=time_limit,
+                retries=retries,
+                env=dict(env or {}),
+            ),
+            parameters=check_parameters(parameters or {}),
+            configuration=dict(configuration or {}),
+        )
+        conn = resolve(connection)
+        TaskStore(conn).create(record)
+        return cls(record, conn)
+
+    @staticmethod
+    def _requirements(value: Iterable[str] | str | Path) -> list[str]:
+        if isinstance(value, Path) or (isinstance(value, str) and "\n" not in value and Path(value).is_file()):
+            return _read_requirements(Path(value))
+        if isinstance(value, str):
+            return [line.strip() for line in value.splitlines() if line.strip()]
+        return [str(v).strip() for v in value if str(v).strip()]
+
+    @staticmethod
+    def _fill_from_script(model: Script, path: Path, detect_repository: bool) -> None:
+        path = path.expanduser().resolve()
+        if not path.is_file():
+            raise InvalidInput(f"script not found: {path}")
+        info = gitinfo.inspect(path) if detect_repository else None
+        if info is None:
+            # A standalone script: its source travels in the record.
+            if path.stat().st_size > gitinfo.UNTRACKED_MAX_BYTES:
+                raise InvalidInput(f"script {path} is over 1 MB and not in a git repository")
+            model.entry_point = path.name
+            model.source = path.read_text()
+            model.working_dir = "."
+            return
+        rel = path.relative_to(info.root)
+        model.repository = model.repository or info.repository
+        model.branch = model.branch or info.branch
+        model.commit = model.commit or info.commit
+        model.diff = info.diff or None
+        model.working_dir = str(rel.parent) if str(rel.parent) != "" else "."
+        model.entry_point = rel.name
+        if not model.requirements:
+            for candidate in (path.parent / "requirements.txt", info.root / "requirements.txt"):
+                if candidate.is_file():
+                    model.requirements = _read_requirements(candidate)
+                    break
+
+    @classmethod
+    def get(cls, task_id: str, connection: Redis | None = None) -> Task:
+        conn = resolve(connection)
+        return cls(TaskStore(conn).get(task_id), conn)
+
+    @classmethod
+    def get_task(
+        cls,
+        task_id: str | None = None,
+        project: str | None = None,
+        name: str | None = None,
+        connection: Redis | None = None,
+    ) -> Task:
+        """By id, or the newest task with this exact name in ``project``."""
+        conn = resolve(connection)
+        if task_id:
+            return cls.get(task_id, conn)
+        if not name:
+            raise InvalidInput("get_task needs task_id, or name (and project)")
+        return cls(TaskStore(conn).find_by_name(project or "default", name), conn)
+
+    @classmethod
+    def list(
+        cls,
+        project: str | None = None,
+        status: str | Iterable[str] | None = None,
+        tag: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        parent: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        connection: Redis | None = None,
+    ) -> list[Task]:
+        """Tasks matching every given filter, newest first (``name`` is a glob or substring)."""
+        conn = resolve(connection)
+        query = Query(project=project, status=status, tag=tag, queue=queue, name=name, parent=parent)
+        return [cls(r, conn) for r in TaskStore(conn).query(query, limit=limit, offset=offset)]
+
+    # -- fields --------------------------------------------------------------------------
+    @property
+    def data(self) -> TaskRecord:
+        """The record as last read (a copy is safe to inspect, edits go through methods)."""
+        return self._record
+
+    id = property(lambda self: self._record.id)
+    name = property(lambda self: self._record.name)
+    project = property(lambda self: self._record.project)
+    status = property(lambda self: self._record.status)
+    parent = property(lambda self: self._record.parent)
+    tags = property(lambda self: list(self._record.tags))
+    artifacts = property(lambda self: dict(self._record.artifacts))
+    outputs = property(lambda self: dict(self._record.outputs))
+    metrics = property(lambda self: self._record.metrics)
+    runtime = property(lambda self: self._record.runtime)
+
+    def refresh(self) -> Task:
+        self._record = self._store.get(self.id)
+        return self
+
+    def get_parameters(self) -> dict[str, Any]:
+        return dict(self._record.parameters)
+
+    def get_parameter(self, key: str, default: Any = None) -> Any:
+        return self._record.parameters.get(normalize_key(key), default)
+
+    # -- edits (drafts only) ---------------------------------------------------------------
+    def _edit(self, mutate, what: str = "edit") -> Task:
+        def guarded(record: TaskRecord) -> None:
+            lifecycle.check_editable(self.id, record.status, what)
+            mutate(record)
+
+        self._record = self._store.update(self.id, guarded)
+        return self
+
+    def set_parameters(self, params: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Task:
+        """Replace all parameters (keys without a section go to ``General/``)."""
+        new = check_parameters({**(params or {}), **kwargs})
+
+        def apply(record: TaskRecord) -> None:
+            record.parameters = new
+
+        return self._edit(apply, "set parameters of")
+
+    def update_parameters(self, params: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Task:
+        """Merge parameters into the existing ones."""
+        new = check_parameters({**(params or {}), **kwargs})
+
+        def apply(record: TaskRecord) -> None:
+            record.parameters = {**record.parameters, **new}
+
+        return self._edit(apply, "set parameters of")
+
+    def set_parameter(self, key: str, value: Any) -> Task:
+        key = normalize_key(key)
+        return self.update_parameters({key: check_value(key, value)})
+
+    def delete_parameter(self, key: str) -> Task:
+        key = normalize_key(key)
+
+        def apply(record: TaskRecord) -> None:
+            record.parameters = {k: v for k, v in record.parameters.items() if k != key}
+
+        return self._edit(apply, "set parameters of")
+
+    def set_configuration(self, name: str, value: Any) -> Task:
+        def apply(record: TaskRecord) -> None:
+            record.configuration = {**record.configuration, name: value}
+
+        return self._edit(apply, "set configuration of")
+
+    def edit(self, **changes: Any) -> Task:
+        """Change definition fields of a draft: name, project, comment, tags, type, requirements,
+        docker_image, mode, gpus, time_limit, retries, command, entry_point, working_dir."""
+        simple = {"name", "project", "comment", "tags", "type"}
+        script_fields = {"requirements", "command", "entry_point", "working_dir", "python", "conda_packages"}
+        exec_fields = {"mode", "time_limit", "retries"}
+        unknown = set(changes) - simple - script_fields - exec_fields - {"docker_image", "gpus", "gpu_memory_mb"}
+        if unknown:
+            raise InvalidInput(f"cannot edit unknown field(s): {', '.join(sorted(unknown))}")
+
+        def apply(record: TaskRecord) -> None:
+            for field, value in changes.items():
+                if field in simple:
+                    setattr(record, field, list(dict.fromkeys(value)) if field == "tags" else value)
+                elif field in script_fields:
+                    setattr(record.script, field, value)
+                elif field in exec_fields:
+                    setattr(record.execution, field, value)
+                elif field == "docker_image":
+                    record.container.image = value
+                elif field == "gpus":
+                    record.execution.gpus.count = value
+                elif field == "gpu_memory_mb":
+                    record.execution.gpus.min_memory_mb = value
+
+        try:
+            return self._edit(apply)
+        except ValueError as exc:  # pydantic validation of an assigned value
+            raise InvalidInput(f"invalid value: {_first_error(exc)}") from None
+
+    def add_tags(self, *tags: str) -> Task:
+        """Tags may change in any status."""
+        def apply(record: TaskRecord) -> None:
+            record.tags = list(dict.fromkeys([*record.tags, *tags]))
+
+        self._record = self._store.update(self.id, apply)
+        return self
+
+    def set_comment(self, comment: str | None) -> Task:
+        def apply(record: TaskRecord) -> None:
+            record.comment = comment
+
+        self._record = self._store.update(self.id, apply)
+        return self
+
+    # -- clone ---------------------------------------------------------------------------
+    def clone(
+        self,
+        name: str | None = None,
+        project: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        comment: str | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> Task:
+        """A new draft with this task's definition; ``parent`` points here. Results are not copied."""
+        src = self.refresh()._record
+        overrides = check_parameters(parameters or {})
+        record = TaskRecord(
+            id=new_task_id(),
+            name=name or src.name,
+            project=project or src.project,
+            type=src.type,
+            parent=src.id,
+            tags=list(tags) if tags is not None else list(src.tags),
+            comment=comment if comment is not None else src.comment,
+            user=_user(),
+            script=src.script.model_copy(deep=True),
+            container=src.container.model_copy(deep=True),
+            execution=src.execution.model_copy(deep=True, update={"queue": None, "priority": 0}),
+            parameters={**src.parameters, **overrides},
+            configuration=dict(src.configuration),
+        )
+        self._store.create(record)
+        return Task(record, self.connection)
+
+    # -- queue transitions ---------------------------------------------------------------
+    def enqueue(self, queue: str, priority: int = 0, front: bool = False, create_queue: bool = False) -> Task:
+        """Put a draft on ``queue``. Higher ``priority`` runs first; ``front`` goes ahead of all."""
+        check_queue_name(queue)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidInput(f"priority must be an integer, got {priority!r}")
+        broker = Broker(self.connection)
+        if create_queue:
+            broker.create(queue, exist_ok=True)
+        else:
+            broker.require(queue)
+        now_holder: dict[str, float] = {}
+
+        def apply(record: TaskRecord) -> None:
+            now_holder["now"] = time.time()
+            record.execution.queue = queue
+            record.execution.priority = priority
+            record.queued_at = now_holder["now"]
+            record.status_message = None
+
+        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
+            rqjob.write_queued(pipe, new.id, queue, new.name, now_holder["now"])
+            broker.push(pipe, queue, new.id, priority, front)
+
+        self._record = self._store.update(self.id, apply, action="enqueue", hook=hook)
+        return self
+
+    def dequeue(self) -> Task:
+        """Take a queued task off its queue, back to draft."""
+        broker = Broker(self.connection)
+
+        def apply(record: TaskRecord) -> None:
+            record.queued_at = None
+
+        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
+            if old.execution.queue:
+                broker.remove(pipe, old.execution.queue, old.id)
+
+        self._record = self._store.update(self.id, apply, action="dequeue", hook=hook)
+        return self
+
+    def abort(self, message: str = "aborted by user") -> Task:
+        """Abort: a queued task leaves its queue at once; a running one is asked to stop (its
+        worker kills it and marks it aborted)."""
+        current = self.refresh()._record
+        if current.status == TaskStatus.RUNNING:
+            def request(record: TaskRecord) -> None:
+                if record.status != TaskStatus.RUNNING:
+                    raise IllegalTransition(self.id, "abort", record.status.value, ("queued", "running"))
+                record.runtime.abort_requested = True
+                record.status_message = message
+
+            self._record = self._store.update(self.id, request, event_kind="abort_requested")
+            return self
+        broker = Broker(self.connection)
+
+        def apply(record: TaskRecord) -> None:
+            record.ended = time.time()
+            record.status_message = message
+
+        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
+            if old.status == TaskStatus.QUEUED and old.execution.queue:
+                broker.remove(pipe, old.execution.queue, old.id)
+
+        try:
+            self._record = self._store.update(self.id, apply, action="abort", hook=hook)
+        except IllegalTransition as exc:
+            if exc.current == TaskStatus.RUNNING.value:  # it started meanwhile: ask its worker
+                return self.abort(message)
+            raise
+        return self
+
+    def reset(self) -> Task:
+        """A finished task back to draft: results, runtime and log are cleared."""
+        from .record import Runtime
+
+        def apply(record: TaskRecord) -> None:
+            record.artifacts = {}
+            record.outputs = {}
+            record.metrics = {}
+            record.runtime = Runtime()
+            record.started = record.ended = record.queued_at = None
+            record.status_message = None
+
+        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
+            pipe.delete(keys.log(old.id))
+
+        self._record = self._store.update(self.id, apply, action="reset", hook=hook)
+        return self
+
+    def delete(self) -> None:
+        """Remove a task that is not queued or running."""
+        self._store.delete(self.id)
+
+    # -- waiting -------------------------------------------------------------------------
+    def wait(self, timeout: float | None = None, statuses: Iterable[TaskStatus | str] | None = None) -> Task:
+        """Block until the task reaches one of ``statuses`` (default: completed, failed, aborted).
+
+        Driven by the event stream (no polling interval); the record is re-read at least every
+        few seconds as a backstop. Raises WaitTimeout when ``timeout`` seconds pass first.
+        """
+        wanted = {TaskStatus(s) for s in statuses} if statuses else set(FINAL_STATUSES)
+        conn = self.connection
+        deadline = events.deadline_after(timeout)
+        cursor = events.last_id(conn)
+        self.refresh()
+        while self.status not in wanted:
+            block = events.RECONCILE_S
+            if deadline is not None:
+                block = min(block, deadline - time.monotonic())
+                if block <= 0:
+                    raise WaitTimeout(
+                        f"task {self.id} is still {self.status.value} after {timeout:g}s "
+                        f"(waiting for {', '.join(sorted(s.value for s in wanted))})"
+                    )
+            reply = conn.xread({keys.EVENTS: cursor}, block=max(1, int(block * 1000)), count=1000)
+            hit = False
+            for entry_id, fields in reply[0][1] if reply else []:
+                event = events.Event.from_fields(entry_id, fields)
+                cursor = event.id
+                hit = hit or (event.task_id == self.id)
+            if hit or not reply:
+                try:
+                    self.refresh()
+                except TaskNotFound:
+                    raise TaskNotFound(f"task {self.id} was deleted while waiting") from None
+        return self
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self._record.model_dump(mode="json")
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{loc}: {first.get('msg')}" if loc else str(first.get("msg"))
+    return str(exc)

@@ -1,0 +1,84 @@
+"""The Redis connection: ``TRAINYARD_REDIS_URL`` when set, otherwise the embedded server."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from .embedded import EmbeddedRedis
+from .queues.errors import RedisUnavailable
+from .settings import settings
+
+_lock = threading.Lock()
+_clients: dict[str, redis.Redis] = {}
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def redis_url(start_embedded: bool = True) -> str | None:
+    """The URL trainyard uses: the configured one, or the embedded server's (started if asked)."""
+    configured = settings().redis_url
+    if configured:
+        return configured
+    embedded = EmbeddedRedis(settings().embedded_dir)
+    return embedded.ensure() if start_embedded else embedded.url()
+
+
+def client_for(url: str) -> redis.Redis:
+    """A checked client for ``url``; raises RedisUnavailable with one line naming address and cause."""
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15
+        )
+        client.ping()
+    except ValueError as exc:  # malformed URL
+        raise RedisUnavailable(f"bad Redis URL {redact_url(url)!r}: {exc}") from None
+    except (redis.RedisError, OSError) as exc:
+        raise RedisUnavailable(f"cannot reach Redis at {redact_url(url)}: {_cause(exc)}") from None
+    return client
+
+
+def connect() -> redis.Redis:
+    """The process's shared default connection (created on first use)."""
+    url = redis_url()
+    with _lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = client_for(url)
+        return client
+
+
+def reset_connections() -> None:
+    """Forget cached clients (after the environment changed, e.g. in tests)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if "Connection refused" in text:
+        return "connection refused"
+    if "invalid username-password" in text.lower() or "WRONGPASS" in text:
+        return "authentication failed (wrong user or password)"
+    if "NOAUTH" in text or "Authentication required" in text:
+        return "authentication required (no password given)"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    if "Timeout" in text or "timed out" in text:
+        return "timed out"
+    return text.rstrip(".")

@@ -1,0 +1,1 @@
+"""The agent: pulls tasks from queues and runs them (see the worker issue)."""
