@@ -11,9 +11,9 @@ from .errors import (
     TrainyardError,
     WaitTimeout,
 )
+from .queue import Queue
 from .record import ExecutionMode, TaskRecord, TaskStatus, TaskType
 from .store import Query, TaskStore
-from .queue import Queue
 from .task import Task
 
 __all__ = [

@@ -1,0 +1,84 @@
+"""Printing: rich tables for people, ``--json`` for scripts, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+STATUS_STYLE = {
+    "draft": "dim",
+    "queued": "cyan",
+    "running": "bold yellow",
+    "completed": "green",
+    "failed": "bold red",
+    "aborted": "magenta",
+}
+
+
+def console() -> Console:
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
+    return Console(width=width, soft_wrap=False, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+    tab = Table(title=title, show_edge=False, header_style="bold")
+    for column in columns:
+        tab.add_column(column, overflow="fold")
+    for row in rows:
+        tab.add_row(*[_cell(cell) for cell in row])
+    console().print(tab)
+
+
+def _cell(value: Any) -> Text | str:
+    if isinstance(value, Text):
+        return value
+    return "" if value is None else escape(str(value))
+
+
+def styled_status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def ago(ts: float | None) -> str:
+    if not ts:
+        return ""
+    delta = max(0.0, time.time() - ts)
+    if delta < 60:
+        return f"{delta:.0f}s ago"
+    if delta < 3600:
+        return f"{delta / 60:.0f}m ago"
+    if delta < 86400:
+        return f"{delta / 3600:.1f}h ago"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def duration(start: float | None, end: float | None) -> str:
+    if not start:
+        return ""
+    seconds = (end or time.time()) - start
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,86 @@
+"""``trainyard queue ...``: named queues."""
+
+from __future__ import annotations
+
+import click
+
+from ..queues.errors import InvalidInput
+from ..queues.queue import Queue
+from ..queues.store import TaskStore
+from .output import ago, emit_json, json_option, table
+
+
+@click.group()
+def queue() -> None:
+    """Create, inspect and reorder queues."""
+
+
+@queue.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@click.option("--exist-ok", is_flag=True, help="No error when it exists already.")
+def create_cmd(name, description, exist_ok) -> None:
+    """Create a queue."""
+    Queue.create(name, description, exist_ok=exist_ok)
+    click.echo(f"queue {name} created")
+
+
+@queue.command("list")
+@json_option
+def list_cmd(as_json) -> None:
+    """List queues with their lengths."""
+    infos = Queue.list()
+    if as_json:
+        emit_json([{"name": q.name, "length": q.length, "created": q.created, "description": q.description}
+                   for q in infos])
+        return
+    table(["queue", "waiting", "created", "description"],
+          [(q.name, q.length, ago(q.created), q.description) for q in infos])
+
+
+@queue.command("show")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@json_option
+def show_cmd(name, limit, offset, as_json) -> None:
+    """Show the tasks waiting in a queue, in the order they will run."""
+    q = Queue.get(name)
+    rows = q.tasks(offset, limit)
+    if as_json:
+        emit_json({
+            "name": name, "length": len(q),
+            "tasks": [{"position": e.position, "id": e.task_id, "priority": e.priority,
+                       "name": r.name if r else None, "project": r.project if r else None} for e, r in rows],
+        })
+        return
+    table(["#", "id", "name", "project", "priority", "queued"],
+          [(e.position, e.task_id, r.name if r else "?", r.project if r else "", e.priority,
+            ago(r.queued_at) if r else "") for e, r in rows], title=f"{name}: {len(q)} waiting")
+
+
+@queue.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Delete even when tasks wait (they go back to draft).")
+def delete_cmd(name, force) -> None:
+    """Delete a queue (refused while tasks wait, unless --force)."""
+    returned = Queue(name).delete(force=force)
+    suffix = f"; {len(returned)} task(s) back to draft" if returned else ""
+    click.echo(f"queue {name} deleted{suffix}")
+
+
+@queue.command("move")
+@click.argument("task_id")
+@click.option("--top", "where", flag_value="top", help="To the front of its queue.")
+@click.option("--bottom", "where", flag_value="bottom", help="To the back of its queue.")
+@click.option("--position", type=click.IntRange(min=0), help="To this 0-based position.")
+def move_cmd(task_id, where, position) -> None:
+    """Move a waiting task within its queue."""
+    if (where is None) == (position is None):
+        raise InvalidInput("give exactly one of --top, --bottom or --position N")
+    record = TaskStore(Queue("_").connection).get(task_id)
+    if not record.execution.queue:
+        raise InvalidInput(f"task {task_id} is not waiting in any queue (it is {record.status.value})")
+    q = Queue(record.execution.queue)
+    new_position = q.move(task_id, position if position is not None else where)
+    click.echo(f"{task_id} now at position {new_position} in {q.name}")
