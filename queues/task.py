@@ -361,9 +361,37 @@ class Task:
         tags: Iterable[str] | None = None,
     ) -> Task:
         """A new draft with this task's definition; ``parent`` points here. Results are not copied."""
+        record = self._clone_record(self.refresh()._record, name, project, parameters, comment, tags)
+        self._store.create(record)
+        return Task(record, self.connection)
+
+    def clone_many(
+        self,
+        parameter_sets: Iterable[Mapping[str, Any]],
+        name: str | None = None,
+        project: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        create_queue: bool = False,
+        tags: Iterable[str] | None = None,
+    ) -> list[Task]:
+        """One clone per parameter set, all written (and enqueued on ``queue``) in one transaction.
+
+        ``name`` may hold ``{i}`` for the clone's index (default: this task's name).
+        """
         src = self.refresh()._record
+        records = [
+            self._clone_record(src, (name or src.name).replace("{i}", str(i)), project, params, None, tags)
+            for i, params in enumerate(parameter_sets)
+        ]
+        _create_records(self.connection, records, queue, priority, create_queue)
+        return [Task(r, self.connection) for r in records]
+
+    @staticmethod
+    def _clone_record(src: TaskRecord, name: str | None, project: str | None, parameters: Mapping[str, Any] | None,
+                      comment: str | None, tags: Iterable[str] | None) -> TaskRecord:
         overrides = check_parameters(parameters or {})
-        record = TaskRecord(
+        return TaskRecord(
             id=new_task_id(),
             name=name or src.name,
             project=project or src.project,
@@ -378,8 +406,6 @@ class Task:
             parameters={**src.parameters, **overrides},
             configuration=dict(src.configuration),
         )
-        self._store.create(record)
-        return Task(record, self.connection)
 
     # -- queue transitions ---------------------------------------------------------------
     def enqueue(self, queue: str, priority: int = 0, front: bool = False, create_queue: bool = False) -> Task:
@@ -514,6 +540,33 @@ class Task:
         return self._record.model_dump(mode="json")
 
 
+def _create_records(
+    conn: Redis, records: list[TaskRecord], queue: str | None, priority: int, create_queue: bool
+) -> None:
+    """Write new records in one transaction; with ``queue``, they are born queued there."""
+    if queue is None:
+        TaskStore(conn).create_many(records)
+        return
+    check_queue_name(queue)
+    broker = Broker(conn)
+    if create_queue:
+        broker.create(queue, exist_ok=True)
+    else:
+        broker.require(queue)
+    now = time.time()
+    for record in records:
+        record.status = TaskStatus.QUEUED
+        record.execution.queue = queue
+        record.execution.priority = priority
+        record.queued_at = now
+
+    def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
+        rqjob.write_queued(pipe, new.id, queue, new.name, now)
+        broker.push(pipe, queue, new.id, priority, False)
+
+    TaskStore(conn).create_many(records, hook=hook)
+
+
 def _first_error(exc: ValueError) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
@@ -521,3 +574,27 @@ def _first_error(exc: ValueError) -> str:
         loc = ".".join(str(p) for p in first.get("loc", ()))
         return f"{loc}: {first.get('msg')}" if loc else str(first.get("msg"))
     return str(exc)
+
+
+def create_many(specs: Iterable[Mapping[str, Any]], queue: str | None = None, priority: int = 0,
+                create_queue: bool = False, connection: Redis | None = None) -> list[Task]:
+    """Create many command tasks in one transaction (optionally born queued on ``queue``).
+
+    Each spec holds ``name`` and ``command`` and may hold ``project``, ``parameters``, ``tags``.
+    """
+    conn = resolve(connection)
+    records = []
+    for spec in specs:
+        unknown = set(spec) - {"name", "command", "project", "parameters", "tags", "comment"}
+        if unknown:
+            raise InvalidInput(f"create_many: unknown field(s) {', '.join(sorted(unknown))}")
+        command = spec.get("command")
+        if not command or isinstance(command, str):
+            raise InvalidInput("create_many: each spec needs a command (a list of strings)")
+        records.append(TaskRecord(
+            id=new_task_id(), name=spec["name"], project=spec.get("project", "default"), user=_user(),
+            tags=list(spec.get("tags", ())), comment=spec.get("comment"),
+            script=Script(command=list(command)), parameters=check_parameters(spec.get("parameters") or {}),
+        ))
+    _create_records(conn, records, queue, priority, create_queue)
+    return [Task(r, conn) for r in records]

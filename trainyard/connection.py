@@ -52,12 +52,16 @@ def client_for(url: str) -> redis.Redis:
 
 
 def connect() -> redis.Redis:
-    """The process's shared default connection (created on first use)."""
-    url = redis_url()
+    """The process's shared default connection (created and checked on first use)."""
+    current = settings()
+    key = current.redis_url or f"embedded:{current.embedded_dir}"
+    client = _clients.get(key)
+    if client is not None:
+        return client
     with _lock:
-        client = _clients.get(url)
+        client = _clients.get(key)
         if client is None:
-            client = _clients[url] = client_for(url)
+            client = _clients[key] = client_for(redis_url())
         return client
 
 
