@@ -17,7 +17,23 @@ from .store import Query, TaskStore
 from .task import Task
 
 __all__ = [
-    "Broker", "ExecutionMode", "Queue", "IllegalTransition", "InvalidInput", "Query", "QueueInfo", "QueueNotEmpty",
-    "QueueNotFound", "QueuedEntry", "RedisUnavailable", "Task", "TaskNotFound", "TaskRecord", "TaskStatus",
-    "TaskStore", "TaskType", "TrainyardError", "WaitTimeout",
+    "Broker",
+    "ExecutionMode",
+    "Queue",
+    "IllegalTransition",
+    "InvalidInput",
+    "Query",
+    "QueueInfo",
+    "QueueNotEmpty",
+    "QueueNotFound",
+    "QueuedEntry",
+    "RedisUnavailable",
+    "Task",
+    "TaskNotFound",
+    "TaskRecord",
+    "TaskStatus",
+    "TaskStore",
+    "TaskType",
+    "TrainyardError",
+    "WaitTimeout",
 ]

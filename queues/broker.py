@@ -32,7 +32,9 @@ end
 
 # KEYS: list, priorities, rq:queues   ARGV: task id, priority, front (0/1)
 # Returns the 0-based position the task landed at.
-INSERT_LUA = _PRIO_FN + """
+INSERT_LUA = (
+    _PRIO_FN
+    + """
 local id, p, front = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 redis.call('SADD', KEYS[3], KEYS[1])
 local n = redis.call('LLEN', KEYS[1])
@@ -56,10 +58,13 @@ end
 redis.call('RPUSH', KEYS[1], id)
 return n
 """
+)
 
 # KEYS: list, priorities   ARGV: task id, where ('top'|'bottom'|'index'), index
 # Returns the new 0-based position, or -1 when the task is not in this queue.
-MOVE_LUA = _PRIO_FN + """
+MOVE_LUA = (
+    _PRIO_FN
+    + """
 local id, where, idx = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('LREM', KEYS[1], 1, id) == 0 then return -1 end
 local own = prio(id)
@@ -83,6 +88,7 @@ setprio(id, own)
 redis.call('LINSERT', KEYS[1], 'BEFORE', pivot, id)
 return idx
 """
+)
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,9 @@ class Broker:
             return []
         ids = [i.decode() for i in self.conn.lrange(keys.rq_queue(name), offset, offset + limit - 1)]
         prios = self.conn.hmget(keys.priorities(name), ids) if ids else []
-        return [QueuedEntry(offset + n, tid, int(p) if p is not None else 0) for n, (tid, p) in enumerate(zip(ids, prios))]
+        return [
+            QueuedEntry(offset + n, tid, int(p) if p is not None else 0) for n, (tid, p) in enumerate(zip(ids, prios))
+        ]
 
     def position(self, name: str, task_id: str) -> int | None:
         pos = self.conn.lpos(keys.rq_queue(name), task_id)

@@ -43,9 +43,7 @@ def strip_credentials(url: str) -> str:
 
 
 def find_root(path: Path) -> Path | None:
-    proc = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True
-    )
+    proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True)
     return Path(proc.stdout.strip()) if proc.returncode == 0 else None
 
 
@@ -64,8 +62,9 @@ def inspect(path: Path) -> GitInfo | None:
     remote = _git(root, "config", "--get", "remote.origin.url", check=False).strip()
     diff = _git(root, "diff", "--binary", "HEAD")
     extra, skipped = _untracked_diff(root)
-    return GitInfo(root, strip_credentials(remote) if remote else str(root), branch, commit, diff + extra,
-                   tuple(skipped))
+    return GitInfo(
+        root, strip_credentials(remote) if remote else str(root), branch, commit, diff + extra, tuple(skipped)
+    )
 
 
 def _untracked_diff(root: Path) -> tuple[str, list[str]]:
@@ -80,7 +79,9 @@ def _untracked_diff(root: Path) -> tuple[str, list[str]]:
             continue
         proc = subprocess.run(
             ["git", "diff", "--binary", "--no-index", "--", os.devnull, rel],
-            cwd=root, capture_output=True, text=True,
+            cwd=root,
+            capture_output=True,
+            text=True,
         )
         parts.append(proc.stdout)  # exit code 1 means "differences found"
     return "".join(parts), skipped

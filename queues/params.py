@@ -48,8 +48,9 @@ def check_value(key: str, value: Any) -> Any:
                 raise InvalidInput(f"parameter {key}: dict keys must be strings, got {sub_key!r}")
             out[sub_key] = check_value(key, item)
         return out
-    raise InvalidInput(f"parameter {key}: value of type {type(value).__name__} is not JSON (use str, number, "
-                       "bool, None, list or dict)")
+    raise InvalidInput(
+        f"parameter {key}: value of type {type(value).__name__} is not JSON (use str, number, bool, None, list or dict)"
+    )
 
 
 def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,4 +87,4 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
 def section(params: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The parameters of one section, keyed by their bare names."""
     prefix = f"{name}/"
-    return {key[len(prefix):]: value for key, value in params.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in params.items() if key.startswith(prefix)}

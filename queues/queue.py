@@ -29,8 +29,7 @@ class Queue:
         return f"<Queue {self.name}>"
 
     @classmethod
-    def create(cls, name: str, description: str = "", exist_ok: bool = False,
-               connection: Redis | None = None) -> Queue:
+    def create(cls, name: str, description: str = "", exist_ok: bool = False, connection: Redis | None = None) -> Queue:
         conn = resolve(connection)
         Broker(conn).create(name, description, exist_ok=exist_ok)
         return cls(name, conn)
@@ -92,6 +91,8 @@ class Queue:
     def _queued_record(self, task_id: str) -> TaskRecord:
         record = TaskStore(self.connection).get(task_id)
         if record.status != TaskStatus.QUEUED or record.execution.queue != self.name:
-            where = f"in queue {record.execution.queue!r}" if record.status == TaskStatus.QUEUED else record.status.value
+            where = (
+                f"in queue {record.execution.queue!r}" if record.status == TaskStatus.QUEUED else record.status.value
+            )
             raise InvalidInput(f"task {task_id} is not waiting in queue {self.name!r} (it is {where})")
         return record

@@ -237,7 +237,12 @@ class TaskStore:
                     kind = event_kind or ("status" if new.status != old.status else None)
                     if kind:
                         events.publish(
-                            pipe, kind, task_id, new.status.value, old.status.value, new.project,
+                            pipe,
+                            kind,
+                            task_id,
+                            new.status.value,
+                            old.status.value,
+                            new.project,
                             new.execution.queue or "",
                         )
                     pipe.execute()

@@ -124,8 +124,12 @@ class Task:
         if command is not None and not command:
             raise InvalidInput("command must not be empty")
         script_model = Script(
-            repository=repository, branch=branch, commit=commit, command=list(command) if command else None,
-            python=python, conda_packages=list(conda_packages or []),
+            repository=repository,
+            branch=branch,
+            commit=commit,
+            command=list(command) if command else None,
+            python=python,
+            conda_packages=list(conda_packages or []),
         )
         if script is not None:
             cls._fill_from_script(script_model, Path(script), detect_repository)
@@ -338,6 +342,7 @@ class Task:
 
     def add_tags(self, *tags: str) -> Task:
         """Tags may change in any status."""
+
         def apply(record: TaskRecord) -> None:
             record.tags = list(dict.fromkeys([*record.tags, *tags]))
 
@@ -388,8 +393,14 @@ class Task:
         return [Task(r, self.connection) for r in records]
 
     @staticmethod
-    def _clone_record(src: TaskRecord, name: str | None, project: str | None, parameters: Mapping[str, Any] | None,
-                      comment: str | None, tags: Iterable[str] | None) -> TaskRecord:
+    def _clone_record(
+        src: TaskRecord,
+        name: str | None,
+        project: str | None,
+        parameters: Mapping[str, Any] | None,
+        comment: str | None,
+        tags: Iterable[str] | None,
+    ) -> TaskRecord:
         overrides = check_parameters(parameters or {})
         return TaskRecord(
             id=new_task_id(),
@@ -453,6 +464,7 @@ class Task:
         worker kills it and marks it aborted)."""
         current = self.refresh()._record
         if current.status == TaskStatus.RUNNING:
+
             def request(record: TaskRecord) -> None:
                 if record.status != TaskStatus.RUNNING:
                     raise IllegalTransition(self.id, "abort", record.status.value, ("queued", "running"))
@@ -576,8 +588,13 @@ def _first_error(exc: ValueError) -> str:
     return str(exc)
 
 
-def create_many(specs: Iterable[Mapping[str, Any]], queue: str | None = None, priority: int = 0,
-                create_queue: bool = False, connection: Redis | None = None) -> list[Task]:
+def create_many(
+    specs: Iterable[Mapping[str, Any]],
+    queue: str | None = None,
+    priority: int = 0,
+    create_queue: bool = False,
+    connection: Redis | None = None,
+) -> list[Task]:
     """Create many command tasks in one transaction (optionally born queued on ``queue``).
 
     Each spec holds ``name`` and ``command`` and may hold ``project``, ``parameters``, ``tags``.
@@ -591,10 +608,17 @@ def create_many(specs: Iterable[Mapping[str, Any]], queue: str | None = None, pr
         command = spec.get("command")
         if not command or isinstance(command, str):
             raise InvalidInput("create_many: each spec needs a command (a list of strings)")
-        records.append(TaskRecord(
-            id=new_task_id(), name=spec["name"], project=spec.get("project", "default"), user=_user(),
-            tags=list(spec.get("tags", ())), comment=spec.get("comment"),
-            script=Script(command=list(command)), parameters=check_parameters(spec.get("parameters") or {}),
-        ))
+        records.append(
+            TaskRecord(
+                id=new_task_id(),
+                name=spec["name"],
+                project=spec.get("project", "default"),
+                user=_user(),
+                tags=list(spec.get("tags", ())),
+                comment=spec.get("comment"),
+                script=Script(command=list(command)),
+                parameters=check_parameters(spec.get("parameters") or {}),
+            )
+        )
     _create_records(conn, records, queue, priority, create_queue)
     return [Task(r, conn) for r in records]

@@ -21,7 +21,19 @@ use_connection_factory(connect)
 __version__ = "0.1.0"
 
 __all__ = [
-    "ExecutionMode", "IllegalTransition", "InvalidInput", "Queue", "QueueNotEmpty", "QueueNotFound",
-    "RedisUnavailable", "Task", "TaskNotFound", "TaskStatus", "TaskType", "TrainyardError", "WaitTimeout",
-    "connect", "redact_url",
+    "ExecutionMode",
+    "IllegalTransition",
+    "InvalidInput",
+    "Queue",
+    "QueueNotEmpty",
+    "QueueNotFound",
+    "RedisUnavailable",
+    "Task",
+    "TaskNotFound",
+    "TaskStatus",
+    "TaskType",
+    "TrainyardError",
+    "WaitTimeout",
+    "connect",
+    "redact_url",
 ]

@@ -31,11 +31,14 @@ def list_cmd(as_json) -> None:
     """List queues with their lengths."""
     infos = Queue.list()
     if as_json:
-        emit_json([{"name": q.name, "length": q.length, "created": q.created, "description": q.description}
-                   for q in infos])
+        emit_json(
+            [{"name": q.name, "length": q.length, "created": q.created, "description": q.description} for q in infos]
+        )
         return
-    table(["queue", "waiting", "created", "description"],
-          [(q.name, q.length, ago(q.created), q.description) for q in infos])
+    table(
+        ["queue", "waiting", "created", "description"],
+        [(q.name, q.length, ago(q.created), q.description) for q in infos],
+    )
 
 
 @queue.command("show")
@@ -48,15 +51,38 @@ def show_cmd(name, limit, offset, as_json) -> None:
     q = Queue.get(name)
     rows = q.tasks(offset, limit)
     if as_json:
-        emit_json({
-            "name": name, "length": len(q),
-            "tasks": [{"position": e.position, "id": e.task_id, "priority": e.priority,
-                       "name": r.name if r else None, "project": r.project if r else None} for e, r in rows],
-        })
+        emit_json(
+            {
+                "name": name,
+                "length": len(q),
+                "tasks": [
+                    {
+                        "position": e.position,
+                        "id": e.task_id,
+                        "priority": e.priority,
+                        "name": r.name if r else None,
+                        "project": r.project if r else None,
+                    }
+                    for e, r in rows
+                ],
+            }
+        )
         return
-    table(["#", "id", "name", "project", "priority", "queued"],
-          [(e.position, e.task_id, r.name if r else "?", r.project if r else "", e.priority,
-            ago(r.queued_at) if r else "") for e, r in rows], title=f"{name}: {len(q)} waiting")
+    table(
+        ["#", "id", "name", "project", "priority", "queued"],
+        [
+            (
+                e.position,
+                e.task_id,
+                r.name if r else "?",
+                r.project if r else "",
+                e.priority,
+                ago(r.queued_at) if r else "",
+            )
+            for e, r in rows
+        ],
+        title=f"{name}: {len(q)} waiting",
+    )
 
 
 @queue.command("delete")

@@ -13,7 +13,11 @@ from ..queues.task import Task
 from .output import ago, console, duration, emit_json, json_option, styled_status, table
 
 _param_option = click.option(
-    "--param", "-p", "params", multiple=True, metavar="SECTION/NAME=VALUE",
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="SECTION/NAME=VALUE",
     help="A parameter; VALUE is read as JSON when it parses (3, 0.1, true, null, [1,2]), else as text.",
 )
 
@@ -29,35 +33,58 @@ def _print_task(t: Task, as_json: bool) -> None:
         return
     r = t.data
     rows = [
-        ("id", r.id), ("name", r.name), ("project", r.project), ("type", r.type.value),
-        ("status", styled_status(r.status.value)), ("message", r.status_message), ("parent", r.parent),
-        ("tags", ", ".join(r.tags)), ("user", r.user), ("created", ago(r.created)),
-        ("queue", r.execution.queue), ("priority", r.execution.priority if r.execution.queue else None),
+        ("id", r.id),
+        ("name", r.name),
+        ("project", r.project),
+        ("type", r.type.value),
+        ("status", styled_status(r.status.value)),
+        ("message", r.status_message),
+        ("parent", r.parent),
+        ("tags", ", ".join(r.tags)),
+        ("user", r.user),
+        ("created", ago(r.created)),
+        ("queue", r.execution.queue),
+        ("priority", r.execution.priority if r.execution.queue else None),
         ("duration", duration(r.started, r.ended) if r.started else None),
-        ("repository", r.script.repository), ("branch", r.script.branch), ("commit", r.script.commit),
+        ("repository", r.script.repository),
+        ("branch", r.script.branch),
+        ("commit", r.script.commit),
         ("working dir", r.script.working_dir if r.script.entry_point else None),
         ("entry point", r.script.entry_point),
         ("command", " ".join(r.script.command) if r.script.command else None),
         ("diff", f"{len(r.script.diff.splitlines())} lines" if r.script.diff else None),
-        ("requirements", ", ".join(r.script.requirements)), ("image", r.container.image),
+        ("requirements", ", ".join(r.script.requirements)),
+        ("image", r.container.image),
         ("mode", r.execution.mode.value if r.execution.mode else None),
-        ("gpus", r.execution.gpus.count or None), ("time limit", r.execution.time_limit),
-        ("retries", r.execution.retries or None), ("worker", r.runtime.worker),
-        ("exit code", r.runtime.exit_code), ("error", r.runtime.error),
+        ("gpus", r.execution.gpus.count or None),
+        ("time limit", r.execution.time_limit),
+        ("retries", r.execution.retries or None),
+        ("worker", r.runtime.worker),
+        ("exit code", r.runtime.exit_code),
+        ("error", r.runtime.error),
     ]
     table(["field", "value"], [row for row in rows if row[1] not in (None, "")])
     if r.parameters:
-        table(["parameter", "value", "type"],
-              [(k, json.dumps(v), type(v).__name__) for k, v in sorted(r.parameters.items())])
+        table(
+            ["parameter", "value", "type"],
+            [(k, json.dumps(v), type(v).__name__) for k, v in sorted(r.parameters.items())],
+        )
     if r.outputs:
         table(["output", "value"], [(k, json.dumps(v)) for k, v in r.outputs.items()])
     if r.artifacts:
-        table(["artifact", "uri", "size", "sha256"],
-              [(a.name, a.uri, a.size, (a.sha256 or "")[:12]) for a in r.artifacts.values()])
+        table(
+            ["artifact", "uri", "size", "sha256"],
+            [(a.name, a.uri, a.size, (a.sha256 or "")[:12]) for a in r.artifacts.values()],
+        )
     if r.metrics:
-        table(["metric", "series", "last", "min", "max", "step"],
-              [(title, series, m.last, m.min, m.max, m.step)
-               for title, by_series in r.metrics.items() for series, m in by_series.items()])
+        table(
+            ["metric", "series", "last", "min", "max", "step"],
+            [
+                (title, series, m.last, m.min, m.max, m.step)
+                for title, by_series in r.metrics.items()
+                for series, m in by_series.items()
+            ],
+        )
     if r.runtime.log_tail and r.status == TaskStatus.FAILED:
         console().print("[bold]last log lines[/]")
         for line in r.runtime.log_tail:
@@ -67,22 +94,32 @@ def _print_task(t: Task, as_json: bool) -> None:
 def _list_rows(tasks: list[Task]):
     for t in tasks:
         r = t.data
-        yield (r.id, r.name, r.project, styled_status(r.status.value), r.execution.queue, ago(r.created),
-               duration(r.started, r.ended) if r.started else "")
+        yield (
+            r.id,
+            r.name,
+            r.project,
+            styled_status(r.status.value),
+            r.execution.queue,
+            ago(r.created),
+            duration(r.started, r.ended) if r.started else "",
+        )
 
 
 @task.command("create", context_settings={"ignore_unknown_options": True})
 @click.option("--name", "-n", required=True, help="Task name.")
 @click.option("--project", default="default", show_default=True)
 @click.option("--script", type=click.Path(dir_okay=False), help="A Python script (its git checkout is recorded).")
-@click.option("--type", "task_type", type=click.Choice([t.value for t in TaskType]), default="training",
-              show_default=True)
+@click.option(
+    "--type", "task_type", type=click.Choice([t.value for t in TaskType]), default="training", show_default=True
+)
 @_param_option
 @click.option("--requirement", "requirements", multiple=True, help="A pip requirement (repeatable).")
 @click.option("--requirements-file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--python", help="Python version for venv/conda modes, e.g. 3.11.")
 @click.option("--docker-image", help="Image for docker mode.")
-@click.option("--mode", type=click.Choice([m.value for m in ExecutionMode]), help="Execution mode (default: the worker's).")
+@click.option(
+    "--mode", type=click.Choice([m.value for m in ExecutionMode]), help="Execution mode (default: the worker's)."
+)
 @click.option("--gpus", type=click.IntRange(min=0), default=0, help="Number of GPUs the task needs.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), help="Seconds before it is stopped.")
 @click.option("--retries", type=click.IntRange(min=0), default=0)
@@ -92,8 +129,27 @@ def _list_rows(tasks: list[Task]):
 @click.option("--priority", type=int, default=0)
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def create_cmd(name, project, script, task_type, params, requirements, requirements_file, python, docker_image,
-               mode, gpus, time_limit, retries, tags, comment, queue, priority, as_json, command) -> None:
+def create_cmd(
+    name,
+    project,
+    script,
+    task_type,
+    params,
+    requirements,
+    requirements_file,
+    python,
+    docker_image,
+    mode,
+    gpus,
+    time_limit,
+    retries,
+    tags,
+    comment,
+    queue,
+    priority,
+    as_json,
+    command,
+) -> None:
     """Create a draft task from --script or from a COMMAND given after `--`.
 
     \b
@@ -104,10 +160,21 @@ def create_cmd(name, project, script, task_type, params, requirements, requireme
     if requirements and requirements_file:
         raise InvalidInput("give --requirement or --requirements-file, not both")
     t = Task.create(
-        name, project, script=script, command=list(command) or None, task_type=task_type,
-        parameters=parameters, requirements=requirements_file or (list(requirements) or None), python=python,
-        docker_image=docker_image, mode=mode, gpus=gpus, time_limit=time_limit, retries=retries,
-        tags=tags, comment=comment,
+        name,
+        project,
+        script=script,
+        command=list(command) or None,
+        task_type=task_type,
+        parameters=parameters,
+        requirements=requirements_file or (list(requirements) or None),
+        python=python,
+        docker_image=docker_image,
+        mode=mode,
+        gpus=gpus,
+        time_limit=time_limit,
+        retries=retries,
+        tags=tags,
+        comment=comment,
     )
     if queue:
         try:
@@ -159,18 +226,40 @@ def clone_cmd(task_id, name, project, params, queue, priority, as_json) -> None:
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True))
 @click.option("--retries", type=click.IntRange(min=0))
 @json_option
-def set_cmd(task_id, assignments, replace, unset, name, comment, tags, requirements, docker_image, gpus,
-            time_limit, retries, as_json) -> None:
+def set_cmd(
+    task_id,
+    assignments,
+    replace,
+    unset,
+    name,
+    comment,
+    tags,
+    requirements,
+    docker_image,
+    gpus,
+    time_limit,
+    retries,
+    as_json,
+) -> None:
     """Edit a draft: parameters (typed) and definition fields. Tags may be added in any state."""
     t = Task.get(task_id)
     params = parse_assignments(assignments)  # all parsed before anything is written
-    changes = {k: v for k, v in {
-        "name": name, "comment": comment, "docker_image": docker_image, "gpus": gpus,
-        "time_limit": time_limit, "retries": retries,
-    }.items() if v is not None}
+    changes = {
+        k: v
+        for k, v in {
+            "name": name,
+            "comment": comment,
+            "docker_image": docker_image,
+            "gpus": gpus,
+            "time_limit": time_limit,
+            "retries": retries,
+        }.items()
+        if v is not None
+    }
     if requirements:
         changes["requirements"] = list(requirements)
     if params or replace or unset or changes:
+
         def edit_all(record):
             new = dict(params) if replace else {**record.parameters, **params}
             for key in unset:
@@ -259,8 +348,16 @@ def show_cmd(task_id, as_json) -> None:
 @json_option
 def list_cmd(project, statuses, tag, queue, name, parent, limit, offset, as_json) -> None:
     """List tasks, newest first."""
-    tasks = Task.list(project=project, status=list(statuses) or None, tag=tag, queue=queue, name=name,
-                      parent=parent, limit=limit, offset=offset)
+    tasks = Task.list(
+        project=project,
+        status=list(statuses) or None,
+        tag=tag,
+        queue=queue,
+        name=name,
+        parent=parent,
+        limit=limit,
+        offset=offset,
+    )
     if as_json:
         emit_json([t.to_dict() for t in tasks])
         return
