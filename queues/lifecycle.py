@@ -9,7 +9,8 @@ from .record import TaskStatus as S
 TRANSITIONS: dict[str, tuple[tuple[S, ...], S]] = {
     "enqueue": ((S.DRAFT,), S.QUEUED),
     "dequeue": ((S.QUEUED,), S.DRAFT),
-    "start": ((S.QUEUED, S.DRAFT), S.RUNNING),
+    "start": ((S.QUEUED,), S.RUNNING),  # a worker took it from its queue
+    "start_local": ((S.DRAFT,), S.RUNNING),  # run in this process, no queue (local pipelines)
     "complete": ((S.RUNNING,), S.COMPLETED),
     "fail": ((S.RUNNING, S.QUEUED), S.FAILED),
     "abort": ((S.QUEUED, S.RUNNING), S.ABORTED),

@@ -1,0 +1,1 @@
+"""Benchmarks for trainyard (run the scripts directly; see README.md)."""

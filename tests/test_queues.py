@@ -1,0 +1,146 @@
+"""Named queues: priorities, moves, dequeue, create/list/show/delete, and refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainyard import InvalidInput, Queue, QueueNotEmpty, QueueNotFound, Task, TaskStatus
+from trainyard.queues import keys
+
+
+def _make(n: int, prefix: str = "t") -> list[Task]:
+    return [Task.create(f"{prefix}{i}", command=["true"]) for i in range(n)]
+
+
+def names(queue: Queue) -> list[str]:
+    return [record.name for _, record in queue.tasks(0, 1000)]
+
+
+def test_priorities_then_fifo():
+    q = Queue.create("q")
+    a, b, c, d, e, f = _make(6)
+    a.enqueue("q")
+    b.enqueue("q", priority=5)
+    c.enqueue("q")
+    d.enqueue("q", priority=5)
+    e.enqueue("q", priority=-1)
+    f.enqueue("q", priority=10)
+    assert names(q) == ["t5", "t1", "t3", "t0", "t2", "t4"]
+    assert [entry.priority for entry in q.entries()] == [10, 5, 5, 0, 0, -1]
+
+
+def test_front_goes_ahead_of_everything():
+    q = Queue.create("q")
+    a, b, c = _make(3)
+    a.enqueue("q", priority=7)
+    b.enqueue("q")
+    c.enqueue("q", front=True)
+    assert names(q) == ["t2", "t0", "t1"]
+    d = Task.create("t3", command=["true"]).enqueue("q", priority=7)
+    assert names(q) == ["t2", "t0", "t3", "t1"]  # equal priority: behind the front-runner and t0
+    assert d.status == TaskStatus.QUEUED
+
+
+def test_moves_and_priorities_mixed():
+    """After moves, later enqueues still land where their priority says."""
+    q = Queue.create("q")
+    t = _make(5)
+    for task, prio in zip(t, [0, 0, 3, 0, 1]):
+        task.enqueue("q", priority=prio)
+    assert names(q) == ["t2", "t4", "t0", "t1", "t3"]
+    q.move(t[3].id, "top")  # takes priority 3 (the head's)
+    assert names(q) == ["t3", "t2", "t4", "t0", "t1"]
+    q.move(t[2].id, "bottom")  # drops to priority 0 (the tail's)
+    assert names(q) == ["t3", "t4", "t0", "t1", "t2"]
+    q.move(t[1].id, 1)  # between t3 (3) and t4 (1): clamped to 1
+    assert names(q) == ["t3", "t1", "t4", "t0", "t2"]
+    assert q.move(t[0].id, 99) == 4  # past the end: the bottom
+    assert names(q) == ["t3", "t1", "t4", "t2", "t0"]
+    late = Task.create("late", command=["true"]).enqueue("q", priority=1)
+    assert names(q) == ["t3", "t1", "t4", "late", "t2", "t0"]
+    top = Task.create("top", command=["true"]).enqueue("q", priority=4)
+    assert names(q)[0] == "top" and late.status == TaskStatus.QUEUED
+    assert [e.position for e in q.entries()] == list(range(7))
+
+
+def test_move_refuses_tasks_not_waiting_there():
+    Queue.create("q")
+    Queue.create("other")
+    waiting, elsewhere, draft = _make(3)
+    waiting.enqueue("q")
+    elsewhere.enqueue("other")
+    with pytest.raises(InvalidInput, match="not waiting in queue 'q'.*in queue 'other'"):
+        Queue("q").move(elsewhere.id, "top")
+    with pytest.raises(InvalidInput, match="it is draft"):
+        Queue("q").move(draft.id, "top")
+    with pytest.raises(InvalidInput, match="bad move target"):
+        Queue("q").move(waiting.id, "middle")
+
+
+def test_enqueue_to_unknown_queue_is_refused_unless_created():
+    task = Task.create("t", command=["true"])
+    with pytest.raises(QueueNotFound, match="no queue named 'nope'"):
+        task.enqueue("nope")
+    assert Task.get(task.id).status == TaskStatus.DRAFT
+    assert not task.connection.exists(keys.rq_queue("nope"))
+    task.enqueue("nope", create_queue=True)
+    assert Queue("nope").task_ids() == [task.id]
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "-lead", "a" * 65, "semi;colon"])
+def test_bad_queue_names_are_refused(bad):
+    with pytest.raises(InvalidInput, match="invalid queue name"):
+        Queue.create(bad)
+
+
+def test_create_list_show_delete():
+    Queue.create("b", description="second")
+    Queue.create("a")
+    with pytest.raises(InvalidInput, match="already exists"):
+        Queue.create("a")
+    tasks = _make(3)
+    for task in tasks:
+        task.enqueue("a")
+    assert [(q.name, q.length) for q in Queue.list()] == [("a", 3), ("b", 0)]
+    page = Queue("a").tasks(offset=1, limit=1)
+    assert [(e.position, r.id) for e, r in page] == [(1, tasks[1].id)]
+    with pytest.raises(QueueNotEmpty, match="still holds 3 task"):
+        Queue("a").delete()
+    assert len(Queue("a")) == 3
+    returned = Queue("a").delete(force=True)
+    assert sorted(returned) == sorted(t.id for t in tasks)
+    assert all(Task.get(t.id).status == TaskStatus.DRAFT for t in tasks)
+    assert [q.name for q in Queue.list()] == ["b"]
+    Queue("b").delete()
+    with pytest.raises(QueueNotFound):
+        Queue.get("b")
+
+
+def test_rq_sees_our_queues(conn):
+    from rq import Queue as RQQueue
+    from rq.serializers import JSONSerializer
+
+    Queue.create("rqview")
+    tasks = _make(2)
+    for task in tasks:
+        task.enqueue("rqview")
+    rq_queue = RQQueue("rqview", connection=conn, serializer=JSONSerializer)
+    assert rq_queue.job_ids == [t.id for t in tasks]
+    assert rq_queue in RQQueue.all(connection=conn, serializer=JSONSerializer)
+
+
+def test_clone_many_is_born_queued_in_order():
+    q = Queue.create("sweep")
+    template = Task.create("tmpl", command=["true"], parameters={"lr": 0.1, "bs": 32})
+    clones = template.clone_many([{"lr": 0.01 * i} for i in range(5)], name="sweep-{i}", queue="sweep")
+    assert names(q) == [f"sweep-{i}" for i in range(5)]
+    assert [Task.get(c.id).get_parameter("lr") for c in clones] == [0.01 * i for i in range(5)]
+    assert all(Task.get(c.id).data.parent == template.id for c in clones)
+    assert all(Task.get(c.id).status == TaskStatus.QUEUED for c in clones)
+
+
+def test_clone_many_to_unknown_queue_writes_nothing():
+    template = Task.create("tmpl", command=["true"])
+    with pytest.raises(QueueNotFound):
+        template.clone_many([{"a": 1}, {"a": 2}], queue="missing")
+    assert [t.id for t in Task.list()] == [template.id]
