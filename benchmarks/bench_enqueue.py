@@ -24,10 +24,10 @@ import redis
 from common import RedisServer, Timer, console, machine_facts, per_second, print_table, used_memory, write_json
 from rq import Queue as RQQueue
 from rq.serializers import JSONSerializer
-from trainyard.queues import keys
-from trainyard.queues.task import create_many
 
 import trainyard
+from trainyard.queues import keys
+from trainyard.queues.task import create_many
 
 QUEUE = "bench"
 FUNC = "benchmarks.noop.noop"  # a dotted name: the producer never imports it

@@ -58,7 +58,7 @@ def test_moves_and_priorities_mixed():
     assert names(q) == ["t3", "t1", "t4", "t2", "t0"]
     late = Task.create("late", command=["true"]).enqueue("q", priority=1)
     assert names(q) == ["t3", "t1", "t4", "late", "t2", "t0"]
-    top = Task.create("top", command=["true"]).enqueue("q", priority=4)
+    Task.create("top", command=["true"]).enqueue("q", priority=4)
     assert names(q)[0] == "top" and late.status == TaskStatus.QUEUED
     assert [e.position for e in q.entries()] == list(range(7))
 
