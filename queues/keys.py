@@ -51,3 +51,22 @@ def rq_job(task_id: str) -> str:
 def priorities(queue: str) -> str:
     """Hash: task id -> priority, only for tasks queued with a non-zero priority."""
     return f"{PREFIX}prio:{queue}"
+
+
+CLAIMS = PREFIX + "claims"  # hash: task id -> JSON {worker, queue, host, pgid, ts} while a worker holds it
+WORKERS = PREFIX + "workers"  # set of registered worker names
+REAPER_LOCK = PREFIX + "reaper:lock"
+
+
+def worker(name: str) -> str:
+    """Hash of a live worker's facts; expires when its heartbeats stop."""
+    return f"{PREFIX}worker:{name}"
+
+
+def metrics(task_id: str) -> str:
+    return f"{PREFIX}metrics:{task_id}"
+
+
+def gpu_lease(host: str, index: int) -> str:
+    """Which worker holds GPU ``index`` of ``host`` (expires unless refreshed)."""
+    return f"{PREFIX}gpu:{host}:{index}"

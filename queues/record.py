@@ -123,19 +123,33 @@ class MetricSummary(_Model):
     count: int = 0
 
 
+class Attempt(_Model):
+    """One run of a task by a worker."""
+
+    attempt: int
+    worker: str | None = None
+    host: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    outcome: str | None = None  # completed | failed | aborted | requeued | lost
+    exit_code: int | None = None
+    error: str | None = None
+
+
 class Runtime(_Model):
     """What happened when it ran (filled by the worker)."""
 
     worker: str | None = None
     host: str | None = None
     gpus: list[str] = Field(default_factory=list)
-    pid: int | None = None
     attempt: int = 0
     exit_code: int | None = None
     error: str | None = None
     log_tail: list[str] = Field(default_factory=list)
     abort_requested: bool = False
+    log_uri: str | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
+    attempts: list[Attempt] = Field(default_factory=list)
 
 
 class TaskRecord(_Model):

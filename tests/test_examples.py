@@ -11,8 +11,12 @@ from trainyard import Queue, Task, TaskStatus
 
 
 def test_sweep_example_clones_and_enqueues():
-    proc = subprocess.run([sys.executable, str(REPO / "examples" / "sweep.py"), "--lrs", "0.5", "0.05"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "sweep.py"), "--lrs", "0.5", "0.05"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     queued = Queue("sweep").tasks()
     assert [record.name for _, record in queued] == ["train lr=0.5", "train lr=0.05"]

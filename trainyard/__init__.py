@@ -15,6 +15,7 @@ from .queues.errors import (
 from .queues.queue import Queue
 from .queues.record import ExecutionMode, TaskStatus, TaskType
 from .queues.task import Task
+from .worker.task_api import current_task
 
 use_connection_factory(connect)
 
@@ -35,5 +36,6 @@ __all__ = [
     "TrainyardError",
     "WaitTimeout",
     "connect",
+    "current_task",
     "redact_url",
 ]

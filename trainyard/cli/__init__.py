@@ -12,6 +12,7 @@ from .output import fail
 from .queue_cmds import queue
 from .server_cmds import down, status, up
 from .task_cmds import task
+from .worker_cmds import worker
 
 
 class _Group(click.Group):
@@ -43,6 +44,7 @@ cli.add_command(down)
 cli.add_command(status)
 cli.add_command(task)
 cli.add_command(queue)
+cli.add_command(worker)
 
 
 def main() -> None:

@@ -382,3 +382,22 @@ def wait_cmd(task_id, timeout, as_json) -> None:
         click.echo(f"{t.id} {t.status.value}")
     if t.status != TaskStatus.COMPLETED:
         raise SystemExit(1)
+
+
+@task.command("logs")
+@click.argument("task_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the task ends.")
+@click.option("--tail", "tail_n", type=click.IntRange(min=1), help="Only the last N lines.")
+def logs_cmd(task_id, follow, tail_n) -> None:
+    """Print a task's log (stdout, stderr and the worker's [trainyard] lines)."""
+    from ..queues import logs
+
+    t = Task.get(task_id)
+    conn = t.connection
+    if follow:
+        for line in logs.follow(conn, task_id):
+            click.echo(line.text, err=line.stream == "err")
+        return
+    lines = logs.tail(conn, task_id, tail_n) if tail_n else logs.read(conn, task_id)
+    for line in lines:
+        click.echo(line.text, err=line.stream == "err")

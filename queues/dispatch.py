@@ -1,0 +1,207 @@
+"""Handing queued tasks to workers: atomic claims, start, finish, requeue and retry.
+
+A claim moves a task id from the head of a queue list into the ``claims`` hash in one Lua call,
+so a worker that dies between taking a task and starting it never loses it: the reaper finds
+the claim and puts the task back. The claim stays while the task runs and goes with its end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+
+from . import events, keys, rqjob
+from .broker import Broker
+from .errors import IllegalTransition, TaskNotFound
+from .record import Attempt, TaskRecord, TaskStatus
+from .store import TaskStore
+
+# KEYS: list1, prio1, list2, prio2, ..., claims   ARGV: claim JSON prefix fields, queue names...
+CLAIM_LUA = """
+local nq = (#KEYS - 1) / 2
+local claims = KEYS[#KEYS]
+for i = 1, nq do
+  local id = redis.call('LPOP', KEYS[2 * i - 1])
+  if id then
+    redis.call('HDEL', KEYS[2 * i], id)
+    local claim = cjson.encode({worker = ARGV[1], host = ARGV[2], ts = tonumber(ARGV[3]), queue = ARGV[3 + i]})
+    redis.call('HSET', claims, id, claim)
+    return {id, ARGV[3 + i]}
+  end
+end
+return false
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    task_id: str
+    queue: str
+
+
+class Dispatcher:
+    """Worker-side operations on tasks: claim, start, finish, requeue."""
+
+    def __init__(self, connection: Redis, worker: str, host: str):
+        self.conn = connection
+        self.worker = worker
+        self.host = host
+        self.store = TaskStore(connection)
+        self.broker = Broker(connection)
+        self._claim = connection.register_script(CLAIM_LUA)
+
+    def claim(self, queues: list[str]) -> Claimed | None:
+        """Take the head of the first non-empty queue (in the given order), atomically."""
+        if not queues:
+            return None
+        keys_ = [k for q in queues for k in (keys.rq_queue(q), keys.priorities(q))] + [keys.CLAIMS]
+        got = self._claim(keys=keys_, args=[self.worker, self.host, time.time(), *queues])
+        if not got:
+            return None
+        return Claimed(got[0].decode(), got[1].decode())
+
+    def start(self, claimed: Claimed, gpus: list[str]) -> TaskRecord | None:
+        """Mark the claimed task running; None (claim dropped) when it was dequeued or aborted meanwhile."""
+        now = time.time()
+
+        def apply(record: TaskRecord) -> None:
+            record.started = now
+            record.ended = None
+            rt = record.runtime
+            rt.worker, rt.host, rt.gpus = self.worker, self.host, list(gpus)
+            rt.attempt += 1
+            rt.exit_code = rt.error = None
+            rt.abort_requested = False
+            rt.log_tail = []
+            rt.attempts = [*rt.attempts, Attempt(attempt=rt.attempt, worker=self.worker, host=self.host, started=now)]
+            record.status_message = None
+
+        try:
+            return self.store.update(claimed.task_id, apply, action="start")
+        except (IllegalTransition, TaskNotFound):
+            self.conn.hdel(keys.CLAIMS, claimed.task_id)
+            return None
+
+    def set_pgid(self, task_id: str, pgid: int) -> None:
+        """Record the task's process group in its claim, so a reaper on this host can end it."""
+        raw = self.conn.hget(keys.CLAIMS, task_id)
+        if raw is None:
+            return
+        claim = json.loads(raw)
+        claim["pgid"] = pgid
+        self.conn.hset(keys.CLAIMS, task_id, json.dumps(claim))
+
+    def finish(
+        self,
+        task_id: str,
+        outcome: str,
+        exit_code: int | None = None,
+        error: str | None = None,
+        log_tail: list[str] | None = None,
+        message: str | None = None,
+    ) -> TaskRecord | None:
+        """End a running task as completed, failed or aborted; a failure with retries left is
+        requeued at the front instead. Returns None when the task was taken from this worker."""
+        now = time.time()
+        record = self._current(task_id)
+        if record is None:
+            return None
+        if outcome == "failed" and record.runtime.attempt <= record.execution.retries:
+            return self.requeue(
+                task_id,
+                reason=f"retrying after: {error or 'failure'}",
+                outcome="failed",
+                exit_code=exit_code,
+                error=error,
+            )
+        action = {"completed": "complete", "failed": "fail", "aborted": "abort"}[outcome]
+
+        def apply(rec: TaskRecord) -> None:
+            rec.ended = now
+            rec.runtime.exit_code = exit_code
+            rec.runtime.error = error
+            if log_tail is not None:
+                rec.runtime.log_tail = log_tail
+            if message is not None or outcome != "aborted":
+                rec.status_message = message
+            _close_attempt(rec, now, outcome, exit_code, error)
+
+        return self._owned_update(task_id, apply, action)
+
+    def requeue(
+        self,
+        task_id: str,
+        reason: str,
+        outcome: str = "requeued",
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> TaskRecord | None:
+        """Put a running task back at the front of its queue (shutdown, retry)."""
+        now = time.time()
+
+        def apply(rec: TaskRecord) -> None:
+            rec.queued_at = now
+            rec.status_message = reason
+            rec.runtime.exit_code = exit_code
+            rec.runtime.error = error
+            _close_attempt(rec, now, outcome, exit_code, error)
+
+        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
+            queue = new.execution.queue or ""
+            rqjob.write_queued(pipe, new.id, queue, new.name, now)
+            self.broker.push(pipe, queue, new.id, new.execution.priority, True)
+
+        return self._owned_update(task_id, apply, "requeue", hook)
+
+    def release(self, task_id: str) -> None:
+        """Drop this worker's claim without touching the task."""
+        raw = self.conn.hget(keys.CLAIMS, task_id)
+        if raw is not None and json.loads(raw).get("worker") == self.worker:
+            self.conn.hdel(keys.CLAIMS, task_id)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _current(self, task_id: str) -> TaskRecord | None:
+        try:
+            record = self.store.get(task_id)
+        except TaskNotFound:
+            self.release(task_id)
+            return None
+        if record.status != TaskStatus.RUNNING or record.runtime.worker != self.worker:
+            self.release(task_id)
+            return None
+        return record
+
+    def _owned_update(self, task_id: str, apply, action: str, hook=None) -> TaskRecord | None:
+        def guarded(rec: TaskRecord) -> None:
+            if rec.runtime.worker != self.worker:
+                raise IllegalTransition(task_id, action, f"held by {rec.runtime.worker}", ("this worker",))
+            apply(rec)
+
+        def with_release(pipe, old: TaskRecord, new: TaskRecord) -> None:
+            pipe.hdel(keys.CLAIMS, task_id)
+            if hook is not None:
+                hook(pipe, old, new)
+
+        try:
+            return self.store.update(task_id, guarded, action=action, hook=with_release)
+        except (IllegalTransition, TaskNotFound):
+            self.release(task_id)
+            return None
+
+
+def _close_attempt(rec: TaskRecord, now: float, outcome: str, exit_code: int | None, error: str | None) -> None:
+    if rec.runtime.attempts:
+        last = rec.runtime.attempts[-1].model_copy(
+            update={"ended": now, "outcome": outcome, "exit_code": exit_code, "error": error}
+        )
+        rec.runtime.attempts = [*rec.runtime.attempts[:-1], last]
+
+
+def wake_workers(conn: Redis, task_id: str, queue: str) -> None:
+    """Tell idle workers a task waits on ``queue`` (after a reaper put it back)."""
+    with conn.pipeline(transaction=False) as pipe:
+        events.publish(pipe, "requeued", task_id, TaskStatus.QUEUED.value, TaskStatus.QUEUED.value, "", queue)
+        pipe.execute()

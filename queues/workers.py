@@ -1,0 +1,143 @@
+"""The fleet registry: who is working, where, on what. Entries expire when heartbeats stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+from redis import Redis
+
+from . import keys
+from .errors import InvalidInput
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+# Timings (overridable from the environment, e.g. to make recovery tests fast):
+HEARTBEAT_S = _seconds("TRAINYARD_HEARTBEAT_S", 2.0)  # how often a worker reports
+WORKER_TTL_S = _seconds("TRAINYARD_WORKER_TTL_S", 10.0)  # its entry disappears this long after the last report
+DEAD_AFTER_S = _seconds("TRAINYARD_DEAD_AFTER_S", 20.0)  # a claim unrefreshed this long, worker gone: reaped
+
+
+class WorkerInfo(BaseModel):
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    gpus: list[int] = Field(default_factory=list)
+    mode: str = "local"
+    order: str = "strict"
+    state: str = "idle"  # idle | busy | draining | stopping
+    current: list[str] = Field(default_factory=list)
+    started: float = Field(default_factory=time.time)
+    heartbeat: float = Field(default_factory=time.time)
+    version: str = ""
+    stats: dict[str, Any] = Field(default_factory=dict)
+    command: str | None = None  # drain | stop, set by `trainyard worker drain|stop`
+
+
+def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
+    """Claim the worker name. Refused while a live worker holds it; a dead holder on this host
+    (its pid gone) is taken over at once."""
+    key = keys.worker(info.name)
+    payload = info.model_dump_json()
+    if conn.set(key, payload, nx=True, px=int(WORKER_TTL_S * 1000)):
+        _announce(conn, info.name)
+        return
+    raw = conn.get(key)
+    if raw is not None:
+        holder = WorkerInfo.model_validate_json(raw)
+        if not (holder.host == info.host and not pid_alive(holder.pid)):
+            raise InvalidInput(
+                f"worker name {info.name!r} is in use by pid {holder.pid} on {holder.host} "
+                f"(last heartbeat {time.time() - holder.heartbeat:.0f}s ago); pick another --name"
+            )
+    conn.set(key, payload, px=int(WORKER_TTL_S * 1000))
+    _announce(conn, info.name)
+
+
+def _announce(conn: Redis, name: str) -> None:
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.sadd(keys.WORKERS, name)
+        pipe.xadd(keys.EVENTS, {"task": "", "kind": "worker_up", "status": "up", "prev": "", "project": "",
+                                "queue": name}, maxlen=100_000, approximate=True)
+        pipe.execute()
+
+
+def heartbeat(conn: Redis, info: WorkerInfo, claimed: list[str]) -> str | None:
+    """Refresh the entry and the worker's claims; returns a pending command (drain/stop), if any."""
+    key = keys.worker(info.name)
+    now = time.time()
+    info.heartbeat = now
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        for task_id in claimed:
+            pipe.hget(keys.CLAIMS, task_id)
+        replies = pipe.execute()
+    current = WorkerInfo.model_validate_json(replies[0]) if replies[0] else None
+    command = current.command if current else None
+    if command and not info.command:
+        info.command = command
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.set(key, info.model_dump_json(), px=int(WORKER_TTL_S * 1000))
+        pipe.sadd(keys.WORKERS, info.name)
+        for task_id, raw in zip(claimed, replies[1:]):
+            if raw is None:
+                continue
+            claim = json.loads(raw)
+            if claim.get("worker") == info.name:
+                claim["ts"] = now
+                pipe.hset(keys.CLAIMS, task_id, json.dumps(claim))
+        pipe.execute()
+    return info.command
+
+
+def unregister(conn: Redis, name: str) -> None:
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.worker(name))
+        pipe.srem(keys.WORKERS, name)
+        pipe.execute()
+
+
+def get(conn: Redis, name: str) -> WorkerInfo | None:
+    raw = conn.get(keys.worker(name))
+    return WorkerInfo.model_validate_json(raw) if raw else None
+
+
+def list_workers(conn: Redis) -> list[WorkerInfo]:
+    """Live workers, by name; names whose entry expired are pruned from the set."""
+    names = sorted(n.decode() for n in conn.smembers(keys.WORKERS))
+    if not names:
+        return []
+    raws = conn.mget([keys.worker(n) for n in names])
+    gone = [n for n, r in zip(names, raws) if r is None]
+    if gone:
+        conn.srem(keys.WORKERS, *gone)
+    return [WorkerInfo.model_validate_json(r) for r in raws if r is not None]
+
+
+def send_command(conn: Redis, name: str, command: str) -> WorkerInfo:
+    """Ask a live worker to ``drain`` (finish current work, exit) or ``stop`` (abort and requeue)."""
+    if command not in ("drain", "stop"):
+        raise InvalidInput(f"unknown worker command {command!r} (drain or stop)")
+    key = keys.worker(name)
+    raw = conn.get(key)
+    if raw is None:
+        raise InvalidInput(f"no live worker named {name!r}")
+    info = WorkerInfo.model_validate_json(raw)
+    info.command = command
+    ttl = conn.pttl(key)
+    conn.set(key, info.model_dump_json(), px=ttl if ttl and ttl > 0 else int(WORKER_TTL_S * 1000))
+    conn.xadd(
+        keys.EVENTS,
+        {"task": "", "kind": "worker_command", "status": command, "prev": "", "project": "", "queue": name},
+        maxlen=100_000,
+        approximate=True,
+    )
+    return info

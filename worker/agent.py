@@ -1,0 +1,309 @@
+"""The worker: registers, takes tasks from its queues the moment they arrive, runs them, reports.
+
+Idle workers block on the event stream and try an atomic claim when a task is queued on one of
+their queues (no polling interval; a slow backstop tick covers lost events). Heartbeats keep the
+worker's registry entry and claims alive, deliver drain/stop commands and abort flags that an
+event may have missed, and run the reaper that recovers tasks of dead workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import redis
+
+from ..queues import events as ev
+from ..queues import keys, reaper, workers
+from ..queues.broker import Broker
+from ..queues.dispatch import Dispatcher
+from ..queues.errors import InvalidInput
+from ..queues.record import TaskRecord
+from ..queues.store import TaskStore
+from . import process
+from .artifacts import ArtifactStore
+from .executor import RunSettings, TaskRun
+from .gpus import pinning_env
+from .launch import LaunchSpec, local_spec, task_env
+from .leases import GpuLeases
+from .reporter import Reporter
+
+log = logging.getLogger("trainyard.worker")
+BACKSTOP_S = 2.0  # an idle worker tries its queues at least this often even without an event
+REAP_EVERY_S = 5.0
+
+
+@dataclass
+class WorkerConfig:
+    queues: list[str]
+    gpus: list[int] = field(default_factory=list)
+    name: str | None = None
+    order_fairness: bool = False
+    burst: bool = False
+    slots: int = 1
+    mode: str = "local"
+    grace_s: float = 10.0
+    create_queues: bool = False
+    keep_runs: bool = False
+    home: Path = Path.home() / ".trainyard"
+    artifacts_url: str = ""
+    redis_url: str | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        conn: redis.Redis,
+        config: WorkerConfig,
+        prepare: Callable[[TaskRecord, Path, Reporter], LaunchSpec] | None = None,
+    ):
+        self.conn = conn
+        self.cfg = config
+        self.host = socket.gethostname()
+        self.name = config.name or f"{self.host}-{os.getpid()}-{os.urandom(2).hex()}"
+        self.dispatcher = Dispatcher(conn, self.name, self.host)
+        self.settings = RunSettings(
+            dispatcher=self.dispatcher,
+            conn=conn,
+            runs_dir=config.home / "runs",
+            artifacts=ArtifactStore(config.artifacts_url or str(config.home / "artifacts")),
+            grace_s=config.grace_s,
+            keep_runs=config.keep_runs,
+        )
+        self.prepare = prepare or self._prepare_local
+        self.info = workers.WorkerInfo(
+            name=self.name,
+            host=self.host,
+            pid=os.getpid(),
+            queues=list(config.queues),
+            gpus=list(config.gpus),
+            mode=config.mode,
+            order="round-robin" if config.order_fairness else "strict",
+        )
+        self.leases = GpuLeases(conn, self.host, self.name)
+        self.running: dict[str, TaskRun] = {}
+        self._running_lock = threading.Lock()
+        self.wake = threading.Event()
+        self.draining = False
+        self.stopping = False
+        self._done = threading.Event()
+        self._next_queue = 0
+        self.completed = 0
+
+    # -- set-up ----------------------------------------------------------------------------
+    def check_queues(self) -> None:
+        broker = Broker(self.conn)
+        for queue in self.cfg.queues:
+            if self.cfg.create_queues:
+                broker.create(queue, exist_ok=True)
+            else:
+                broker.require(queue)
+        if not self.cfg.queues:
+            raise InvalidInput("a worker needs at least one --queue")
+
+    def _prepare_local(self, record: TaskRecord, run_dir: Path, reporter: Reporter) -> LaunchSpec:
+        gpu_env = pinning_env(self.cfg.gpus)
+        env = task_env(record, run_dir, gpu_env, self.cfg.redis_url)
+        return local_spec(record, run_dir, env)
+
+    # -- the main loop -----------------------------------------------------------------------
+    def run(self) -> int:
+        """Work until drained, stopped, or (with burst) the queues are empty. Returns an exit code."""
+        self.check_queues()
+        self.settings.runs_dir.mkdir(parents=True, exist_ok=True)
+        workers.register(self.conn, self.info, psutil.pid_exists)
+        try:
+            self.leases.acquire(self.cfg.gpus)
+        except Exception:
+            workers.unregister(self.conn, self.name)
+            raise
+        log.info(
+            "worker %s listening on %s (%s order), GPUs: %s",
+            self.name,
+            ", ".join(self.cfg.queues),
+            self.info.order,
+            ",".join(map(str, self.cfg.gpus)) or "none",
+        )
+        threads = [
+            threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
+            threading.Thread(target=self._listen_loop, name="events", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._loop()
+        finally:
+            self._done.set()
+            self.wake.set()
+            for thread in threads:
+                thread.join(timeout=10)
+            try:
+                self.leases.release(self.cfg.gpus)
+                workers.unregister(self.conn, self.name)
+            except redis.RedisError:
+                pass
+        return 0
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.clear()
+            if self.draining or self.stopping:
+                if not self.running:
+                    return
+                self.wake.wait(BACKSTOP_S)
+                continue
+            claimed_any = False
+            while len(self.running) < self.cfg.slots and not (self.draining or self.stopping):
+                claimed = self._try_claim()
+                if claimed is None:
+                    break
+                claimed_any = True
+            if self.cfg.burst and not claimed_any and not self.running:
+                return
+            if not claimed_any or len(self.running) >= self.cfg.slots:
+                self.wake.wait(BACKSTOP_S)
+
+    def _ordered_queues(self) -> list[str]:
+        queues = self.cfg.queues
+        if not self.cfg.order_fairness:
+            return list(queues)
+        start = self._next_queue % len(queues)
+        return queues[start:] + queues[:start]
+
+    def _try_claim(self) -> TaskRun | None:
+        try:
+            claimed = self.dispatcher.claim(self._ordered_queues())
+            if claimed is None:
+                return None
+            if self.cfg.order_fairness:
+                self._next_queue = self.cfg.queues.index(claimed.queue) + 1
+            record = self.dispatcher.start(claimed, [str(g) for g in self.cfg.gpus])
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis unreachable while taking work (%s); retrying", exc)
+            time.sleep(1.0)
+            return None
+        if record is None:
+            return self._try_claim()  # it was dequeued or aborted meanwhile: take the next one
+        run = TaskRun(self.settings, record, self.cfg.gpus, self.prepare)
+        with self._running_lock:
+            self.running[record.id] = run
+        self.info.state, self.info.current = "busy", list(self.running)
+        thread = threading.Thread(target=self._run_task, args=(run,), name=f"task-{record.id}", daemon=True)
+        thread.start()
+        return run
+
+    def _run_task(self, run: TaskRun) -> None:
+        try:
+            run.run()
+        finally:
+            with self._running_lock:
+                self.running.pop(run.task_id, None)
+                self.info.current = list(self.running)
+                if not self.running and self.info.state == "busy":
+                    self.info.state = "idle"
+            self.completed += 1
+            self.wake.set()
+
+    # -- signals and commands ------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def on_signal(signum, _frame) -> None:
+            if not self.draining:
+                log.info("%s: draining (finishing current work; send again to stop now)", signal.Signals(signum).name)
+                self.drain()
+            else:
+                log.info("%s again: stopping, current tasks go back to their queues", signal.Signals(signum).name)
+                self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def drain(self) -> None:
+        self.draining = True
+        self.info.state = "draining"
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.draining = self.stopping = True
+        self.info.state = "stopping"
+        with self._running_lock:
+            runs = list(self.running.values())
+        for run in runs:
+            run.request_requeue(f"worker {self.name} stopped; back at the front of its queue")
+        self.wake.set()
+
+    # -- background threads --------------------------------------------------------------------
+    def _listen_loop(self) -> None:
+        cursor = None
+        while not self._done.is_set():
+            try:
+                if cursor is None:
+                    cursor = ev.last_id(self.conn)
+                reply = self.conn.xread({keys.EVENTS: cursor}, block=int(BACKSTOP_S * 1000), count=500)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._done.wait(1.0)
+                continue
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    self._on_event(ev.Event.from_fields(entry_id, fields))
+
+    def _on_event(self, event: ev.Event) -> None:
+        if event.status == "queued" and event.queue in self.cfg.queues:
+            self.wake.set()
+        elif event.kind == "abort_requested":
+            run = self.running.get(event.task_id)
+            if run is not None:
+                run.request_abort()
+        elif event.kind == "worker_command" and event.queue == self.name:
+            self._command(event.status)
+
+    def _command(self, command: str | None) -> None:
+        if command == "drain" and not self.draining:
+            log.info("drain requested: finishing current work, then exiting")
+            self.drain()
+        elif command == "stop" and not self.stopping:
+            log.info("stop requested: current tasks go back to their queues")
+            self.stop()
+
+    def _heartbeat_loop(self) -> None:
+        last_reap = 0.0
+        while not self._done.wait(workers.HEARTBEAT_S):
+            try:
+                with self._running_lock:
+                    claimed = list(self.running)
+                self._command(workers.heartbeat(self.conn, self.info, claimed))
+                self.leases.refresh(self.cfg.gpus)
+                self._check_abort_flags(claimed)
+                if time.monotonic() - last_reap >= REAP_EVERY_S:
+                    last_reap = time.monotonic()
+                    self._reap()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+            except Exception:  # never let the heartbeat thread die
+                log.exception("heartbeat error")
+
+    def _check_abort_flags(self, task_ids: list[str]) -> None:
+        """Backstop for a missed abort event: the flag on the record."""
+        if not task_ids:
+            return
+        for record in TaskStore(self.conn).get_many(task_ids):
+            if record is not None and record.runtime.abort_requested:
+                run = self.running.get(record.id)
+                if run is not None:
+                    run.request_abort(record.status_message or "aborted by user")
+
+    def _reap(self) -> None:
+        done = reaper.reap(self.conn)
+        for item in done:
+            log.warning("reaped task %s of lost worker %s: %s", item.task_id, item.worker, item.outcome)
+        local = [d for d in done if d.host == self.host]
+        if local:
+            process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})

@@ -1,0 +1,232 @@
+"""Running one claimed task: prepare, start, stream, supervise (abort, time limit), finish."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from ..queues.dispatch import Dispatcher
+from ..queues.record import TaskRecord
+from . import process
+from .artifacts import ArtifactStore
+from .launch import LaunchSpec, PrepareError
+from .reporter import Reporter
+from .runfolder import create_run_folder
+
+log = logging.getLogger("trainyard.worker")
+READ_CHUNK = 65536
+
+
+@dataclass
+class RunSettings:
+    """What every task run of a worker shares."""
+
+    dispatcher: Dispatcher
+    conn: redis.Redis
+    runs_dir: Path
+    artifacts: ArtifactStore
+    grace_s: float = 10.0
+    keep_runs: bool = False
+
+
+class TaskRun:
+    """One attempt of one task on this worker. ``run()`` blocks until the task has ended."""
+
+    def __init__(
+        self,
+        settings: RunSettings,
+        record: TaskRecord,
+        gpus: list[int],
+        prepare: Callable[[TaskRecord, Path, Reporter], LaunchSpec],
+    ):
+        self.s = settings
+        self.record = record
+        self.gpus = gpus
+        self.prepare = prepare
+        self.proc = None
+        self.abort_reason: str | None = None
+        self.requeue_reason: str | None = None
+        self.timed_out = False
+        self._lock = threading.Lock()
+        self._exited = threading.Event()
+
+    @property
+    def task_id(self) -> str:
+        return self.record.id
+
+    # -- control from other threads --------------------------------------------------------
+    def request_abort(self, reason: str = "aborted by user") -> None:
+        """End the task now (TERM, grace, KILL); it finishes as aborted."""
+        with self._lock:
+            if self.abort_reason or self.requeue_reason:
+                return
+            self.abort_reason = reason
+        self._end_group()
+
+    def request_requeue(self, reason: str) -> None:
+        """End the task now and put it back at the front of its queue (worker shutdown)."""
+        with self._lock:
+            if self.abort_reason or self.requeue_reason:
+                return
+            self.requeue_reason = reason
+        self._end_group()
+
+    def _end_group(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            threading.Thread(
+                target=process.end_group, args=(proc.pid, self.s.grace_s, self._exited), daemon=True
+            ).start()
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> None:
+        record = self.record
+        run_dir = self.s.runs_dir / f"{record.id}-{record.runtime.attempt}"
+        create_run_folder(
+            run_dir,
+            {
+                "id": record.id,
+                "name": record.name,
+                "project": record.project,
+                "attempt": record.runtime.attempt,
+                "parameters": record.parameters,
+                "configuration": record.configuration,
+            },
+        )
+        log_file = run_dir / "output.log"
+        reporter = Reporter(self.s.conn, record.id, self.s.dispatcher.worker, run_dir, self.s.artifacts, log_file)
+        outcome, exit_code, error = "failed", None, None
+        try:
+            gpus = ",".join(map(str, self.gpus)) if self.gpus else "none"
+            reporter.system(
+                f"task {record.id} attempt {record.runtime.attempt} on {self.s.dispatcher.worker} "
+                f"({self.s.dispatcher.host}), GPUs: {gpus}"
+            )
+            spec = self.prepare(record, run_dir, reporter)
+            outcome, exit_code, error = self._execute(spec, reporter)
+        except PrepareError as exc:
+            error = str(exc)
+            reporter.system(f"cannot start: {error}")
+        except Exception as exc:  # a bug or an OS failure must not take the worker down
+            log.exception("task %s: unexpected error", record.id)
+            error = f"worker error: {type(exc).__name__}: {exc}"
+            reporter.system(error)
+        finally:
+            reporter.close()
+        self._finish(outcome, exit_code, error, reporter, log_file)
+        if not self.s.keep_runs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    def _execute(self, spec: LaunchSpec, reporter: Reporter) -> tuple[str, int | None, str | None]:
+        record = self.record
+        reporter.system(f"starting: {' '.join(spec.argv)}")
+        try:
+            self.proc = process.spawn(spec.argv, spec.cwd, spec.env)
+        except OSError as exc:
+            raise PrepareError(f"cannot start {spec.argv[0]}: {exc.strerror or exc}") from None
+        self.s.dispatcher.set_pgid(record.id, self.proc.pid)
+        readers = [
+            threading.Thread(target=_pump, args=(self.proc.stdout, "out", reporter), daemon=True),
+            threading.Thread(target=_pump, args=(self.proc.stderr, "err", reporter), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        if self.abort_reason or self.requeue_reason:  # asked before the process existed
+            self._end_group()
+        limit = record.execution.time_limit
+        try:
+            code = self.proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            self.timed_out = True
+            process.end_group(self.proc.pid, self.s.grace_s, self._exited)
+            code = self.proc.wait()
+        self._exited.set()
+        process.signal_group(self.proc.pid, signal.SIGKILL)  # grandchildren never outlive the task
+        for reader in readers:
+            reader.join(timeout=5)
+        if self.abort_reason:
+            return "aborted", code, None
+        if self.timed_out:
+            return "failed", code, f"time limit of {limit:g}s exceeded"
+        if code == 0:
+            return "completed", 0, None
+        if code < 0:
+            return "failed", code, f"killed by signal {signal.Signals(-code).name}"
+        return "failed", code, f"exit code {code}"
+
+    def _finish(
+        self, outcome: str, exit_code: int | None, error: str | None, reporter: Reporter, log_file: Path
+    ) -> None:
+        d = self.s.dispatcher
+        for pause in _backoff():
+            try:
+                self._store_log(log_file)
+                if self.requeue_reason:
+                    d.requeue(self.task_id, reason=self.requeue_reason)
+                elif outcome == "aborted":
+                    d.finish(self.task_id, "aborted", exit_code=exit_code)
+                else:
+                    d.finish(
+                        self.task_id,
+                        outcome,
+                        exit_code=exit_code,
+                        error=error,
+                        log_tail=reporter.tail_lines() if outcome == "failed" else [],
+                    )
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("task %s: Redis unreachable while finishing (%s); retrying", self.task_id, exc)
+                time.sleep(pause)
+
+    def _store_log(self, log_file: Path) -> None:
+        if not log_file.is_file():
+            return
+        uri = self.s.artifacts.put_log(self.task_id, self.record.runtime.attempt, log_file)
+
+        def apply(rec: TaskRecord) -> None:
+            rec.runtime.log_uri = uri
+
+        try:
+            self.s.dispatcher.store.update(self.task_id, apply)
+        except Exception:  # the task record may be gone; the log file stays in the store
+            log.debug("could not record the log uri of %s", self.task_id)
+
+
+def _backoff():
+    pause = 0.2
+    while True:
+        yield pause
+        pause = min(pause * 2, 5.0)
+
+
+def _pump(stream, name: str, reporter: Reporter) -> None:
+    """Split a pipe into lines (a carriage return rewrites the line, as a terminal shows it)."""
+    fd = stream.fileno()
+    buffer = b""
+    while True:
+        try:
+            chunk = os.read(fd, READ_CHUNK)
+        except OSError:
+            break
+        if not chunk:
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            reporter.line(name, raw.rsplit(b"\r", 1)[-1].decode("utf-8", errors="replace"))
+        if len(buffer) > 1 << 16:  # an endless line: cut it
+            reporter.line(name, buffer.rsplit(b"\r", 1)[-1].decode("utf-8", errors="replace"))
+            buffer = b""
+    if buffer:
+        reporter.line(name, buffer.rsplit(b"\r", 1)[-1].decode("utf-8", errors="replace"))
+    stream.close()

@@ -1,0 +1,107 @@
+"""What to start for a task: argv, working folder and environment (shared by every mode)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..queues.errors import TrainyardError
+from ..queues.params import section
+from ..queues.record import TaskRecord, TaskType
+
+# never handed to task code (controllers get the connection explicitly)
+WITHHELD_ENV = ("TRAINYARD_REDIS_URL",)
+
+
+class PrepareError(TrainyardError):
+    """The task cannot be started here (missing entry point, bad source, failed install...)."""
+
+
+@dataclass
+class LaunchSpec:
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+    container: str | None = None  # docker mode: the container's name
+
+
+def args_flags(params: Mapping[str, Any]) -> list[str]:
+    """``Args/`` parameters as argparse flags: ``--lr 0.1``; True -> ``--flag``; False and None
+    are left out; lists -> ``--xs 1 2``; dicts -> one JSON string."""
+    flags: list[str] = []
+    for name, value in section(params, "Args").items():
+        flag = name if name.startswith("-") else f"--{name}"
+        if value is None or value is False:
+            continue
+        if value is True:
+            flags.append(flag)
+        elif isinstance(value, list):
+            flags.append(flag)
+            flags.extend(json.dumps(v) if isinstance(v, (dict, list)) else str(v) for v in value)
+        elif isinstance(value, dict):
+            flags += [flag, json.dumps(value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def task_env(record: TaskRecord, run_dir: Path, gpu_env: Mapping[str, str], redis_url: str | None) -> dict[str, str]:
+    """The worker's environment, minus Redis credentials, plus the task's own settings."""
+    env = {k: v for k, v in os.environ.items() if k not in WITHHELD_ENV}
+    env.update(record.execution.env)
+    env.update(gpu_env)
+    env.update(
+        TRAINYARD_TASK_ID=record.id,
+        TRAINYARD_RUN_DIR=str(run_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    if record.type == TaskType.CONTROLLER and redis_url:
+        env["TRAINYARD_REDIS_URL"] = redis_url  # controllers clone and enqueue: they need Redis
+    return env
+
+
+def python_argv(python: str, entry_point: str, record: TaskRecord) -> list[str]:
+    return [python, "-u", entry_point, *args_flags(record.parameters)]
+
+
+def code_folder(record: TaskRecord, run_dir: Path, checkout: Callable[[TaskRecord], Path] | None) -> Path:
+    """Where the task's code lies: a checkout of its repository, or its standalone source."""
+    script = record.script
+    if script.source is not None:
+        folder = run_dir / "code"
+        folder.mkdir(exist_ok=True)
+        (folder / (script.entry_point or "main.py")).write_text(script.source)
+        return folder
+    if script.repository and checkout is not None:
+        return checkout(record) / script.working_dir
+    if script.repository and Path(script.repository).is_dir():
+        return Path(script.repository) / script.working_dir
+    if script.repository:
+        raise PrepareError(
+            f"repository {script.repository} is not a local folder and this worker has no source checkout"
+        )
+    return run_dir
+
+
+def local_spec(
+    record: TaskRecord,
+    run_dir: Path,
+    env: dict[str, str],
+    checkout: Callable[[TaskRecord], Path] | None = None,
+    python: str = sys.executable,
+) -> LaunchSpec:
+    """Local mode: the worker's own Python runs the entry point, or the command runs as given."""
+    folder = code_folder(record, run_dir, checkout)
+    if record.script.command:
+        return LaunchSpec(list(record.script.command), folder if folder.is_dir() else run_dir, env)
+    entry = record.script.entry_point
+    if not entry:
+        raise PrepareError("the task has neither an entry point nor a command")
+    if not (folder / entry).is_file():
+        raise PrepareError(f"entry point not found: {entry} in {folder}")
+    return LaunchSpec(python_argv(python, entry, record), folder, env)

@@ -1,0 +1,98 @@
+"""Owning a task's process tree: its own session and process group, ended with TERM then KILL."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    _prctl = _libc.prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _child_setup() -> None:
+    """Runs in the child before exec: die with the worker thread that started us."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen:
+    """Start ``argv`` (never through a shell) as the leader of a new session and process group.
+
+    stdout and stderr are pipes; stdin is closed. If the worker dies, the kernel kills the
+    child (PR_SET_PDEATHSIG); its own children are ended by group (see ``end_group``).
+    """
+    return subprocess.Popen(
+        list(argv),
+        cwd=str(cwd),
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_child_setup,  # noqa: PLW1509 - only a prctl call, no locks taken
+        close_fds=True,
+    )
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def end_group(pgid: int, grace_s: float, done: threading.Event | None = None) -> None:
+    """SIGTERM the group, wait up to ``grace_s`` for it to go, then SIGKILL whatever is left."""
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    waiter = done or threading.Event()
+    deadline_step = 0.05
+    waited = 0.0
+    while waited < grace_s and group_alive(pgid):
+        if waiter.wait(min(deadline_step, grace_s - waited)):
+            break
+        waited += deadline_step
+        deadline_step = min(deadline_step * 2, 0.5)
+    signal_group(pgid, signal.SIGKILL)
+
+
+def kill_task_processes(task_ids: set[str], pgids: set[int]) -> int:
+    """Kill processes left by dead workers on this host: those in the recorded process groups
+    that carry one of ``task_ids`` in TRAINYARD_TASK_ID. Returns how many were killed."""
+    killed = 0
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid == os.getpid():
+                continue
+            in_group = os.getpgid(proc.pid) in pgids
+            env_id = proc.environ().get("TRAINYARD_TASK_ID") if (in_group or task_ids) else None
+            if env_id in task_ids:
+                proc.kill()
+                killed += 1
+        except (psutil.Error, ProcessLookupError, PermissionError, OSError):
+            continue
+    return killed
