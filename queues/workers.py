@@ -65,8 +65,25 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
 def _announce(conn: Redis, name: str) -> None:
     with conn.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.WORKERS, name)
-        pipe.xadd(keys.EVENTS, {"task": "", "kind": "worker_up", "status": "up", "prev": "", "project": "",
-                                "queue": name}, maxlen=100_000, approximate=True)
+        pipe.xadd(
+            keys.EVENTS,
+            {"task": "", "kind": "worker_up", "status": "up", "prev": "", "project": "", "queue": name},
+            maxlen=100_000,
+            approximate=True,
+        )
+        pipe.execute()
+
+
+def publish_state(conn: Redis, info: WorkerInfo) -> None:
+    """Announce a state change (draining, stopping) at once, beside the registry entry."""
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.set(keys.worker(info.name), info.model_dump_json(), px=int(WORKER_TTL_S * 1000))
+        pipe.xadd(
+            keys.EVENTS,
+            {"task": "", "kind": "worker_state", "status": info.state, "prev": "", "project": "", "queue": info.name},
+            maxlen=100_000,
+            approximate=True,
+        )
         pipe.execute()
 
 

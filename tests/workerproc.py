@@ -26,8 +26,13 @@ class WorkerProcess:
         self.log_path = Path(os.environ["TRAINYARD_HOME"]) / f"worker-{time.monotonic_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "trainyard", "worker", *args], env=full_env,
-                                     stdout=self._log, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trainyard", "worker", *args],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def output(self) -> str:
         self._log.flush()
@@ -90,3 +95,21 @@ def wait_worker_registered(conn: redis.Redis, name: str, timeout: float = 30) ->
         reply = conn.xread({keys.EVENTS: cursor}, block=500, count=500)  # woken by its worker_up event
         for _, entries in reply or []:
             cursor = entries[-1][0]
+
+
+def wait_worker_state(conn: redis.Redis, name: str, state: str, timeout: float = 30) -> None:
+    """Until the worker announces ``state`` (draining, stopping) on the event stream."""
+    deadline = time.monotonic() + timeout
+    cursor = "0-0"
+    while time.monotonic() < deadline:
+        reply = conn.xread({keys.EVENTS: cursor}, block=500, count=500)
+        for _, entries in reply or []:
+            for entry_id, fields in entries:
+                cursor = entry_id
+                if (
+                    fields.get(b"kind") == b"worker_state"
+                    and fields.get(b"queue") == name.encode()
+                    and fields.get(b"status") == state.encode()
+                ):
+                    return
+    raise AssertionError(f"worker {name} never became {state}")

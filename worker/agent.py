@@ -95,6 +95,7 @@ class Worker:
         self.draining = False
         self.stopping = False
         self._done = threading.Event()
+        self._beat = threading.Event()
         self._next_queue = 0
         self.completed = 0
 
@@ -142,6 +143,7 @@ class Worker:
             self._loop()
         finally:
             self._done.set()
+            self._beat.set()
             self.wake.set()
             for thread in threads:
                 thread.join(timeout=10)
@@ -229,6 +231,7 @@ class Worker:
         self.draining = True
         self.info.state = "draining"
         self.wake.set()
+        self._beat.set()  # report the new state now, from the heartbeat thread
 
     def stop(self) -> None:
         self.draining = self.stopping = True
@@ -238,6 +241,7 @@ class Worker:
         for run in runs:
             run.request_requeue(f"worker {self.name} stopped; back at the front of its queue")
         self.wake.set()
+        self._beat.set()
 
     # -- background threads --------------------------------------------------------------------
     def _listen_loop(self) -> None:
@@ -275,8 +279,16 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         last_reap = 0.0
-        while not self._done.wait(workers.HEARTBEAT_S):
+        reported_state = self.info.state
+        while not self._done.is_set():
+            self._beat.wait(workers.HEARTBEAT_S)
+            self._beat.clear()
+            if self._done.is_set():
+                return
             try:
+                if self.info.state != reported_state and self.info.state in ("draining", "stopping"):
+                    workers.publish_state(self.conn, self.info)
+                reported_state = self.info.state
                 with self._running_lock:
                     claimed = list(self.running)
                 self._command(workers.heartbeat(self.conn, self.info, claimed))

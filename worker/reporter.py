@@ -74,9 +74,9 @@ class Reporter:
         while not self._stop.wait(FLUSH_S):
             self._tick()
 
-    def _tick(self) -> bool:
+    def _tick(self, final: bool = False) -> bool:
         """Read new task events and push what is pending; False when Redis refused."""
-        events, errors = self.reader.poll_with_errors()
+        events, errors = self.reader.poll_with_errors(final=final)
         for error in errors:
             self.system(f"ignored a bad line in events.jsonl: {error}")
         for event in events:
@@ -161,7 +161,7 @@ class Reporter:
         self._stop.set()
         self._thread.join()
         waited, pause = 0.0, 0.2
-        while not self._tick() and waited < retry_for_s:
+        while not self._tick(final=True) and waited < retry_for_s:
             threading.Event().wait(pause)
             waited += pause
             pause = min(pause * 2, 5.0)

@@ -190,6 +190,7 @@ class EventReader:
         self.line_no = 0  # lines completed so far
         self._partial = b""  # the start of an unfinished line
         self._skipping = False  # inside a line already reported as too long
+        self._closed_early = False  # a final poll took an unfinished line as complete
 
     def poll(self) -> list[dict]:
         """New valid events (invalid lines are dropped; use :meth:`poll_with_errors` to see them)."""
@@ -217,7 +218,7 @@ class EventReader:
                 errors.append(self._too_long())
             else:
                 self._line(self._partial, events, errors, note=" (line has no final newline)")
-            self._partial, self._skipping = b"", False
+            self._partial, self._skipping, self._closed_early = b"", False, True
         return events, errors
 
     def _seek(self, handle: BinaryIO, errors: list[str]) -> None:
@@ -233,6 +234,10 @@ class EventReader:
 
     def _feed(self, chunk: bytes, events: list[dict], errors: list[str]) -> None:
         start = 0
+        if self._closed_early:  # the newline of a line already taken by a final poll
+            self._closed_early = False
+            if chunk.startswith(b"\n"):
+                start = 1
         while True:
             end = chunk.find(b"\n", start)
             if end < 0:

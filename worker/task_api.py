@@ -426,3 +426,20 @@ def current_task() -> RunContext:
             _current = RunContext(key[0])
             _current_key = key
         return _current
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not inherit locks another thread of the parent may have held."""
+    global _current_lock
+    _current_lock = threading.Lock()
+    if _current is not None:
+        _current._lock = threading.Lock()
+        if _current._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(_current._fd)  # the child's copy; the parent's stays open
+        _current._fd = None
+        _current._pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
