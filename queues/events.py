@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from redis import Redis
@@ -58,18 +57,12 @@ def last_id(conn: Redis) -> str:
     return entry.decode() if isinstance(entry, bytes) else entry
 
 
-def follow(conn: Redis, after: str, block_s: float = RECONCILE_S) -> Iterator[Event | None]:
-    """Yield events after ``after`` forever; yields None when ``block_s`` passes with none."""
-    cursor = after
-    while True:
-        reply = conn.xread({keys.EVENTS: cursor}, block=max(1, int(block_s * 1000)), count=500)
-        if not reply:
-            yield None
-            continue
-        for entry_id, fields in reply[0][1]:
-            event = Event.from_fields(entry_id, fields)
-            cursor = event.id
-            yield event
+def block_ms(conn: Redis, seconds: float) -> int:
+    """A blocking-read time in ms that stays under the connection's socket timeout."""
+    timeout = conn.connection_pool.connection_kwargs.get("socket_timeout")
+    if timeout:
+        seconds = min(seconds, max(0.05, float(timeout) - 1.0))
+    return max(1, int(seconds * 1000))
 
 
 def deadline_after(timeout: float | None) -> float | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.client import Pipeline
 
-from . import keys
+from . import events, keys
 from .record import FINAL_STATUSES, TaskStatus
 
 LOG_MAXLEN = 10_000  # lines kept in Redis per task; the whole log goes to the artifact store
@@ -76,7 +76,7 @@ def follow(conn: Redis, task_id: str, block_s: float = 5.0) -> Iterator[LogLine]
         if reply:
             continue
         woke = conn.xread(
-            {keys.log(task_id): log_cursor, keys.EVENTS: ev_cursor}, block=int(block_s * 1000), count=1000
+            {keys.log(task_id): log_cursor, keys.EVENTS: ev_cursor}, block=events.block_ms(conn, block_s), count=1000
         )
         for stream, entries in woke or []:
             if stream.decode() == keys.EVENTS:

@@ -534,7 +534,7 @@ class Task:
                         f"task {self.id} is still {self.status.value} after {timeout:g}s "
                         f"(waiting for {', '.join(sorted(s.value for s in wanted))})"
                     )
-            reply = conn.xread({keys.EVENTS: cursor}, block=max(1, int(block * 1000)), count=1000)
+            reply = conn.xread({keys.EVENTS: cursor}, block=events.block_ms(conn, block), count=1000)
             hit = False
             for entry_id, fields in reply[0][1] if reply else []:
                 event = events.Event.from_fields(entry_id, fields)

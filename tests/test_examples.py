@@ -28,8 +28,9 @@ def test_sweep_example_clones_and_enqueues():
 
 
 def test_demo_runs_two_queues_by_priority_and_shows_logs_and_metrics():
-    proc = subprocess.run([sys.executable, str(REPO / "examples" / "demo.py")], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "demo.py")], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = sorted(Task.list(project="demo", status="completed"), key=lambda t: t.data.started)
     assert [t.name for t in runs] == ["train lr=0.5", "train lr=0.05", "train lr=0.01", "train lr=0.1"]
@@ -38,6 +39,10 @@ def test_demo_runs_two_queues_by_priority_and_shows_logs_and_metrics():
 
 
 def test_train_script_runs_offline_without_a_worker():
-    proc = subprocess.run([sys.executable, str(REPO / "examples" / "train.py"), "--epochs", "2"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "train.py"), "--epochs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "final loss" in proc.stdout

@@ -40,7 +40,9 @@ def redis_url(start_embedded: bool = True) -> str | None:
 def client_for(url: str) -> redis.Redis:
     """A checked client for ``url``; raises RedisUnavailable with one line naming address and cause."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=5, socket_timeout=30, socket_keepalive=True, health_check_interval=15
+        )
         client.ping()
     except ValueError as exc:  # malformed URL
         raise RedisUnavailable(f"bad Redis URL {redact_url(url)!r}: {exc}") from None

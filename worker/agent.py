@@ -250,7 +250,7 @@ class Worker:
             try:
                 if cursor is None:
                     cursor = ev.last_id(self.conn)
-                reply = self.conn.xread({keys.EVENTS: cursor}, block=int(BACKSTOP_S * 1000), count=500)
+                reply = self.conn.xread({keys.EVENTS: cursor}, block=ev.block_ms(self.conn, BACKSTOP_S), count=500)
             except (redis.ConnectionError, redis.TimeoutError):
                 self._done.wait(1.0)
                 continue
