@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from . import keys, rqjob
+from . import keys, rqjob, workers
 from .broker import Broker
 from .dispatch import _close_attempt, wake_workers
 from .errors import IllegalTransition, TaskNotFound
 from .record import TaskRecord, TaskStatus
 from .store import TaskStore
-from .workers import DEAD_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,9 @@ class Reaped:
     outcome: str  # requeued | failed | returned | dropped
 
 
-def reap(conn: Redis, dead_after: float = DEAD_AFTER_S) -> list[Reaped]:
+def reap(conn: Redis, dead_after: float | None = None) -> list[Reaped]:
     """One pass over the claims; returns what was done (empty when another reaper holds the lock)."""
+    dead_after = workers.DEAD_AFTER_S if dead_after is None else dead_after
     token = secrets.token_hex(8)
     if not conn.set(keys.REAPER_LOCK, token, nx=True, px=5000):
         return []

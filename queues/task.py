@@ -9,7 +9,7 @@ from typing import Any
 
 from redis import Redis
 
-from . import events, gitinfo, keys, lifecycle, rqjob
+from . import events, gitinfo, keys, lifecycle, reaper, rqjob
 from .broker import Broker, check_queue_name
 from .connection import resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
@@ -540,6 +540,8 @@ class Task:
                 event = events.Event.from_fields(entry_id, fields)
                 cursor = event.id
                 hit = hit or (event.task_id == self.id)
+            if not reply:
+                reaper.reap(conn)  # a quiet tick: make sure a dead worker's task is not left running
             if hit or not reply:
                 try:
                     self.refresh()

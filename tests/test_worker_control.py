@@ -151,6 +151,23 @@ def test_kill_9_of_a_worker_mid_task(conn, tmp_path, retries, final):
     assert not conn.hexists(keys.CLAIMS, task.id)
 
 
+def test_waiting_on_a_task_of_a_dead_worker_ends_it(run_cli, conn, tmp_path, monkeypatch):
+    """No live worker left: `trainyard task wait` reaps the task itself."""
+    Queue.create("cpu")
+    script = tmp_path / "job.py"
+    script.write_text(BLOCKS_ON_FIRST_ATTEMPT)
+    task = Task.create("orphan", script=script).enqueue("cpu")
+    victim = WorkerProcess("-q", "cpu", "--cpu-only", "--name", "lonely")
+    wait_for_log(conn, task.id, "attempt 1 started")
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.wait()
+    from workerproc import FAST
+
+    proc = run_cli("task", "wait", task.id, "--timeout", "60", env=FAST)
+    assert proc.returncode == 1 and proc.stdout.strip() == f"{task.id} failed"
+    assert Task.get(task.id).data.runtime.error.startswith("worker lost: lonely")
+
+
 def test_redis_restart_during_a_task_loses_nothing(tmp_path, monkeypatch):
     server = RedisServer(tmp_path / "own-redis").start()
     try:
