@@ -14,7 +14,7 @@ import redis
 from trainyard import Task, TaskStatus
 from trainyard.queues import keys, logs
 
-FAST = {"TRAINYARD_HEARTBEAT_S": "0.5", "TRAINYARD_WORKER_TTL_S": "2", "TRAINYARD_DEAD_AFTER_S": "3"}
+FAST = {"TRAINYARD_HEARTBEAT_S": "0.5", "TRAINYARD_WORKER_TTL_S": "5", "TRAINYARD_DEAD_AFTER_S": "5"}
 
 
 class WorkerProcess:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -17,14 +16,13 @@ import redis
 
 from ..queues.dispatch import Dispatcher
 from ..queues.record import TaskRecord
-from . import process
 from .artifacts import ArtifactStore
 from .launch import LaunchSpec, PrepareError
+from .launchers import Launched, LocalLaunch
 from .reporter import Reporter
 from .runfolder import create_run_folder
 
 log = logging.getLogger("trainyard.worker")
-READ_CHUNK = 65536
 
 
 @dataclass
@@ -53,7 +51,7 @@ class TaskRun:
         self.record = record
         self.gpus = gpus
         self.prepare = prepare
-        self.proc = None
+        self.launched: Launched | None = None
         self.abort_reason: str | None = None
         self.requeue_reason: str | None = None
         self.timed_out = False
@@ -82,11 +80,9 @@ class TaskRun:
         self._end_group()
 
     def _end_group(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            threading.Thread(
-                target=process.end_group, args=(proc.pid, self.s.grace_s, self._exited), daemon=True
-            ).start()
+        launched = self.launched
+        if launched is not None and not self._exited.is_set():
+            threading.Thread(target=launched.terminate, args=(self.s.grace_s, self._exited), daemon=True).start()
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -127,31 +123,36 @@ class TaskRun:
         if not self.s.keep_runs:
             shutil.rmtree(run_dir, ignore_errors=True)
 
+    def _launch(self, spec: LaunchSpec, reporter: Reporter) -> Launched:
+        if spec.docker is not None:
+            from .docker_mode import DockerLaunch
+
+            return DockerLaunch(spec.docker, reporter.system)
+        return LocalLaunch(spec)
+
     def _execute(self, spec: LaunchSpec, reporter: Reporter) -> tuple[str, int | None, str | None]:
         record = self.record
         reporter.system(f"starting: {' '.join(spec.argv)}")
+        launched = self.launched = self._launch(spec, reporter)
         try:
-            self.proc = process.spawn(spec.argv, spec.cwd, spec.env)
-        except OSError as exc:
-            raise PrepareError(f"cannot start {spec.argv[0]}: {exc.strerror or exc}") from None
-        self.s.dispatcher.set_pgid(record.id, self.proc.pid)
-        readers = [
-            threading.Thread(target=_pump, args=(self.proc.stdout, "out", reporter), daemon=True),
-            threading.Thread(target=_pump, args=(self.proc.stderr, "err", reporter), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
-        if self.abort_reason or self.requeue_reason:  # asked before the process existed
-            self._end_group()
-        limit = record.execution.time_limit
-        try:
-            code = self.proc.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            self.timed_out = True
-            process.end_group(self.proc.pid, self.s.grace_s, self._exited)
-            code = self.proc.wait()
-        self._exited.set()
-        process.signal_group(self.proc.pid, signal.SIGKILL)  # grandchildren never outlive the task
+            if launched.pgid is not None:
+                self.s.dispatcher.set_pgid(record.id, launched.pgid)
+            readers = [threading.Thread(target=_pump, args=(chunks, name, reporter), daemon=True)
+                       for name, chunks in launched.streams()]
+            for reader in readers:
+                reader.start()
+            if self.abort_reason or self.requeue_reason:  # asked before the task existed
+                self._end_group()
+            limit = record.execution.time_limit
+            try:
+                code = launched.wait(limit)
+            except subprocess.TimeoutExpired:
+                self.timed_out = True
+                launched.terminate(self.s.grace_s, self._exited)
+                code = launched.wait(None)
+            self._exited.set()
+        finally:
+            launched.cleanup()
         for reader in readers:
             reader.join(timeout=5)
         if self.abort_reason:
@@ -162,6 +163,8 @@ class TaskRun:
             return "completed", 0, None
         if code < 0:
             return "failed", code, f"killed by signal {signal.Signals(-code).name}"
+        if code in (137, 143) and spec.docker is not None:
+            return "failed", code, f"container killed (exit code {code})"
         return "failed", code, f"exit code {code}"
 
     def _finish(
@@ -209,17 +212,10 @@ def _backoff():
         pause = min(pause * 2, 5.0)
 
 
-def _pump(stream, name: str, reporter: Reporter) -> None:
-    """Split a pipe into lines (a carriage return rewrites the line, as a terminal shows it)."""
-    fd = stream.fileno()
+def _pump(chunks, name: str, reporter: Reporter) -> None:
+    """Split output into lines (a carriage return rewrites the line, as a terminal shows it)."""
     buffer = b""
-    while True:
-        try:
-            chunk = os.read(fd, READ_CHUNK)
-        except OSError:
-            break
-        if not chunk:
-            break
+    for chunk in chunks:
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         for raw in lines:
@@ -229,4 +225,3 @@ def _pump(stream, name: str, reporter: Reporter) -> None:
             buffer = b""
     if buffer:
         reporter.line(name, buffer.rsplit(b"\r", 1)[-1].decode("utf-8", errors="replace"))
-    stream.close()

@@ -27,7 +27,7 @@ class LaunchSpec:
     argv: list[str]
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
-    container: str | None = None  # docker mode: the container's name
+    docker: Any = None  # a docker_mode.DockerSpec in docker mode
 
 
 def args_flags(params: Mapping[str, Any]) -> list[str]:

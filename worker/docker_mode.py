@@ -1,0 +1,189 @@
+"""docker mode: the task runs in a container named and labelled after it, through the Docker SDK.
+
+The task's code folder and run folder are mounted in, the pip/uv caches too; its GPUs become a
+device request for exactly those GPUs. No trainyard install is needed in the image: the task
+reports through the mounted run folder (a copy of the standard-library-only in-task API is put
+on its PYTHONPATH). Containers are never privileged and never get the Docker socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .launch import PrepareError
+
+RUN_MOUNT = "/trainyard/run"
+CODE_MOUNT = "/workspace"
+CACHE_MOUNT = "/trainyard/cache"
+LABEL_TASK = "trainyard.task"
+LABEL_WORKER = "trainyard.worker"
+
+
+@dataclass
+class DockerSpec:
+    image: str
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    code_dir: Path | None
+    run_dir: Path
+    working_dir: str = CODE_MOUNT
+    setup_script: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+    gpus: list[int] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    cache_dir: Path | None = None
+    network: str | None = None
+
+
+def client():
+    """A Docker client, or PrepareError naming why none answers."""
+    try:
+        import docker
+
+        engine = docker.from_env(timeout=30)
+        engine.ping()
+        return engine
+    except Exception as exc:  # docker.errors.DockerException and connection errors
+        raise PrepareError(f"docker mode needs a Docker engine, and none answers: {_short(exc)}") from None
+
+
+def default_network(engine) -> str:
+    """The engine's bridge network when it has one, else the host's network."""
+    names = {n.name for n in engine.networks.list()}
+    return "bridge" if "bridge" in names else "host"
+
+
+def ensure_image(engine, image: str, log) -> None:
+    """Use a local image, or pull it; a missing image fails with the reason."""
+    import docker
+
+    try:
+        engine.images.get(image)
+        log(f"docker: image {image} found locally")
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise PrepareError(f"docker: cannot inspect image {image}: {_short(exc)}") from None
+    log(f"docker: pulling {image}")
+    try:
+        engine.images.pull(image)
+    except Exception as exc:
+        raise PrepareError(f"docker image {image} is not on this worker and cannot be pulled: {_short(exc)}") from None
+
+
+class DockerLaunch:
+    """A started container; ``pgid`` is None (the container is the unit that gets ended)."""
+
+    pgid = None
+
+    def __init__(self, spec: DockerSpec, log):
+        import docker
+
+        self.spec = spec
+        self.engine = client()
+        ensure_image(self.engine, spec.image, log)
+        command = list(spec.argv)
+        entrypoint = None
+        if spec.setup_script:
+            entrypoint = ["/bin/sh", "-c", "set -e\n" + spec.setup_script + '\nexec "$@"', "trainyard-setup"]
+        volumes = {str(spec.run_dir): {"bind": RUN_MOUNT, "mode": "rw"}}
+        if spec.code_dir is not None:
+            volumes[str(spec.code_dir)] = {"bind": CODE_MOUNT, "mode": "rw"}
+        if spec.cache_dir is not None:
+            volumes[str(spec.cache_dir)] = {"bind": CACHE_MOUNT, "mode": "rw"}
+        requests = []
+        if spec.gpus:
+            requests = [docker.types.DeviceRequest(device_ids=[str(g) for g in spec.gpus], capabilities=[["gpu"]])]
+        with contextlib.suppress(docker.errors.NotFound):
+            self.engine.containers.get(spec.name).remove(force=True)  # a leftover of a lost attempt
+        try:
+            self.container = self.engine.containers.create(
+                spec.image, command=command, entrypoint=entrypoint, name=spec.name, labels=spec.labels,
+                environment=spec.env, volumes=volumes, working_dir=spec.working_dir, device_requests=requests,
+                privileged=False, network_mode=spec.network, security_opt=["no-new-privileges"],
+                stdin_open=False, tty=False, detach=True,
+            )
+            self.container.start()
+        except Exception as exc:
+            self.cleanup()
+            raise PrepareError(f"docker: container for {spec.image} cannot start: {_short(exc)}") from None
+        self._out: queue.Queue = queue.Queue()
+        self._err: queue.Queue = queue.Queue()
+        threading.Thread(target=self._demux, daemon=True).start()
+
+    def _demux(self) -> None:
+        try:
+            for out, err in self.container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True):
+                if out:
+                    self._out.put(out)
+                if err:
+                    self._err.put(err)
+        except Exception:  # the container went away
+            pass
+        finally:
+            self._out.put(None)
+            self._err.put(None)
+
+    def streams(self) -> list[tuple[str, Iterator[bytes]]]:
+        return [("out", _drain(self._out)), ("err", _drain(self._err))]
+
+    def wait(self, timeout: float | None) -> int:
+        try:
+            result = self.container.wait(timeout=timeout) if timeout else self.container.wait()
+        except Exception as exc:
+            if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
+                raise subprocess.TimeoutExpired(self.spec.argv, timeout or 0) from None
+            raise
+        return int(result.get("StatusCode", 1))
+
+    def terminate(self, grace_s: float, exited: threading.Event) -> None:
+        with contextlib.suppress(Exception):
+            self.container.stop(timeout=max(1, int(round(grace_s))))
+
+    def cleanup(self) -> None:
+        container = getattr(self, "container", None)
+        try:
+            if container is not None:
+                container.remove(force=True)
+            else:
+                self.engine.containers.get(self.spec.name).remove(force=True)
+        except Exception:  # already gone
+            pass
+
+
+def _drain(q: queue.Queue) -> Iterator[bytes]:
+    while True:
+        item = q.get()
+        if item is None:
+            return
+        yield item
+
+
+def remove_task_containers(task_ids: set[str]) -> int:
+    """Remove containers of tasks whose worker died (called by the reaper on this host)."""
+    if not task_ids:
+        return 0
+    try:
+        engine = client()
+    except PrepareError:
+        return 0
+    removed = 0
+    for container in engine.containers.list(all=True, filters={"label": LABEL_TASK}):
+        if container.labels.get(LABEL_TASK) in task_ids:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+                removed += 1
+    return removed
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__

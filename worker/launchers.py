@@ -1,0 +1,72 @@
+"""Started tasks, behind one interface: a local process group, or a docker container."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+from . import process
+from .launch import LaunchSpec, PrepareError
+
+READ_CHUNK = 65536
+
+
+class Launched(Protocol):
+    """A started task: stream its output, wait for it, end it."""
+
+    pgid: int | None
+
+    def streams(self) -> list[tuple[str, Iterator[bytes]]]: ...
+
+    def wait(self, timeout: float | None) -> int:
+        """The exit code; raises subprocess.TimeoutExpired when ``timeout`` passes first."""
+
+    def terminate(self, grace_s: float, exited: threading.Event) -> None:
+        """SIGTERM, up to ``grace_s`` seconds, then SIGKILL."""
+
+    def cleanup(self) -> None:
+        """Make sure nothing of the task is left (grandchildren, the container)."""
+
+
+class LocalLaunch:
+    """A process started as the leader of its own session and process group."""
+
+    def __init__(self, spec: LaunchSpec):
+        try:
+            self.proc = process.spawn(spec.argv, spec.cwd, spec.env)
+        except OSError as exc:
+            raise PrepareError(f"cannot start {spec.argv[0]}: {exc.strerror or exc}") from None
+        self.pgid = self.proc.pid
+
+    def streams(self) -> list[tuple[str, Iterator[bytes]]]:
+        return [("out", _chunks(self.proc.stdout)), ("err", _chunks(self.proc.stderr))]
+
+    def wait(self, timeout: float | None) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def terminate(self, grace_s: float, exited: threading.Event) -> None:
+        if self.proc.poll() is None:
+            process.end_group(self.proc.pid, grace_s, exited)
+
+    def cleanup(self) -> None:
+        process.signal_group(self.proc.pid, signal.SIGKILL)  # grandchildren never outlive the task
+
+
+def _chunks(stream) -> Iterator[bytes]:
+    fd = stream.fileno()
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, READ_CHUNK)
+            except OSError:
+                return
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        with contextlib.suppress(OSError):
+            stream.close()
