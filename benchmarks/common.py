@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import json
+import math
 import os
 import platform
 import shutil
+import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -173,6 +177,95 @@ class Timer:
 
 def per_second(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """count, mean, median, p90, p99 (nearest rank), min and max of ``values``."""
+    if not values:
+        raise ValueError("no values to summarize")
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+    return {
+        "count": len(ordered),
+        "mean": statistics.fmean(ordered),
+        "median": statistics.median(ordered),
+        "p90": rank(90),
+        "p99": rank(99),
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
+
+
+# -- child processes --------------------------------------------------------------------------
+class ChildProcesses:
+    """Processes a benchmark starts (workers...), all stopped when the context exits, even on error.
+
+    Each child gets its own session, stdin from /dev/null and its stdout and stderr in a log file
+    in a temp folder (also a place for the children's own files: ``.directory``), so a chatty
+    child never blocks on a full pipe. ``stop`` asks with a signal (SIGTERM by default), waits,
+    then SIGKILLs what is left; ``tail`` shows a child's last output lines (for error messages).
+    """
+
+    def __init__(self, prefix: str = "trainyard-bench-"):
+        self.directory = Path(tempfile.mkdtemp(prefix=prefix))
+        self.procs: list[subprocess.Popen] = []
+        self._logs: dict[int, Path] = {}
+
+    def start(
+        self, argv: Sequence[str], name: str, env: Mapping[str, str] | None = None, cwd: Path = REPO
+    ) -> subprocess.Popen:
+        log = self.directory / f"{name}.{len(self.procs)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=str(cwd),
+                env=dict(env) if env is not None else None,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        self._logs[proc.pid] = log
+        return proc
+
+    def tail(self, proc: subprocess.Popen, lines: int = 20) -> str:
+        try:
+            text = self._logs[proc.pid].read_text(errors="replace")
+        except (KeyError, OSError):
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(
+        self, procs: Iterable[subprocess.Popen] | None = None, sig: int = signal.SIGTERM, timeout: float = 15.0
+    ) -> None:
+        """Signal every given (default: every) live child, then wait for all of them together."""
+        chosen = list(self.procs if procs is None else procs)
+        for proc in chosen:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+        deadline = time.monotonic() + timeout
+        for proc in chosen:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.procs = [p for p in self.procs if p.poll() is None]
+
+    def cleanup(self) -> None:
+        self.stop(timeout=10.0)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> ChildProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
 
 
 # -- output -----------------------------------------------------------------------------------

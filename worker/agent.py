@@ -31,9 +31,9 @@ from ..queues.store import TaskStore
 from . import process
 from .artifacts import ArtifactStore
 from .executor import RunSettings, TaskRun
-from .gpus import pinning_env
-from .launch import LaunchSpec, local_spec, task_env
+from .launch import LaunchSpec
 from .leases import GpuLeases
+from .modes import ModeSettings, Preparer
 from .reporter import Reporter
 
 log = logging.getLogger("trainyard.worker")
@@ -56,6 +56,10 @@ class WorkerConfig:
     home: Path = Path.home() / ".trainyard"
     artifacts_url: str = ""
     redis_url: str | None = None
+    docker_image: str | None = None
+    docker_network: str | None = None
+    env_cache_size: int = 20
+    installer: str = "auto"
 
 
 class Worker:
@@ -78,7 +82,20 @@ class Worker:
             grace_s=config.grace_s,
             keep_runs=config.keep_runs,
         )
-        self.prepare = prepare or self._prepare_local
+        self.prepare = prepare or Preparer(
+            ModeSettings(
+                home=config.home,
+                worker=self.name,
+                gpus=list(config.gpus),
+                default_mode=config.mode,
+                docker_image=config.docker_image,
+                docker_network=config.docker_network,
+                redis_url=config.redis_url,
+                env_cache_size=config.env_cache_size,
+                installer=config.installer,
+            ),
+            self.dispatcher.store,
+        )
         self.info = workers.WorkerInfo(
             name=self.name,
             host=self.host,
@@ -109,11 +126,6 @@ class Worker:
                 broker.require(queue)
         if not self.cfg.queues:
             raise InvalidInput("a worker needs at least one --queue")
-
-    def _prepare_local(self, record: TaskRecord, run_dir: Path, reporter: Reporter) -> LaunchSpec:
-        gpu_env = pinning_env(self.cfg.gpus)
-        env = task_env(record, run_dir, gpu_env, self.cfg.redis_url)
-        return local_spec(record, run_dir, env)
 
     # -- the main loop -----------------------------------------------------------------------
     def run(self) -> int:
@@ -319,3 +331,7 @@ class Worker:
         local = [d for d in done if d.host == self.host]
         if local:
             process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})
+            if self.cfg.mode == "docker" or self.cfg.docker_image:
+                from .docker_mode import remove_task_containers
+
+                remove_task_containers({d.task_id for d in local})

@@ -104,12 +104,24 @@ class DockerLaunch:
             requests = [docker.types.DeviceRequest(device_ids=[str(g) for g in spec.gpus], capabilities=[["gpu"]])]
         with contextlib.suppress(docker.errors.NotFound):
             self.engine.containers.get(spec.name).remove(force=True)  # a leftover of a lost attempt
+        network = spec.network or default_network(self.engine)
         try:
             self.container = self.engine.containers.create(
-                spec.image, command=command, entrypoint=entrypoint, name=spec.name, labels=spec.labels,
-                environment=spec.env, volumes=volumes, working_dir=spec.working_dir, device_requests=requests,
-                privileged=False, network_mode=spec.network, security_opt=["no-new-privileges"],
-                stdin_open=False, tty=False, detach=True,
+                spec.image,
+                command=command,
+                entrypoint=entrypoint,
+                name=spec.name,
+                labels=spec.labels,
+                environment=spec.env,
+                volumes=volumes,
+                working_dir=spec.working_dir,
+                device_requests=requests,
+                privileged=False,
+                network_mode=network,
+                security_opt=["no-new-privileges"],
+                stdin_open=False,
+                tty=False,
+                detach=True,
             )
             self.container.start()
         except Exception as exc:

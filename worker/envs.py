@@ -295,7 +295,8 @@ class EnvCache:
         self.max_envs = max_envs
         self.installer = installer
         self.timeout_s = timeout_s
-        self._uv: list[str] | None | bool = False  # False: not looked up yet
+        self._uv: list[str] | None = None  # argv prefix running uv, once looked up
+        self._uv_checked = False
 
     # -- public API -------------------------------------------------------------------------------
     def key(self, spec: EnvSpec) -> str:
@@ -315,9 +316,12 @@ class EnvCache:
         key = self.key(spec)
         use_fd = _lock(self._use_lock(key), fcntl.LOCK_SH)
         try:
-            env = self._hit(key)
-            if env is None:
-                env = self._build_once(key, spec)
+            env = self._hit(key) or self._build_once(key, spec)
+        except BaseException:
+            _unlock(use_fd)
+            self._discard(key, only_incomplete=True)  # a failed build leaves no lock files either
+            raise
+        try:
             yield env
         finally:
             _unlock(use_fd)
@@ -329,10 +333,12 @@ class EnvCache:
             raise PrepareError(f"{key!r} is not an environment key")
         self.root.mkdir(parents=True, exist_ok=True)
         use_fd = _lock(self._use_lock(key), fcntl.LOCK_SH)
+        env = self._hit(key)
+        if env is None:
+            _unlock(use_fd)
+            self._discard(key, only_incomplete=True)  # drop the lock file this call created
+            raise PrepareError(f"environment {key} is not in the cache at {self.root}")
         try:
-            env = self._hit(key)
-            if env is None:
-                raise PrepareError(f"environment {key} is not in the cache at {self.root}")
             yield env
         finally:
             _unlock(use_fd)
@@ -360,9 +366,8 @@ class EnvCache:
                 evicted.append(meta["key"])
                 excess -= 1
                 self.log(f"environment {meta['key']}: evicted (least recently used)")
-        complete = {m["key"] for m in entries}
-        for key in self._orphan_keys() - complete:
-            self._discard(key)
+        for key in self._orphan_keys() - {m["key"] for m in entries}:
+            self._discard(key, only_incomplete=True)
         return evicted
 
     # -- paths and metadata -----------------------------------------------------------------------
@@ -421,12 +426,15 @@ class EnvCache:
             packages=list(meta.get("packages", [])),
         )
 
-    def _discard(self, key: str) -> bool:
-        """Remove env ``key`` and its lock files unless somebody holds it; True when removed."""
+    def _discard(self, key: str, only_incomplete: bool = False) -> bool:
+        """Remove env ``key`` and its lock files unless somebody holds it (or, with
+        ``only_incomplete``, it is complete); True when removed."""
         use_fd = _lock(self._use_lock(key), fcntl.LOCK_EX | fcntl.LOCK_NB)
         if use_fd is None:
             return False
         try:
+            if only_incomplete and self._metadata(key) is not None:
+                return False
             link = self.root / key
             if link.is_symlink():
                 link.unlink()  # the env is gone at once; its folder goes next
@@ -440,9 +448,12 @@ class EnvCache:
         finally:
             _unlock(use_fd)
 
-    def _remove_build_folders(self, key: str, keep: str | None = None) -> None:
+    def _remove_build_folders(self, key: str) -> None:
+        """Hidden build folders (and never-renamed links) of ``key``; callers hold its locks."""
         for folder in self.root.glob(f".{key}-*"):
-            if folder.name != keep:
+            if folder.is_symlink():  # a link that was never renamed into place
+                folder.unlink()
+            else:
                 shutil.rmtree(folder, ignore_errors=True)
 
     # -- building ---------------------------------------------------------------------------------
@@ -464,11 +475,10 @@ class EnvCache:
 
     def _build(self, key: str, spec: EnvSpec) -> BuiltEnv:
         link = self.root / key
-        if link.is_symlink() or link.exists():  # broken or incomplete: start again
-            if link.is_dir() and not link.is_symlink():
-                shutil.rmtree(link, ignore_errors=True)
-            else:
-                link.unlink()
+        if link.is_symlink():  # dangling or incomplete: start again
+            link.unlink()
+        elif link.exists():
+            shutil.rmtree(link, ignore_errors=True)
         self._remove_build_folders(key)  # what crashed builds left
         folder = self.root / f".{key}-{secrets.token_hex(4)}"
         version = python_version(spec.python)
@@ -506,8 +516,8 @@ class EnvCache:
     def _venv_installer(self) -> str:
         if self.installer == "pip":
             return "pip"
-        if self._uv is False:
-            self._uv = _find_uv()
+        if not self._uv_checked:
+            self._uv, self._uv_checked = _find_uv(), True
         if self._uv is None and self.installer == "uv":
             raise PrepareError("installer uv is not available on this worker (no uv on PATH, no uv module)")
         return "uv" if self._uv else "pip"
@@ -524,7 +534,6 @@ class EnvCache:
         self._run([sys.executable, "-m", "virtualenv", "--python", interpreter, str(folder)], "creating the virtualenv")
         python = folder / "bin" / "python"
         uv = self._uv if installer == "uv" else None
-        assert uv is None or isinstance(uv, list)
         if requirements:
             req_file = self._requirements_file(folder, requirements)
             extra = [arg for url in spec.extra_index_urls if url.strip() for arg in ("--extra-index-url", url.strip())]
@@ -537,7 +546,7 @@ class EnvCache:
             frozen = self._run([*uv, "pip", "freeze", "--python", str(python)], "listing installed packages")
         else:
             frozen = self._run([str(python), "-m", "pip", "freeze", "--all"], "listing installed packages")
-        return installer, [s.strip() for s in frozen.splitlines() if s.strip() and not s.startswith("Using ")]
+        return installer, [s.strip() for s in frozen.splitlines() if s.strip()]
 
     def _build_conda(
         self, key: str, spec: EnvSpec, folder: Path, version: str, requirements: list[str]
@@ -575,13 +584,14 @@ class EnvCache:
         return path
 
     def _run(self, argv: list[str], what: str, env: dict[str, str] | None = None) -> str:
-        """Run an installer step (own process group, output captured); InstallError when it fails."""
+        """Run an installer step in its own process group; its stdout, or InstallError naming
+        ``what`` with the last lines of its output (stdout, then stderr)."""
         try:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
                 env=env if env is not None else _install_env(),
@@ -590,17 +600,17 @@ class EnvCache:
         except OSError as exc:
             raise InstallError(f"{what} failed: {exc}") from exc
         try:
-            output, _ = proc.communicate(timeout=self.timeout_s)
+            out, err = proc.communicate(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            output, _ = proc.communicate()
-            raise InstallError(f"{what} timed out after {self.timeout_s:.0f}s", output or "") from None
+            out, err = proc.communicate()
+            raise InstallError(f"{what} timed out after {self.timeout_s:.0f}s", f"{out}\n{err}") from None
         except BaseException:
             _kill_group(proc)
             raise
         if proc.returncode != 0:
-            raise InstallError(f"{what} failed (exit {proc.returncode})", output)
-        return output
+            raise InstallError(f"{what} failed (exit {proc.returncode})", f"{out}\n{err}")
+        return out
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -109,7 +109,11 @@ class TaskRun:
                 f"({self.s.dispatcher.host}), GPUs: {gpus}"
             )
             spec = self.prepare(record, run_dir, reporter)
-            outcome, exit_code, error = self._execute(spec, reporter)
+            try:
+                outcome, exit_code, error = self._execute(spec, reporter)
+            finally:
+                for release in spec.release:
+                    release()
         except PrepareError as exc:
             error = str(exc)
             reporter.system(f"cannot start: {error}")
@@ -137,8 +141,10 @@ class TaskRun:
         try:
             if launched.pgid is not None:
                 self.s.dispatcher.set_pgid(record.id, launched.pgid)
-            readers = [threading.Thread(target=_pump, args=(chunks, name, reporter), daemon=True)
-                       for name, chunks in launched.streams()]
+            readers = [
+                threading.Thread(target=_pump, args=(chunks, name, reporter), daemon=True)
+                for name, chunks in launched.streams()
+            ]
             for reader in readers:
                 reader.start()
             if self.abort_reason or self.requeue_reason:  # asked before the task existed

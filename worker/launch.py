@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from ..queues.params import section
 from ..queues.record import TaskRecord, TaskType
 
 # never handed to task code (controllers get the connection explicitly)
-WITHHELD_ENV = ("TRAINYARD_REDIS_URL",)
+WITHHELD_ENV = ("TRAINYARD_REDIS_URL", "TRAINYARD_GIT_USER", "TRAINYARD_GIT_TOKEN")
 
 
 class PrepareError(TrainyardError):
@@ -28,6 +27,7 @@ class LaunchSpec:
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
     docker: Any = None  # a docker_mode.DockerSpec in docker mode
+    release: list[Callable[[], None]] = field(default_factory=list)  # run when the task has ended
 
 
 def args_flags(params: Mapping[str, Any]) -> list[str]:
@@ -63,45 +63,3 @@ def task_env(record: TaskRecord, run_dir: Path, gpu_env: Mapping[str, str], redi
     if record.type == TaskType.CONTROLLER and redis_url:
         env["TRAINYARD_REDIS_URL"] = redis_url  # controllers clone and enqueue: they need Redis
     return env
-
-
-def python_argv(python: str, entry_point: str, record: TaskRecord) -> list[str]:
-    return [python, "-u", entry_point, *args_flags(record.parameters)]
-
-
-def code_folder(record: TaskRecord, run_dir: Path, checkout: Callable[[TaskRecord], Path] | None) -> Path:
-    """Where the task's code lies: a checkout of its repository, or its standalone source."""
-    script = record.script
-    if script.source is not None:
-        folder = run_dir / "code"
-        folder.mkdir(exist_ok=True)
-        (folder / (script.entry_point or "main.py")).write_text(script.source)
-        return folder
-    if script.repository and checkout is not None:
-        return checkout(record) / script.working_dir
-    if script.repository and Path(script.repository).is_dir():
-        return Path(script.repository) / script.working_dir
-    if script.repository:
-        raise PrepareError(
-            f"repository {script.repository} is not a local folder and this worker has no source checkout"
-        )
-    return run_dir
-
-
-def local_spec(
-    record: TaskRecord,
-    run_dir: Path,
-    env: dict[str, str],
-    checkout: Callable[[TaskRecord], Path] | None = None,
-    python: str = sys.executable,
-) -> LaunchSpec:
-    """Local mode: the worker's own Python runs the entry point, or the command runs as given."""
-    folder = code_folder(record, run_dir, checkout)
-    if record.script.command:
-        return LaunchSpec(list(record.script.command), folder if folder.is_dir() else run_dir, env)
-    entry = record.script.entry_point
-    if not entry:
-        raise PrepareError("the task has neither an entry point nor a command")
-    if not (folder / entry).is_file():
-        raise PrepareError(f"entry point not found: {entry} in {folder}")
-    return LaunchSpec(python_argv(python, entry, record), folder, env)

@@ -32,10 +32,31 @@ from .output import ago, emit_json, json_option, table
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option(
     "--mode",
-    type=click.Choice(["local"]),
+    type=click.Choice(["local", "venv", "conda", "docker"]),
     default="local",
     show_default=True,
-    help="How tasks run: local runs them with this worker's Python.",
+    help="Default way tasks run (a task may name its own): local uses this worker's Python; venv and "
+    "conda build cached environments from the task's requirements; docker runs a container.",
+)
+@click.option(
+    "--docker", "docker_image", metavar="IMAGE", help="Docker mode by default, with IMAGE for tasks that name none."
+)
+@click.option(
+    "--docker-network", help="Network for task containers (default: bridge, or host when the engine has no bridge)."
+)
+@click.option(
+    "--env-cache-size",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Cached venv/conda environments kept on this host (least recently used go first).",
+)
+@click.option(
+    "--installer",
+    type=click.Choice(["auto", "uv", "pip"]),
+    default="auto",
+    show_default=True,
+    help="Installs requirements with uv when available (auto), or always with one of them.",
 )
 @click.option(
     "--grace",
@@ -47,7 +68,23 @@ from .output import ago, emit_json, json_option, table
 @click.option("--create-queue", is_flag=True, help="Create queues that do not exist yet.")
 @click.option("--keep-runs", is_flag=True, help="Keep each task's run folder (for debugging).")
 @click.pass_context
-def worker(ctx, queues, gpus, cpu_only, order_fairness, name, burst, mode, grace, create_queue, keep_runs) -> None:
+def worker(
+    ctx,
+    queues,
+    gpus,
+    cpu_only,
+    order_fairness,
+    name,
+    burst,
+    mode,
+    docker_image,
+    docker_network,
+    env_cache_size,
+    installer,
+    grace,
+    create_queue,
+    keep_runs,
+) -> None:
     """Run a worker: `trainyard worker --queue single-gpu --gpus 0`.
 
     SIGTERM or Ctrl-C drains (the current task finishes, no new one is taken); a second one
