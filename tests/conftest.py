@@ -62,5 +62,18 @@ def run_cli():
     return run
 
 
+@pytest.fixture(scope="session")
+def docker_image():
+    """A local busybox image; skips without a Docker engine, unless CI requires one."""
+    from dockerimages import docker_engine, ensure_busybox_image
+
+    engine = docker_engine()
+    if engine is None:
+        if os.environ.get("TRAINYARD_REQUIRE_DOCKER"):
+            pytest.fail("TRAINYARD_REQUIRE_DOCKER is set but no Docker engine answers")
+        pytest.skip("no Docker engine answers (start dockerd to run the docker-mode tests)")
+    return ensure_busybox_image(engine)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "embedded: uses the embedded Redis instead of the session server")

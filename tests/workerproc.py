@@ -47,9 +47,14 @@ class WorkerProcess:
         return code
 
     def stop(self) -> None:
+        """Stop now but cleanly (SIGQUIT: running tasks are ended and re-queued), else kill."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
         if not self._log.closed:
             self._log.close()
 
@@ -60,8 +65,8 @@ class WorkerProcess:
         self.stop()
 
 
-def wait_for_log(conn: redis.Redis, task_id: str, text: str, timeout: float = 60) -> str:
-    """Block on the task's log stream until a line containing ``text`` arrives."""
+def wait_for_log(conn: redis.Redis, task_id: str, text: str, timeout: float = 60, exact: bool = False) -> str:
+    """Block on the task's log stream until a line containing (or, ``exact``, equal to) ``text`` arrives."""
     deadline = time.monotonic() + timeout
     cursor = "0-0"
     seen = []
@@ -72,7 +77,7 @@ def wait_for_log(conn: redis.Redis, task_id: str, text: str, timeout: float = 60
                 cursor = entry_id
                 line = fields[b"l"].decode()
                 seen.append(line)
-                if text in line:
+                if (line == text) if exact else (text in line and not line.startswith("[trainyard] starting:")):
                     return line
     raise AssertionError(f"no log line with {text!r} in {timeout}s; saw: {seen[-20:]}")
 

@@ -236,8 +236,13 @@ class Worker:
                 log.info("%s again: stopping, current tasks go back to their queues", signal.Signals(signum).name)
                 self.stop()
 
+        def on_quit(signum, _frame) -> None:
+            log.info("SIGQUIT: stopping, current tasks go back to their queues")
+            self.stop()
+
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGQUIT, on_quit)
 
     def drain(self) -> None:
         self.draining = True

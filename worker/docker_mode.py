@@ -123,17 +123,19 @@ class DockerLaunch:
                 tty=False,
                 detach=True,
             )
+            # attach before start, so not a byte of output is missed
+            attached = self.container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
             self.container.start()
         except Exception as exc:
             self.cleanup()
             raise PrepareError(f"docker: container for {spec.image} cannot start: {_short(exc)}") from None
         self._out: queue.Queue = queue.Queue()
         self._err: queue.Queue = queue.Queue()
-        threading.Thread(target=self._demux, daemon=True).start()
+        threading.Thread(target=self._demux, args=(attached,), daemon=True).start()
 
-    def _demux(self) -> None:
+    def _demux(self, attached) -> None:
         try:
-            for out, err in self.container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True):
+            for out, err in attached:
                 if out:
                     self._out.put(out)
                 if err:

@@ -88,7 +88,7 @@ def worker(
     """Run a worker: `trainyard worker --queue single-gpu --gpus 0`.
 
     SIGTERM or Ctrl-C drains (the current task finishes, no new one is taken); a second one
-    stops at once and puts the current task back at the front of its queue.
+    stops at once and puts the current task back at the front of its queue (so does SIGQUIT).
     """
     if ctx.invoked_subcommand is not None:
         return
