@@ -307,7 +307,8 @@ class _Job:
             self.log(f"source: checked out {short(commit)}")
             if diff:
                 self.apply_diff(dest, diff, commit)
-                self.log(f"source: applied uncommitted changes ({count_files(diff)} files)")
+                files = count_files(diff)
+                self.log(f"source: applied uncommitted changes ({files} file{'' if files == 1 else 's'})")
         except BaseException:
             if not existed:
                 shutil.rmtree(dest, ignore_errors=True)
