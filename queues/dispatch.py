@@ -85,15 +85,6 @@ class Dispatcher:
             self.conn.hdel(keys.CLAIMS, claimed.task_id)
             return None
 
-    def set_pgid(self, task_id: str, pgid: int) -> None:
-        """Record the task's process group in its claim, so a reaper on this host can end it."""
-        raw = self.conn.hget(keys.CLAIMS, task_id)
-        if raw is None:
-            return
-        claim = json.loads(raw)
-        claim["pgid"] = pgid
-        self.conn.hset(keys.CLAIMS, task_id, json.dumps(claim))
-
     def finish(
         self,
         task_id: str,

@@ -87,8 +87,9 @@ def publish_state(conn: Redis, info: WorkerInfo) -> None:
         pipe.execute()
 
 
-def heartbeat(conn: Redis, info: WorkerInfo, claimed: list[str]) -> str | None:
-    """Refresh the entry and the worker's claims; returns a pending command (drain/stop), if any."""
+def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> str | None:
+    """Refresh the entry and the worker's claims (with each task's process group, so a reaper on
+    this host can end what a dead worker left); returns a pending command (drain/stop), if any."""
     key = keys.worker(info.name)
     now = time.time()
     info.heartbeat = now
@@ -110,6 +111,8 @@ def heartbeat(conn: Redis, info: WorkerInfo, claimed: list[str]) -> str | None:
             claim = json.loads(raw)
             if claim.get("worker") == info.name:
                 claim["ts"] = now
+                if claimed[task_id]:
+                    claim["pgid"] = claimed[task_id]
                 pipe.hset(keys.CLAIMS, task_id, json.dumps(claim))
         pipe.execute()
     return info.command

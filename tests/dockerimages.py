@@ -63,6 +63,7 @@ def ensure_busybox_image(engine) -> str:
         info = tarfile.TarInfo("etc/passwd")
         info.size = len(passwd)
         tar.addfile(info, io.BytesIO(passwd))
-    engine.api.import_image_from_data(buffer.getvalue(), repository=BUSYBOX_IMAGE.split(":")[0],
-                                      tag=BUSYBOX_IMAGE.split(":")[1])
+    engine.api.import_image_from_data(
+        buffer.getvalue(), repository=BUSYBOX_IMAGE.split(":")[0], tag=BUSYBOX_IMAGE.split(":")[1]
+    )
     return BUSYBOX_IMAGE

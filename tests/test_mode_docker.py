@@ -66,9 +66,16 @@ def test_setup_script_requirements_free_and_source_mounted(conn, docker_image, t
     repo = tmp_path / "repo"
     commit = make_repo(repo, {"tools/run.sh": 'echo "run.sh at $(pwd) says $(cat /tmp/setup-done)"\n'})
     Queue.create("docker")
-    task = Task.create("from-git", command=["sh", "run.sh"], repository=str(repo), commit=commit,
-                       working_dir="tools", docker_image=docker_image, mode="docker",
-                       docker_setup_script="echo ready > /tmp/setup-done")
+    task = Task.create(
+        "from-git",
+        command=["sh", "run.sh"],
+        repository=str(repo),
+        commit=commit,
+        working_dir="tools",
+        docker_image=docker_image,
+        mode="docker",
+        docker_setup_script="echo ready > /tmp/setup-done",
+    )
     task.enqueue("docker")
     with WorkerProcess("-q", "docker", "--cpu-only", "--burst") as worker:
         assert worker.wait(timeout=120) == 0
@@ -87,7 +94,10 @@ def test_missing_image_fails_the_task_with_the_reason(conn, docker_image):
         assert worker.wait(timeout=120) == 0
     failed = Task.get(bad.id).data
     assert failed.status == TaskStatus.FAILED
-    assert "docker image trainyard-test/does-not-exist:1 is not on this worker and cannot be pulled" in failed.runtime.error
+    assert (
+        "docker image trainyard-test/does-not-exist:1 is not on this worker and cannot be pulled"
+        in failed.runtime.error
+    )
     assert Task.get(good.id).status == TaskStatus.COMPLETED  # the worker carries on
 
 

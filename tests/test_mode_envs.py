@@ -34,8 +34,14 @@ def repo(tmp_path):
 
 
 def _task(repo_path, commit_id, name: str, mode: str, diff: str | None = None) -> Task:
-    task = Task.create(name, command=["python", "-u", "train.py"], repository=str(repo_path), commit=commit_id,
-                       requirements=["six==1.16.0"], mode=mode)
+    task = Task.create(
+        name,
+        command=["python", "-u", "train.py"],
+        repository=str(repo_path),
+        commit=commit_id,
+        requirements=["six==1.16.0"],
+        mode=mode,
+    )
     if diff is not None:
         task._record = task._store.update(task.id, lambda r: setattr(r.script, "diff", diff))
     return task
@@ -47,8 +53,9 @@ def _diff(repo_path, commit_id, version: str, tmp_path) -> str:
     subprocess.run(["git", "clone", "-q", str(repo_path), str(clone)], check=True)
     subprocess.run(["git", "checkout", "-q", commit_id], cwd=clone, check=True)
     (clone / "train.py").write_text(SCRIPT_V1.replace('"v1"', f'"{version}"'))
-    return subprocess.run(["git", "diff", "--binary", "HEAD"], cwd=clone, capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", "diff", "--binary", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_venv_mode_runs_old_commit_plus_diff_with_a_real_package(conn, repo, tmp_path):

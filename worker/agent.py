@@ -157,8 +157,7 @@ class Worker:
             self._done.set()
             self._beat.set()
             self.wake.set()
-            for thread in threads:
-                thread.join(timeout=10)
+            threads[0].join(timeout=10)  # the heartbeat thread; the event listener is a daemon blocked in XREAD
             try:
                 self.leases.release(self.cfg.gpus)
                 workers.unregister(self.conn, self.name)
@@ -307,10 +306,10 @@ class Worker:
                     workers.publish_state(self.conn, self.info)
                 reported_state = self.info.state
                 with self._running_lock:
-                    claimed = list(self.running)
+                    claimed = {tid: run.launched.pgid if run.launched else None for tid, run in self.running.items()}
                 self._command(workers.heartbeat(self.conn, self.info, claimed))
                 self.leases.refresh(self.cfg.gpus)
-                self._check_abort_flags(claimed)
+                self._check_abort_flags(list(claimed))
                 if time.monotonic() - last_reap >= REAP_EVERY_S:
                     last_reap = time.monotonic()
                     self._reap()

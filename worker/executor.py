@@ -139,8 +139,6 @@ class TaskRun:
         reporter.system(f"starting: {' '.join(spec.argv)}")
         launched = self.launched = self._launch(spec, reporter)
         try:
-            if launched.pgid is not None:
-                self.s.dispatcher.set_pgid(record.id, launched.pgid)
             readers = [
                 threading.Thread(target=_pump, args=(chunks, name, reporter), daemon=True)
                 for name, chunks in launched.streams()

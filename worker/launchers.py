@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,10 @@ class LocalLaunch:
     """A process started as the leader of its own session and process group."""
 
     def __init__(self, spec: LaunchSpec):
+        program = spec.argv[0]
+        found = shutil.which(program, path=spec.env.get("PATH")) if "/" not in program else program
+        if not found or not os.access(spec.cwd / found if "/" in program else found, os.X_OK):
+            raise PrepareError(f"cannot start {program}: not found or not executable")
         try:
             self.proc = process.spawn(spec.argv, spec.cwd, spec.env)
         except OSError as exc:
