@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,44 @@ def test_abort_removes_the_container(conn, docker_image):
         Task.get(task.id).abort()
         assert wait_status(task, timeout=120).status == TaskStatus.ABORTED
         assert _containers(task.id) == []
+
+
+def test_time_limit_and_worker_death_remove_the_container(conn, docker_image):
+    Queue.create("docker")
+    slow = Task.create("slow", command=["sh", "-c", "echo UP; sleep 600"], docker_image=docker_image, mode="docker",
+                       time_limit=1)
+    slow.enqueue("docker")
+    with WorkerProcess("-q", "docker", "--cpu-only", "--burst", "--grace", "1") as worker:
+        assert worker.wait(timeout=120) == 0
+    record = Task.get(slow.id).data
+    assert record.status == TaskStatus.FAILED and record.runtime.error == "time limit of 1s exceeded"
+    assert _containers(slow.id) == []
+
+    orphan = Task.create("orphan", command=["sh", "-c", "echo UP; sleep 600"], docker_image=docker_image,
+                         mode="docker")
+    orphan.enqueue("docker")
+    victim = WorkerProcess("-q", "docker", "--cpu-only", "--name", "docker-victim")
+    wait_for_log(conn, orphan.id, "UP", exact=True)
+    victim.signal(signal.SIGKILL)
+    victim.wait()
+    assert len(_containers(orphan.id)) == 1  # the engine keeps it: nobody removed it yet
+    with WorkerProcess("-q", "docker", "--cpu-only", "--name", "docker-rescuer"):
+        assert wait_status(orphan, timeout=120).status == TaskStatus.FAILED
+        _wait_removed(orphan.id)
+
+
+def _wait_removed(task_id: str, timeout: float = 60) -> None:
+    """The reaper removes the container right after it failed the task; wait on the engine's events."""
+    import docker
+
+    engine = docker.from_env()
+    if not _containers(task_id):
+        return
+    for event in engine.events(decode=True, filters={"label": f"trainyard.task={task_id}", "event": "destroy"},
+                               until=int(time.time() + timeout)):
+        if event:
+            break
+    assert _containers(task_id) == []
 
 
 def test_setup_script_requirements_free_and_source_mounted(conn, docker_image, tmp_path):

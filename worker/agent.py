@@ -335,7 +335,6 @@ class Worker:
         local = [d for d in done if d.host == self.host]
         if local:
             process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})
-            if self.cfg.mode == "docker" or self.cfg.docker_image:
-                from .docker_mode import remove_task_containers
+            from .docker_mode import remove_task_containers
 
-                remove_task_containers({d.task_id for d in local})
+            remove_task_containers({d.task_id for d in local})  # any task may have run in docker mode

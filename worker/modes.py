@@ -17,7 +17,7 @@ from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
 from .docker_mode import CACHE_MOUNT, CODE_MOUNT, LABEL_TASK, LABEL_WORKER, RUN_MOUNT, DockerSpec
 from .envs import EnvCache, EnvSpec
-from .gpus import pinning_env
+from .gpus import default_nvml, pinning_env
 from .launch import LaunchSpec, PrepareError, args_flags, task_env
 from .reporter import Reporter
 from .source import GitCredentials, SourceCache
@@ -103,7 +103,8 @@ class Preparer:
         return LaunchSpec(argv, workdir or run_dir, env)
 
     def _env(self, kind: str, record: TaskRecord, run_dir: Path, code: Path | None, reporter: Reporter) -> LaunchSpec:
-        spec = EnvSpec.from_script(kind, record.script)
+        cuda = default_nvml.driver_version() if self.s.gpus else None  # part of the environment's key
+        spec = EnvSpec.from_script(kind, record.script, cuda=cuda)
         cache = EnvCache(self.envs_root, reporter.system, max_envs=self.s.env_cache_size, installer=self.s.installer)
         holder = contextlib.ExitStack()
         built = holder.enter_context(cache.ensure_and_hold(spec))
