@@ -63,7 +63,8 @@ POLL_S = 0.01
 GAP_S = 0.05  # between samples, so the worker is idle again
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "envs.json"
 TRACE_WORKER = Path(__file__).resolve().parent / "trace_worker.py"
-FORWARD_FLAGS = Path(__file__).resolve().parent / "forward_flags.py"
+ENV_WORKER = Path(__file__).resolve().parent / "env_worker.py"
+BY_HAND = 10  # samples of starting the task command by hand (the interpreter start-up)
 TESTS = REPO / "tests"
 
 
@@ -274,20 +275,26 @@ def probe_installer_flag(bench: Bench) -> dict[str, Any]:
     return {"flag": "--installer pip", "installer_used": used, "honoured": honoured, "worker": worker.name}
 
 
-def venv_series(bench: Bench, installer: str, cold: int, cached: int, launcher: list[str] | None) -> dict[str, Any]:
+def venv_series(bench: Bench, installer: str, cold: int, cached: int, forward: bool) -> dict[str, Any]:
     """One worker (``--mode venv --installer X``) on a fresh home and empty download caches:
     a first-ever cold build, then ``cold`` cold builds with warm download caches (the env cache
-    emptied before each), then ``cached`` runs in the cached environment."""
-    caches = {
-        "UV_CACHE_DIR": str(bench.folder(f"cache-{installer}/uv")),
-        "PIP_CACHE_DIR": str(bench.folder(f"cache-{installer}/pip")),
-        "VIRTUALENV_OVERRIDE_APP_DATA": str(bench.folder(f"cache-{installer}/virtualenv")),
+    emptied before each), then ``cached`` runs in the cached environment, then the environment's
+    interpreter started by hand (the floor)."""
+    cache_dirs = {
+        "UV_CACHE_DIR": bench.folder(f"cache-{installer}/uv"),
+        "PIP_CACHE_DIR": bench.folder(f"cache-{installer}/pip"),
+        "VIRTUALENV_OVERRIDE_APP_DATA": bench.folder(f"cache-{installer}/virtualenv"),
     }
-    out: dict[str, Any] = {"installer_flag": installer, "launcher": "forward_flags.py" if launcher else "trainyard"}
+    steps_file = bench.root / f"steps-{installer}.jsonl"
+    launcher = [sys.executable, str(ENV_WORKER), "--steps", str(steps_file)]
+    if forward:
+        launcher.append("--forward-flags")
+    out: dict[str, Any] = {"installer_flag": installer, "flags_forwarded_by_launcher": forward}
+    caches = {k: str(v) for k, v in cache_dirs.items()}
+    rows: dict[str, list[Sample]] = {"first": [], "cold": [], "cached": []}
+    builds: dict[str, list[float]] = {"first": [], "cold": []}
     with bench.worker(f"venv-{installer}", ["--mode", "venv", "--installer", installer], caches, launcher) as worker:
         out["worker_startup_s"] = round(worker.startup_s, 3)
-        rows: dict[str, list[Sample]] = {"first": [], "cold": [], "cached": []}
-        builds: dict[str, list[float]] = {"first": [], "cold": []}
         for kind, count in (("first", 1), ("cold", cold)):
             for i in range(count):
                 wipe_env_cache(worker.home)
@@ -299,17 +306,61 @@ def venv_series(bench: Bench, installer: str, cold: int, cached: int, launcher: 
                 rows[kind].append(sample)
                 builds[kind] += [m.get("build_seconds", float("nan")) for m in env_meta(worker.home)]
                 progress(f"venv {installer} {kind}", sample)
+            if kind == "first":
+                out["download_caches_after_first_mib"] = {k: round(du(v) / 2**20, 2) for k, v in cache_dirs.items()}
         for i in range(cached):
             time.sleep(GAP_S)
             sample = bench.run_task(f"venv-{installer}-cached-{i}", VENV_CMD, mode="venv", requirements=REQUIREMENTS)
             check_env(sample, cached=True, installer=installer)
             rows["cached"].append(sample)
         progress(f"venv {installer} cached", *rows["cached"])
-        out["packages"] = rows["cached"][0].environment.get("packages") if rows["cached"] else None
-        out["env_key"] = rows["cached"][0].environment.get("key") if rows["cached"] else None
+        environment = rows["cached"][0].environment
+        out["packages"] = environment.get("packages")
+        out["env_key"] = environment.get("key")
+        python = worker.home / "envs" / str(environment.get("key")) / "bin" / "python"
+        by_hand = start_by_hand(["python", "-c", STAMP_CODE], {"PATH": f"{python.parent}:{os.environ['PATH']}"})
+    steps = [json.loads(line) for line in steps_file.read_text().splitlines()] if steps_file.exists() else []
     for kind, samples in rows.items():
         out[kind] = entry(samples, builds.get(kind))
+        if kind != "cached":
+            out[kind]["steps_s"] = step_times(samples, steps)
+    out["cached"]["by_hand_s"] = rounded(summarize(by_hand))
     return out
+
+
+def du(path: Path) -> int:
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+STEP_NAMES = (("creating the virtualenv", "virtualenv"), ("listing installed", "freeze"), (" install of ", "install"))
+
+
+def step_times(samples: list[Sample], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median seconds of each environment-builder step within the samples' pickup -> running
+    windows, and of what is left (lookups, locks, metadata, the task's own start)."""
+    per: dict[str, list[float]] = {}
+    for s in samples:
+        seen = {name: 0.0 for _, name in STEP_NAMES}
+        for step in steps:
+            if s.started <= step["start"] <= s.stamp:
+                name = next((n for key, n in STEP_NAMES if key in step["what"]), step["what"])
+                seen[name] = seen.get(name, 0.0) + step["end"] - step["start"]
+        seen["rest"] = s.to_running - sum(seen.values())
+        for name, value in seen.items():
+            per.setdefault(name, []).append(value)
+    return {name: round(summarize(values)["median"], 4) for name, values in per.items()}
+
+
+def start_by_hand(argv: list[str], extra_env: dict[str, str], count: int = BY_HAND) -> list[float]:
+    """Seconds from Popen to the command's own stamp, started by hand ``count`` times."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(extra_env)
+    values = []
+    for _ in range(count):
+        t0 = time.time()
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=True).stdout
+        values.append(parse_stamp([out]) - t0)
+    return values
 
 
 def check_env(sample: Sample, cached: bool, installer: str) -> None:
@@ -403,7 +454,32 @@ def local_docker_series(bench: Bench, samples: int, warmup: int, image: str | No
                 "started_to_ended_s": rounded(summarize([s.ended - s.started for s in values])),
                 "pickup_ms": rounded(summarize([s.pickup * 1000 for s in values])),
             }
+    out["local_stamp"]["by_hand_s"] = rounded(summarize(start_by_hand(LOCAL_CMD, {})))
+    if image:
+        out["docker_stamp"]["by_hand_s"] = rounded(summarize(docker_by_hand(image)))
     return out
+
+
+BY_HAND_LABEL = f"bench-envs-by-hand-{os.getpid()}"  # the label value of the containers started by hand
+
+
+def docker_by_hand(image: str, count: int = BY_HAND) -> list[float]:
+    """Seconds from the Docker SDK's ``containers.run`` call to the container's own stamp (no
+    mounts, no attach): the floor for docker mode on this engine."""
+    import docker
+
+    engine = docker.from_env(timeout=30)
+    values = []
+    try:
+        for _ in range(count):
+            t0 = time.time()
+            out = engine.containers.run(
+                image, DOCKER_STAMP_CMD, remove=True, network_mode="none", labels={"trainyard.worker": BY_HAND_LABEL}
+            )
+            values.append(parse_stamp([out.decode()]) - t0)
+    finally:
+        engine.close()
+    return values
 
 
 # -- where the time goes (cached venv) ----------------------------------------------------------
@@ -534,6 +610,7 @@ def report(venv: dict[str, dict], mixed: dict[str, Any], docker_note: str) -> li
     def row(label: str, data: dict[str, Any], cache: str) -> list[str]:
         t = data["to_running_s"]
         build = data.get("build_seconds", {}).get("median")
+        hand = data.get("by_hand_s", {}).get("median")
         return [
             label,
             ",".join(data.get("installer") or []) or "-",
@@ -543,6 +620,8 @@ def report(venv: dict[str, dict], mixed: dict[str, Any], docker_note: str) -> li
             f"{t['min']:.3f}",
             f"{t['max']:.3f}",
             "-" if build is None else f"{build:.2f}",
+            "-" if hand is None else f"{hand:.3f}",
+            "-" if hand is None else f"{(t['median'] - hand) * 1000:+.1f}",
             f"{data['pickup_ms']['median']:.1f}",
             f"{data['roundtrip_s']['median']:.3f}",
         ]
@@ -567,6 +646,8 @@ def report(venv: dict[str, dict], mixed: dict[str, Any], docker_note: str) -> li
             "min",
             "max",
             "env build",
+            "by hand",
+            "over hand ms",
             "pickup ms",
             "round trip",
         ],
@@ -574,8 +655,9 @@ def report(venv: dict[str, dict], mixed: dict[str, Any], docker_note: str) -> li
         caption=(
             "cold: empty environment cache (fresh TRAINYARD_HOME, or emptied); download cache: the series' own "
             "UV_CACHE_DIR / PIP_CACHE_DIR / virtualenv app data, empty for 'first ever', filled by it for the others; "
-            "env build: the env's own build_seconds; pickup: queued_at -> started; round trip: enqueue call -> "
-            "completed seen by the client"
+            "env build: the env's own build_seconds; by hand: the same command started with subprocess (venv/local) "
+            "or the Docker SDK's containers.run (docker), call -> stamp, median; over hand: median - by hand; "
+            "pickup: queued_at -> started; round trip: enqueue call -> completed seen by the client"
         ),
     )
     local = mixed["local_stamp"]["to_running_s"]["median"]
@@ -594,6 +676,25 @@ def report(venv: dict[str, dict], mixed: dict[str, Any], docker_note: str) -> li
             ]
         )
     print_table("Overhead against local mode (medians, ms)", ["difference", "ms"], overhead_rows)
+
+    step_rows = []
+    for installer, data in venv.items():
+        for kind, label in (("first", "first ever"), ("cold", "warm download cache")):
+            steps = data[kind].get("steps_s") or {}
+            step_rows.append(
+                [
+                    f"venv cold, {label} ({installer})",
+                    f"{data[kind]['to_running_s']['median']:.3f}",
+                    *(f"{steps.get(name, 0.0):.3f}" for name in ("virtualenv", "install", "freeze", "rest")),
+                ]
+            )
+    print_table(
+        "Where a cold environment's time goes (medians, seconds; installer steps timed in the worker by env_worker.py)",
+        ["case", "pickup -> running", "virtualenv", "uv/pip install", "freeze", "rest"],
+        step_rows,
+        caption="rest: everything else between pickup and the task's stamp (lookups, locks, metadata, the task's "
+        "own interpreter start)",
+    )
 
     if "docker_true" in mixed:
         print_table(
@@ -727,10 +828,8 @@ def main(argv: list[str] | None = None) -> int:
             probe = probe_installer_flag(bench) if "pip" in installers else None
             venv: dict[str, dict] = {}
             for installer in installers:
-                launcher = None
-                if installer == "pip" and probe is not None and not probe["honoured"]:
-                    launcher = [sys.executable, str(FORWARD_FLAGS)]
-                venv[installer] = venv_series(bench, installer, args.cold, args.cached, launcher)
+                forward = installer == "pip" and probe is not None and not probe["honoured"]
+                venv[installer] = venv_series(bench, installer, args.cold, args.cached, forward)
             mixed = local_docker_series(bench, args.samples, args.warmup, image)
             targets = report(venv, mixed, docker_note)
             profile = None
@@ -738,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile = profile_cached(bench, args.profile_samples, args.json_out)
                 print_profile(profile)
         finally:
-            names = {w.name for w in bench.workers}
+            names = {w.name for w in bench.workers} | {BY_HAND_LABEL}
             for worker in bench.workers:
                 bench.stop(worker)
             left_containers = remove_containers(names)

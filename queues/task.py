@@ -86,6 +86,8 @@ class Task:
         *,
         script: str | Path | None = None,
         command: Sequence[str] | None = None,
+        source: str | None = None,
+        entry_point: str | None = None,
         repository: str | None = None,
         branch: str | None = None,
         commit: str | None = None,
@@ -111,14 +113,14 @@ class Task:
         parent: str | None = None,
         connection: Redis | None = None,
     ) -> Task:
-        """Create a draft task from a script (its git checkout is read) or from a command.
+        """Create a draft task from a script (its git checkout is read), a command, or a source text.
 
         ``script`` is a path to a Python file; when it sits in a git checkout the repository,
         branch, commit and uncommitted diff are recorded and the entry point is stored relative
         to its working folder. ``command`` is an argv list, run as-is (never through a shell).
         """
-        if script is None and command is None:
-            raise InvalidInput("a task needs a script or a command")
+        if script is None and command is None and source is None:
+            raise InvalidInput("a task needs a script, a command or a source")
         if command is not None and (isinstance(command, str) or not all(isinstance(a, str) for a in command)):
             raise InvalidInput("command must be a list of strings (argv), not a shell string")
         if command is not None and not command:
@@ -133,6 +135,9 @@ class Task:
         )
         if script is not None:
             cls._fill_from_script(script_model, Path(script), detect_repository)
+        if source is not None:
+            script_model.source = source
+            script_model.entry_point = entry_point or "main.py"
         if working_dir is not None:
             script_model.working_dir = working_dir
         if requirements is not None:

@@ -74,5 +74,5 @@ def test_missing_script_is_refused_and_nothing_written(tmp_path):
 def test_command_must_be_argv():
     with pytest.raises(InvalidInput, match="list of strings"):
         Task.create("t", command="python train.py --lr 1")
-    with pytest.raises(InvalidInput, match="needs a script or a command"):
+    with pytest.raises(InvalidInput, match="needs a script, a command or a source"):
         Task.create("t")

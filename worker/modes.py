@@ -72,18 +72,21 @@ class Preparer:
     def _code(self, record: TaskRecord, run_dir: Path, reporter: Reporter) -> Path | None:
         """The folder holding the task's code (repository root), or None for a plain command."""
         script = record.script
+        folder: Path | None = None
+        if script.repository:
+            local = Path(script.repository)
+            if local.is_dir() and not (local / ".git").exists() and not script.commit:
+                folder = local  # a plain folder, not a repository: run it in place
+            else:
+                cache = SourceCache(self.sources_root, reporter.system, GitCredentials.from_env())
+                folder = cache.checkout(script, run_dir / "src")
         if script.source is not None:
-            folder = run_dir / "src"
-            folder.mkdir(exist_ok=True)
-            (folder / (script.entry_point or "main.py")).write_text(script.source)
-            return folder
-        if not script.repository:
-            return None
-        local = Path(script.repository)
-        if local.is_dir() and not (local / ".git").exists() and not script.commit:
-            return local  # a plain folder, not a repository: run it in place
-        cache = SourceCache(self.sources_root, reporter.system, GitCredentials.from_env())
-        return cache.checkout(script, run_dir / "src")
+            # a standalone script (or a function step): written beside the checkout's modules, if any
+            folder = folder or run_dir / "src"
+            target = folder / script.working_dir / (script.entry_point or "main.py")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(script.source)
+        return folder
 
     # -- modes -------------------------------------------------------------------------------
     def _argv(self, record: TaskRecord, python: str, folder: Path | None) -> tuple[list[str], Path | None]:
@@ -99,6 +102,8 @@ class Preparer:
 
     def _local(self, record: TaskRecord, run_dir: Path, code: Path | None) -> LaunchSpec:
         argv, workdir = self._argv(record, sys.executable, code)
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable  # local mode: "python" means this worker's Python
         env = task_env(record, run_dir, pinning_env(self.s.gpus), self.s.redis_url)
         return LaunchSpec(argv, workdir or run_dir, env)
 
