@@ -4,10 +4,11 @@ Run from the repository root::
 
     python benchmarks/bench_envs.py [--json-out benchmarks/results/envs.json] [--profile]
 
-One throwaway redis-server; the workers are separate processes (``python -m trainyard worker``)
-started and always stopped by this script, each measurement series with a fresh temp
-``TRAINYARD_HOME`` (so an empty environment cache) and its own download caches (``UV_CACHE_DIR``,
-``PIP_CACHE_DIR``, ``VIRTUALENV_OVERRIDE_APP_DATA``), so what is cached is controlled.
+One throwaway redis-server; the workers are separate processes (``python -m trainyard worker``;
+the venv ones through ``env_worker.py``, which times the environment builder's steps) started
+and always stopped by this script, each measurement series with a fresh temp ``TRAINYARD_HOME``
+(so an empty environment cache) and its own download caches (``UV_CACHE_DIR``, ``PIP_CACHE_DIR``,
+``VIRTUALENV_OVERRIDE_APP_DATA``), so what is cached is controlled.
 
 The measure is the time from pickup to the task's process running: the task's own start
 stamp (its command prints ``time.time()`` first thing) minus the record's ``started`` time,
@@ -64,7 +65,6 @@ GAP_S = 0.05  # between samples, so the worker is idle again
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "envs.json"
 TRACE_WORKER = Path(__file__).resolve().parent / "trace_worker.py"
 ENV_WORKER = Path(__file__).resolve().parent / "env_worker.py"
-BY_HAND = 10  # samples of starting the task command by hand (the interpreter start-up)
 TESTS = REPO / "tests"
 
 
@@ -142,13 +142,18 @@ class Bench:
 
     @contextlib.contextmanager
     def worker(
-        self, series: str, args: list[str], extra_env: dict[str, str] | None = None, launcher: list[str] | None = None
+        self,
+        series: str,
+        args: list[str],
+        extra_env: dict[str, str] | None = None,
+        launcher: list[str] | None = None,
+        home: Path | None = None,
     ) -> Iterator[Worker]:
-        """A worker on a fresh TRAINYARD_HOME, registered and idle; stopped (with whatever it
-        started) when the block ends."""
+        """A worker on a fresh TRAINYARD_HOME (or ``home``), registered and idle; stopped (with
+        whatever it started) when the block ends."""
         self._count += 1
         name = f"bench-envs-{series}-{os.getpid()}-{self._count}"
-        home = self.folder(f"home-{series}-{self._count}")
+        home = home or self.folder(f"home-{series}-{self._count}")
         argv = [*(launcher or [sys.executable, "-m", "trainyard"]), "worker", "-q", QUEUE, "--cpu-only"]
         argv += ["--name", name, *args]
         t0 = time.perf_counter()
@@ -308,17 +313,19 @@ def venv_series(bench: Bench, installer: str, cold: int, cached: int, forward: b
                 progress(f"venv {installer} {kind}", sample)
             if kind == "first":
                 out["download_caches_after_first_mib"] = {k: round(du(v) / 2**20, 2) for k, v in cache_dirs.items()}
+        by_hand: list[float] = []
         for i in range(cached):
             time.sleep(GAP_S)
             sample = bench.run_task(f"venv-{installer}-cached-{i}", VENV_CMD, mode="venv", requirements=REQUIREMENTS)
             check_env(sample, cached=True, installer=installer)
             rows["cached"].append(sample)
+            # the floor, in the same minutes: the environment's interpreter started by hand
+            bindir = worker.home / "envs" / str(sample.environment.get("key")) / "bin"
+            by_hand += start_by_hand(VENV_CMD, {"PATH": f"{bindir}:{os.environ['PATH']}"}, 1)
         progress(f"venv {installer} cached", *rows["cached"])
         environment = rows["cached"][0].environment
         out["packages"] = environment.get("packages")
         out["env_key"] = environment.get("key")
-        python = worker.home / "envs" / str(environment.get("key")) / "bin" / "python"
-        by_hand = start_by_hand(["python", "-c", STAMP_CODE], {"PATH": f"{python.parent}:{os.environ['PATH']}"})
     steps = [json.loads(line) for line in steps_file.read_text().splitlines()] if steps_file.exists() else []
     for kind, samples in rows.items():
         out[kind] = entry(samples, builds.get(kind))
@@ -351,7 +358,7 @@ def step_times(samples: list[Sample], steps: list[dict[str, Any]]) -> dict[str, 
     return {name: round(summarize(values)["median"], 4) for name, values in per.items()}
 
 
-def start_by_hand(argv: list[str], extra_env: dict[str, str], count: int = BY_HAND) -> list[float]:
+def start_by_hand(argv: list[str], extra_env: dict[str, str], count: int) -> list[float]:
     """Seconds from Popen to the command's own stamp, started by hand ``count`` times."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(extra_env)
@@ -379,7 +386,7 @@ def entry(samples: list[Sample], builds: list[float] | None = None) -> dict[str,
         "to_running_s": rounded(summarize([s.to_running for s in samples])),
         "pickup_ms": rounded(summarize([s.pickup * 1000 for s in samples])),
         "roundtrip_s": rounded(summarize([s.roundtrip for s in samples])),
-        "installer": sorted({str(s.environment.get("installer")) for s in samples if s.environment}) or None,
+        "installer": sorted({str(s.environment["installer"]) for s in samples if s.environment.get("installer")}),
         "values_s": [round(s.to_running, 4) for s in samples],
         "task_ids": [s.task_id for s in samples],
     }
@@ -431,17 +438,29 @@ def local_docker_series(bench: Bench, samples: int, warmup: int, image: str | No
         kinds["docker_stamp"] = (DOCKER_STAMP_CMD, {"mode": "docker", "docker_image": image})
         kinds["docker_true"] = (TRUE_CMD, {"mode": "docker", "docker_image": image})
     got: dict[str, list[Sample]] = {k: [] for k in kinds}
-    with bench.worker("local-docker", ["--mode", "local"]) as worker:
-        for i in range(warmup + samples):
-            for kind, (command, create) in kinds.items():
-                time.sleep(GAP_S)
-                sample = bench.run_task(f"{kind}-{i}", command, **create)
+    hand: dict[str, list[float]] = {"local_stamp": [], "docker_stamp": []}
+    engine = docker_client() if image else None
+    try:
+        with bench.worker("local-docker", ["--mode", "local"]) as worker:
+            for i in range(warmup + samples):
+                for kind, (command, create) in kinds.items():
+                    time.sleep(GAP_S)
+                    sample = bench.run_task(f"{kind}-{i}", command, **create)
+                    if i >= warmup:
+                        got[kind].append(sample)
+                    expected = "docker" if kind.startswith("docker") else None
+                    if expected and sample.environment.get("mode") != expected:
+                        raise RuntimeError(f"task {sample.task_id} ran as {sample.environment} rather than docker")
+                # the floors, in the same rounds
+                local = start_by_hand(LOCAL_CMD, {}, 1)
+                docker = docker_by_hand(engine, image, 1) if engine is not None and image else []
                 if i >= warmup:
-                    got[kind].append(sample)
-                expected = "docker" if kind.startswith("docker") else None
-                if expected and sample.environment.get("mode") != expected:
-                    raise RuntimeError(f"task {sample.task_id} ran as {sample.environment} rather than docker")
-        startup = worker.startup_s
+                    hand["local_stamp"] += local
+                    hand["docker_stamp"] += docker
+            startup = worker.startup_s
+    finally:
+        if engine is not None:
+            engine.close()
     out: dict[str, Any] = {"worker_startup_s": round(startup, 3), "warmup": warmup}
     for kind, values in got.items():
         if kind.endswith("_stamp"):
@@ -454,31 +473,33 @@ def local_docker_series(bench: Bench, samples: int, warmup: int, image: str | No
                 "started_to_ended_s": rounded(summarize([s.ended - s.started for s in values])),
                 "pickup_ms": rounded(summarize([s.pickup * 1000 for s in values])),
             }
-    out["local_stamp"]["by_hand_s"] = rounded(summarize(start_by_hand(LOCAL_CMD, {})))
-    if image:
-        out["docker_stamp"]["by_hand_s"] = rounded(summarize(docker_by_hand(image)))
+    for kind, values in hand.items():
+        if values:
+            out[kind]["by_hand_s"] = rounded(summarize(values))
     return out
 
 
 BY_HAND_LABEL = f"bench-envs-by-hand-{os.getpid()}"  # the label value of the containers started by hand
 
 
-def docker_by_hand(image: str, count: int = BY_HAND) -> list[float]:
-    """Seconds from the Docker SDK's ``containers.run`` call to the container's own stamp (no
-    mounts, no attach): the floor for docker mode on this engine."""
+def docker_client():
     import docker
 
-    engine = docker.from_env(timeout=30)
+    return docker.from_env(timeout=30)
+
+
+def docker_by_hand(engine, image: str, count: int) -> list[float]:
+    """Seconds from the Docker SDK's ``containers.run`` call to the container's own stamp (no
+    mounts, no attach, the host's network as trainyard picks on an engine without a bridge):
+    the floor for docker mode on this engine."""
+    network = "bridge" if "bridge" in {n.name for n in engine.networks.list()} else "host"
     values = []
-    try:
-        for _ in range(count):
-            t0 = time.time()
-            out = engine.containers.run(
-                image, DOCKER_STAMP_CMD, remove=True, network_mode="none", labels={"trainyard.worker": BY_HAND_LABEL}
-            )
-            values.append(parse_stamp([out.decode()]) - t0)
-    finally:
-        engine.close()
+    for _ in range(count):
+        t0 = time.time()
+        out = engine.containers.run(
+            image, DOCKER_STAMP_CMD, remove=True, network_mode=network, labels={"trainyard.worker": BY_HAND_LABEL}
+        )
+        values.append(parse_stamp([out.decode()]) - t0)
     return values
 
 
@@ -517,20 +538,22 @@ PREPARE_FOCUS = [  # (file, function) of the prepare path in the cProfile stats
 
 
 def profile_cached(bench: Bench, samples: int, out_stem: Path) -> dict[str, Any]:
-    """Cached venv tasks through trace_worker.py (stage stamps), then again with every worker
-    thread under cProfile; the build before them is not measured."""
+    """Cached venv tasks through trace_worker.py (stage stamps; after one untimed build), then
+    again with every worker thread under cProfile, on the same home (cache hits only)."""
     pstats_path = out_stem.with_suffix(".venv-cached.pstats")
     pstats_path.parent.mkdir(parents=True, exist_ok=True)
     caches = {"UV_CACHE_DIR": str(bench.folder("cache-uv/uv")), "PIP_CACHE_DIR": str(bench.folder("cache-uv/pip"))}
     result: dict[str, Any] = {}
+    home = bench.folder("home-profile")
     for key, cprofile in (("traced", None), ("cprofiled", pstats_path)):
         trace = bench.root / f"trace-{key}.jsonl"
         launcher = [sys.executable, str(TRACE_WORKER), "--trace", str(trace)]
         if cprofile is not None:
             launcher += ["--cprofile", str(cprofile)]
         measured: list[Sample] = []
-        with bench.worker(f"profile-{key}", ["--mode", "venv"], caches, launcher):
-            bench.run_task(f"profile-{key}-build", VENV_CMD, mode="venv", requirements=REQUIREMENTS)
+        with bench.worker(f"profile-{key}", ["--mode", "venv"], caches, launcher, home=home):
+            if cprofile is None:
+                bench.run_task(f"profile-{key}-build", VENV_CMD, mode="venv", requirements=REQUIREMENTS)
             for i in range(samples):
                 time.sleep(GAP_S)
                 measured.append(bench.run_task(f"profile-{key}-{i}", VENV_CMD, mode="venv", requirements=REQUIREMENTS))
@@ -557,7 +580,7 @@ def profile_cached(bench: Bench, samples: int, out_stem: Path) -> dict[str, Any]
         }
     if pstats_path.exists():
         result["pstats"] = str(pstats_path)
-        result["functions"] = focus_rows(str(pstats_path), samples + 1)
+        result["functions"] = focus_rows(str(pstats_path), samples)
     return result
 
 
@@ -601,7 +624,7 @@ def print_profile(profile: dict[str, Any]) -> None:
                 [r["function"], r["calls"], f"{r['cum_ms_per_task']:.2f}", f"{r['cum_ms_per_call']:.2f}"]
                 for r in profile["functions"]
             ],
-            caption=f"whole profile: {profile.get('pstats')} (python -m pstats); per task: over the build and samples",
+            caption=f"whole profile: {profile.get('pstats')} (python -m pstats); cache hits only",
         )
 
 
@@ -617,47 +640,43 @@ def report(venv: dict[str, dict], mixed: dict[str, Any], docker_note: str) -> li
             cache,
             str(data["samples"]),
             f"{t['median']:.3f}",
-            f"{t['min']:.3f}",
             f"{t['max']:.3f}",
             "-" if build is None else f"{build:.2f}",
             "-" if hand is None else f"{hand:.3f}",
             "-" if hand is None else f"{(t['median'] - hand) * 1000:+.1f}",
             f"{data['pickup_ms']['median']:.1f}",
-            f"{data['roundtrip_s']['median']:.3f}",
         ]
 
     rows = []
-    for installer, data in venv.items():
-        rows.append(row(f"venv, cold, first ever ({installer})", data["first"], "empty"))
-        rows.append(row(f"venv, cold ({installer})", data["cold"], "warm"))
-    for installer, data in venv.items():
-        rows.append(row(f"venv, cached environment ({installer} worker)", data["cached"], "-"))
-    rows.append(row("local mode (reference)", mixed["local_stamp"], "-"))
+    for data in venv.values():
+        rows.append(row("venv cold, first ever", data["first"], "empty"))
+        rows.append(row("venv cold", data["cold"], "warm"))
+    for data in venv.values():
+        rows.append(row("venv cached env", data["cached"], "-"))
+    rows.append(row("local (reference)", mixed["local_stamp"], "-"))
     if "docker_stamp" in mixed:
-        rows.append(row("docker mode (busybox, adjtimex stamp)", mixed["docker_stamp"], "-"))
+        rows.append(row("docker (busybox)", mixed["docker_stamp"], "-"))
     print_table(
         "Time to a running task: record `started` (pickup) -> the task process's own start stamp (seconds)",
         [
             "case",
             "installer",
-            "download cache",
-            "samples",
-            "median",
-            "min",
-            "max",
-            "env build",
-            "by hand",
-            "over hand ms",
+            "dl cache",
+            "n",
+            "median s",
+            "max s",
+            "env build s",
+            "by hand s",
+            "- by hand ms",
             "pickup ms",
-            "round trip",
         ],
         rows,
         caption=(
-            "cold: empty environment cache (fresh TRAINYARD_HOME, or emptied); download cache: the series' own "
+            "cold: empty environment cache (fresh TRAINYARD_HOME, or emptied); dl cache: the series' own "
             "UV_CACHE_DIR / PIP_CACHE_DIR / virtualenv app data, empty for 'first ever', filled by it for the others; "
             "env build: the env's own build_seconds; by hand: the same command started with subprocess (venv/local) "
-            "or the Docker SDK's containers.run (docker), call -> stamp, median; over hand: median - by hand; "
-            "pickup: queued_at -> started; round trip: enqueue call -> completed seen by the client"
+            "or the Docker SDK's containers.run (docker), call -> stamp, median; - by hand: median - by hand; "
+            "pickup: queued_at -> started (round trips: in the JSON); the docker task's stamp is busybox adjtimex"
         ),
     )
     local = mixed["local_stamp"]["to_running_s"]["median"]
@@ -793,10 +812,14 @@ def remove_containers(worker_names: set[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON, help="result file (default: %(default)s)")
-    parser.add_argument("--cold", type=int, default=2, help="cold builds with warm download caches, per installer")
-    parser.add_argument("--cached", type=int, default=10, help="runs in the cached environment, per installer")
-    parser.add_argument("--samples", type=int, default=10, help="local and docker samples of each kind (default 10)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed local/docker rounds first (default 1)")
+    parser.add_argument(
+        "--cold", type=int, default=4, help="cold builds with warm download caches, per installer (default 4)"
+    )
+    parser.add_argument(
+        "--cached", type=int, default=20, help="runs in the cached environment, per installer (default 20)"
+    )
+    parser.add_argument("--samples", type=int, default=20, help="local and docker samples of each kind (default 20)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed local/docker rounds first (default 2)")
     parser.add_argument("--installers", default="uv,pip", help="venv installers to measure (default uv,pip)")
     parser.add_argument("--no-docker", action="store_true", help="skip docker mode")
     parser.add_argument(

@@ -70,3 +70,16 @@ def metrics(task_id: str) -> str:
 def gpu_lease(host: str, index: int) -> str:
     """Which worker holds GPU ``index`` of ``host`` (expires unless refreshed)."""
     return f"{PREFIX}gpu:{host}:{index}"
+
+
+PIPELINES = PREFIX + "idx:pipelines"  # zset of pipeline run ids by creation time
+
+
+def pipeline(run_id: str) -> str:
+    """A pipeline run's DAG and step states (JSON)."""
+    return f"{PREFIX}pipe:{run_id}"
+
+
+def step_cache(key: str) -> str:
+    """Cache entry: a completed task that a step with the same inputs can reuse."""
+    return f"{PREFIX}cache:{key}"

@@ -1,6 +1,8 @@
 """trainyard: a ClearML-style distributed task queue for ML teams that needs nothing but Redis."""
 
 from .connection import connect, redact_url
+from .controller.local import use_step_worker_factory
+from .controller.pipeline import Pipeline
 from .queues.connection import use_connection_factory
 from .queues.errors import (
     IllegalTransition,
@@ -19,12 +21,22 @@ from .worker.task_api import current_task
 
 use_connection_factory(connect)
 
+
+def _step_worker(conn, queue):
+    from .local_steps import start_step_worker
+
+    return start_step_worker(conn, queue)
+
+
+use_step_worker_factory(_step_worker)
+
 __version__ = "0.1.0"
 
 __all__ = [
     "ExecutionMode",
     "IllegalTransition",
     "InvalidInput",
+    "Pipeline",
     "Queue",
     "QueueNotEmpty",
     "QueueNotFound",

@@ -1,0 +1,376 @@
+"""The pipeline controller loop: launch ready steps, react to their status events, finish.
+
+It is event-driven: it blocks on the event stream and wakes the moment a step's task changes
+status (no polling interval; ClearML polls every 12 s). Every few seconds without events it
+re-reads all step records anyway (a lost event never loses a pipeline). Its whole state lives in
+Redis, so a controller that is killed and started again resumes where it was: finished steps
+are never re-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from redis import Redis
+
+from ..queues import events, keys, workers
+from ..queues.broker import Broker
+from ..queues.errors import IllegalTransition, InvalidInput, TaskNotFound, TrainyardError
+from ..queues.record import TaskRecord, TaskStatus
+from ..queues.store import TaskStore
+from ..queues.task import Task
+from . import cache, dag, runs
+from .model import DONE_OK, FINISHED, PipelineRun, StepSpec
+from .refs import Resolver
+
+log = logging.getLogger("trainyard.pipeline")
+RECONCILE_S = 3.0
+QUEUE_CHECK_S = 2.0
+
+_TASK_TO_STEP = {
+    TaskStatus.DRAFT: "pending",
+    TaskStatus.QUEUED: "queued",
+    TaskStatus.RUNNING: "running",
+    TaskStatus.COMPLETED: "completed",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.ABORTED: "aborted",
+}
+
+
+def import_callable(path: str) -> Callable:
+    """``"package.module:function"`` -> the function (callbacks travel as such paths)."""
+    module, _, name = path.partition(":")
+    target = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def check_queues(conn: Redis, run: PipelineRun) -> None:
+    """Every queue a step will use must exist: refused before anything is enqueued."""
+    broker = Broker(conn)
+    for name, step in run.steps.items():
+        queue = run.local_queue or step.queue or run.default_queue
+        if not queue:
+            raise InvalidInput(f"step {name!r} has no queue: give it one, or set the pipeline's default queue")
+        broker.require(queue)
+
+
+class Controller:
+    """Runs one pipeline run to its end (or until stopped)."""
+
+    def __init__(self, conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = None):
+        self.conn = conn
+        self.store = TaskStore(conn)
+        self.run_id = run_id
+        self.run = runs.load(conn, run_id)
+        self.callbacks = callbacks or {}
+        self.stop_event = threading.Event()
+        self._last_queue_check = 0.0
+
+    # -- the loop ----------------------------------------------------------------------------
+    def execute(self) -> PipelineRun:
+        run = self.run
+        dag.check(run.steps, run.parameters)
+        check_queues(self.conn, run)
+        run.status, run.started, run.ended, run.message = "running", run.started or time.time(), None, None
+        for name in run.steps:
+            run.state.setdefault(name, run.state.get(name) or _new_state())
+        cursor = events.last_id(self.conn)
+        self._sync_all()
+        self._save()
+        while True:
+            if self.stop_event.is_set() or self._stop_flag():
+                self._abort("aborted: the pipeline was stopped")
+                break
+            changed = self._launch_ready()
+            if self._all_finished():
+                break
+            self._check_queues()
+            if changed:
+                self._save()
+            reply = self.conn.xread({keys.EVENTS: cursor}, block=events.block_ms(self.conn, RECONCILE_S), count=1000)
+            mine = {state.task_id: name for name, state in run.state.items() if state.task_id}
+            touched = set()
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    task_id = fields.get(b"task", b"").decode()
+                    if task_id in mine:
+                        touched.add(mine[task_id])
+            for name in touched:
+                self._sync(name)
+            if not reply:
+                self._sync_all()
+            if touched:
+                self._save()
+        return self._finish()
+
+    # -- launching ---------------------------------------------------------------------------
+    def _launch_ready(self) -> bool:
+        run = self.run
+        changed = False
+        failed = any(s.status in ("failed", "aborted") for s in run.state.values())
+        for name, step in run.steps.items():
+            state = run.state[name]
+            if state.status != "pending":
+                continue
+            parents = dag.all_parents(step)
+            parent_states = [run.state[p].status for p in parents]
+            if any(s in ("failed", "aborted", "skipped") for s in parent_states) or (failed and run.abort_on_failure):
+                state.status, state.message = "skipped", "a step it depends on did not complete"
+                changed = True
+                continue
+            if all(s in DONE_OK for s in parent_states):
+                self._launch(name, step)
+                changed = True
+        return changed
+
+    def _launch(self, name: str, step: StepSpec) -> None:
+        run, state = self.run, self.run.state[name]
+        try:
+            if step.pre_callback and self._callback(step.pre_callback)(self, name, step) is False:
+                state.status, state.message = "skipped", "skipped by its pre-execute callback"
+                return
+            resolver = _TrackingResolver(run.parameters, self._step_record)
+            record = self._build(name, step, resolver)
+            if step.cache and not (step.force_rerun or run.force_rerun):
+                key = cache.cache_key(record, resolver.artifact_hashes)
+                state.cache_key = key
+                hit = cache.lookup(self.conn, key)
+                if hit is not None:
+                    state.status, state.task_id, state.message = "cached", hit.id, f"reused task {hit.id}"
+                    state.started = state.ended = time.time()
+                    self._post(name, step)
+                    return
+            elif step.cache:
+                state.cache_key = cache.cache_key(record, resolver.artifact_hashes)
+            queue = run.local_queue or step.queue or run.default_queue
+            self.store.create(record)
+            Task(record, self.conn).enqueue(queue)
+            state.status, state.task_id, state.started, state.ended = "queued", record.id, time.time(), None
+            state.attempt += 1
+            state.error = state.message = None
+        except TrainyardError as exc:
+            state.status, state.error, state.ended = "failed", str(exc), time.time()
+
+    def _build(self, name: str, step: StepSpec, resolver: Resolver) -> TaskRecord:
+        """The step's task record, references resolved (not stored yet)."""
+        run = self.run
+        overrides = resolver.resolve(step.parameter_override)
+        configuration = resolver.resolve(step.configuration_overrides)
+        if step.function is not None:
+            record = _function_record(step, name, run.project, resolver.resolve(step.kwargs))
+            record.parameters = {**record.parameters, **overrides}
+        else:
+            base = self._base_task(name, step)
+            record = Task._clone_record(base, name, run.project, overrides, None, None)
+            if step.requirements is not None:
+                record.script.requirements = list(step.requirements)
+        record.parent = run.id
+        record.tags = list(dict.fromkeys([*record.tags, f"pipeline:{run.id}", f"step:{name}"]))
+        record.configuration = {**record.configuration, **configuration}
+        if step.retries:
+            record.execution.retries = 0  # the controller retries a step itself (a fresh attempt each time)
+        if step.time_limit:
+            record.execution.time_limit = step.time_limit
+        if step.mode:
+            from ..queues.record import ExecutionMode
+
+            record.execution.mode = ExecutionMode(step.mode)
+        if step.docker_image:
+            record.container.image = step.docker_image
+        return record
+
+    def _base_task(self, name: str, step: StepSpec) -> TaskRecord:
+        ref = step.base_task or ""
+        try:
+            if "/" in ref:
+                project, _, task_name = ref.rpartition("/")
+                return self.store.find_by_name(project, task_name)
+            return self.store.get(ref)
+        except TaskNotFound as exc:
+            raise InvalidInput(f"step {name!r}: base task {ref!r} not found ({exc})") from None
+
+    def _step_record(self, name: str) -> TaskRecord:
+        state = self.run.state.get(name)
+        if state is None or not state.task_id:
+            raise InvalidInput(f"step {name!r} has not run")
+        return self.store.get(state.task_id)
+
+    # -- following ---------------------------------------------------------------------------
+    def _sync_all(self) -> None:
+        for name, state in self.run.state.items():
+            if state.task_id and state.status in ("queued", "running"):
+                self._sync(name)
+
+    def _sync(self, name: str) -> None:
+        run, state = self.run, self.run.state[name]
+        if state.status not in ("queued", "running"):
+            return
+        try:
+            record = self.store.get(state.task_id)
+        except TaskNotFound:
+            state.status, state.error, state.ended = "failed", f"task {state.task_id} was deleted", time.time()
+            return
+        status = _TASK_TO_STEP[record.status]
+        if status in ("queued", "running", "pending"):
+            state.status = "running" if status == "running" else "queued"
+            return
+        state.ended = record.ended or time.time()
+        if status == "completed":
+            state.status = "completed"
+            if state.cache_key:
+                cache.remember(self.conn, state.cache_key, record.id)
+            self._post(name, run.steps[name])
+            return
+        step = run.steps[name]
+        error = record.runtime.error or record.status_message or status
+        if status == "failed" and state.attempt <= step.retries:
+            state.message = f"attempt {state.attempt} failed ({error}); retrying"
+            try:
+                Task(record, self.conn).reset().enqueue(run.local_queue or step.queue or run.default_queue)
+                state.status, state.attempt = "queued", state.attempt + 1
+                return
+            except TrainyardError as exc:
+                error = f"{error}; retry failed: {exc}"
+        state.status, state.error = status, error
+        if run.abort_on_failure:
+            self._abort_running(f"pipeline step {name!r} {status}")
+
+    def _post(self, name: str, step: StepSpec) -> None:
+        if step.post_callback:
+            try:
+                self._callback(step.post_callback)(self, name, step)
+            except Exception as exc:  # a callback bug is reported, not fatal
+                self.run.state[name].message = f"post-execute callback failed: {exc}"
+
+    def _callback(self, path: str) -> Callable:
+        return self.callbacks.get(path) or import_callable(path)
+
+    # -- stopping and finishing --------------------------------------------------------------------
+    def _stop_flag(self) -> bool:
+        return bool(self.conn.exists(keys.pipeline(self.run_id) + ":stop"))
+
+    def _abort_running(self, reason: str) -> None:
+        for state in self.run.state.values():
+            if state.status in ("queued", "running") and state.task_id:
+                with contextlib.suppress(IllegalTransition, TaskNotFound):
+                    Task.get(state.task_id, self.conn).abort(reason)
+                if state.status == "queued":
+                    state.status, state.ended = "aborted", time.time()
+
+    def _abort(self, reason: str) -> None:
+        self._abort_running(reason)
+        for state in self.run.state.values():
+            if state.status == "pending":
+                state.status, state.message = "skipped", reason
+            elif state.status == "running":
+                state.status, state.ended = "aborted", time.time()
+        self.run.status, self.run.message = "aborted", reason
+
+    def _all_finished(self) -> bool:
+        return all(s.status in FINISHED for s in self.run.state.values())
+
+    def _finish(self) -> PipelineRun:
+        run = self.run
+        run.ended = time.time()
+        if run.status != "aborted":
+            bad = [(n, s) for n, s in run.state.items() if s.status in ("failed", "aborted")]
+            if bad:
+                name, state = bad[0]
+                run.status = "failed"
+                run.message = f"step {name!r} {state.status}: {state.error or 'no reason given'}"
+            else:
+                run.status, run.message = "completed", None
+        self._save()
+        return run
+
+    def _save(self) -> None:
+        runs.save(self.conn, self.run)
+
+    # -- deadlock detection ----------------------------------------------------------------------
+    def _check_queues(self) -> None:
+        """A queued step whose queue no live worker serves is reported (it would wait forever)."""
+        now = time.monotonic()
+        if now - self._last_queue_check < QUEUE_CHECK_S:
+            return
+        self._last_queue_check = now
+        waiting = {n: s for n, s in self.run.state.items() if s.status == "queued"}
+        if not waiting:
+            return
+        live = workers.list_workers(self.conn)
+        me = self._controller_worker()
+        problems = []
+        for name, state in waiting.items():
+            step = self.run.steps[name]
+            queue = self.run.local_queue or step.queue or self.run.default_queue
+            serving = [w for w in live if queue in w.queues]
+            if not serving:
+                state.message = f"waiting: no live worker serves queue {queue!r}"
+            elif all(w.name == me for w in serving) and len(live) and all(w.state == "busy" for w in serving):
+                state.message = f"waiting: only this pipeline's own worker serves queue {queue!r} (and it is busy)"
+            else:
+                state.message = None
+                continue
+            problems.append(f"{name}: {state.message}")
+        self.run.message = "; ".join(problems) or None
+        self._save()
+
+    def _controller_worker(self) -> str | None:
+        try:
+            return self.store.get(self.run_id).runtime.worker
+        except TaskNotFound:
+            return None
+
+
+class _TrackingResolver(Resolver):
+    """A resolver that remembers the content hashes of the artifacts it resolved (for caching)."""
+
+    def __init__(self, parameters, record):
+        super().__init__(parameters, record)
+        self.artifact_hashes: list[str] = []
+
+    def _artifact(self, ref, record):  # type: ignore[override]
+        value = Resolver._artifact(ref, record)
+        artifact = record.artifacts.get(ref.path[1])
+        if artifact is not None:
+            self.artifact_hashes.append(artifact.sha256 or artifact.uri)
+        return value
+
+
+def _function_record(step: StepSpec, name: str, project: str, kwargs: dict) -> TaskRecord:
+    from ..queues.params import check_parameters
+    from ..queues.record import Script
+    from ..queues.store import new_task_id
+    from .functions import entry_point
+
+    fn = step.function
+    script = Script(
+        source=fn.source,
+        entry_point=entry_point(fn),
+        repository=fn.repository,
+        commit=fn.commit,
+        diff=fn.diff,
+        working_dir=fn.working_dir,
+        requirements=list(step.requirements or fn.requirements),
+    )
+    return TaskRecord(
+        id=new_task_id(),
+        name=name,
+        project=project,
+        type="data_processing",
+        script=script,
+        parameters=check_parameters({f"kwargs/{k}": v for k, v in kwargs.items()}),
+    )
+
+
+def _new_state():
+    from .model import StepState
+
+    return StepState()

@@ -1,0 +1,353 @@
+"""``Pipeline``: a DAG of steps built from template tasks or Python functions (ClearML-like names).
+
+pipe = Pipeline("train-pipeline", project="vision", version="1.0.0")
+pipe.add_parameter("lr", 0.01)
+pipe.set_default_queue("cpu")
+pipe.add_step("prep", base_task="vision/prepare-data")
+pipe.add_step("train", base_task="vision/train", parameter_override={
+    "Args/dataset": "${prep.artifacts.dataset.url}", "Args/lr": "${pipeline.lr}"})
+pipe.start(queue="services")     # the controller runs as a task on a services worker
+run = pipe.wait()
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from redis import Redis
+
+from ..queues import keys
+from ..queues.broker import Broker
+from ..queues.connection import resolve
+from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
+from ..queues.record import TaskRecord, TaskType
+from ..queues.store import TaskStore
+from ..queues.task import Task
+from . import dag, runs
+from .engine import Controller, check_queues
+from .model import PipelineRun, StepSpec
+from .refs import find_references
+
+STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+CONTROLLER_COMMAND = ["python", "-m", "trainyard.controller.run"]
+
+
+def callback_path(fn: Callable | str | None) -> str | None:
+    """A callback as ``module:qualname`` (how it travels to a controller on another machine)."""
+    if fn is None or isinstance(fn, str):
+        return fn
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        name: str,
+        project: str = "default",
+        version: str = "1.0.0",
+        default_queue: str | None = None,
+        abort_on_failure: bool = True,
+        connection: Redis | None = None,
+    ):
+        if not name or not name.strip():
+            raise InvalidInput("a pipeline needs a name")
+        self.name, self.project, self.version = name, project, version
+        self.default_queue = default_queue
+        self.abort_on_failure = abort_on_failure
+        self.parameters: dict[str, Any] = {}
+        self.steps: dict[str, StepSpec] = {}
+        self.callbacks: dict[str, Callable] = {}
+        self._conn = connection
+        self.run_id: str | None = None
+
+    @property
+    def connection(self) -> Redis:
+        if self._conn is None:
+            self._conn = resolve(None)
+        return self._conn
+
+    # -- building ------------------------------------------------------------------------------
+    def add_parameter(self, name: str, default: Any = None, description: str | None = None) -> Pipeline:
+        if not STEP_NAME.match(name):
+            raise InvalidInput(f"bad pipeline parameter name {name!r}")
+        self.parameters[name] = default
+        return self
+
+    def set_default_queue(self, queue: str) -> Pipeline:
+        self.default_queue = queue
+        return self
+
+    def add_step(
+        self,
+        name: str,
+        base_task: Task | str | None = None,
+        parents: Sequence[str] = (),
+        parameter_override: Mapping[str, Any] | None = None,
+        configuration_overrides: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        cache: bool = False,
+        retries: int = 0,
+        time_limit: float | None = None,
+        pre_callback: Callable | str | None = None,
+        post_callback: Callable | str | None = None,
+        force_rerun: bool = False,
+        mode: str | None = None,
+        docker_image: str | None = None,
+        requirements: Sequence[str] | None = None,
+    ) -> Pipeline:
+        """A step that clones ``base_task`` (a Task, its id, or ``"project/name"``), overrides its
+        parameters (values may be ``${...}`` references) and enqueues the clone."""
+        if base_task is None:
+            raise InvalidInput(f"step {name!r} needs a base_task (a task, its id, or 'project/name')")
+        from ..queues.params import check_parameters
+
+        spec = StepSpec(
+            name=name,
+            base_task=base_task.id if isinstance(base_task, Task) else str(base_task),
+            parents=list(parents),
+            parameter_override=check_parameters(parameter_override or {}),
+            configuration_overrides=dict(configuration_overrides or {}),
+            queue=queue,
+            cache=cache,
+            retries=retries,
+            time_limit=time_limit,
+            force_rerun=force_rerun,
+            mode=mode,
+            docker_image=docker_image,
+            requirements=list(requirements) if requirements is not None else None,
+            pre_callback=self._keep(pre_callback),
+            post_callback=self._keep(post_callback),
+        )
+        return self._add(spec)
+
+    def add_function_step(
+        self,
+        name: str,
+        function: Callable,
+        kwargs: Mapping[str, Any] | None = None,
+        returns: Sequence[str] = (),
+        parents: Sequence[str] = (),
+        queue: str | None = None,
+        cache: bool = False,
+        retries: int = 0,
+        time_limit: float | None = None,
+        requirements: Sequence[str] = (),
+        pre_callback: Callable | str | None = None,
+        post_callback: Callable | str | None = None,
+        force_rerun: bool = False,
+        mode: str | None = None,
+        docker_image: str | None = None,
+    ) -> Pipeline:
+        """A step that runs ``function(**kwargs)`` as a task; ``returns`` names its return values,
+        which later steps reference as ``${name.<return>}``."""
+        from .functions import function_spec
+
+        spec = StepSpec(
+            name=name,
+            function=function_spec(function, returns=list(returns), name=name, requirements=list(requirements)),
+            kwargs=dict(kwargs or {}),
+            returns=list(returns),
+            parents=list(parents),
+            queue=queue,
+            cache=cache,
+            retries=retries,
+            time_limit=time_limit,
+            force_rerun=force_rerun,
+            mode=mode,
+            docker_image=docker_image,
+            requirements=list(requirements) or None,
+            pre_callback=self._keep(pre_callback),
+            post_callback=self._keep(post_callback),
+        )
+        return self._add(spec)
+
+    def _add(self, spec: StepSpec) -> Pipeline:
+        if not STEP_NAME.match(spec.name):
+            raise InvalidInput(f"bad step name {spec.name!r}: letters, digits, '_' and '-', starting with a letter")
+        if spec.name in self.steps or spec.name == "pipeline":
+            raise InvalidInput(f"step {spec.name!r} is already in the pipeline")
+        self.steps[spec.name] = spec
+        return self
+
+    def _keep(self, fn: Callable | str | None) -> str | None:
+        path = callback_path(fn)
+        if path and callable(fn):
+            self.callbacks[path] = fn
+        return path
+
+    # -- checking ------------------------------------------------------------------------------
+    def validate(self) -> list[str]:
+        """Everything that can be checked before anything is enqueued; returns the run order."""
+        if not self.steps:
+            raise InvalidInput(f"pipeline {self.name!r} has no steps")
+        order = dag.check(self.steps, self.parameters)
+        store = TaskStore(self.connection)
+        for name, step in self.steps.items():
+            if step.base_task is not None:
+                base = self._base(store, name, step.base_task)
+                self._check_artifact_refs(name, step, base)
+        return order
+
+    def _base(self, store: TaskStore, name: str, ref: str) -> TaskRecord:
+        try:
+            if "/" in ref:
+                project, _, task_name = ref.rpartition("/")
+                return store.find_by_name(project, task_name)
+            return store.get(ref)
+        except TaskNotFound as exc:
+            raise InvalidInput(f"step {name!r}: base task {ref!r} not found ({exc})") from None
+
+    def _check_artifact_refs(self, name: str, step: StepSpec, base: TaskRecord) -> None:
+        """A reference to an artifact of a template step that has produced artifacts before must name
+        one of them (templates that never ran cannot be checked until they do)."""
+        for ref in find_references([s.parameter_override for s in self.steps.values()]):
+            if ref.step == name and ref.path[0] == "artifacts" and base.artifacts and ref.path[1] not in base.artifacts:
+                raise InvalidInput(
+                    f"{ref.text}: step {name!r} (from task {base.id}) produces no artifact {ref.path[1]!r} "
+                    f"(it produced: {', '.join(sorted(base.artifacts))})"
+                )
+
+    def _new_run(self, controller_queue: str | None, local_queue: str | None, force_rerun: bool) -> PipelineRun:
+        """Validate everything, then create the controller task and the run (nothing is enqueued)."""
+        self.validate()
+        conn = self.connection
+        for path in [s.pre_callback for s in self.steps.values()] + [s.post_callback for s in self.steps.values()]:
+            if path and controller_queue and path.startswith("__main__:"):
+                raise InvalidInput(
+                    f"callback {path} is defined in the main script: a controller on a services "
+                    "worker cannot import it (move it to a module, or use start_locally())"
+                )
+        probe = PipelineRun(
+            id="probe", name=self.name, steps=self.steps, default_queue=self.default_queue, local_queue=local_queue
+        )
+        if local_queue is None:
+            check_queues(conn, probe)
+        if controller_queue:
+            Broker(conn).require(controller_queue)
+        task = Task.create(
+            f"{self.name} v{self.version}",
+            self.project,
+            command=CONTROLLER_COMMAND,
+            task_type=TaskType.CONTROLLER,
+            tags=["pipeline"],
+            connection=conn,
+            parameters={f"Args/{k}": v for k, v in self.parameters.items()},
+        )
+        run = PipelineRun(
+            id=task.id,
+            name=self.name,
+            project=self.project,
+            version=self.version,
+            parameters=dict(self.parameters),
+            default_queue=self.default_queue,
+            abort_on_failure=self.abort_on_failure,
+            force_rerun=force_rerun,
+            steps=dict(self.steps),
+            controller_queue=controller_queue,
+            local_queue=local_queue,
+        )
+        runs.save(conn, run)
+        self.run_id = run.id
+        return run
+
+    # -- running -------------------------------------------------------------------------------
+    def start(self, queue: str = "services", force_rerun: bool = False, **parameters: Any) -> str:
+        """Run the controller as a task on ``queue`` (a services worker); returns the run id."""
+        self._set_parameters(parameters)
+        run = self._new_run(queue, None, force_rerun)
+        Task.get(run.id, self.connection).enqueue(queue)
+        return run.id
+
+    def start_locally(
+        self, run_steps_locally: bool = False, force_rerun: bool = False, **parameters: Any
+    ) -> PipelineRun:
+        """Run the controller in this process (until the pipeline ends). With ``run_steps_locally``
+        the steps run here too, on an in-process worker, instead of on their queues."""
+        from .local import LocalController, step_worker
+
+        self._set_parameters(parameters)
+        local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
+        conn = self.connection
+        if local_queue:
+            Broker(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
+        drain = thread = None
+        try:
+            run = self._new_run(None, local_queue, force_rerun)
+            if local_queue:
+                drain, thread = step_worker(conn, local_queue)
+            with LocalController(conn, run.id) as holder:
+                try:
+                    result = Controller(conn, run.id, self.callbacks).execute()
+                except BaseException as exc:
+                    holder.finish("failed", f"controller error: {exc}")
+                    raise
+                holder.finish("completed" if result.status == "completed" else "failed", result.message)
+            return result
+        finally:
+            if drain is not None:
+                drain()
+                thread.join(timeout=60)
+            if local_queue:
+                from ..queues.queue import Queue
+
+                Queue(local_queue, conn).delete(force=True)
+
+    def _set_parameters(self, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if key not in self.parameters:
+                raise InvalidInput(
+                    f"unknown pipeline parameter {key!r} (known: {', '.join(self.parameters) or 'none'})"
+                )
+            self.parameters[key] = value
+
+    def wait(self, timeout: float | None = None) -> PipelineRun:
+        """Block until the controller task ends (event-driven); returns the run."""
+        if self.run_id is None:
+            raise InvalidInput("the pipeline has not been started")
+        Task.get(self.run_id, self.connection).wait(timeout=timeout)
+        return runs.load(self.connection, self.run_id)
+
+    def stop(self) -> None:
+        """Stop the run: its controller aborts the running steps and skips the rest."""
+        if self.run_id is None:
+            raise InvalidInput("the pipeline has not been started")
+        stop_run(self.connection, self.run_id)
+
+    @property
+    def run(self) -> PipelineRun:
+        if self.run_id is None:
+            raise InvalidInput("the pipeline has not been started")
+        return runs.load(self.connection, self.run_id)
+
+
+def stop_run(conn: Redis, run_id: str) -> None:
+    """Ask a run's controller to stop (a flag it checks, and an abort of its task)."""
+    run = runs.load(conn, run_id)
+    conn.set(keys.pipeline(run_id) + ":stop", "1", ex=7 * 24 * 3600)
+    try:
+        Task.get(run.id, conn).abort("pipeline stopped")
+    except TrainyardError:
+        pass  # already finished, or not started: the flag is enough
+
+
+def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> PipelineRun:
+    """Mark failed, aborted and skipped steps (or ``steps``) and everything downstream as pending."""
+    run = runs.load(conn, run_id)
+    if run.status == "running":
+        raise InvalidInput(f"pipeline run {run_id} is still running")
+    roots = set(steps) if steps else {n for n, s in run.state.items() if s.status in ("failed", "aborted", "skipped")}
+    unknown = roots - set(run.steps)
+    if unknown:
+        raise InvalidInput(f"unknown step(s): {', '.join(sorted(unknown))}")
+    from .model import StepState
+
+    for name in dag.descendants(run.steps, roots):
+        run.state[name] = StepState()
+    run.status, run.message, run.ended = "pending", None, None
+    conn.delete(keys.pipeline(run_id) + ":stop")
+    runs.save(conn, run)
+    return run

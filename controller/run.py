@@ -1,0 +1,33 @@
+"""Entry point of a controller task: ``python -m trainyard.controller.run [RUN_ID]``.
+
+A services worker runs it; the run id defaults to the task's own id (``TRAINYARD_TASK_ID``).
+SIGTERM (abort of the controller task) stops the pipeline: its running steps are aborted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from ..queues.connection import default_connection
+from .engine import Controller
+from .render import summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    run_id = argv[0] if argv else os.environ.get("TRAINYARD_TASK_ID")
+    if not run_id:
+        print("usage: python -m trainyard.controller.run RUN_ID", file=sys.stderr)
+        return 2
+    controller = Controller(default_connection(), run_id)
+    signal.signal(signal.SIGTERM, lambda *_: controller.stop_event.set())
+    print(f"pipeline {controller.run.name} (run {run_id}): {len(controller.run.steps)} steps", flush=True)
+    run = controller.execute()
+    print(summary(run), flush=True)
+    return 0 if run.status == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
