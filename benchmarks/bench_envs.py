@@ -857,8 +857,12 @@ def main(argv: list[str] | None = None) -> int:
             targets = report(venv, mixed, docker_note)
             profile = None
             if args.profile or not all(t["met"] for t in targets):
-                profile = profile_cached(bench, args.profile_samples, args.json_out)
-                print_profile(profile)
+                try:
+                    profile = profile_cached(bench, args.profile_samples, args.json_out)
+                    print_profile(profile)
+                except Exception as exc:  # the measurements above still get written
+                    profile = {"error": f"{type(exc).__name__}: {exc}"}
+                    console.print(f"profile failed: {profile['error']}", style="red")
         finally:
             names = {w.name for w in bench.workers} | {BY_HAND_LABEL}
             for worker in bench.workers:

@@ -1,1 +1,6 @@
-"""Automation on top of queues: clone/enqueue helpers, pipelines, schedules, triggers."""
+"""Automation on top of queues: pipelines (Python DAG, decorators), controllers, caching."""
+
+from .decorators import component, pipeline
+from .pipeline import Pipeline
+
+__all__ = ["Pipeline", "component", "pipeline"]

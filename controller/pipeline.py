@@ -12,9 +12,9 @@ run = pipe.wait()
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -267,34 +267,10 @@ class Pipeline:
     ) -> PipelineRun:
         """Run the controller in this process (until the pipeline ends). With ``run_steps_locally``
         the steps run here too, on an in-process worker, instead of on their queues."""
-        from .local import LocalController, step_worker
-
         self._set_parameters(parameters)
         local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
-        conn = self.connection
-        if local_queue:
-            Broker(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
-        drain = thread = None
-        try:
-            run = self._new_run(None, local_queue, force_rerun)
-            if local_queue:
-                drain, thread = step_worker(conn, local_queue)
-            with LocalController(conn, run.id) as holder:
-                try:
-                    result = Controller(conn, run.id, self.callbacks).execute()
-                except BaseException as exc:
-                    holder.finish("failed", f"controller error: {exc}")
-                    raise
-                holder.finish("completed" if result.status == "completed" else "failed", result.message)
-            return result
-        finally:
-            if drain is not None:
-                drain()
-                thread.join(timeout=60)
-            if local_queue:
-                from ..queues.queue import Queue
-
-                Queue(local_queue, conn).delete(force=True)
+        run = self._new_run(None, local_queue, force_rerun)
+        return run_here(self.connection, run.id, self.callbacks)
 
     def _set_parameters(self, values: Mapping[str, Any]) -> None:
         for key, value in values.items():
@@ -328,10 +304,8 @@ def stop_run(conn: Redis, run_id: str) -> None:
     """Ask a run's controller to stop (a flag it checks, and an abort of its task)."""
     run = runs.load(conn, run_id)
     conn.set(keys.pipeline(run_id) + ":stop", "1", ex=7 * 24 * 3600)
-    try:
+    with contextlib.suppress(TrainyardError):  # already finished, or not started: the flag is enough
         Task.get(run.id, conn).abort("pipeline stopped")
-    except TrainyardError:
-        pass  # already finished, or not started: the flag is enough
 
 
 def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> PipelineRun:
@@ -351,3 +325,48 @@ def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> P
     conn.delete(keys.pipeline(run_id) + ":stop")
     runs.save(conn, run)
     return run
+
+
+def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = None) -> PipelineRun:
+    """Run (or resume) a run's controller in this process; its steps run on an in-process
+    worker when the run was started with ``run_steps_locally``."""
+    from ..queues.queue import Queue
+    from .local import LocalController, step_worker
+
+    run = runs.load(conn, run_id)
+    local_queue = run.local_queue
+    drain = thread = None
+    try:
+        if local_queue:
+            Broker(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
+            drain, thread = step_worker(conn, local_queue)
+        with LocalController(conn, run_id) as holder:
+            try:
+                result = Controller(conn, run_id, callbacks).execute()
+            except BaseException as exc:
+                holder.finish("failed", f"controller error: {exc}")
+                raise
+            holder.finish("completed" if result.status == "completed" else "failed", result.message)
+        return result
+    finally:
+        if drain is not None:
+            drain()
+            thread.join(timeout=60)
+        if local_queue:
+            Queue(local_queue, conn).delete(force=True)
+
+
+def resume(conn: Redis, run_id: str) -> PipelineRun | None:
+    """Start a run's controller again the way it ran: on its services queue (returns None), or
+    here (returns the finished run). Finished steps are never re-run."""
+    run = runs.load(conn, run_id)
+    task = Task.get(run_id, conn)
+    if task.status.value in ("queued", "running"):
+        raise InvalidInput(f"pipeline run {run_id}'s controller is {task.status.value} already")
+    if task.status.value != "draft":
+        task.reset()
+    conn.delete(keys.pipeline(run_id) + ":stop")
+    if run.controller_queue:
+        task.enqueue(run.controller_queue)
+        return None
+    return run_here(conn, run_id)

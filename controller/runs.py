@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis import Redis
 
-from ..queues import keys
+from ..queues import events, keys
 from ..queues.errors import TaskNotFound
 from .model import PipelineRun
 
@@ -14,6 +14,7 @@ def save(conn: Redis, run: PipelineRun) -> None:
     with conn.pipeline(transaction=True) as pipe:
         pipe.set(keys.pipeline(run.id), run.model_dump_json())
         pipe.zadd(keys.PIPELINES, {run.id: run.created})
+        events.publish(pipe, "pipeline", run.id, run.status, "", run.project, "")
         pipe.execute()
 
 

@@ -1,6 +1,7 @@
 """trainyard: a ClearML-style distributed task queue for ML teams that needs nothing but Redis."""
 
 from .connection import connect, redact_url
+from .controller.decorators import component, pipeline
 from .controller.local import use_step_worker_factory
 from .controller.pipeline import Pipeline
 from .queues.connection import use_connection_factory
@@ -47,6 +48,8 @@ __all__ = [
     "TaskType",
     "TrainyardError",
     "WaitTimeout",
+    "component",
+    "pipeline",
     "connect",
     "current_task",
     "redact_url",

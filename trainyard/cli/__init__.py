@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from ..queues.errors import TrainyardError
 from .output import fail
+from .pipeline_cmds import pipeline
 from .queue_cmds import queue
 from .server_cmds import down, status, up
 from .task_cmds import task
@@ -45,6 +46,7 @@ cli.add_command(status)
 cli.add_command(task)
 cli.add_command(queue)
 cli.add_command(worker)
+cli.add_command(pipeline)
 
 
 def main() -> None:

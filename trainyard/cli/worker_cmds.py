@@ -31,6 +31,16 @@ from .output import ago, emit_json, json_option, table
 @click.option("--name", help="A unique worker name (default: host-pid-random).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option(
+    "--services-mode",
+    "services",
+    type=click.IntRange(min=1),
+    is_flag=False,
+    flag_value=8,
+    default=None,
+    metavar="[N]",
+    help="Run up to N tasks at once (default 8), CPU only, local mode: for controllers.",
+)
+@click.option(
     "--mode",
     type=click.Choice(["local", "venv", "conda", "docker"]),
     default="local",
@@ -76,6 +86,7 @@ def worker(
     order_fairness,
     name,
     burst,
+    services,
     mode,
     docker_image,
     docker_network,
@@ -95,6 +106,10 @@ def worker(
     if not queues:
         raise click.UsageError("give at least one --queue")
     nvml = default_nvml
+    if services is not None:
+        if gpus is not None or mode != "local" or docker_image:
+            raise click.UsageError("--services-mode runs tasks locally without GPUs: drop --gpus/--mode/--docker")
+        cpu_only = True
     if gpus is None and not cpu_only:
         chosen = list(range(nvml.device_count())) if nvml.available() else []
     else:
