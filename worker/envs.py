@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
@@ -187,8 +188,10 @@ def _works(argv: list[str]) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+@functools.cache
 def _find_uv() -> list[str] | None:
-    """argv prefix that runs uv: the ``uv`` executable on PATH, else ``python -m uv``; None without uv."""
+    """argv prefix that runs uv: the ``uv`` executable on PATH, else ``python -m uv``; None without uv.
+    Looked up once per worker process (it runs ``uv --version``)."""
     exe = shutil.which("uv")
     if exe and _works([exe, "--version"]) is not None:
         return [exe]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -86,8 +87,21 @@ class TaskRun:
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> None:
+        """Run the task; whatever goes wrong here, the task ends with a status (never left running)."""
+        try:
+            self._run()
+        except Exception as exc:  # the run folder, the reporter, the disk: fail the task, keep the worker
+            log.exception("task %s: the worker could not run it", self.task_id)
+            for pause in _backoff():
+                try:
+                    self.s.dispatcher.finish(self.task_id, "failed", error=f"worker error: {type(exc).__name__}: {exc}")
+                    return
+                except (redis.ConnectionError, redis.TimeoutError):
+                    time.sleep(pause)
+
+    def _run(self) -> None:
         record = self.record
-        run_dir = self.s.runs_dir / f"{record.id}-{record.runtime.attempt}"
+        run_dir = self.s.runs_dir / f"{record.id}-{record.runtime.attempt}-{os.urandom(3).hex()}"
         create_run_folder(
             run_dir,
             {

@@ -129,7 +129,14 @@ def worker(
         home=current.home,
         artifacts_url=current.artifacts_url,
         redis_url=redis_url(),
+        docker_image=docker_image,
+        docker_network=docker_network,
+        env_cache_size=env_cache_size,
+        installer=installer,
+        slots=services or 1,
     )
+    if docker_image:
+        config.mode = "docker"
     agent = Worker(connect(), config)
     click.echo(
         f"worker {agent.name}: queues {', '.join(config.queues)}; {describe(nvml)}"
