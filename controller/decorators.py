@@ -141,16 +141,16 @@ class PipelineFunction:
         functools.update_wrapper(self, func)
 
     def build(self, *args: Any, **kwargs: Any) -> Pipeline:
-        """The pipeline (DAG) this function describes for these arguments (its parameters)."""
+        """The pipeline (DAG) this function describes for these arguments (recorded as its parameters)."""
         pipe = Pipeline(self.name, self.project, self.version, self.default_queue, self.abort_on_failure)
         bound = inspect.signature(self.func).bind(*args, **kwargs)
         bound.apply_defaults()
         for key, value in bound.arguments.items():
             pipe.add_parameter(key, value)
-        placeholders = {key: "${pipeline." + key + "}" for key in bound.arguments}
+        # the arguments are real values: the graph may depend on them (a loop over ``range(n)``)
         token = _building.set(_Builder(pipe, debug=False))
         try:
-            self.func(**placeholders)
+            self.func(**bound.arguments)
         finally:
             _building.reset(token)
         return pipe

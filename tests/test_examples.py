@@ -46,3 +46,36 @@ def test_train_script_runs_offline_without_a_worker():
         timeout=60,
     )
     assert proc.returncode == 0 and "final loss" in proc.stdout
+
+
+def _run_example(name: str, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / name), *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_pipeline_from_tasks_example_passes_artifact_urls():
+    proc = _run_example("pipeline_from_tasks.py")
+    assert "[✓ train completed ← process]" in proc.stdout
+    process = Task.list(project="examples", name="process", tag="step:process")[0]
+    dataset = Task.list(project="examples", name="dataset", tag="step:dataset")[0]
+    assert process.get_parameter("Args/dataset") == dataset.artifacts["dataset"].uri
+    train = Task.list(project="examples", name="train", tag="step:train")[0]
+    assert train.get_parameter("Args/lr") == 0.3 and train.outputs["loss"] > 0
+
+
+def test_pipeline_from_functions_example_passes_typed_returns():
+    _run_example("pipeline_from_functions.py")
+    stats = Task.list(project="examples", tag="step:stats")[0]
+    assert stats.outputs == {"mean": 2.25, "peak": 3.5}
+    report = Task.list(project="examples", tag="step:report")[0]
+    assert report.outputs["line"] == "numbers: mean 2.25, peak 3.50"
+
+
+def test_pipeline_decorators_example_fans_out_and_debugs_inline():
+    proc = _run_example("pipeline_decorators.py", "--shards", "3")
+    assert "grand total: 105" in proc.stdout
+    assert len(Task.list(project="examples", tag="step:shard_sum_2")) == 1
+    assert "grand total: 105" in _run_example("pipeline_decorators.py", "--debug", "--shards", "3").stdout

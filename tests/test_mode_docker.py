@@ -66,8 +66,9 @@ def test_abort_removes_the_container(conn, docker_image):
 
 def test_time_limit_and_worker_death_remove_the_container(conn, docker_image):
     Queue.create("docker")
-    slow = Task.create("slow", command=["sh", "-c", "echo UP; sleep 600"], docker_image=docker_image, mode="docker",
-                       time_limit=1)
+    slow = Task.create(
+        "slow", command=["sh", "-c", "echo UP; sleep 600"], docker_image=docker_image, mode="docker", time_limit=1
+    )
     slow.enqueue("docker")
     with WorkerProcess("-q", "docker", "--cpu-only", "--burst", "--grace", "1") as worker:
         assert worker.wait(timeout=120) == 0
@@ -75,8 +76,7 @@ def test_time_limit_and_worker_death_remove_the_container(conn, docker_image):
     assert record.status == TaskStatus.FAILED and record.runtime.error == "time limit of 1s exceeded"
     assert _containers(slow.id) == []
 
-    orphan = Task.create("orphan", command=["sh", "-c", "echo UP; sleep 600"], docker_image=docker_image,
-                         mode="docker")
+    orphan = Task.create("orphan", command=["sh", "-c", "echo UP; sleep 600"], docker_image=docker_image, mode="docker")
     orphan.enqueue("docker")
     victim = WorkerProcess("-q", "docker", "--cpu-only", "--name", "docker-victim")
     wait_for_log(conn, orphan.id, "UP", exact=True)
@@ -95,8 +95,11 @@ def _wait_removed(task_id: str, timeout: float = 60) -> None:
     engine = docker.from_env()
     if not _containers(task_id):
         return
-    for event in engine.events(decode=True, filters={"label": f"trainyard.task={task_id}", "event": "destroy"},
-                               until=int(time.time() + timeout)):
+    for event in engine.events(
+        decode=True,
+        filters={"label": f"trainyard.task={task_id}", "event": "destroy"},
+        until=int(time.time() + timeout),
+    ):
         if event:
             break
     assert _containers(task_id) == []
