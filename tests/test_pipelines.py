@@ -245,3 +245,52 @@ def test_services_worker_hosts_four_controllers_at_once(tpl, conn, tmp_path, run
         finals = [p.wait(timeout=120) for p in pipes]
     assert [r.status for r in finals] == ["completed"] * 4
     assert "process got dataset=" in log_text(conn, finals[0].state["process"].task_id)
+
+
+SEEN: list[str] = []
+
+
+def skip_process(controller, name, step):
+    SEEN.append(f"pre {name}")
+    return name != "process"
+
+
+def after(controller, name, step):
+    SEEN.append(f"post {name} {controller.run.state[name].status}")
+
+
+def test_callbacks_and_step_retries(tpl, tmp_path):
+    flaky = tmp_path / "flaky.py"
+    flaky.write_text(
+        "import os, sys\n"
+        f"flag = {str(tmp_path / 'flag')!r}\n"
+        "if not os.path.exists(flag):\n"
+        "    open(flag, 'w').close()\n"
+        "    sys.exit('first attempt fails')\n"
+        "print('second attempt works')\n"
+    )
+    flaky_task = Task.create("flaky", "tpl", script=flaky, detect_repository=False)
+    pipe = Pipeline("callbacks", default_queue="cpu")
+    pipe.add_step("prep", base_task=tpl["prep"], pre_callback=skip_process, post_callback=after)
+    pipe.add_step("process", base_task=tpl["process"], parents=["prep"], pre_callback=skip_process)
+    pipe.add_step("flaky", base_task=flaky_task, retries=1, post_callback=after)
+    SEEN.clear()
+    run = pipe.start_locally(run_steps_locally=True)
+    assert run.status == "completed", run.message
+    assert run.state["process"].status == "skipped" and "pre-execute callback" in run.state["process"].message
+    assert run.state["flaky"].status == "completed" and run.state["flaky"].attempt == 2
+    assert sorted(SEEN) == ["post flaky completed", "post prep completed", "pre prep", "pre process"]
+
+
+def test_abort_from_the_cli_stops_running_steps(tpl, conn, tmp_path, run_cli):
+    go = tmp_path / "never"
+    pipe = three_steps(tpl, **{"Args/wait-for": str(go)})
+    with WorkerProcess("-q", "services", "--services-mode", "2"), WorkerProcess("-q", "cpu", "--cpu-only"):
+        run_id = pipe.start(queue="services")
+        run = wait_run(conn, run_id, lambda r: r.state.get("process") and r.state["process"].task_id)
+        wait_for_log(conn, run.state["process"].task_id, "process waiting")
+        run_cli("pipeline", "abort", run_id, check=True)
+        final = pipe.wait(timeout=120)
+    assert final.status == "aborted"
+    assert final.state["process"].status == "aborted" and final.state["train"].status == "skipped"
+    assert Task.get(final.state["process"].task_id).status == TaskStatus.ABORTED
