@@ -199,6 +199,20 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def read_stamp(conn: redis.Redis, task_id: str) -> float:
+    """A task's own start time: the first line of its stdout (in its Redis log) that is a float,
+    as printed by ``python -S -c "import time,sys; sys.stdout.write(repr(time.time()))"``."""
+    from trainyard.queues import logs
+
+    for line in logs.read(conn, task_id):
+        if line.stream == "out":
+            try:
+                return float(line.text)
+            except ValueError:
+                continue
+    raise RuntimeError(f"task {task_id}: no stamp in its log")
+
+
 # -- child processes --------------------------------------------------------------------------
 class ChildProcesses:
     """Processes a benchmark starts (workers...), all stopped when the context exits, even on error.

@@ -253,6 +253,8 @@ def test_task_api_source_is_python38_syntax():
 
 
 def test_offline_mode(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(task_api, "_current", None)  # a fresh offline context, not one an earlier test filled
+    monkeypatch.setattr(task_api, "_current_key", None)
     monkeypatch.delenv(task_api.ENV_RUN_DIR, raising=False)
     monkeypatch.delenv(task_api.ENV_TASK_ID, raising=False)
     task = current_task()
