@@ -267,8 +267,10 @@ class Worker:
                 if cursor is None:
                     cursor = ev.last_id(self.conn)
                 reply = self.conn.xread({keys.EVENTS: cursor}, block=ev.block_ms(self.conn, BACKSTOP_S), count=500)
-            except (redis.ConnectionError, redis.TimeoutError):
-                self._done.wait(1.0)
+            except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
+                # Redis away, or the connection closed under us at shutdown
+                if self._done.wait(1.0):
+                    return
                 continue
             for _, entries in reply or []:
                 for entry_id, fields in entries:
