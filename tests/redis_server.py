@@ -23,7 +23,10 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process with AOF on, restartable on the same port and data folder."""
 
-    def __init__(self, directory: Path, password: str | None = None, port: int | None = None):
+    def __init__(
+        self, directory: Path, password: str | None = None, port: int | None = None, unixsocket: Path | None = None
+    ):
+        self.unixsocket = unixsocket
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.password = password
@@ -55,6 +58,8 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.unixsocket:
+            args += ["--unixsocket", str(self.unixsocket), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines = []
         assert self.proc.stdout is not None

@@ -39,12 +39,13 @@ def redis_url(start_embedded: bool = True) -> str | None:
 
 def client_for(url: str) -> redis.Redis:
     """A checked client for ``url``; raises RedisUnavailable with one line naming address and cause."""
+    options = {"socket_connect_timeout": 5, "socket_timeout": 30, "health_check_interval": 15}
+    if not url.startswith("unix:"):
+        options["socket_keepalive"] = True
     try:
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=5, socket_timeout=30, socket_keepalive=True, health_check_interval=15
-        )
+        client = redis.Redis.from_url(url, **options)
         client.ping()
-    except ValueError as exc:  # malformed URL
+    except (ValueError, TypeError) as exc:  # a malformed URL or an option the URL's scheme refuses
         raise RedisUnavailable(f"bad Redis URL {redact_url(url)!r}: {exc}") from None
     except (redis.RedisError, OSError) as exc:
         raise RedisUnavailable(f"cannot reach Redis at {redact_url(url)}: {_cause(exc)}") from None
