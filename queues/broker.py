@@ -97,6 +97,9 @@ class QueueInfo:
     length: int
     created: float | None = None
     description: str = ""
+    max_running: int = 0  # 0: no limit
+    running: int = 0  # claimed or running now
+    oldest_wait_s: float | None = None  # how long the head has waited
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,11 @@ class Broker:
         self._move = connection.register_script(MOVE_LUA)
 
     # -- registry ------------------------------------------------------------------------
-    def create(self, name: str, description: str = "", exist_ok: bool = False) -> QueueInfo:
+    def create(self, name: str, description: str = "", exist_ok: bool = False, max_running: int = 0) -> QueueInfo:
         check_queue_name(name)
-        meta = json.dumps({"created": time.time(), "description": description})
+        if max_running < 0:
+            raise InvalidInput(f"max running must be 0 (no limit) or more, got {max_running}")
+        meta = json.dumps({"created": time.time(), "description": description, "max_running": max_running})
         if not self.conn.hsetnx(keys.QUEUES, name, meta) and not exist_ok:
             raise InvalidInput(f"queue {name!r} already exists")
         self.conn.sadd(keys.RQ_QUEUES, keys.rq_queue(name))
@@ -139,24 +144,58 @@ class Broker:
         if not self.exists(name):
             raise QueueNotFound(f"no queue named {name!r} (create it with: trainyard queue create {name})")
 
+    def set_limit(self, name: str, max_running: int) -> QueueInfo:
+        """At most ``max_running`` tasks of this queue run at once, over all workers (0: no limit)."""
+        if max_running < 0:
+            raise InvalidInput(f"max running must be 0 (no limit) or more, got {max_running}")
+        self.require(name)
+        data = json.loads(self.conn.hget(keys.QUEUES, name))
+        data["max_running"] = max_running
+        self.conn.hset(keys.QUEUES, name, json.dumps(data))
+        return self.info(name)
+
     def info(self, name: str) -> QueueInfo:
-        meta = self.conn.hget(keys.QUEUES, name)
-        if meta is None:
+        if not self.conn.hexists(keys.QUEUES, name):
             raise QueueNotFound(f"no queue named {name!r} (create it with: trainyard queue create {name})")
-        data = json.loads(meta)
-        return QueueInfo(name, self.conn.llen(keys.rq_queue(name)), data.get("created"), data.get("description", ""))
+        return self._infos([name])[0]
 
     def list(self) -> list[QueueInfo]:
-        metas = self.conn.hgetall(keys.QUEUES)
-        names = sorted(k.decode() for k in metas)
+        return self._infos(sorted(k.decode() for k in self.conn.hkeys(keys.QUEUES)))
+
+    def _infos(self, names: list[str]) -> list[QueueInfo]:
+        """Length, limit, running count and the head's wait for each queue, in two round trips."""
+        if not names:
+            return []
         with self.conn.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.QUEUES, names)
             for name in names:
                 pipe.llen(keys.rq_queue(name))
-            lengths = pipe.execute()
-        out = []
-        for name, length in zip(names, lengths):
-            data = json.loads(metas[name.encode()])
-            out.append(QueueInfo(name, length, data.get("created"), data.get("description", "")))
+                pipe.zcard(keys.inflight(name))
+                pipe.lindex(keys.rq_queue(name), 0)
+            replies = pipe.execute()
+        metas, rest = replies[0], replies[1:]
+        heads = [h.decode() for h in rest[2::3] if h]
+        queued_at = {}
+        if heads:
+            for head, raw in zip(heads, self.conn.mget([keys.task(h) for h in heads])):
+                if raw is not None:
+                    queued_at[head] = json.loads(raw).get("queued_at")
+        now, out = time.time(), []
+        for i, name in enumerate(names):
+            data = json.loads(metas[i]) if metas[i] else {}
+            length, running, head = rest[3 * i], rest[3 * i + 1], rest[3 * i + 2]
+            since = queued_at.get(head.decode()) if head else None
+            out.append(
+                QueueInfo(
+                    name,
+                    length,
+                    data.get("created"),
+                    data.get("description", ""),
+                    int(data.get("max_running") or 0),
+                    running,
+                    now - since if since else None,
+                )
+            )
         return out
 
     def entries(self, name: str, offset: int = 0, limit: int = 50) -> list[QueuedEntry]:

@@ -1,6 +1,7 @@
 """Handing queued tasks to workers: atomic claims, start, finish, requeue and retry.
 
-A claim moves a task id from the head of a queue list into the ``claims`` hash in one Lua call,
+A claim moves a task id from the head of a queue into the ``claims`` hash in one Lua call (only if
+it is still the head the worker chose, and the queue is under its concurrency limit),
 so a worker that dies between taking a task and starting it never loses it: the reaper finds
 the claim and puts the task back. The claim stays while the task runs and goes with its end.
 """
@@ -19,20 +20,17 @@ from .errors import IllegalTransition, TaskNotFound
 from .record import Attempt, TaskRecord, TaskStatus
 from .store import TaskStore
 
-# KEYS: list1, prio1, list2, prio2, ..., claims   ARGV: claim JSON prefix fields, queue names...
-CLAIM_LUA = """
-local nq = (#KEYS - 1) / 2
-local claims = KEYS[#KEYS]
-for i = 1, nq do
-  local id = redis.call('LPOP', KEYS[2 * i - 1])
-  if id then
-    redis.call('HDEL', KEYS[2 * i], id)
-    local claim = cjson.encode({worker = ARGV[1], host = ARGV[2], ts = tonumber(ARGV[3]), queue = ARGV[3 + i]})
-    redis.call('HSET', claims, id, claim)
-    return {id, ARGV[3 + i]}
-  end
-end
-return false
+# KEYS: list, priorities, claims, inflight   ARGV: worker, host, ts, queue, expected head id, limit
+# Pops the head only if it is still ``expected`` and the queue is under its concurrency limit.
+CLAIM_HEAD_LUA = """
+if tonumber(ARGV[6]) > 0 and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then return false end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[5] then return false end
+local id = redis.call('LPOP', KEYS[1])
+redis.call('HDEL', KEYS[2], id)
+local claim = cjson.encode({worker = ARGV[1], host = ARGV[2], ts = tonumber(ARGV[3]), queue = ARGV[4]})
+redis.call('HSET', KEYS[3], id, claim)
+redis.call('ZADD', KEYS[4], ARGV[3], id)
+return id
 """
 
 
@@ -51,17 +49,16 @@ class Dispatcher:
         self.host = host
         self.store = TaskStore(connection)
         self.broker = Broker(connection)
-        self._claim = connection.register_script(CLAIM_LUA)
+        self._claim_head = connection.register_script(CLAIM_HEAD_LUA)
 
-    def claim(self, queues: list[str]) -> Claimed | None:
-        """Take the head of the first non-empty queue (in the given order), atomically."""
-        if not queues:
-            return None
-        keys_ = [k for q in queues for k in (keys.rq_queue(q), keys.priorities(q))] + [keys.CLAIMS]
-        got = self._claim(keys=keys_, args=[self.worker, self.host, time.time(), *queues])
-        if not got:
-            return None
-        return Claimed(got[0].decode(), got[1].decode())
+    def claim_head(self, queue: str, task_id: str, limit: int = 0) -> Claimed | None:
+        """Take ``task_id`` if it is still the head of ``queue`` and the queue is under ``limit``
+        running tasks (0: no limit); None when something else happened first."""
+        got = self._claim_head(
+            keys=[keys.rq_queue(queue), keys.priorities(queue), keys.CLAIMS, keys.inflight(queue)],
+            args=[self.worker, self.host, time.time(), queue, task_id, int(limit)],
+        )
+        return Claimed(task_id, queue) if got else None
 
     def start(self, claimed: Claimed, gpus: list[str]) -> TaskRecord | None:
         """Mark the claimed task running; None (claim dropped) when it was dequeued or aborted meanwhile."""
@@ -82,7 +79,10 @@ class Dispatcher:
         try:
             return self.store.update(claimed.task_id, apply, action="start")
         except (IllegalTransition, TaskNotFound):
-            self.conn.hdel(keys.CLAIMS, claimed.task_id)
+            with self.conn.pipeline(transaction=True) as pipe:
+                pipe.hdel(keys.CLAIMS, claimed.task_id)
+                pipe.zrem(keys.inflight(claimed.queue), claimed.task_id)
+                pipe.execute()
             return None
 
     def finish(

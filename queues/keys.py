@@ -83,3 +83,13 @@ def pipeline(run_id: str) -> str:
 def step_cache(key: str) -> str:
     """Cache entry: a completed task that a step with the same inputs can reuse."""
     return f"{PREFIX}cache:{key}"
+
+
+def inflight(queue: str) -> str:
+    """Zset of a queue's tasks that are claimed or running (for its concurrency limit)."""
+    return f"{PREFIX}inflight:{queue}"
+
+
+def gpu_holds(host: str, index: int) -> str:
+    """Hash: task id -> "worker|memory MB|expires" for each task holding GPU ``index`` of ``host``."""
+    return f"{PREFIX}gpuhold:{host}:{index}"

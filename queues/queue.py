@@ -29,10 +29,21 @@ class Queue:
         return f"<Queue {self.name}>"
 
     @classmethod
-    def create(cls, name: str, description: str = "", exist_ok: bool = False, connection: Redis | None = None) -> Queue:
+    def create(
+        cls,
+        name: str,
+        description: str = "",
+        exist_ok: bool = False,
+        max_running: int = 0,
+        connection: Redis | None = None,
+    ) -> Queue:
         conn = resolve(connection)
-        Broker(conn).create(name, description, exist_ok=exist_ok)
+        Broker(conn).create(name, description, exist_ok=exist_ok, max_running=max_running)
         return cls(name, conn)
+
+    def set_limit(self, max_running: int) -> QueueInfo:
+        """At most ``max_running`` of this queue's tasks run at once, over all workers (0: none)."""
+        return Broker(self.connection).set_limit(self.name, max_running)
 
     @classmethod
     def get(cls, name: str, connection: Redis | None = None) -> Queue:

@@ -79,6 +79,7 @@ def _settle(conn: Redis, store: TaskStore, broker: Broker, task_id: str, claim: 
         # claimed, never started: back to the front of its queue
         with conn.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.CLAIMS, task_id)
+            pipe.zrem(keys.inflight(record.execution.queue), task_id)
             broker.push(pipe, record.execution.queue, task_id, record.execution.priority, True)
             pipe.execute()
         wake_workers(conn, task_id, record.execution.queue)

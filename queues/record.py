@@ -149,6 +149,7 @@ class Runtime(_Model):
     abort_requested: bool = False
     log_uri: str | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
+    gpu_usage: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per GPU id, over the last attempt
     attempts: list[Attempt] = Field(default_factory=list)
 
 

@@ -33,6 +33,8 @@ def index_keys(record: TaskRecord) -> set[str]:
     found.update(keys.tag_index(tag) for tag in record.tags)
     if record.execution.queue:
         found.add(keys.queue_index(record.execution.queue))
+        if record.status == TaskStatus.RUNNING:
+            found.add(keys.inflight(record.execution.queue))
     return found
 
 

@@ -8,6 +8,7 @@ event may have missed, and run the reaper that recovers tasks of dead workers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -31,10 +32,13 @@ from ..queues.store import TaskStore
 from . import process
 from .artifacts import ArtifactStore
 from .executor import RunSettings, TaskRun
+from .gpus import default_nvml
 from .launch import LaunchSpec
-from .leases import GpuLeases
+from .leases import GpuHolds
 from .modes import ModeSettings, Preparer
+from .monitor import Monitor
 from .reporter import Reporter
+from .scheduler import Scheduler, SchedulerConfig
 
 log = logging.getLogger("trainyard.worker")
 BACKSTOP_S = 2.0  # an idle worker tries its queues at least this often even without an event
@@ -60,6 +64,13 @@ class WorkerConfig:
     docker_network: str | None = None
     env_cache_size: int = 20
     installer: str = "auto"
+    queue_gpus: dict[str, int] = field(default_factory=dict)  # --queue dual=2: GPUs per task from that queue
+    gpu_share: int = 1  # tasks one GPU may hold at once (--gpu-share)
+    backfill_s: float = 30.0  # how long a queue head that does not fit lets lower queues backfill
+    foreign_mem_mb: int = 512  # GPUs used by foreign processes beyond this are left alone (< 0: ignore)
+
+
+_RETRY = object()
 
 
 class Worker:
@@ -105,7 +116,20 @@ class Worker:
             mode=config.mode,
             order="round-robin" if config.order_fairness else "strict",
         )
-        self.leases = GpuLeases(conn, self.host, self.name)
+        self.holds = GpuHolds(conn, self.host, self.name)
+        self.scheduler = Scheduler(
+            conn,
+            self.holds,
+            default_nvml,
+            SchedulerConfig(
+                gpus=list(config.gpus),
+                queue_gpus=dict(config.queue_gpus),
+                share=max(1, config.gpu_share),
+                backfill_s=config.backfill_s,
+                foreign_mem_mb=config.foreign_mem_mb,
+            ),
+        )
+        self.task_gpus: dict[str, list[int]] = {}
         self.running: dict[str, TaskRun] = {}
         self._running_lock = threading.Lock()
         self.wake = threading.Event()
@@ -133,11 +157,6 @@ class Worker:
         self.check_queues()
         self.settings.runs_dir.mkdir(parents=True, exist_ok=True)
         workers.register(self.conn, self.info, psutil.pid_exists)
-        try:
-            self.leases.acquire(self.cfg.gpus)
-        except Exception:
-            workers.unregister(self.conn, self.name)
-            raise
         log.info(
             "worker %s listening on %s (%s order), GPUs: %s",
             self.name,
@@ -158,11 +177,8 @@ class Worker:
             self._beat.set()
             self.wake.set()
             threads[0].join(timeout=10)  # the heartbeat thread; the event listener is a daemon blocked in XREAD
-            try:
-                self.leases.release(self.cfg.gpus)
+            with contextlib.suppress(redis.RedisError):
                 workers.unregister(self.conn, self.name)
-            except redis.RedisError:
-                pass
         return 0
 
     def _loop(self) -> None:
@@ -174,15 +190,32 @@ class Worker:
                 self.wake.wait(BACKSTOP_S)
                 continue
             claimed_any = False
-            while len(self.running) < self.cfg.slots and not (self.draining or self.stopping):
+            limit = self._slot_limit()
+            misses = 0
+            while len(self.running) < limit and not (self.draining or self.stopping) and misses < 20:
                 claimed = self._try_claim()
                 if claimed is None:
                     break
+                if claimed is _RETRY:
+                    misses += 1  # another worker took it first: look again
+                    continue
                 claimed_any = True
-            if self.cfg.burst and not claimed_any and not self.running:
+            if self.cfg.burst and not claimed_any and not self.running and not self._waiting():
                 return
-            if not claimed_any or len(self.running) >= self.cfg.slots:
+            if not claimed_any or len(self.running) >= limit:
                 self.wake.wait(BACKSTOP_S)
+
+    def _slot_limit(self) -> int:
+        """How many tasks may run at once: the slots, or as many as the GPUs can hold."""
+        if not self.cfg.gpus:
+            return self.cfg.slots
+        return max(self.cfg.slots, len(self.cfg.gpus) * max(1, self.cfg.gpu_share))
+
+    def _waiting(self) -> bool:
+        """Burst mode: is anything still waiting that this worker could run (after GPUs free up)?"""
+        if not self.running:
+            return False
+        return any(self.conn.llen(keys.rq_queue(q)) for q in self.cfg.queues)
 
     def _ordered_queues(self) -> list[str]:
         queues = self.cfg.queues
@@ -191,23 +224,33 @@ class Worker:
         start = self._next_queue % len(queues)
         return queues[start:] + queues[:start]
 
-    def _try_claim(self) -> TaskRun | None:
+    def _try_claim(self):
+        """Take the task the scheduler chooses, with its GPUs held; None when nothing fits now,
+        ``_RETRY`` when another worker was faster."""
         try:
-            claimed = self.dispatcher.claim(self._ordered_queues())
-            if claimed is None:
+            choice = self.scheduler.choose(self._ordered_queues())
+            if choice is None:
                 return None
+            gpus = choice.gpus
+            if gpus and not self.holds.acquire(
+                choice.task_id, gpus, choice.memory_mb, self.cfg.gpu_share, self.scheduler.totals(gpus)
+            ):
+                return _RETRY  # another worker on this host took one of those GPUs
+            claimed = self.dispatcher.claim_head(choice.queue, choice.task_id, choice.limit)
+            record = self.dispatcher.start(claimed, [str(g) for g in gpus]) if claimed else None
+            if record is None:
+                self.holds.release(choice.task_id, gpus)
+                return _RETRY
             if self.cfg.order_fairness:
-                self._next_queue = self.cfg.queues.index(claimed.queue) + 1
-            record = self.dispatcher.start(claimed, [str(g) for g in self.cfg.gpus])
+                self._next_queue = self.cfg.queues.index(choice.queue) + 1
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("Redis unreachable while taking work (%s); retrying", exc)
             time.sleep(1.0)
             return None
-        if record is None:
-            return self._try_claim()  # it was dequeued or aborted meanwhile: take the next one
-        run = TaskRun(self.settings, record, self.cfg.gpus, self.prepare)
+        run = TaskRun(self.settings, record, gpus, self.prepare)
         with self._running_lock:
             self.running[record.id] = run
+            self.task_gpus[record.id] = gpus
         self.info.state, self.info.current = "busy", list(self.running)
         thread = threading.Thread(target=self._run_task, args=(run,), name=f"task-{record.id}", daemon=True)
         thread.start()
@@ -219,6 +262,10 @@ class Worker:
         finally:
             with self._running_lock:
                 self.running.pop(run.task_id, None)
+                gpus = self.task_gpus.pop(run.task_id, [])
+            with contextlib.suppress(redis.RedisError):  # else the holds expire by themselves
+                self.holds.release(run.task_id, gpus)
+            with self._running_lock:
                 self.info.current = list(self.running)
                 if not self.running and self.info.state == "busy":
                     self.info.state = "idle"
@@ -298,11 +345,13 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         last_reap = 0.0
         reported_state = self.info.state
+        monitor = Monitor(default_nvml)  # built here: psutil's CPU counter is per thread
         while not self._done.is_set():
             self._beat.wait(workers.HEARTBEAT_S)
             self._beat.clear()
             if self._done.is_set():
                 return
+            self._sample_stats(monitor)
             try:
                 if self.info.state != reported_state and self.info.state in ("draining", "stopping"):
                     workers.publish_state(self.conn, self.info)
@@ -310,7 +359,9 @@ class Worker:
                 with self._running_lock:
                     claimed = {tid: run.launched.pgid if run.launched else None for tid, run in self.running.items()}
                 self._command(workers.heartbeat(self.conn, self.info, claimed))
-                self.leases.refresh(self.cfg.gpus)
+                with self._running_lock:
+                    holds = {tid: (g, 0) for tid, g in self.task_gpus.items() if g}
+                self.holds.refresh(holds)
                 self._check_abort_flags(list(claimed))
                 if time.monotonic() - last_reap >= REAP_EVERY_S:
                     last_reap = time.monotonic()
@@ -319,6 +370,18 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
             except Exception:  # never let the heartbeat thread die
                 log.exception("heartbeat error")
+
+    def _sample_stats(self, monitor: Monitor) -> None:
+        """Put a fresh snapshot in the registry entry and feed the running tasks' GPU summaries; never raises."""
+        try:
+            self.info.stats = monitor.sample(self.cfg.gpus)
+            with self._running_lock:
+                runs = list(self.running.values())
+            for run in runs:
+                run.gpu_usage.add(self.info.stats.get("gpus"))
+        except Exception as exc:  # a sampling failure costs the stats, never the heartbeat
+            self.info.stats = {"time": time.time(), "error": f"{type(exc).__name__}: {exc}"}
+            log.debug("sampling stats failed", exc_info=True)
 
     def _check_abort_flags(self, task_ids: list[str]) -> None:
         """Backstop for a missed abort event: the flag on the record."""

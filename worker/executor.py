@@ -20,6 +20,7 @@ from ..queues.record import TaskRecord
 from .artifacts import ArtifactStore
 from .launch import LaunchSpec, PrepareError
 from .launchers import Launched, LocalLaunch
+from .monitor import GpuUsage
 from .reporter import Reporter
 from .runfolder import create_run_folder
 
@@ -56,6 +57,7 @@ class TaskRun:
         self.abort_reason: str | None = None
         self.requeue_reason: str | None = None
         self.timed_out = False
+        self.gpu_usage = GpuUsage(record.runtime.gpus)  # fed by the worker's heartbeat samples
         self._lock = threading.Lock()
         self._exited = threading.Event()
 
@@ -210,12 +212,20 @@ class TaskRun:
                 time.sleep(pause)
 
     def _store_log(self, log_file: Path) -> None:
-        if not log_file.is_file():
+        """Record the stored log's uri and this attempt's GPU usage summary."""
+        uri = (
+            self.s.artifacts.put_log(self.task_id, self.record.runtime.attempt, log_file)
+            if log_file.is_file()
+            else None
+        )
+        usage = self.gpu_usage.summary()
+        if uri is None and not usage:
             return
-        uri = self.s.artifacts.put_log(self.task_id, self.record.runtime.attempt, log_file)
 
         def apply(rec: TaskRecord) -> None:
-            rec.runtime.log_uri = uri
+            if uri is not None:
+                rec.runtime.log_uri = uri
+            rec.runtime.gpu_usage = usage
 
         try:
             self.s.dispatcher.store.update(self.task_id, apply)

@@ -1,63 +1,106 @@
-"""GPU leases in Redis, per host: two worker processes on one machine never hold the same GPU."""
+"""GPU holds in Redis, per host and per task: any number of worker processes on one machine can
+share a pool of GPUs and never double-book one.
+
+Each GPU of a host has a hash of the tasks holding it (``task -> worker|memory MB|expires``).
+A hold is taken for all of a task's GPUs at once or not at all, refreshed by its worker's
+heartbeat, and dropped when the task ends; a crashed worker's holds expire on their own. A GPU
+normally holds one task; with ``share`` > 1 it holds up to that many (``--gpu-share``), as long
+as their declared memory fits.
+"""
 
 from __future__ import annotations
+
+import time
 
 from redis import Redis
 
 from ..queues import keys
-from ..queues.errors import InvalidInput
 from ..queues.workers import WORKER_TTL_S
 
-# KEYS: lease keys   ARGV: holder, ttl ms. All or nothing: returns the index of a key held by someone else, or 0.
+# KEYS: hold keys   ARGV: task, worker, memory MB, now, ttl s, share (1 = exclusive), total MB per GPU...
+# Returns 0 when every GPU was taken for the task, else the 1-based index of the first GPU that is not free.
 ACQUIRE_LUA = """
+local task, worker, mem, now, ttl, share = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5]), tonumber(ARGV[6])
 for i, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
-  if holder and holder ~= ARGV[1] then return i end
+  local holds = redis.call('HGETALL', key)
+  local n, reserved = 0, 0
+  for j = 1, #holds, 2 do
+    local field, value = holds[j], holds[j + 1]
+    local w, m, expires = string.match(value, '^(.*)|(%d+)|([%d%.]+)$')
+    if field == task then
+      -- already ours (a retry of acquire): not counted
+    elseif expires == nil or tonumber(expires) < now then
+      redis.call('HDEL', key, field)
+    else
+      n = n + 1
+      reserved = reserved + tonumber(m)
+    end
+  end
+  if n >= share then return i end
+  local total = tonumber(ARGV[6 + i])
+  if share > 1 and total > 0 and reserved + mem > total then return i end
 end
-for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'PX', ARGV[2]) end
+for _, key in ipairs(KEYS) do
+  redis.call('HSET', key, task, worker .. '|' .. mem .. '|' .. (now + ttl))
+end
 return 0
 """
 
-# KEYS: lease keys   ARGV: holder, ttl ms. Refresh or release only what the holder still holds.
-REFRESH_LUA = """
-local n = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    if ARGV[2] == '0' then redis.call('DEL', key) else redis.call('PEXPIRE', key, ARGV[2]) end
-    n = n + 1
-  end
-end
-return n
-"""
 
-
-class GpuLeases:
-    def __init__(self, conn: Redis, host: str, holder: str):
-        self.conn, self.host, self.holder = conn, host, holder
+class GpuHolds:
+    def __init__(self, conn: Redis, host: str, worker: str):
+        self.conn, self.host, self.worker = conn, host, worker
         self._acquire = conn.register_script(ACQUIRE_LUA)
-        self._refresh = conn.register_script(REFRESH_LUA)
 
-    def _keys(self, gpus: list[int]) -> list[str]:
-        return [keys.gpu_lease(self.host, g) for g in gpus]
+    def _key(self, gpu: int) -> str:
+        return keys.gpu_holds(self.host, gpu)
 
-    def acquire(self, gpus: list[int]) -> None:
-        """Lease all of ``gpus`` or none; refuses with the holder named."""
+    def acquire(
+        self, task_id: str, gpus: list[int], memory_mb: int = 0, share: int = 1, totals_mb: list[int] | None = None
+    ) -> bool:
+        """Hold ``gpus`` for ``task_id`` (all or none)."""
         if not gpus:
+            return True
+        totals = totals_mb or [0] * len(gpus)
+        got = self._acquire(
+            keys=[self._key(g) for g in gpus],
+            args=[task_id, self.worker, int(memory_mb), time.time(), WORKER_TTL_S, max(1, share), *totals],
+        )
+        return int(got) == 0
+
+    def refresh(self, holds: dict[str, tuple[list[int], int]]) -> None:
+        """Keep the holds of running tasks alive: ``{task id: (gpus, memory MB)}``."""
+        if not holds:
             return
-        taken = self._acquire(keys=self._keys(gpus), args=[self.holder, int(WORKER_TTL_S * 1000)])
-        if taken:
-            gpu = gpus[int(taken) - 1]
-            holder = self.conn.get(keys.gpu_lease(self.host, gpu))
-            name = holder.decode() if holder else "another worker"
-            raise InvalidInput(f"GPU {gpu} on {self.host} is leased by worker {name!r}; give this worker other GPUs")
+        expires = time.time() + WORKER_TTL_S
+        with self.conn.pipeline(transaction=False) as pipe:
+            for task_id, (gpus, memory) in holds.items():
+                for gpu in gpus:
+                    pipe.hset(self._key(gpu), task_id, f"{self.worker}|{int(memory)}|{expires}")
+            pipe.execute()
 
-    def refresh(self, gpus: list[int]) -> int:
-        return int(self._refresh(keys=self._keys(gpus), args=[self.holder, int(WORKER_TTL_S * 1000)])) if gpus else 0
-
-    def release(self, gpus: list[int]) -> None:
+    def release(self, task_id: str, gpus: list[int]) -> None:
         if gpus:
-            self._refresh(keys=self._keys(gpus), args=[self.holder, 0])
+            with self.conn.pipeline(transaction=False) as pipe:
+                for gpu in gpus:
+                    pipe.hdel(self._key(gpu), task_id)
+                pipe.execute()
 
-    def holders(self, gpus: list[int]) -> dict[int, str | None]:
-        values = self.conn.mget(self._keys(gpus)) if gpus else []
-        return {g: (v.decode() if v else None) for g, v in zip(gpus, values)}
+    def holders(self, gpus: list[int]) -> dict[int, dict[str, str]]:
+        """Live holds per GPU: ``{gpu: {task id: worker}}`` (expired ones left out)."""
+        now = time.time()
+        out: dict[int, dict[str, str]] = {}
+        with self.conn.pipeline(transaction=False) as pipe:
+            for gpu in gpus:
+                pipe.hgetall(self._key(gpu))
+            replies = pipe.execute()
+        for gpu, holds in zip(gpus, replies):
+            live = {}
+            for field, value in holds.items():
+                worker, _, rest = value.decode().partition("|")
+                expires = float(rest.rpartition("|")[2] or 0)
+                if expires >= now:
+                    live[field.decode()] = worker
+            out[gpu] = live
+        return out

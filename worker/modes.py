@@ -104,11 +104,11 @@ class Preparer:
         argv, workdir = self._argv(record, sys.executable, code)
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable  # local mode: "python" means this worker's Python
-        env = task_env(record, run_dir, pinning_env(self.s.gpus), self.s.redis_url)
+        env = task_env(record, run_dir, pinning_env(_task_gpus(record)), self.s.redis_url)
         return LaunchSpec(argv, workdir or run_dir, env)
 
     def _env(self, kind: str, record: TaskRecord, run_dir: Path, code: Path | None, reporter: Reporter) -> LaunchSpec:
-        cuda = default_nvml.driver_version() if self.s.gpus else None  # part of the environment's key
+        cuda = default_nvml.driver_version() if record.runtime.gpus else None  # part of the environment's key
         spec = EnvSpec.from_script(kind, record.script, cuda=cuda)
         cache = EnvCache(self.envs_root, reporter.system, max_envs=self.s.env_cache_size, installer=self.s.installer)
         holder = contextlib.ExitStack()
@@ -125,7 +125,7 @@ class Preparer:
                 },
             )
             argv, workdir = self._argv(record, str(built.python), code)
-            env = task_env(record, run_dir, pinning_env(self.s.gpus), self.s.redis_url)
+            env = task_env(record, run_dir, pinning_env(_task_gpus(record)), self.s.redis_url)
             env["VIRTUAL_ENV" if kind == "venv" else "CONDA_PREFIX"] = str(built.path)
             env["PATH"] = f"{Path(built.python).parent}:{env.get('PATH', '')}"
             if not any(r.lower().startswith("trainyard") for r in record.script.requirements):
@@ -157,7 +157,7 @@ class Preparer:
         env = {
             **record.execution.env,
             **record.container.env,
-            **pinning_env(self.s.gpus),
+            **pinning_env(_task_gpus(record)),
             "TRAINYARD_TASK_ID": record.id,
             "TRAINYARD_RUN_DIR": RUN_MOUNT,
             "PYTHONUNBUFFERED": "1",
@@ -177,7 +177,7 @@ class Preparer:
             run_dir=run_dir,
             working_dir=workdir or CODE_MOUNT,
             setup_script="\n".join(setup) or None,
-            gpus=list(self.s.gpus),
+            gpus=_task_gpus(record),
             labels={LABEL_TASK: record.id, LABEL_WORKER: self.s.worker},
             cache_dir=cache_dir,
             network=self.s.docker_network,
@@ -190,6 +190,11 @@ class Preparer:
             rec.runtime.environment = environment
 
         self.store.update(record.id, apply)
+
+
+def _task_gpus(record: TaskRecord) -> list[int]:
+    """The GPUs this task holds (given by its worker when it took the task)."""
+    return [int(g) for g in record.runtime.gpus]
 
 
 def install_shim(run_dir: Path) -> Path:

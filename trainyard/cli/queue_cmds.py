@@ -19,26 +19,66 @@ def queue() -> None:
 @click.argument("name")
 @click.option("--description", default="")
 @click.option("--exist-ok", is_flag=True, help="No error when it exists already.")
-def create_cmd(name, description, exist_ok) -> None:
+@click.option(
+    "--max-running", type=click.IntRange(min=0), default=0, help="At most N of its tasks run at once (0: no limit)."
+)
+def create_cmd(name, description, exist_ok, max_running) -> None:
     """Create a queue."""
-    Queue.create(name, description, exist_ok=exist_ok)
+    Queue.create(name, description, exist_ok=exist_ok, max_running=max_running)
     click.echo(f"queue {name} created")
+
+
+@queue.command("limit")
+@click.argument("name")
+@click.argument("max_running", type=click.IntRange(min=0))
+def limit_cmd(name, max_running) -> None:
+    """Let at most MAX_RUNNING of a queue's tasks run at once, over all workers (0: no limit)."""
+    Queue(name).set_limit(max_running)
+    click.echo(f"queue {name}: at most {max_running or 'unlimited'} running")
 
 
 @queue.command("list")
 @json_option
 def list_cmd(as_json) -> None:
-    """List queues with their lengths."""
+    """Queues with their statistics: waiting, running (and limit), how long the head has waited."""
     infos = Queue.list()
     if as_json:
         emit_json(
-            [{"name": q.name, "length": q.length, "created": q.created, "description": q.description} for q in infos]
+            [
+                {
+                    "name": q.name,
+                    "length": q.length,
+                    "running": q.running,
+                    "max_running": q.max_running,
+                    "oldest_wait_s": q.oldest_wait_s,
+                    "created": q.created,
+                    "description": q.description,
+                }
+                for q in infos
+            ]
         )
         return
     table(
-        ["queue", "waiting", "created", "description"],
-        [(q.name, q.length, ago(q.created), q.description) for q in infos],
+        ["queue", "waiting", "running", "limit", "head waited", "created", "description"],
+        [
+            (
+                q.name,
+                q.length,
+                q.running,
+                q.max_running or "-",
+                _seconds(q.oldest_wait_s),
+                ago(q.created),
+                q.description,
+            )
+            for q in infos
+        ],
     )
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}s" if value < 120 else f"{value / 60:.0f}m"
 
 
 @queue.command("show")

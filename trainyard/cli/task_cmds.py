@@ -121,6 +121,7 @@ def _list_rows(tasks: list[Task]):
     "--mode", type=click.Choice([m.value for m in ExecutionMode]), help="Execution mode (default: the worker's)."
 )
 @click.option("--gpus", type=click.IntRange(min=0), default=0, help="Number of GPUs the task needs.")
+@click.option("--gpu-memory-mb", type=click.IntRange(min=0), help="Free memory each of its GPUs must have.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), help="Seconds before it is stopped.")
 @click.option("--retries", type=click.IntRange(min=0), default=0)
 @click.option("--tag", "tags", multiple=True)
@@ -141,6 +142,7 @@ def create_cmd(
     docker_image,
     mode,
     gpus,
+    gpu_memory_mb,
     time_limit,
     retries,
     tags,
@@ -171,6 +173,7 @@ def create_cmd(
         docker_image=docker_image,
         mode=mode,
         gpus=gpus,
+        gpu_memory_mb=gpu_memory_mb,
         time_limit=time_limit,
         retries=retries,
         tags=tags,

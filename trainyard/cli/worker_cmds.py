@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -22,11 +23,32 @@ from .output import ago, emit_json, json_option, table
     "-q",
     "queues",
     multiple=True,
-    metavar="NAME",
-    help="A queue to take work from (repeat; the order is the priority).",
+    metavar="NAME[=GPUS]",
+    help="A queue to take work from (repeat; the order is the priority); NAME=2 gives its tasks 2 GPUs each.",
 )
 @click.option("--gpus", help="GPUs this worker gives its tasks: 0,1 or 0-3 (default: all NVML reports).")
 @click.option("--cpu-only", is_flag=True, help="Give tasks no GPU.")
+@click.option(
+    "--gpu-share",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Tasks one GPU may hold at once (when their declared memory fits).",
+)
+@click.option(
+    "--backfill-window",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds a queue head that does not fit lets lower queues use the free GPUs; then it waits.",
+)
+@click.option(
+    "--foreign-mem-mb",
+    type=int,
+    default=512,
+    show_default=True,
+    help="A GPU where non-trainyard processes use more memory than this is left alone (-1: ignore).",
+)
 @click.option("--order-fairness", is_flag=True, help="Take the queues round robin instead of in strict order.")
 @click.option("--name", help="A unique worker name (default: host-pid-random).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
@@ -87,6 +109,9 @@ def worker(
     name,
     burst,
     services,
+    gpu_share,
+    backfill_window,
+    foreign_mem_mb,
     mode,
     docker_image,
     docker_network,
@@ -105,6 +130,7 @@ def worker(
         return
     if not queues:
         raise click.UsageError("give at least one --queue")
+    queues, queue_gpus = _parse_queues(queues)
     nvml = default_nvml
     if services is not None:
         if gpus is not None or mode != "local" or docker_image:
@@ -134,6 +160,10 @@ def worker(
         env_cache_size=env_cache_size,
         installer=installer,
         slots=services or 1,
+        queue_gpus=queue_gpus,
+        gpu_share=gpu_share,
+        backfill_s=backfill_window,
+        foreign_mem_mb=foreign_mem_mb,
     )
     if docker_image:
         config.mode = "docker"
@@ -147,6 +177,19 @@ def worker(
     raise SystemExit(agent.run())
 
 
+def _parse_queues(specs) -> tuple[list[str], dict[str, int]]:
+    """``--queue dual=2``: tasks from ``dual`` get 2 GPUs each."""
+    names, gpus = [], {}
+    for spec in specs:
+        name, sep, count = spec.partition("=")
+        if sep:
+            if not count.isdigit() or int(count) < 1:
+                raise click.UsageError(f"bad --queue {spec!r}: expected NAME or NAME=GPUS (a positive count)")
+            gpus[name] = int(count)
+        names.append(name)
+    return list(dict.fromkeys(names)), gpus
+
+
 @worker.command("list")
 @json_option
 def list_cmd(as_json) -> None:
@@ -156,7 +199,7 @@ def list_cmd(as_json) -> None:
         emit_json([i.model_dump(mode="json") for i in infos])
         return
     table(
-        ["worker", "host", "queues", "gpus", "state", "current", "heartbeat"],
+        ["worker", "host", "queues", "gpus", "state", "current", "cpu", "mem", "gpu util/mem", "heartbeat"],
         [
             (
                 i.name,
@@ -165,11 +208,83 @@ def list_cmd(as_json) -> None:
                 ",".join(map(str, i.gpus)) or "-",
                 i.state,
                 ",".join(i.current) or "-",
+                _pct(i.stats.get("cpu_percent")),
+                _pct((i.stats.get("memory") or {}).get("percent")),
+                _gpu_cell(i.stats),
                 ago(i.heartbeat),
             )
             for i in infos
         ],
     )
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.0f}%" if isinstance(value, (int, float)) else "-"
+
+
+def _mb(value: Any) -> str:
+    return f"{value}MB" if value is not None else "?"
+
+
+def _gpu_cell(stats: dict[str, Any]) -> str:
+    """Per GPU "index:util%/memMB", "no NVML", or "-" (no GPU, or no stats yet)."""
+    if not stats:
+        return "-"
+    if "error" in stats:
+        return "stats failed"
+    gpus = stats.get("gpus")
+    if gpus is None:
+        return "no NVML" if "gpu_note" in stats else "-"
+    cells = [f"{g.get('index')}:{_pct(g.get('utilization_pct'))}/{_mb(g.get('memory_used_mb'))}" for g in gpus]
+    return " ".join(cells) or "-"
+
+
+def _stats_rows(stats: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The heartbeat's snapshot as readable rows; keys this version does not know are shown as they are."""
+    if not stats:
+        return [("stats", "none yet (they come with the next heartbeat)")]
+    rows: list[tuple[str, Any]] = [("sampled", ago(stats.get("time")))]
+    cpu = f"{_pct(stats.get('cpu_percent'))} of {stats.get('cpu_count', '?')} CPUs"
+    if stats.get("load_avg"):
+        cpu += ", load " + " ".join(f"{x:.2f}" for x in stats["load_avg"])
+    rows.append(("cpu", cpu))
+    for key, label in (("memory", "memory"), ("disk", "disk (home)")):
+        part = stats.get(key)
+        if part:
+            rows.append((label, f"{part.get('used_mb')} / {part.get('total_mb')} MB ({_pct(part.get('percent'))})"))
+    net = stats.get("net")
+    if net:
+        rows.append(
+            ("network", f"sent {_rate(net.get('sent_bytes_per_s'))}, received {_rate(net.get('recv_bytes_per_s'))}")
+        )
+    gpus = stats.get("gpus")
+    if gpus is None and "gpu_note" in stats:
+        rows.append(("gpus", f"no NVML: {stats['gpu_note']}"))
+    for g in gpus or ():
+        rows.append(
+            (
+                f"gpu {g.get('index')}",
+                f"{g.get('name')}: {_pct(g.get('utilization_pct'))} util, "
+                f"{g.get('memory_used_mb')} / {g.get('memory_total_mb')} MB, "
+                f"{g.get('temperature_c') if g.get('temperature_c') is not None else '?'} C, "
+                f"{g.get('processes', 0)} process(es)",
+            )
+        )
+    if gpus is not None and stats.get("gpu_note"):
+        rows.append(("gpu note", stats["gpu_note"]))
+    if stats.get("sample_ms") is not None:
+        rows.append(("sample cost", f"{stats['sample_ms']} ms"))
+    known = {"time", "cpu_percent", "cpu_count", "load_avg", "memory", "disk", "net", "gpus", "gpu_note", "sample_ms"}
+    rows += [(k, v) for k, v in sorted(stats.items()) if k not in known]
+    return rows
+
+
+def _rate(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "?"
+    if value < 1e3:
+        return f"{value:.0f} B/s"
+    return f"{value / 1e3:.1f} kB/s" if value < 1e6 else f"{value / 1e6:.1f} MB/s"
 
 
 @worker.command("show")
@@ -196,7 +311,7 @@ def show_cmd(name, as_json) -> None:
         ("up", f"{time.time() - info.started:.0f}s"),
         ("heartbeat", ago(info.heartbeat)),
     ]
-    rows += [(k, v) for k, v in sorted(info.stats.items())]
+    rows += _stats_rows(info.stats)
     table(["field", "value"], rows)
 
 

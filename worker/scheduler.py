@@ -1,0 +1,117 @@
+"""Choosing the next task for a worker: queue order, GPU fit, memory, and no starvation.
+
+For each of the worker's queues (strict order, or round robin) it looks at the head task and
+the GPUs it needs: the queue's ``=N`` (``--queue dual=2``), else the task's own ``gpus`` count,
+else all of the worker's GPUs (one task at a time, as ClearML's agent does). A GPU is free when
+no task holds it (or, with ``--gpu-share K``, fewer than K do and the declared memory fits),
+NVML reports enough free memory for the task's ``min_memory_mb``, and no foreign process (one
+that is not a trainyard task) is using more than ``foreign_mem_mb`` of it.
+
+Starvation policy: when the head of a queue does not fit, lower queues may *backfill* the free
+GPUs, but only while that head has waited less than ``backfill_s`` seconds. After that the worker
+holds the line — it takes nothing new until enough GPUs come free for the head — so a 2-GPU task
+waits at most ``backfill_s`` plus the time the tasks already running take to end, however many
+1-GPU tasks keep arriving. A task that needs more GPUs than the worker has is left for a bigger
+worker and never blocks this one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+
+from ..queues import keys
+from ..queues.record import TaskRecord
+from ..queues.store import TaskStore
+from .gpus import Nvml
+from .leases import GpuHolds
+
+
+@dataclass(frozen=True)
+class Choice:
+    queue: str
+    task_id: str
+    gpus: list[int]
+    memory_mb: int
+    limit: int
+
+
+@dataclass
+class SchedulerConfig:
+    gpus: list[int]
+    queue_gpus: dict[str, int]
+    share: int = 1
+    backfill_s: float = 30.0
+    foreign_mem_mb: int = 512  # a foreign process using more than this makes a GPU busy; < 0: ignore
+
+
+class Scheduler:
+    def __init__(self, conn: Redis, holds: GpuHolds, nvml: Nvml, config: SchedulerConfig):
+        self.conn, self.holds, self.nvml, self.cfg = conn, holds, nvml, config
+        self.store = TaskStore(conn)
+
+    def need(self, queue: str, record: TaskRecord) -> int:
+        if queue in self.cfg.queue_gpus:
+            return self.cfg.queue_gpus[queue]
+        if record.execution.gpus.count > 0:
+            return record.execution.gpus.count
+        return len(self.cfg.gpus)
+
+    def choose(self, queues: list[str]) -> Choice | None:
+        """The next task to take (and its GPUs), or None: nothing fits now, or the line is held."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.lindex(keys.rq_queue(queue), 0)
+            pipe.hmget(keys.QUEUES, queues)
+            replies = pipe.execute()
+        heads = [h.decode() if h else None for h in replies[: len(queues)]]
+        limits = [int(json.loads(m).get("max_running") or 0) if m else 0 for m in replies[-1]]
+        waiting = [(q, h, lim) for q, h, lim in zip(queues, heads, limits) if h]
+        if not waiting:
+            return None
+        records = dict(zip([h for _, h, _ in waiting], self.store.get_many([h for _, h, _ in waiting])))
+        free = self._free_gpus() if self.cfg.gpus else []
+        now = time.time()
+        for queue, head, limit in waiting:
+            record = records.get(head)
+            if record is None:
+                continue
+            if limit and self.conn.zcard(keys.inflight(queue)) >= limit:
+                continue  # this queue is at its concurrency limit: others may go on
+            need = self.need(queue, record)
+            memory = record.execution.gpus.min_memory_mb or 0
+            if need == 0:
+                return Choice(queue, head, [], 0, limit)
+            if need > len(self.cfg.gpus):
+                continue  # never fits this worker: left for a bigger one
+            fitting = [g for g, free_mb in free if free_mb is None or free_mb >= memory]
+            if len(fitting) >= need:
+                return Choice(queue, head, fitting[:need], memory, limit)
+            if now - (record.queued_at or now) >= self.cfg.backfill_s:
+                return None  # the head has waited long enough: hold the line for it
+        return None
+
+    def _free_gpus(self) -> list[tuple[int, int | None]]:
+        """The worker's GPUs that can take a task now, with their free memory (None: unknown)."""
+        holders = self.holds.holders(self.cfg.gpus)
+        devices = {d.index: d for d in self.nvml.devices()} if self.nvml.available() else {}
+        out = []
+        for gpu in self.cfg.gpus:
+            held = len(holders.get(gpu, {}))
+            if held >= self.cfg.share:
+                continue
+            info = devices.get(gpu)
+            if info is not None and not held and self.cfg.foreign_mem_mb >= 0:
+                foreign = sum(mb for _, mb in info.processes)
+                if foreign > self.cfg.foreign_mem_mb:
+                    continue  # someone else is using this GPU
+            out.append((gpu, info.memory_free_mb if info is not None else None))
+        return out
+
+    def totals(self, gpus: list[int]) -> list[int]:
+        """Total memory per GPU (MB; 0 when unknown), for shared holds."""
+        devices = {d.index: d for d in self.nvml.devices()} if self.nvml.available() else {}
+        return [devices[g].memory_total_mb if g in devices else 0 for g in gpus]
