@@ -63,8 +63,10 @@ def test_nvml_numbers_are_sane():
 @needs_two
 def test_two_tasks_on_two_gpus_at_once(conn):
     Queue.create("one")
-    tasks = [Task.create(f"t{i}", command=["python", "-c", COUNT_DEVICES], gpus=1, env={"HOLD_S": "3"})
-             .enqueue("one") for i in range(2)]
+    tasks = [
+        Task.create(f"t{i}", command=["python", "-c", COUNT_DEVICES], gpus=1, env={"HOLD_S": "3"}).enqueue("one")
+        for i in range(2)
+    ]
     with WorkerProcess("-q", "one=1", "--gpus", "0-1", "--burst", env={"TRAINYARD_NVML": "pynvml"}) as worker:
         assert worker.wait(timeout=180) == 0
     records = [Task.get(t.id).data for t in tasks]
