@@ -10,7 +10,7 @@ import json
 import threading
 
 import pytest
-from workerproc import FAST, WorkerProcess, wait_status
+from workerproc import FAST, WorkerProcess, wait_status, wait_worker_registered
 
 from trainyard import Queue, Task, TaskStatus
 from trainyard.queues import keys
@@ -44,7 +44,11 @@ def _check_no_double_booking(tasks: list[Task]) -> None:
             shared = set(a.runtime.gpus) & set(b.runtime.gpus)
             if shared:
                 overlap = a.started < b.ended and b.started < a.ended
-                assert not overlap, f"{a.name} and {b.name} both held GPU {shared} at once"
+                assert not overlap, (
+                    f"{a.name} and {b.name} both held GPU {shared} at once: "
+                    f"{a.runtime.worker} {a.started:.3f}-{a.ended:.3f} / "
+                    f"{b.runtime.worker} {b.started:.3f}-{b.ended:.3f}"
+                )
 
 
 def test_pool_runs_tasks_side_by_side_each_on_its_own_gpus(gpus, conn):
@@ -67,15 +71,19 @@ def test_pool_runs_tasks_side_by_side_each_on_its_own_gpus(gpus, conn):
 def test_two_workers_on_one_host_never_double_book(gpus, conn):
     env = gpus()
     Queue.create("single")
-    tasks = [_task(f"t{i}", "single", 0.1, gpus=1) for i in range(16)]
     with (
-        WorkerProcess("--gpus", "0-3", "-q", "single", "--burst", env=env) as w1,
-        WorkerProcess("--gpus", "0-3", "-q", "single", "--burst", env=env) as w2,
+        WorkerProcess("--gpus", "0-3", "-q", "single", "--name", "pool-a", env=env),
+        WorkerProcess("--gpus", "0-3", "-q", "single", "--name", "pool-b", env=env),
     ):
-        assert w1.wait(timeout=180) == 0 and w2.wait(timeout=180) == 0
+        wait_worker_registered(conn, "pool-a")
+        wait_worker_registered(conn, "pool-b")
+        template = Task.create("t", command=["python", "-c", SHOW.format(0.3)], gpus=1)
+        tasks = template.clone_many([{} for _ in range(16)], name="t{i}", queue="single")  # all at once
+        for task in tasks:
+            wait_status(task, timeout=180)
     _check_no_double_booking(tasks)
     workers = {Task.get(t.id).data.runtime.worker for t in tasks}
-    assert len(workers) == 2
+    assert workers == {"pool-a", "pool-b"}  # both took work from the shared pool
 
 
 def test_memory_aware_placement_and_foreign_processes(gpus, conn):

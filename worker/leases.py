@@ -28,7 +28,7 @@ for i, key in ipairs(KEYS) do
   for j = 1, #holds, 2 do
     local field, value = holds[j], holds[j + 1]
     local w, m, expires = string.match(value, '^(.*)|(%d+)|([%d%.]+)$')
-    if field == task then
+    if field == task and w == worker then
       -- already ours (a retry of acquire): not counted
     elseif expires == nil or tonumber(expires) < now then
       redis.call('HDEL', key, field)
@@ -42,7 +42,16 @@ for i, key in ipairs(KEYS) do
   if share > 1 and total > 0 and reserved + mem > total then return i end
 end
 for _, key in ipairs(KEYS) do
-  redis.call('HSET', key, task, worker .. '|' .. mem .. '|' .. (now + ttl))
+  redis.call('HSET', key, task, worker .. '|' .. mem .. '|' .. string.format('%.3f', now + ttl))
+end
+return 0
+"""
+
+# KEYS: hold keys   ARGV: task, worker. Drops the task's hold only where this worker owns it.
+RELEASE_LUA = """
+for _, key in ipairs(KEYS) do
+  local value = redis.call('HGET', key, ARGV[1])
+  if value and string.sub(value, 1, #ARGV[2] + 1) == ARGV[2] .. '|' then redis.call('HDEL', key, ARGV[1]) end
 end
 return 0
 """
@@ -52,6 +61,7 @@ class GpuHolds:
     def __init__(self, conn: Redis, host: str, worker: str):
         self.conn, self.host, self.worker = conn, host, worker
         self._acquire = conn.register_script(ACQUIRE_LUA)
+        self._release = conn.register_script(RELEASE_LUA)
 
     def _key(self, gpu: int) -> str:
         return keys.gpu_holds(self.host, gpu)
@@ -77,15 +87,13 @@ class GpuHolds:
         with self.conn.pipeline(transaction=False) as pipe:
             for task_id, (gpus, memory) in holds.items():
                 for gpu in gpus:
-                    pipe.hset(self._key(gpu), task_id, f"{self.worker}|{int(memory)}|{expires}")
+                    pipe.hset(self._key(gpu), task_id, f"{self.worker}|{int(memory)}|{expires:.3f}")
             pipe.execute()
 
     def release(self, task_id: str, gpus: list[int]) -> None:
+        """Drop this worker's holds for ``task_id`` (never another worker's hold on the same task)."""
         if gpus:
-            with self.conn.pipeline(transaction=False) as pipe:
-                for gpu in gpus:
-                    pipe.hdel(self._key(gpu), task_id)
-                pipe.execute()
+            self._release(keys=[self._key(g) for g in gpus], args=[task_id, self.worker])
 
     def holders(self, gpus: list[int]) -> dict[int, dict[str, str]]:
         """Live holds per GPU: ``{gpu: {task id: worker}}`` (expired ones left out)."""
