@@ -149,8 +149,14 @@ def test_gpus_become_a_device_request(tmp_path):
     from trainyard.queues.record import TaskRecord
     from trainyard.worker.modes import ModeSettings, Preparer
 
-    record = TaskRecord(id="t1", name="g", script={"command": ["nvidia-smi"]}, container={"image": "cuda:12"})
-    preparer = Preparer(ModeSettings(home=tmp_path, worker="w", gpus=[1, 3], default_mode="docker"), store=None)
+    record = TaskRecord(
+        id="t1",
+        name="g",
+        script={"command": ["nvidia-smi"]},
+        container={"image": "cuda:12"},
+        runtime={"gpus": ["1", "3"]},
+    )  # the GPUs its worker gave it
+    preparer = Preparer(ModeSettings(home=tmp_path, worker="w", default_mode="docker"), store=None)
     preparer._record_environment = lambda record, env: None
     run_dir = tmp_path / "run"
     run_dir.mkdir()

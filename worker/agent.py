@@ -97,7 +97,6 @@ class Worker:
             ModeSettings(
                 home=config.home,
                 worker=self.name,
-                gpus=list(config.gpus),
                 default_mode=config.mode,
                 docker_image=config.docker_image,
                 docker_network=config.docker_network,

@@ -14,7 +14,7 @@ from ..queues.params import section
 from ..queues.record import TaskRecord, TaskType
 
 # never handed to task code (controllers get the connection explicitly)
-WITHHELD_ENV = ("TRAINYARD_REDIS_URL", "TRAINYARD_GIT_USER", "TRAINYARD_GIT_TOKEN")
+WITHHELD_ENV = ("TRAINYARD_REDIS_URL", "TRAINYARD_REDIS_PASSWORD", "TRAINYARD_GIT_USER", "TRAINYARD_GIT_TOKEN")
 
 
 class PrepareError(TrainyardError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..queues.record import TaskRecord
@@ -36,7 +36,6 @@ from trainyard_task_api import RunContext, current_task  # noqa: F401
 class ModeSettings:
     home: Path
     worker: str
-    gpus: list[int] = field(default_factory=list)
     default_mode: str = "local"
     docker_image: str | None = None
     docker_network: str | None = None

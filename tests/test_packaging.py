@@ -1,0 +1,40 @@
+"""A normal (non-editable) install carries every package: build the wheel and look inside."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+from conftest import REPO
+
+MAPPED = {
+    "trainyard": "trainyard",
+    "queues": "trainyard.queues",
+    "worker": "trainyard.worker",
+    "controller": "trainyard.controller",
+}
+
+
+def _source_packages() -> set[str]:
+    found = set()
+    for folder, package in MAPPED.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder)
+            found.add(".".join([package, *rel.parts]))
+    return found
+
+
+def test_the_wheel_holds_every_package(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    wheel = next(tmp_path.glob("trainyard-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    in_wheel = {n[: -len("/__init__.py")].replace("/", ".") for n in names if n.endswith("/__init__.py")}
+    assert _source_packages() <= in_wheel, sorted(_source_packages() - in_wheel)
+    assert "trainyard/worker/task_api.py" in names and "trainyard/cli/__init__.py" in names
