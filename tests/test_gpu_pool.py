@@ -72,8 +72,9 @@ def test_two_workers_on_one_host_never_double_book(gpus, conn):
     env = gpus()
     Queue.create("single")
     with (
-        WorkerProcess("--gpus", "0-3", "-q", "single", "--name", "pool-a", env=env),
-        WorkerProcess("--gpus", "0-3", "-q", "single", "--name", "pool-b", env=env),
+        # overlapping pools: GPUs 1 and 2 are shared; 0 and 3 are each worker's own, so both take work
+        WorkerProcess("--gpus", "0-2", "-q", "single", "--name", "pool-a", env=env),
+        WorkerProcess("--gpus", "1-3", "-q", "single", "--name", "pool-b", env=env),
     ):
         wait_worker_registered(conn, "pool-a")
         wait_worker_registered(conn, "pool-b")

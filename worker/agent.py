@@ -326,6 +326,8 @@ class Worker:
     def _on_event(self, event: ev.Event) -> None:
         if event.status == "queued" and event.queue in self.cfg.queues:
             self.wake.set()
+        elif event.previous == "running" and not (self.draining or self.stopping):
+            self.wake.set()  # a task ended somewhere: GPUs or a queue's concurrency slot may be free now
         elif event.kind == "abort_requested":
             run = self.running.get(event.task_id)
             if run is not None:
