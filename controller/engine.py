@@ -31,6 +31,7 @@ from .refs import Resolver
 log = logging.getLogger("trainyard.pipeline")
 RECONCILE_S = 3.0
 QUEUE_CHECK_S = 2.0
+ABORT_WAIT_S = 8.0  # how long a stopped pipeline waits for its aborted steps to end (< the grace period)
 
 _TASK_TO_STEP = {
     TaskStatus.DRAFT: "pending",
@@ -267,12 +268,24 @@ class Controller:
 
     def _abort(self, reason: str) -> None:
         self._abort_running(reason)
+        self._wait_aborted(ABORT_WAIT_S)
         for state in self.run.state.values():
             if state.status == "pending":
                 state.status, state.message = "skipped", reason
             elif state.status == "running":
                 state.status, state.ended = "aborted", time.time()
         self.run.status, self.run.message = "aborted", reason
+
+    def _wait_aborted(self, timeout: float) -> None:
+        """Give aborted step tasks a moment to end (their workers kill them), event-driven."""
+        deadline = time.monotonic() + timeout
+        for state in self.run.state.values():
+            if state.task_id and state.status in ("queued", "running"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(TrainyardError):
+                    Task.get(state.task_id, self.conn).wait(timeout=remaining)
 
     def _all_finished(self) -> bool:
         return all(s.status in FINISHED for s in self.run.state.values())

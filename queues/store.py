@@ -137,12 +137,15 @@ class TaskStore:
         """Walk the smallest matching index newest-first, fetching records in chunks."""
         key, exact = self._best_index(query)
         start = 0
+        seen: set[str] = set()  # the index can shift while we walk it (new tasks land at the front)
         while True:
-            ids = self.conn.zrevrange(key, start, start + _SCAN_CHUNK - 1)
+            ids = [i.decode() for i in self.conn.zrevrange(key, start, start + _SCAN_CHUNK - 1)]
             if not ids:
                 return
             start += len(ids)
-            for record in self.get_many([i.decode() for i in ids]):
+            fresh = [i for i in ids if i not in seen]
+            seen.update(fresh)
+            for record in self.get_many(fresh):
                 if record is None:
                     continue
                 if exact_name is not None and record.name != exact_name:

@@ -194,9 +194,9 @@ class TaskRun:
         for pause in _backoff():
             try:
                 self._store_log(log_file)
-                if self.requeue_reason:
+                if self.requeue_reason and not self._abort_was_requested():
                     d.requeue(self.task_id, reason=self.requeue_reason)
-                elif outcome == "aborted":
+                elif outcome == "aborted" or self.abort_reason:
                     d.finish(self.task_id, "aborted", exit_code=exit_code)
                 else:
                     d.finish(
@@ -210,6 +210,17 @@ class TaskRun:
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("task %s: Redis unreachable while finishing (%s); retrying", self.task_id, exc)
                 time.sleep(pause)
+
+    def _abort_was_requested(self) -> bool:
+        """An abort asked for before the worker stopped wins over putting the task back."""
+        try:
+            record = self.s.dispatcher.store.get(self.task_id)
+        except Exception:  # noqa: BLE001 - gone or unreadable: requeue as planned
+            return False
+        if record.runtime.abort_requested:
+            self.abort_reason = record.status_message or "aborted by user"
+            return True
+        return False
 
     def _store_log(self, log_file: Path) -> None:
         """Record the stored log's uri and this attempt's GPU usage summary."""
