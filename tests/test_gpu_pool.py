@@ -170,3 +170,18 @@ def test_queue_concurrency_limit_and_stats(gpus, conn, run_cli):
         assert a.ended <= b.started, "a queue limited to 1 ran two tasks at once"
     run_cli("queue", "limit", "team", "0", check=True)
     assert Queue("team").info().max_running == 0
+
+
+def test_gpu_share_packs_small_tasks_while_memory_fits(gpus, conn):
+    """--gpu-share 2 on one 16 GB stand-in GPU: two 4 GB tasks share it; a 10 GB one waits its turn."""
+    env = gpus([{"name": "shared", "memory_total_mb": 16384}])
+    Queue.create("q")
+    small = [_task(f"small{i}", "q", 0.8, gpus=1, gpu_memory_mb=4000) for i in range(2)]
+    large = _task("large", "q", 0.1, gpus=1, gpu_memory_mb=10000)
+    with WorkerProcess("--gpus", "0", "-q", "q", "--gpu-share", "2", "--burst", env=env) as worker:
+        assert worker.wait(timeout=120) == 0
+    a, b = (Task.get(t.id).data for t in small)
+    big = Task.get(large.id).data
+    assert a.started < b.ended and b.started < a.ended  # the two small ones shared the GPU
+    assert big.started >= min(a.ended, b.ended)  # 4 + 4 + 10 GB does not fit in 16 GB
+    assert a.runtime.gpus == b.runtime.gpus == big.runtime.gpus == ["0"]

@@ -229,3 +229,16 @@ def test_worker_names_are_never_shared(run_cli, conn):
         wait_worker_registered(conn, "holder")
         same_name = run_cli("worker", "-q", "cpu", "--cpu-only", "--name", "holder", env=FAST)
         assert same_name.returncode == 1 and "worker name 'holder' is in use" in same_name.stderr
+
+
+def test_stop_command_from_the_cli_requeues_the_running_task(run_cli, conn):
+    Queue.create("cpu")
+    task = Task.create("long", command=["python", "-c", "print('UP', flush=True); import time; time.sleep(600)"])
+    task.enqueue("cpu")
+    with WorkerProcess("-q", "cpu", "--cpu-only", "--name", "w-stop", "--grace", "1") as worker:
+        wait_for_log(conn, task.id, "UP", exact=True)
+        run_cli("worker", "stop", "w-stop", check=True)
+        assert worker.wait() == 0
+    record = Task.get(task.id).data
+    assert record.status == TaskStatus.QUEUED and record.runtime.attempts[-1].outcome == "requeued"
+    assert Queue("cpu").task_ids() == [task.id]
