@@ -211,10 +211,6 @@ class Broker:
             QueuedEntry(offset + n, tid, int(p) if p is not None else 0) for n, (tid, p) in enumerate(zip(ids, prios))
         ]
 
-    def position(self, name: str, task_id: str) -> int | None:
-        pos = self.conn.lpos(keys.rq_queue(name), task_id)
-        return None if pos is None else int(pos)
-
     def drop_registration(self, name: str) -> None:
         with self.conn.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.QUEUES, name)

@@ -9,7 +9,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from . import events, keys
-from .record import FINAL_STATUSES, TaskStatus
+from .record import FINAL_STATUSES
 
 LOG_MAXLEN = 10_000  # lines kept in Redis per task; the whole log goes to the artifact store
 METRICS_MAXLEN = 100_000
@@ -100,7 +100,3 @@ def metric_points(conn: Redis, task_id: str, title: str | None = None) -> list[d
         if title is None or point["title"] == title:
             out.append(point)
     return out
-
-
-def is_final(status: TaskStatus) -> bool:
-    return status in FINAL_STATUSES
