@@ -205,7 +205,7 @@ class Broker:
             raise InvalidInput("limit and offset must not be negative")
         if limit == 0:
             return []
-        ids = [i.decode() for i in self.conn.lrange(keys.rq_queue(name), offset, offset + limit - 1)]
+        ids = [i.decode("utf-8", "replace") for i in self.conn.lrange(keys.rq_queue(name), offset, offset + limit - 1)]
         prios = self.conn.hmget(keys.priorities(name), ids) if ids else []
         return [
             QueuedEntry(offset + n, tid, int(p) if p is not None else 0) for n, (tid, p) in enumerate(zip(ids, prios))

@@ -242,3 +242,25 @@ def test_stop_command_from_the_cli_requeues_the_running_task(run_cli, conn):
     record = Task.get(task.id).data
     assert record.status == TaskStatus.QUEUED and record.runtime.attempts[-1].outcome == "requeued"
     assert Queue("cpu").task_ids() == [task.id]
+
+
+def test_foreign_entries_on_a_queue_are_dropped_never_deserialised(conn, tmp_path):
+    """A pickled payload or a stray id pushed straight onto the RQ list is removed, not run."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+    Queue.create("cpu")
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    conn.rpush("rq:queue:cpu", pickle.dumps(Evil()), "not-a-task-id")
+    good = Task.create("good", command=["python", "-c", "print('fine')"]).enqueue("cpu")
+    with WorkerProcess("-q", "cpu", "--cpu-only", "--burst") as worker:
+        assert worker.wait(timeout=60) == 0
+        output = worker.output()
+    assert Task.get(good.id).status == TaskStatus.COMPLETED
+    assert not marker.exists()
+    assert conn.llen("rq:queue:cpu") == 0
+    assert output.count("is not a trainyard task") == 2

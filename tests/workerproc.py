@@ -35,7 +35,8 @@ class WorkerProcess:
         )
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def signal(self, sig: int = signal.SIGTERM) -> None:

@@ -18,6 +18,7 @@ worker and never blocks this one.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,17 @@ from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
 from .gpus import Nvml
 from .leases import GpuHolds
+
+log = logging.getLogger("trainyard.worker")
+
+# KEYS: list   ARGV: id. Pops the head only if it is still ``id`` (and it is not a task).
+DROP_HEAD_LUA = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] and redis.call('EXISTS', 'ty:task:' .. ARGV[1]) == 0 then
+  redis.call('LPOP', KEYS[1])
+  return 1
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,10 @@ class Scheduler:
                 pipe.lindex(keys.rq_queue(queue), 0)
             pipe.hmget(keys.QUEUES, queues)
             replies = pipe.execute()
-        heads = [h.decode() if h else None for h in replies[: len(queues)]]
+        raw_heads = replies[: len(queues)]
+        heads = [h.decode("utf-8", "replace") if h else None for h in raw_heads]
         limits = [int(json.loads(m).get("max_running") or 0) if m else 0 for m in replies[-1]]
+        raw = dict(zip(heads, raw_heads))
         waiting = [(q, h, lim) for q, h, lim in zip(queues, heads, limits) if h]
         if not waiting:
             return None
@@ -78,7 +92,8 @@ class Scheduler:
         for queue, head, limit in waiting:
             record = records.get(head)
             if record is None:
-                continue
+                self._drop_foreign_head(queue, raw[head])
+                return self.choose(queues)
             if limit and self.conn.zcard(keys.inflight(queue)) >= limit:
                 continue  # this queue is at its concurrency limit: others may go on
             need = self.need(queue, record)
@@ -93,6 +108,13 @@ class Scheduler:
             if now - (record.queued_at or now) >= self.cfg.backfill_s:
                 return None  # the head has waited long enough: hold the line for it
         return None
+
+    def _drop_foreign_head(self, queue: str, head: bytes) -> None:
+        """An id at the head of a queue that is no trainyard task (a raw RQ job, a stray value)
+        would block the queue forever: it is removed, never run and never deserialised."""
+        removed = self.conn.eval(DROP_HEAD_LUA, 1, keys.rq_queue(queue), head)
+        if removed:
+            log.warning("dropped %r from queue %s: it is not a trainyard task", head[:40], queue)
 
     def _free_gpus(self) -> list[tuple[int, int | None]]:
         """The worker's GPUs that can take a task now, with their free memory (None: unknown)."""
