@@ -192,7 +192,12 @@ class Worker:
             limit = self._slot_limit()
             misses = 0
             while len(self.running) < limit and not (self.draining or self.stopping) and misses < 20:
-                claimed = self._try_claim()
+                try:
+                    claimed = self._try_claim()
+                except Exception:  # a bug or bad data must not take the worker down
+                    log.exception("could not take work; trying again shortly")
+                    self.wake.wait(BACKSTOP_S)
+                    break
                 if claimed is None:
                     break
                 if claimed is _RETRY:

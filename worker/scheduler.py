@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from ..queues import keys
+from ..queues.errors import TaskNotFound
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
 from .gpus import Nvml
@@ -86,14 +87,15 @@ class Scheduler:
         waiting = [(q, h, lim) for q, h, lim in zip(queues, heads, limits) if h]
         if not waiting:
             return None
-        records = dict(zip([h for _, h, _ in waiting], self.store.get_many([h for _, h, _ in waiting])))
+        records = {h: self._record(h) for _, h, _ in waiting}
         free = self._free_gpus() if self.cfg.gpus else []
         now = time.time()
         for queue, head, limit in waiting:
             record = records.get(head)
             if record is None:
-                self._drop_foreign_head(queue, raw[head])
-                return self.choose(queues)
+                if self._drop_foreign_head(queue, raw[head]):
+                    return self.choose(queues)
+                continue  # a record that cannot be read: skip this queue for now
             if limit and self.conn.zcard(keys.inflight(queue)) >= limit:
                 continue  # this queue is at its concurrency limit: others may go on
             need = self.need(queue, record)
@@ -109,12 +111,21 @@ class Scheduler:
                 return None  # the head has waited long enough: hold the line for it
         return None
 
-    def _drop_foreign_head(self, queue: str, head: bytes) -> None:
+    def _record(self, task_id: str) -> TaskRecord | None:
+        try:
+            return self.store.get(task_id)
+        except Exception as exc:  # missing, or a record that does not parse
+            if not isinstance(exc, TaskNotFound):
+                log.warning("task %s at the head of a queue cannot be read: %s", task_id, exc)
+            return None
+
+    def _drop_foreign_head(self, queue: str, head: bytes) -> bool:
         """An id at the head of a queue that is no trainyard task (a raw RQ job, a stray value)
         would block the queue forever: it is removed, never run and never deserialised."""
         removed = self.conn.eval(DROP_HEAD_LUA, 1, keys.rq_queue(queue), head)
         if removed:
             log.warning("dropped %r from queue %s: it is not a trainyard task", head[:40], queue)
+        return bool(removed)
 
     def _free_gpus(self) -> list[tuple[int, int | None]]:
         """The worker's GPUs that can take a task now, with their free memory (None: unknown)."""
