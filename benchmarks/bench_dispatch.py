@@ -33,6 +33,7 @@ from common import (
     machine_facts,
     per_second,
     print_table,
+    read_stamp,
     summarize,
     write_json,
 )
@@ -204,17 +205,6 @@ def rq_sampler(bench: Bench) -> Sampler:
         return float(result.return_value) - t0, t1 - t0
 
     return sample
-
-
-def read_stamp(conn: redis.Redis, task_id: str) -> float:
-    """The task's own start time: its stdout line that is just a float."""
-    for line in logs.read(conn, task_id):
-        if line.stream == "out":
-            try:
-                return float(line.text)
-            except ValueError:
-                continue
-    raise RuntimeError(f"task {task_id}: no stamp in its log")
 
 
 def trainyard_sampler(bench: Bench) -> Sampler:
