@@ -33,9 +33,9 @@ from .leases import GpuHolds
 
 log = logging.getLogger("trainyard.worker")
 
-# KEYS: list   ARGV: id. Pops the head only if it is still ``id`` (and it is not a task).
+# KEYS: list   ARGV: id, task key prefix. Pops the head only if it is still ``id`` and no task has that id.
 DROP_HEAD_LUA = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] and redis.call('EXISTS', 'ty:task:' .. ARGV[1]) == 0 then
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] and redis.call('EXISTS', ARGV[2] .. ARGV[1]) == 0 then
   redis.call('LPOP', KEYS[1])
   return 1
 end
@@ -122,7 +122,7 @@ class Scheduler:
     def _drop_foreign_head(self, queue: str, head: bytes) -> bool:
         """An id at the head of a queue that is no trainyard task (a raw RQ job, a stray value)
         would block the queue forever: it is removed, never run and never deserialised."""
-        removed = self.conn.eval(DROP_HEAD_LUA, 1, keys.rq_queue(queue), head)
+        removed = self.conn.eval(DROP_HEAD_LUA, 1, keys.rq_queue(queue), head, keys.task(""))
         if removed:
             log.warning("dropped %r from queue %s: it is not a trainyard task", head[:40], queue)
         return bool(removed)
