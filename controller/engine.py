@@ -25,6 +25,7 @@ from ..queues.record import TaskRecord, TaskStatus
 from ..queues.store import TaskStore
 from ..queues.task import Task
 from . import cache, dag, runs
+from .functions import function_record
 from .model import DONE_OK, FINISHED, PipelineRun, StepSpec
 from .refs import Resolver
 
@@ -166,7 +167,9 @@ class Controller:
         overrides = resolver.resolve(step.parameter_override)
         configuration = resolver.resolve(step.configuration_overrides)
         if step.function is not None:
-            record = _function_record(step, name, run.project, resolver.resolve(step.kwargs))
+            record = function_record(
+                step.function, name, run.project, resolver.resolve(step.kwargs), requirements=step.requirements
+            )
             record.parameters = {**record.parameters, **overrides}
         else:
             base = self._base_task(name, step)
@@ -355,32 +358,6 @@ class _TrackingResolver(Resolver):
         if artifact is not None:
             self.artifact_hashes.append(artifact.sha256 or artifact.uri)
         return value
-
-
-def _function_record(step: StepSpec, name: str, project: str, kwargs: dict) -> TaskRecord:
-    from ..queues.params import check_parameters
-    from ..queues.record import Script
-    from ..queues.store import new_task_id
-    from .functions import entry_point
-
-    fn = step.function
-    script = Script(
-        source=fn.source,
-        entry_point=entry_point(fn),
-        repository=fn.repository,
-        commit=fn.commit,
-        diff=fn.diff,
-        working_dir=fn.working_dir,
-        requirements=list(step.requirements or fn.requirements),
-    )
-    return TaskRecord(
-        id=new_task_id(),
-        name=name,
-        project=project,
-        type="data_processing",
-        script=script,
-        parameters=check_parameters({f"kwargs/{k}": v for k, v in kwargs.items()}),
-    )
 
 
 def _new_state():

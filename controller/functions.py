@@ -23,6 +23,8 @@ from typing import Any
 from ..queues import gitinfo
 from ..queues.errors import InvalidInput, TrainyardError
 from ..queues.params import check_value
+from ..queues.record import Script, TaskRecord, TaskType
+from ..queues.store import new_task_id
 from ..queues.task import Task
 from .model import FunctionSpec
 
@@ -198,14 +200,7 @@ def task_for_function(
             "and holds only letters, digits, '_', '.', '-'"
         )
     section = parameters_prefix
-    arguments: dict[str, Any] = {}
-    for key, value in (kwargs or {}).items():
-        if not isinstance(key, str) or not key.isidentifier():
-            raise InvalidInput(f"function step {spec.name!r}: argument name {key!r} is not a Python identifier")
-        try:
-            arguments[f"{section}/{key}"] = check_value(f"{section}/{key}", value)
-        except InvalidInput as exc:
-            raise InvalidInput(f"function step {spec.name!r}: argument {key!r} is not JSON ({exc})") from None
+    arguments = step_arguments(spec, kwargs, section)
     extra = dict(task_kwargs.pop("parameters", None) or {})
     overlap = sorted(set(extra) & set(arguments))
     if overlap:
@@ -238,6 +233,47 @@ def task_for_function(
         # Task.create has no diff argument: a draft edit, through Task's own guarded update.
         task._edit(set_diff, "set the diff of")
     return task
+
+
+def step_arguments(spec: FunctionSpec, kwargs: Mapping[str, Any] | None, section: str = KWARGS_SECTION) -> dict:
+    """The function's arguments as typed parameters ``<section>/<arg>``; refuses non-JSON values
+    and names that are not Python identifiers, naming the argument."""
+    arguments: dict[str, Any] = {}
+    for key, value in (kwargs or {}).items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise InvalidInput(f"function step {spec.name!r}: argument name {key!r} is not a Python identifier")
+        try:
+            arguments[f"{section}/{key}"] = check_value(f"{section}/{key}", value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"function step {spec.name!r}: argument {key!r} is not JSON ({exc})") from None
+    return arguments
+
+
+def function_record(
+    spec: FunctionSpec,
+    step_name: str,
+    project: str,
+    kwargs: Mapping[str, Any] | None,
+    requirements: Sequence[str] | None = None,
+) -> TaskRecord:
+    """The (not yet stored) task record that runs ``spec`` with ``kwargs``: what a pipeline launches."""
+    script = Script(
+        source=spec.source,
+        entry_point=entry_point(spec),
+        repository=spec.repository,
+        commit=spec.commit,
+        diff=spec.diff,
+        working_dir=spec.working_dir,
+        requirements=list(requirements or spec.requirements),
+    )
+    return TaskRecord(
+        id=new_task_id(),
+        name=step_name,
+        project=project,
+        type=TaskType.DATA_PROCESSING,
+        script=script,
+        parameters=step_arguments(spec, kwargs),
+    )
 
 
 def run_inline(

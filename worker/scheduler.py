@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from ..queues import keys
-from ..queues.errors import TaskNotFound
 from ..queues.record import TaskRecord
-from ..queues.store import TaskStore
 from .gpus import Nvml
 from .leases import GpuHolds
 
@@ -64,7 +62,6 @@ class SchedulerConfig:
 class Scheduler:
     def __init__(self, conn: Redis, holds: GpuHolds, nvml: Nvml, config: SchedulerConfig):
         self.conn, self.holds, self.nvml, self.cfg = conn, holds, nvml, config
-        self.store = TaskStore(conn)
 
     def need(self, queue: str, record: TaskRecord) -> int:
         if queue in self.cfg.queue_gpus:
@@ -87,7 +84,7 @@ class Scheduler:
         waiting = [(q, h, lim) for q, h, lim in zip(queues, heads, limits) if h]
         if not waiting:
             return None
-        records = {h: self._record(h) for _, h, _ in waiting}
+        records = self._records([h for _, h, _ in waiting])  # one round trip: this is the dispatch path
         free = self._free_gpus() if self.cfg.gpus else []
         now = time.time()
         for queue, head, limit in waiting:
@@ -111,13 +108,16 @@ class Scheduler:
                 return None  # the head has waited long enough: hold the line for it
         return None
 
-    def _record(self, task_id: str) -> TaskRecord | None:
-        try:
-            return self.store.get(task_id)
-        except Exception as exc:  # missing, or a record that does not parse
-            if not isinstance(exc, TaskNotFound):
+    def _records(self, task_ids: list[str]) -> dict[str, TaskRecord | None]:
+        """Head records by id; None for a missing one or one that does not parse."""
+        out: dict[str, TaskRecord | None] = {}
+        for task_id, raw in zip(task_ids, self.conn.mget([keys.task(t) for t in task_ids])):
+            try:
+                out[task_id] = TaskRecord.from_json(raw) if raw is not None else None
+            except ValueError as exc:
                 log.warning("task %s at the head of a queue cannot be read: %s", task_id, exc)
-            return None
+                out[task_id] = None
+        return out
 
     def _drop_foreign_head(self, queue: str, head: bytes) -> bool:
         """An id at the head of a queue that is no trainyard task (a raw RQ job, a stray value)

@@ -7,7 +7,7 @@ import json
 import click
 
 from ..queues.errors import InvalidInput
-from ..queues.params import parse_assignments
+from ..queues.params import normalize_key, parse_assignments
 from ..queues.record import FINAL_STATUSES, ExecutionMode, TaskStatus, TaskType
 from ..queues.task import Task
 from .output import ago, console, duration, emit_json, json_option, styled_status, table
@@ -266,8 +266,6 @@ def set_cmd(
         def edit_all(record):
             new = dict(params) if replace else {**record.parameters, **params}
             for key in unset:
-                from ..queues.params import normalize_key
-
                 new.pop(normalize_key(key), None)
             record.parameters = new
 
