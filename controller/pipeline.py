@@ -144,11 +144,13 @@ class Pipeline:
     ) -> Pipeline:
         """A step that runs ``function(**kwargs)`` as a task; ``returns`` names its return values,
         which later steps reference as ``${name.<return>}``."""
-        from .functions import function_spec
+        from .functions import function_spec, step_arguments
 
+        fn = function_spec(function, returns=list(returns), name=name, requirements=list(requirements))
+        step_arguments(fn, kwargs)  # argument names and JSON values are checked now, not at launch
         spec = StepSpec(
             name=name,
-            function=function_spec(function, returns=list(returns), name=name, requirements=list(requirements)),
+            function=fn,
             kwargs=dict(kwargs or {}),
             returns=list(returns),
             parents=list(parents),

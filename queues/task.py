@@ -9,7 +9,7 @@ from typing import Any
 
 from redis import Redis
 
-from . import events, gitinfo, keys, lifecycle, reaper, rqjob
+from . import capture, events, keys, lifecycle, reaper, rqjob
 from .broker import Broker, check_queue_name
 from .connection import resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
@@ -36,15 +36,6 @@ def _user() -> str | None:
         return os.environ.get("TRAINYARD_USER") or getpass.getuser()
     except (KeyError, OSError):
         return None
-
-
-def _read_requirements(path: Path) -> list[str]:
-    lines = []
-    for raw in path.read_text().splitlines():
-        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("-") else raw.strip()
-        if line:
-            lines.append(line)
-    return lines
 
 
 class Task:
@@ -134,14 +125,14 @@ class Task:
             conda_packages=list(conda_packages or []),
         )
         if script is not None:
-            cls._fill_from_script(script_model, Path(script), detect_repository)
+            capture.fill_from_script(script_model, Path(script), detect_repository)
         if source is not None:
             script_model.source = source
             script_model.entry_point = entry_point or "main.py"
         if working_dir is not None:
             script_model.working_dir = working_dir
         if requirements is not None:
-            script_model.requirements = cls._requirements(requirements)
+            script_model.requirements = capture.requirement_lines(requirements)
         record = TaskRecord(
             id=new_task_id(),
             name=name,
@@ -168,41 +159,6 @@ class Task:
         conn = resolve(connection)
         TaskStore(conn).create(record)
         return cls(record, conn)
-
-    @staticmethod
-    def _requirements(value: Iterable[str] | str | Path) -> list[str]:
-        if isinstance(value, Path) or (isinstance(value, str) and "\n" not in value and Path(value).is_file()):
-            return _read_requirements(Path(value))
-        if isinstance(value, str):
-            return [line.strip() for line in value.splitlines() if line.strip()]
-        return [str(v).strip() for v in value if str(v).strip()]
-
-    @staticmethod
-    def _fill_from_script(model: Script, path: Path, detect_repository: bool) -> None:
-        path = path.expanduser().resolve()
-        if not path.is_file():
-            raise InvalidInput(f"script not found: {path}")
-        info = gitinfo.inspect(path) if detect_repository else None
-        if info is None:
-            # A standalone script: its source travels in the record.
-            if path.stat().st_size > gitinfo.UNTRACKED_MAX_BYTES:
-                raise InvalidInput(f"script {path} is over 1 MB and not in a git repository")
-            model.entry_point = path.name
-            model.source = path.read_text()
-            model.working_dir = "."
-            return
-        rel = path.relative_to(info.root)
-        model.repository = model.repository or info.repository
-        model.branch = model.branch or info.branch
-        model.commit = model.commit or info.commit
-        model.diff = info.diff or None
-        model.working_dir = str(rel.parent) if str(rel.parent) != "" else "."
-        model.entry_point = rel.name
-        if not model.requirements:
-            for candidate in (path.parent / "requirements.txt", info.root / "requirements.txt"):
-                if candidate.is_file():
-                    model.requirements = _read_requirements(candidate)
-                    break
 
     @classmethod
     def get(cls, task_id: str, connection: Redis | None = None) -> Task:

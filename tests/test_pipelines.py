@@ -294,3 +294,16 @@ def test_abort_from_the_cli_stops_running_steps(tpl, conn, tmp_path, run_cli):
     assert final.status == "aborted"
     assert final.state["process"].status == "aborted" and final.state["train"].status == "skipped"
     assert Task.get(final.state["process"].task_id).status == TaskStatus.ABORTED
+
+
+def _double(x: int) -> int:
+    return 2 * x
+
+
+def test_function_step_arguments_are_checked_when_added():
+    pipe = Pipeline("args", default_queue="cpu")
+    with pytest.raises(InvalidInput, match="argument 'x' is not JSON"):
+        pipe.add_function_step("double", _double, kwargs={"x": object()})
+    with pytest.raises(InvalidInput, match="argument name 'not valid' is not a Python identifier"):
+        pipe.add_function_step("double", _double, kwargs={"not valid": 1})
+    assert pipe.steps == {}
