@@ -122,7 +122,9 @@ def load_action(folder: Path, wanted: str | None = None) -> tuple[str, dict]:
     except ValidationError as exc:
         raise PipelineFileError(
             [
-                FileError(file=str(path), line=line_of(lines, tuple(e["loc"])), field=field_path(e["loc"]), message=e["msg"])
+                FileError(
+                    file=str(path), line=line_of(lines, tuple(e["loc"])), field=field_path(e["loc"]), message=e["msg"]
+                )
                 for e in exc.errors()
             ]
         ) from None

@@ -18,8 +18,20 @@ from .jobrun import cast_input
 from .loader import Lines, line_of, parse
 from .schema import ID, Param, PipelineFile
 
-_TYPE_ERRORS = {"string_type", "dict_type", "model_type", "model_attributes_type", "list_type", "int_type",
-                "float_type", "bool_type", "literal_error", "int_parsing", "float_parsing", "bool_parsing"}
+_TYPE_ERRORS = {
+    "string_type",
+    "dict_type",
+    "model_type",
+    "model_attributes_type",
+    "list_type",
+    "int_type",
+    "float_type",
+    "bool_type",
+    "literal_error",
+    "int_parsing",
+    "float_parsing",
+    "bool_parsing",
+}
 
 
 class Checker:
@@ -29,12 +41,14 @@ class Checker:
         self.errors: list[FileError] = []
 
     def add(self, path: tuple, message: str) -> None:
-        self.errors.append(FileError(file=self.filename, line=line_of(self.lines, path), field=field_path(path),
-                                     message=message))
+        self.errors.append(
+            FileError(file=self.filename, line=line_of(self.lines, path), field=field_path(path), message=message)
+        )
 
 
-def load_text(text: str, filename: str = "<editor>", base_dir: Path | None = None,
-              resolve_actions: bool = True) -> PipelineFile:
+def load_text(
+    text: str, filename: str = "<editor>", base_dir: Path | None = None, resolve_actions: bool = True
+) -> PipelineFile:
     """A checked PipelineFile; raises PipelineFileError listing every problem."""
     data, lines = parse(text, filename)
     checker = Checker(filename, lines)
@@ -94,7 +108,7 @@ def _schema_errors(checker: Checker, data: Any, exc: ValidationError) -> None:
         elif error["type"] == "missing":
             message = f"missing required key {path[-1]!r}"
         elif message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+            message = message[len("Value error, ") :]
         found.append((path, error["type"], message))
     seen = set()
     for path, kind, message in found:
@@ -226,8 +240,10 @@ def _check_inputs(checker: Checker, path: tuple, action: ResolvedAction, given: 
     declared = action.definition.get("inputs") or {}
     for name in given:
         if name not in declared:
-            checker.add((*path, name), f"unknown input {name!r} of action {action.display}"
-                        f" (declared: {', '.join(declared) or 'none'})")
+            checker.add(
+                (*path, name),
+                f"unknown input {name!r} of action {action.display} (declared: {', '.join(declared) or 'none'})",
+            )
     for name, spec in declared.items():
         value = given.get(name)
         if value is None:
@@ -248,8 +264,9 @@ def _check_inputs(checker: Checker, path: tuple, action: ResolvedAction, given: 
 # -- references -----------------------------------------------------------------------------------
 
 
-def _check_references(checker: Checker, model: PipelineFile, actions: dict[str, ResolvedAction],
-                      actions_known: bool) -> None:
+def _check_references(
+    checker: Checker, model: PipelineFile, actions: dict[str, ResolvedAction], actions_known: bool
+) -> None:
     inputs = set(model.on.manual.inputs) if model.on.manual else set()
     for schedule in model.on.schedule:
         inputs |= set(schedule.inputs)
@@ -343,7 +360,8 @@ def _ref_problem(ref: tuple, scope: dict) -> str | None:
             return "expected steps.<id>.outputs.<name>"
         declared = steps[name]
         if declared is not None and str(ref[3]) not in declared:
-            return f"step {name!r}'s action declares no output {ref[3]!r} (outputs: {', '.join(sorted(declared)) or 'none'})"
+            known = ", ".join(sorted(declared)) or "none"
+            return f"step {name!r}'s action declares no output {ref[3]!r} (outputs: {known})"
     return None
 
 

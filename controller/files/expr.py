@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, Iterator, List, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 _TOKEN = re.compile(
@@ -29,16 +30,16 @@ class ExpressionError(ValueError):
     """An expression that cannot be parsed or evaluated (the message says why)."""
 
 
-Node = Tuple  # ("lit", v) | ("ref", (parts...)) | ("not", n) | ("bin", op, a, b) | ("call", name, [args])
+Node = tuple  # ("lit", v) | ("ref", (parts...)) | ("not", n) | ("bin", op, a, b) | ("call", name, [args])
 
 
-def _tokens(text: str) -> List[Tuple[str, str]]:
+def _tokens(text: str) -> list[tuple[str, str]]:
     out, pos = [], 0
     text = text.strip()
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise ExpressionError(f"unexpected {text[pos:pos + 10]!r} in expression {text!r}")
+            raise ExpressionError(f"unexpected {text[pos : pos + 10]!r} in expression {text!r}")
         kind = match.lastgroup
         out.append((kind, match.group(kind)))
         pos = match.end()
@@ -53,10 +54,10 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
 
-    def peek(self) -> Tuple[str, str]:
+    def peek(self) -> tuple[str, str]:
         return self.toks[self.i] if self.i < len(self.toks) else ("end", "")
 
-    def take(self, value: str = "") -> Tuple[str, str]:
+    def take(self, value: str = "") -> tuple[str, str]:
         tok = self.peek()
         if value and tok[1] != value:
             raise ExpressionError(f"expected {value!r} in expression {self.text!r}")
@@ -154,7 +155,7 @@ def parse(text: str) -> Node:
     return _Parser(text).parse()
 
 
-def references(node: Node) -> Iterator[Tuple]:
+def references(node: Node) -> Iterator[tuple]:
     """Every reference (a tuple of path parts) in a parsed expression."""
     if node[0] == "ref":
         yield node[1]
@@ -181,12 +182,16 @@ def expressions(value: Any) -> Iterator[str]:
             yield from expressions(item)
 
 
-def lookup(ref: Tuple, context: Dict[str, Any]) -> Any:
+def lookup(ref: tuple, context: dict[str, Any]) -> Any:
     current: Any = context
     for i, part in enumerate(ref):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and -len(current) <= part < len(current):
+        if (
+            isinstance(current, dict)
+            and part in current
+            or isinstance(current, list)
+            and isinstance(part, int)
+            and -len(current) <= part < len(current)
+        ):
             current = current[part]
         else:
             where = ".".join(str(p) for p in ref[: i + 1])
@@ -194,7 +199,7 @@ def lookup(ref: Tuple, context: Dict[str, Any]) -> Any:
     return current
 
 
-def evaluate(node: Node, context: Dict[str, Any]) -> Any:
+def evaluate(node: Node, context: dict[str, Any]) -> Any:
     kind = node[0]
     if kind == "lit":
         return node[1]
@@ -255,7 +260,7 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _call(name: str, args: List[Any]) -> Any:
+def _call(name: str, args: list[Any]) -> Any:
     def need(n: int) -> None:
         if len(args) != n:
             raise ExpressionError(f"{name}() takes {n} argument(s), got {len(args)}")
@@ -305,7 +310,7 @@ def as_text(value: Any) -> str:
     return json.dumps(value)
 
 
-def render(value: Any, context: Dict[str, Any]) -> Any:
+def render(value: Any, context: dict[str, Any]) -> Any:
     """Every ``${{ }}`` in a (nested) value evaluated; a string that is one whole expression keeps its type."""
     if isinstance(value, str):
         whole = TEMPLATE.fullmatch(value.strip())
@@ -319,7 +324,7 @@ def render(value: Any, context: Dict[str, Any]) -> Any:
     return value
 
 
-def condition(value: Any, context: Dict[str, Any]) -> bool:
+def condition(value: Any, context: dict[str, Any]) -> bool:
     """An ``if``: a boolean, an expression with or without ``${{ }}``."""
     if value is None:
         return True
@@ -330,15 +335,15 @@ def condition(value: Any, context: Dict[str, Any]) -> bool:
     return _truthy(evaluate(parse(whole.group(1) if whole else text), context))
 
 
-def shell_safe(command: str, prefix: str = "TRAINYARD_EXPR_") -> Tuple[str, Dict[str, str]]:
+def shell_safe(command: str, prefix: str = "TRAINYARD_EXPR_") -> tuple[str, dict[str, str]]:
     """A command with every ``${{ expr }}`` replaced by ``${VAR}``, and {VAR: expr}.
 
     The values then reach the shell only through the environment: the command text itself is fixed
     by the file's author, so a value such as ``$(touch pwned)`` is never parsed as shell code.
     """
-    found: Dict[str, str] = {}
+    found: dict[str, str] = {}
 
-    def swap(match: "re.Match[str]") -> str:
+    def swap(match: re.Match[str]) -> str:
         name = f"{prefix}{len(found)}"
         found[name] = match.group(1)
         return "${" + name + "}"

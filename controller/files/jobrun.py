@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 try:  # inside trainyard
     from . import expr
@@ -49,7 +49,7 @@ class StepFailed(Exception):
 # -- helpers shared with the controller side ------------------------------------------------------
 
 
-def duration_s(value: Any) -> Optional[float]:
+def duration_s(value: Any) -> float | None:
     """``90``, ``"90s"``, ``"30m"``, ``"2h"`` -> seconds (a bare number means seconds)."""
     if value is None:
         return None
@@ -108,7 +108,7 @@ def cast_input(name: str, kind: str, value: Any) -> Any:
     return value
 
 
-def check_inputs(declared: Dict[str, Any], given: Dict[str, Any]) -> Dict[str, Any]:
+def check_inputs(declared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """Declared action inputs applied to the given ones: defaults, required, types, options."""
     unknown = sorted(set(given) - set(declared))
     if unknown:
@@ -130,12 +130,12 @@ def check_inputs(declared: Dict[str, Any], given: Dict[str, Any]) -> Dict[str, A
     return out
 
 
-def read_outputs(path: Path) -> Dict[str, Any]:
+def read_outputs(path: Path) -> dict[str, Any]:
     """``name=value`` lines and ``name<<DELIM`` blocks; values that parse as JSON keep their type."""
     if not path.exists():
         return {}
     lines = path.read_text(errors="replace").splitlines()
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -173,7 +173,7 @@ def git_cache_dir(cache_root: Path, url: str, tag: str) -> Path:
     return cache_root / digest / safe
 
 
-def fetch_git(url: str, tag: str, cache_root: Path, sha: Optional[str] = None) -> Tuple[Path, str]:
+def fetch_git(url: str, tag: str, cache_root: Path, sha: str | None = None) -> tuple[Path, str]:
     """A cached shallow clone of ``url`` at ``tag``: (folder, commit). With ``sha``, the tag must still
     point at that commit (a moved tag is refused, not silently run)."""
     target = git_cache_dir(cache_root, url, tag)
@@ -205,7 +205,7 @@ def fetch_git(url: str, tag: str, cache_root: Path, sha: Optional[str] = None) -
     return target, commit
 
 
-def unpack_files(files: Dict[str, Any], target: Path) -> Path:
+def unpack_files(files: dict[str, Any], target: Path) -> Path:
     """An action folder embedded as {relative path: {"data": base64, "mode": int}}."""
     for rel, entry in files.items():
         path = (target / rel).resolve()
@@ -225,17 +225,19 @@ def say(text: str) -> None:
 
 
 class JobRunner:
-    def __init__(self, spec: Dict[str, Any], needs: Dict[str, Any], run_dir: Path):
+    def __init__(self, spec: dict[str, Any], needs: dict[str, Any], run_dir: Path):
         self.spec = spec
         self.run_dir = run_dir
         self.workspace = run_dir / "workspace"
         self.workspace.mkdir(parents=True, exist_ok=True)
-        self.context: Dict[str, Any] = dict(spec.get("context") or {})
+        self.context: dict[str, Any] = dict(spec.get("context") or {})
         self.context["jobs"] = {name: {"outputs": outs} for name, outs in (needs or {}).items()}
         self.context["needs"] = self.context["jobs"]
         self.context["steps"] = {}
         self.context["env"] = {}
-        self.context["env"] = {k: expr.as_text(expr.render(v, self.context)) for k, v in (spec.get("env") or {}).items()}
+        self.context["env"] = {
+            k: expr.as_text(expr.render(v, self.context)) for k, v in (spec.get("env") or {}).items()
+        }
         home = os.environ.get("TRAINYARD_HOME") or str(Path.home() / ".trainyard")
         self.cache_root = Path(os.environ.get("TRAINYARD_ACTIONS_CACHE") or Path(home) / "actions")
 
@@ -273,13 +275,13 @@ class JobRunner:
         self._report(outputs)
         return 0
 
-    def _render(self, value: Any, context: Optional[Dict[str, Any]] = None) -> Any:
+    def _render(self, value: Any, context: dict[str, Any] | None = None) -> Any:
         try:
             return expr.render(value, context or self.context)
         except expr.ExpressionError as exc:
             raise StepFailed(str(exc)) from None
 
-    def _step(self, index: int, step: Dict[str, Any]) -> Dict[str, Any]:
+    def _step(self, index: int, step: dict[str, Any]) -> dict[str, Any]:
         out_file = self.run_dir / "step-outputs" / f"{index + 1}.txt"
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text("")
@@ -287,9 +289,7 @@ class JobRunner:
         env.update(self.context["env"])
         step_env = {k: expr.as_text(self._render(v)) for k, v in (step.get("env") or {}).items()}
         env.update(step_env)
-        env.update(
-            TRAINYARD_OUTPUT=str(out_file), GITHUB_OUTPUT=str(out_file), TRAINYARD_WORKSPACE=str(self.workspace)
-        )
+        env.update(TRAINYARD_OUTPUT=str(out_file), GITHUB_OUTPUT=str(out_file), TRAINYARD_WORKSPACE=str(self.workspace))
         timeout = duration_s(step.get("timeout"))
         if "run" in step:
             argv, extra = self._shell(step["run"], {**self.context, "env": {**self.context["env"], **step_env}})
@@ -318,22 +318,26 @@ class JobRunner:
                     raise StepFailed(f"action {action['display']} output {exc}") from None
         return outputs
 
-    def _shell(self, text: str, context: Dict[str, Any]) -> Tuple[List[str], Dict[str, str]]:
+    def _shell(self, text: str, context: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
         command, found = expr.shell_safe(text)
         values = {name: expr.as_text(self._render("${{" + e + "}}", context)) for name, e in found.items()}
         bash = shutil.which("bash")
-        argv = [bash, "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", command] if bash else ["sh", "-e", "-c", command]
+        argv = (
+            [bash, "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", command]
+            if bash
+            else ["sh", "-e", "-c", command]
+        )
         return argv, values
 
-    def _action_folder(self, action: Dict[str, Any]) -> Path:
+    def _action_folder(self, action: dict[str, Any]) -> Path:
         if action["kind"] == "path":
             return unpack_files(action["files"], self.run_dir / "actions" / action["key"])
         folder, _ = fetch_git(action["url"], action["tag"], self.cache_root, action.get("sha"))
         return folder
 
     def _action_argv(
-        self, action: Dict[str, Any], runs: Dict[str, Any], folder: Path, inputs: Dict[str, Any], env: Dict, out: Path
-    ) -> List[str]:
+        self, action: dict[str, Any], runs: dict[str, Any], folder: Path, inputs: dict[str, Any], env: dict, out: Path
+    ) -> list[str]:
         context = {**self.context, "inputs": inputs, "action": {"path": str(folder)}}
         args = [expr.as_text(self._render(a, context)) for a in runs.get("args") or []]
         if not runs.get("args"):
@@ -366,7 +370,7 @@ class JobRunner:
             return [*argv, runs["image"], *([a for a in args] if runs.get("args") else [])]
         raise StepFailed(f"action {action['display']}: unknown runs.using {using!r}")
 
-    def _exec(self, argv: List[str], env: Dict[str, str], timeout: Optional[float]) -> None:
+    def _exec(self, argv: list[str], env: dict[str, str], timeout: float | None) -> None:
         sys.stdout.flush()
         try:
             proc = subprocess.Popen(argv, cwd=str(self.workspace), env=env, start_new_session=True)
@@ -383,7 +387,7 @@ class JobRunner:
         if code != 0:
             raise StepFailed(f"exit code {code}")
 
-    def _report(self, outputs: Dict[str, Any]) -> None:
+    def _report(self, outputs: dict[str, Any]) -> None:
         """Job outputs become the task's outputs (the run folder's events.jsonl)."""
         say(f"job {self.spec['job']} outputs: {json.dumps(outputs)}")
         events = self.run_dir / "events.jsonl"

@@ -48,13 +48,25 @@ def _build(node: yaml.Node, path: tuple, lines: Lines, errors: list, loader: _Lo
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                errors.append(FileError(file=filename, line=key_node.start_mark.line + 1, field=field_path(path),
-                                        message="keys must be plain strings"))
+                errors.append(
+                    FileError(
+                        file=filename,
+                        line=key_node.start_mark.line + 1,
+                        field=field_path(path),
+                        message="keys must be plain strings",
+                    )
+                )
                 continue
             key = key_node.value
             if key in out:
-                errors.append(FileError(file=filename, line=key_node.start_mark.line + 1,
-                                        field=field_path((*path, key)), message="duplicate key"))
+                errors.append(
+                    FileError(
+                        file=filename,
+                        line=key_node.start_mark.line + 1,
+                        field=field_path((*path, key)),
+                        message="duplicate key",
+                    )
+                )
                 continue
             out[key] = _build(value_node, (*path, key), lines, errors, loader, filename)
             lines[(*path, key)] = key_node.start_mark.line + 1
@@ -64,8 +76,7 @@ def _build(node: yaml.Node, path: tuple, lines: Lines, errors: list, loader: _Lo
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
-        errors.append(FileError(file=filename, line=node.start_mark.line + 1, field=field_path(path),
-                                message=str(exc)))
+        errors.append(FileError(file=filename, line=node.start_mark.line + 1, field=field_path(path), message=str(exc)))
         return None
 
 
