@@ -248,23 +248,23 @@ class JobRunner:
             label = step.get("label") or f"step {index + 1}"
             sid = step.get("id")
             if not expr.condition(step.get("if"), self.context):
-                say(f"::step:: {label}: skipped (if: {step.get('if')})")
+                say(f"- {label}: skipped (if: {step.get('if')})")
                 if sid:
                     self.context["steps"][sid] = {"outputs": {}, "outcome": "skipped"}
                 continue
-            say(f"::step:: {label}")
+            say(f"▶ {label}")
             start = time.monotonic()
             try:
                 outputs = self._step(index, step)
             except StepFailed as exc:
-                say(f"::step-failed:: {label}: {exc}")
+                say(f"✗ {label}: {exc}")
                 if sid:
                     self.context["steps"][sid] = {"outputs": {}, "outcome": "failure"}
                 rest = len(steps) - index - 1
                 if rest:
                     say(f"skipping the remaining {rest} step(s) of job {self.spec['job']}")
                 return 1
-            say(f"::step-done:: {label} ({time.monotonic() - start:.1f}s)")
+            say(f"✓ {label} ({time.monotonic() - start:.1f}s)")
             if sid:
                 self.context["steps"][sid] = {"outputs": outputs, "outcome": "success"}
         try:

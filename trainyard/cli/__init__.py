@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from ..queues.errors import TrainyardError
 from .output import fail
+from .pipefile_cmds import COMMANDS as PIPEFILE_COMMANDS
 from .pipeline_cmds import pipeline
 from .queue_cmds import queue
 from .server_cmds import down, status, up
@@ -47,6 +48,8 @@ cli.add_command(task)
 cli.add_command(queue)
 cli.add_command(worker)
 cli.add_command(pipeline)
+for _command in PIPEFILE_COMMANDS:
+    pipeline.add_command(_command)
 
 
 def main() -> None:
