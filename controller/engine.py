@@ -21,8 +21,8 @@ from redis import Redis
 from ..queues import events, keys, workers
 from ..queues.broker import Broker
 from ..queues.errors import IllegalTransition, InvalidInput, TaskNotFound, TrainyardError
-from ..queues.record import TaskRecord, TaskStatus
 from ..queues.params import check_parameters
+from ..queues.record import TaskRecord, TaskStatus
 from ..queues.store import TaskStore, new_task_id
 from ..queues.task import Task
 from . import cache, dag, runs

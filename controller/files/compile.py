@@ -81,8 +81,9 @@ def build(
     extra = {k: v for k, v in (inputs or {}).items() if k not in manual}
     input_values = {**typed_values(manual, {k: v for k, v in (inputs or {}).items() if k in manual}, "input"), **extra}
     context = {"params": values, "inputs": input_values, "event": dict(event or {})}
-    pipe = Pipeline(pf.name, project=pf.project, version=pf.version, default_queue=pf.queue or "default",
-                    connection=connection)
+    pipe = Pipeline(
+        pf.name, project=pf.project, version=pf.version, default_queue=pf.queue or "default", connection=connection
+    )
     pipe.parameters = dict(values)
     source = runner_source()
     for job_id in order(pf):

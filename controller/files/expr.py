@@ -195,7 +195,7 @@ def lookup(ref: tuple, context: dict[str, Any]) -> Any:
             current = current[part]
         else:
             where = ".".join(str(p) for p in ref[: i + 1])
-            raise ExpressionError(f"{'.'.join(str(p) for p in ref)}: nothing at {where}")
+            raise ExpressionError(f"{'.'.join(str(p) for p in ref)} is not set (nothing at {where})")
     return current
 
 

@@ -79,7 +79,7 @@ def cast_input(name: str, kind: str, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError("a boolean is not a number")
             number = float(value)
-            return int(number) if kind == "number" and number.is_integer() and not isinstance(value, float) else number
+            return int(number) if kind == "number" and number.is_integer() else number
         if kind == "integer":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError("not a whole number")

@@ -109,8 +109,12 @@ def submit(
 
 
 def trigger(
-    name: str, inputs: dict[str, Any] | None = None, conn: Redis | None = None, project: str | None = None,
-    params: dict[str, Any] | None = None, queue: str = SERVICES_QUEUE,
+    name: str,
+    inputs: dict[str, Any] | None = None,
+    conn: Redis | None = None,
+    project: str | None = None,
+    params: dict[str, Any] | None = None,
+    queue: str = SERVICES_QUEUE,
 ) -> str:
     """Fire the manual trigger of a registered pipeline with ``inputs``; returns the run id."""
     conn = resolve(conn)

@@ -261,5 +261,17 @@ class ActionFile(_Model):
 
 def json_schema() -> dict:
     """The published JSON Schema of pipeline files."""
-    schema = PipelineFile.model_json_schema(by_alias=True)
+    schema = _shorthand(PipelineFile.model_json_schema(by_alias=True))
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def _shorthand(node: Any) -> Any:
+    """A param may be written as its default alone (``lr: 0.1``): say so wherever a Param is expected."""
+    if isinstance(node, dict):
+        if node == {"$ref": "#/$defs/Param"}:
+            scalar = {"type": ["string", "number", "integer", "boolean", "array", "null"]}
+            return {"anyOf": [node, scalar]}
+        return {k: _shorthand(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_shorthand(v) for v in node]
+    return node

@@ -166,7 +166,10 @@ def files_cmd(as_json) -> None:
     if as_json:
         emit_json([{k: v for k, v in e.items() if k != "actions"} for e in items])
         return
-    table(["project", "name", "file", "updated"], [(e["project"], e["name"], e["filename"], ago(e["updated"])) for e in items])
+    table(
+        ["project", "name", "file", "updated"],
+        [(e["project"], e["name"], e["filename"], ago(e["updated"])) for e in items],
+    )
 
 
 @click.command("unregister")
