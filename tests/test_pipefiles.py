@@ -194,9 +194,8 @@ jobs:
     states = {name: s.status for name, s in run.state.items()}
     assert states == {"a": "failed", "b": "skipped", "c": "skipped", "d": "completed"}
     assert job_outputs(conn, run)["d"] == {"ran": "yes"}
-    assert "exit code 3" in "\n".join(
-        l.text for l in __import__("trainyard").queues.logs.read(conn, run.state["a"].task_id)
-    )
+    log = "\n".join(line.text for line in logs.read(conn, run.state["a"].task_id))
+    assert "exit code 3" in log and "skipping the remaining 1 step(s)" in log
 
 
 BAD = {
@@ -208,7 +207,8 @@ BAD = {
         "unknown key 'stepz'",
     ),
     "cycle": (
-        "name: x\njobs:\n  a:\n    needs: b\n    steps: [{run: 'true'}]\n  b:\n    needs: [a]\n    steps: [{run: 'true'}]\n",
+        "name: x\njobs:\n  a:\n    needs: b\n    steps: [{run: 'true'}]\n"
+        "  b:\n    needs: [a]\n    steps: [{run: 'true'}]\n",
         4,
         "jobs.a.needs",
         "cycle: a -> b -> a",
