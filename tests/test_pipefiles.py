@@ -14,7 +14,7 @@ from trainyard import Queue, Task
 from trainyard.controller import runs
 from trainyard.controller.files import expr, json_schema, load_file, load_text, registry, run_here, validate_text
 from trainyard.controller.files.errors import PipelineFileError
-from trainyard.queues import keys
+from trainyard.queues import keys, logs
 from trainyard.queues.store import TaskStore
 
 REPO = Path(__file__).resolve().parent.parent
