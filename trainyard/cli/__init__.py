@@ -12,6 +12,7 @@ from .output import fail
 from .pipefile_cmds import COMMANDS as PIPEFILE_COMMANDS
 from .pipeline_cmds import pipeline
 from .queue_cmds import queue
+from .schedule_cmds import schedule
 from .server_cmds import down, status, up
 from .task_cmds import task
 from .worker_cmds import worker
@@ -48,6 +49,7 @@ cli.add_command(task)
 cli.add_command(queue)
 cli.add_command(worker)
 cli.add_command(pipeline)
+cli.add_command(schedule)
 for _command in PIPEFILE_COMMANDS:
     pipeline.add_command(_command)
 
