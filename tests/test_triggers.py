@@ -129,7 +129,8 @@ def test_schedule_cli_and_bad_input(conn, run_cli):
 
 
 def test_file_schedule_is_listed(conn, tmp_path):
-    text = "name: nightly\non:\n  schedule:\n    - cron: '30 2 * * *'\n      timezone: UTC\njobs:\n  a:\n    steps: [{run: 'true'}]\n"
+    text = "name: nightly\non:\n  schedule:\n    - cron: '30 2 * * *'\n      timezone: UTC\n"
+    text += "jobs:\n  a:\n    steps: [{run: 'true'}]\n"
     registry.register(load_text(text, "n.yaml"), conn)
     (item,) = schedules.all_schedules(conn)
     assert item.source == "file" and item.pipeline == "default/nightly" and item.cron == "30 2 * * *"
