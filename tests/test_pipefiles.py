@@ -284,3 +284,28 @@ def test_expressions_keep_types_and_interpolate_text():
         'echo "${TRAINYARD_EXPR_0}" ${TRAINYARD_EXPR_1}',
         {"TRAINYARD_EXPR_0": " inputs.x ", "TRAINYARD_EXPR_1": " params.y "},
     )
+
+
+def test_examples_seed_actions_and_train_evaluate_report(conn, tmp_path, run_cli):
+    """The seeds' action examples (string and object form) from a local folder of repositories, offline."""
+    repos = tmp_path / "repos"
+    make_repo(repos / "examples" / "add", {p.name: p.read_text() for p in (EXAMPLES / "actions" / "add").iterdir()})
+    git(repos / "examples" / "add", "tag", "v1")
+    env = {"TRAINYARD_ACTIONS_SOURCE": str(repos)}
+    for name in ("seed_action_string.yaml", "seed_action_object.yaml"):
+        proc = run_cli("pipeline", "run", str(EXAMPLES / name), env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "add: 2 + 3 = 5" in proc.stdout
+    without = run_cli(
+        "pipeline",
+        "validate",
+        str(EXAMPLES / "seed_action_string.yaml"),
+        env={"TRAINYARD_ACTIONS_SOURCE": str(tmp_path / "empty")},
+    )
+    assert without.returncode == 1 and "cannot fetch action" in without.stderr
+    pf = load_file(EXAMPLES / "train_evaluate_report.yaml")
+    assert [s.cron for s in pf.on.schedule] == ["0 3 * * *"]
+    good = run_here(pf, {"lr": "0.3"}, {"note": "nightly"}, conn)
+    assert good.status == "completed" and job_outputs(conn, good)["report"]["published"] is True
+    low = run_here(pf, {"lr": "0.01", "epochs": "1"}, None, conn)  # accuracy under target: no report
+    assert low.status == "completed" and low.state["report"].status == "skipped"

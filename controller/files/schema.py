@@ -71,7 +71,7 @@ class Job(_Model):
     """A group of steps run in order, in one working folder, by one task on one worker."""
 
     name: str | None = None
-    needs: list[JobId] = Field(default_factory=list)
+    needs: list[JobId] | JobId = Field(default_factory=list)  # always a list once validated
     queue: str | None = None
     gpus: int = Field(default=0, ge=0)
     mode: Literal["local", "venv", "conda", "docker"] | None = None
@@ -133,7 +133,7 @@ class TaskTrigger(_Model):
 
     kind: Literal["task", "pipeline"] = "task"
     project: str | None = None
-    status: list[TaskStatusName] = Field(default_factory=lambda: ["completed"])
+    status: list[TaskStatusName] | TaskStatusName = Field(default_factory=lambda: ["completed"])
     tags: list[str] = Field(default_factory=list)
     queue: str | None = None
     name: str | None = None  # a task name (tasks) or a pipeline name (pipelines)
