@@ -7,10 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from gitrepo import git, make_repo
 from workerproc import WorkerProcess
 
 from trainyard import Queue, Task
+from trainyard.cli import cli
 from trainyard.controller import runs
 from trainyard.controller.files import expr, json_schema, load_file, load_text, registry, run_here, validate_text
 from trainyard.controller.files.errors import PipelineFileError
@@ -73,6 +75,13 @@ def test_submitted_file_runs_on_workers_with_the_same_result(conn, tmp_path, run
         proc = run_cli("pipeline", "submit", str(EXAMPLES / "three_jobs.yaml"), "-p", "n=2", check=True)
         run_id = proc.stdout.split()[-1]
         Task.get(run_id, conn).wait(timeout=120)
+        fired = run_cli("pipeline", "trigger", "three-jobs", "-i", "message=by hand", "-p", "n=1", check=True)
+        triggered = fired.stdout.split()[-1]
+        Task.get(triggered, conn).wait(timeout=120)
+        refused = run_cli("pipeline", "trigger", "three-jobs", "-i", "nope=1")
+        assert refused.returncode == 1 and "unknown input(s) nope" in refused.stderr
+    manual = runs.load(conn, triggered)
+    assert manual.status == "completed" and job_outputs(conn, manual)["join"]["message"] == "by hand"
     run = runs.load(conn, run_id)
     assert run.status == "completed", run.message
     assert run.controller_queue == "services" and run.local_queue is None
@@ -180,6 +189,10 @@ jobs:
   c:
     if: ${{ params.flag }}
     steps: [{run: "true"}]
+  e:
+    steps:
+      - run: sleep 60
+        timeout: 0.5
   d:
     steps:
       - if: ${{ !params.flag }}
@@ -192,10 +205,12 @@ jobs:
     run = run_here(load_text(text, "failing.yaml"), conn=conn)
     assert run.status == "failed"
     states = {name: s.status for name, s in run.state.items()}
-    assert states == {"a": "failed", "b": "skipped", "c": "skipped", "d": "completed"}
+    assert states == {"a": "failed", "b": "skipped", "c": "skipped", "d": "completed", "e": "failed"}
     assert job_outputs(conn, run)["d"] == {"ran": "yes"}
     log = "\n".join(line.text for line in logs.read(conn, run.state["a"].task_id))
     assert "exit code 3" in log and "skipping the remaining 1 step(s)" in log
+    log = "\n".join(line.text for line in logs.read(conn, run.state["e"].task_id))
+    assert "timed out after 0.5s" in log
 
 
 BAD = {
@@ -236,15 +251,16 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_files_are_refused_with_file_line_and_field(case, conn, tmp_path, run_cli):
+    """The commands in-process (CliRunner: fast); test_three_jobs_... runs the real command line."""
     text, line, field, message = BAD[case]
     path = copy_example(tmp_path, "bad.yaml")
     path.write_text(text)
     for command in (["validate"], ["run"], ["submit"]):
-        proc = run_cli("pipeline", *command, str(path))
-        assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
-        first = proc.stderr.splitlines()[0]
+        result = CliRunner().invoke(cli, ["pipeline", *command, str(path)])
+        assert result.exit_code == 1, (command, result.output)
+        first = result.stderr.splitlines()[0]
         assert first.startswith(f"error: {path}:{line}: {field}".rstrip()), first
-        assert message in proc.stderr
+        assert message in result.stderr
     assert conn.hlen(registry.REGISTRY) == 0 and conn.zcard(keys.PIPELINES) == 0  # nothing registered or run
     assert TaskStore(conn).count() == 0
 
@@ -309,3 +325,43 @@ def test_examples_seed_actions_and_train_evaluate_report(conn, tmp_path, run_cli
     assert good.status == "completed" and job_outputs(conn, good)["report"]["published"] is True
     low = run_here(pf, {"lr": "0.01", "epochs": "1"}, None, conn)  # accuracy under target: no report
     assert low.status == "completed" and low.state["report"].status == "skipped"
+
+
+def test_json_files_report_lines_too():
+    text = (
+        '{\n  "name": "j",\n  "jobs": {\n    "a": {\n      "steps": [{"run": "true", "shel": "bash"}]\n    }\n  }\n}\n'
+    )
+    (error,) = validate_text(text, "p.json")
+    assert (error.file, error.line, error.field, error.message) == (
+        "p.json",
+        5,
+        "jobs.a.steps[0].shel",
+        "unknown key 'shel'",
+    )
+    duplicate = validate_text("name: a\nname: b\njobs: {a: {steps: [{run: 'true'}]}}\n", "d.yaml")
+    assert [(e.line, e.message) for e in duplicate] == [(2, "duplicate key")]
+
+
+def test_docker_action(conn, tmp_path, docker_image, monkeypatch):
+    """runs.using docker: inputs as INPUT_* in the container, the workspace mounted, outputs back."""
+    action = tmp_path / "actions" / "shout"
+    action.mkdir(parents=True)
+    (action / "action.yaml").write_text(
+        "name: Shout\ninputs:\n  word: {required: true}\noutputs:\n  loud: {type: string}\n"
+        f"runs:\n  using: docker\n  image: {docker_image}\n"
+        '  args: [sh, -c, \'echo "loud=$INPUT_WORD!" >> "$TRAINYARD_OUTPUT"; echo seen > /workspace/seen.txt\']\n'
+    )
+    text = """
+name: dockerized
+jobs:
+  a:
+    steps:
+      - id: s
+        action: ./actions/shout
+        inputs: {word: "$(touch /workspace/pwned)"}
+      - run: test -f seen.txt && test ! -e pwned
+    outputs: {loud: "${{ steps.s.outputs.loud }}"}
+"""
+    run = run_here(load_text(text, "d.yaml", base_dir=tmp_path), conn=conn)
+    assert run.status == "completed", run.message
+    assert job_outputs(conn, run)["a"] == {"loud": "$(touch /workspace/pwned)!"}

@@ -78,11 +78,18 @@ def build(
     """The engine pipeline for one run of ``pf`` with these values (nothing is stored yet)."""
     values = typed_values(pf.params, params or {}, "param")
     manual = pf.on.manual.inputs if pf.on.manual else {}
-    extra = {k: v for k, v in (inputs or {}).items() if k not in manual}
-    input_values = {**typed_values(manual, {k: v for k, v in (inputs or {}).items() if k in manual}, "input"), **extra}
+    scheduled = {key for schedule in pf.on.schedule for key in schedule.inputs}  # free-form, set in the file
+    extra = {k: v for k, v in (inputs or {}).items() if k not in manual and k in scheduled}
+    given = {k: v for k, v in (inputs or {}).items() if k not in extra}
+    input_values = {**typed_values(manual, given, "input"), **extra}
     context = {"params": values, "inputs": input_values, "event": dict(event or {})}
     pipe = Pipeline(
-        pf.name, project=pf.project, version=pf.version, default_queue=pf.queue or "default", connection=connection
+        pf.name,
+        project=pf.project,
+        version=pf.version,
+        default_queue=pf.queue or "default",
+        abort_on_failure=pf.fail_fast,
+        connection=connection,
     )
     pipe.parameters = dict(values)
     source = runner_source()

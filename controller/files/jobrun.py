@@ -360,14 +360,20 @@ class JobRunner:
             return [str(path), *args]
         if using == "docker":
             names = sorted(k for k in env if k.startswith("INPUT_"))
-            argv = ["docker", "run", "--rm", "-v", f"{self.workspace}:/workspace", "-w", "/workspace"]
+            argv = ["docker", "run", "--rm", "--network", _docker_network(), "-w", "/workspace"]
+            argv += [
+                "-v",
+                f"{self.workspace}:/workspace",
+                "--label",
+                f"trainyard.task={os.environ.get('TRAINYARD_TASK_ID', '')}",
+            ]
             argv += ["-v", f"{out.parent}:/trainyard-outputs", "-e", f"TRAINYARD_OUTPUT=/trainyard-outputs/{out.name}"]
             argv += ["-e", f"GITHUB_OUTPUT=/trainyard-outputs/{out.name}"]
             for name in names:
                 argv += ["-e", name]
             if runs.get("entrypoint"):
                 argv += ["--entrypoint", runs["entrypoint"]]
-            return [*argv, runs["image"], *([a for a in args] if runs.get("args") else [])]
+            return [*argv, runs["image"], *(args if runs.get("args") else [])]
         raise StepFailed(f"action {action['display']}: unknown runs.using {using!r}")
 
     def _exec(self, argv: list[str], env: dict[str, str], timeout: float | None) -> None:
@@ -397,6 +403,15 @@ class JobRunner:
                 os.write(fd, (json.dumps({"kind": "output", "name": name, "value": value}) + "\n").encode())
         finally:
             os.close(fd)
+
+
+def _docker_network() -> str:
+    """``TRAINYARD_ACTION_NETWORK``, else the engine's bridge network when it has one, else the host's."""
+    chosen = os.environ.get("TRAINYARD_ACTION_NETWORK")
+    if chosen:
+        return chosen
+    probe = subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True)
+    return "bridge" if probe.returncode == 0 else "host"
 
 
 def _kill(proc: subprocess.Popen) -> None:

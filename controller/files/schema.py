@@ -176,6 +176,7 @@ class PipelineFile(_Model):
     version: str = "1.0.0"
     description: str | None = None
     queue: str | None = None  # default queue of every job
+    fail_fast: bool = False  # True: the first failed job aborts the running ones and skips the rest
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     params: dict[Id, Param] = Field(default_factory=dict)
     on: Triggers = Field(default_factory=lambda: Triggers(manual=ManualTrigger()))
