@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+from click.testing import CliRunner
 from workerproc import WorkerProcess
 
 from trainyard import Queue, Task, TaskScheduler
+from trainyard.cli import cli
 from trainyard.controller import runs, schedules, triggers
 from trainyard.controller.files import load_text, registry
 from trainyard.queues.store import Query, TaskStore
@@ -74,6 +76,7 @@ def test_two_trigger_services_fire_each_tick_once_and_task_events_start_pipeline
     assert len(set(ticks)) == len(ticks)  # never twice
     assert [b - a for a, b in zip(ticks, ticks[1:])] == [2.0] * (len(ticks) - 1)  # every tick, none skipped
     assert all(f["late"] >= 0 for f in fired)  # never early
+    print("tick lateness (ms):", [round(f["late"] * 1000, 1) for f in fired], "by:", [f["by"] for f in fired])
     all_fires = [f for _, f in triggers.fires(conn) if f["trigger"] == every_2s.id]
     assert len({f["tick"] for f in all_fires}) == len(all_fires)
     clones = TaskStore(conn).query(Query(tag=f"schedule:{every_2s.id}"))
@@ -86,46 +89,28 @@ def test_two_trigger_services_fire_each_tick_once_and_task_events_start_pipeline
     assert [f["subject"] for f in task_fires] == [watched.id]  # once, and not re-triggered by its own jobs
 
 
-def test_schedule_cli_and_bad_input(conn, run_cli):
+def test_schedule_cli_and_bad_input(conn):
+    """The schedule commands, in-process (CliRunner)."""
+
+    def cli_run(*args: str):
+        return CliRunner().invoke(cli, list(args))
+
     template = Task.create("t", "jobs", command=["true"], connection=conn)
     Queue.create("default")
-    added = json.loads(
-        run_cli(
-            "schedule",
-            "add",
-            "--task",
-            template.id,
-            "--queue",
-            "default",
-            "--cron",
-            "0 3 * * *",
-            "--timezone",
-            "Europe/Paris",
-            "--json",
-            check=True,
-        ).stdout
-    )
-    listed = json.loads(run_cli("schedule", "list", "--json", check=True).stdout)
+    add = ["schedule", "add", "--task", template.id, "--queue", "default"]
+    added = json.loads(cli_run(*add, "--cron", "0 3 * * *", "--timezone", "Europe/Paris", "--json").output)
+    listed = json.loads(cli_run("schedule", "list", "--json").output)
     assert [s["id"] for s in listed] == [added["id"]]
     assert time.gmtime(listed[0]["next"]).tm_hour in (1, 2)  # 03:00 in Paris is 01:00 or 02:00 UTC
-    bad = run_cli("schedule", "add", "--task", template.id, "--queue", "default", "--cron", "every day")
-    assert bad.returncode == 1 and "not a valid cron expression" in bad.stderr
-    bad_tz = run_cli(
-        "schedule",
-        "add",
-        "--task",
-        template.id,
-        "--queue",
-        "default",
-        "--cron",
-        "0 * * * *",
-        "--timezone",
-        "Mars/Olympus",
-    )
-    assert bad_tz.returncode == 1 and "unknown time zone" in bad_tz.stderr
-    assert run_cli("schedule", "remove", added["id"], check=True).returncode == 0
+    bad = cli_run(*add, "--cron", "every day")
+    assert bad.exit_code == 1 and "not a valid cron expression" in bad.stderr
+    bad_tz = cli_run(*add, "--cron", "0 * * * *", "--timezone", "Mars/Olympus")
+    assert bad_tz.exit_code == 1 and "unknown time zone" in bad_tz.stderr
+    no_queue = cli_run("schedule", "add", "--task", template.id, "--cron", "0 * * * *")
+    assert no_queue.exit_code == 1 and "needs --queue" in no_queue.stderr
+    assert cli_run("schedule", "remove", added["id"]).exit_code == 0
     assert schedules.user_schedules(conn) == []
-    assert run_cli("schedule", "remove", added["id"]).returncode == 1
+    assert cli_run("schedule", "remove", added["id"]).exit_code == 1
 
 
 def test_file_schedule_is_listed(conn, tmp_path):
@@ -134,3 +119,28 @@ def test_file_schedule_is_listed(conn, tmp_path):
     registry.register(load_text(text, "n.yaml"), conn)
     (item,) = schedules.all_schedules(conn)
     assert item.source == "file" and item.pipeline == "default/nightly" and item.cron == "30 2 * * *"
+
+
+def test_file_schedule_and_pipeline_schedule_start_runs(conn):
+    """A trigger service (here in a thread) starts runs of a file's schedule and of a user schedule."""
+    import threading
+
+    Queue.create("services")
+    Queue.create("default")
+    text = "name: ticking\nparams: {n: 1}\non:\n  schedule:\n    - cron: '* * * * * */1'\n      params: {n: 7}\n"
+    text += "jobs:\n  a:\n    steps: [{run: 'true'}]\n"
+    registry.register(load_text(text, "ticking.yaml"), conn)
+    by_hand = schedules.add("* * * * * */1", pipeline="ticking", params={"n": 9}, conn=conn)
+    service = triggers.TriggerService(conn, name="in-test")
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        from_file = await_fires(conn, 1, "file:default/ticking:0")[0]
+        from_user = await_fires(conn, 1, by_hand.id)[0]
+    finally:
+        service.stop_event.set()
+        thread.join(timeout=30)
+    for fire, n in ((from_file, 7), (from_user, 9)):
+        run = runs.load(conn, fire["started"])
+        assert run.name == "ticking" and run.parameters == {"n": n} and run.controller_queue == "services"
+        assert fire["by"] == "in-test" and fire["late"] >= 0
