@@ -102,14 +102,14 @@ def user_schedules(conn: Redis | None = None) -> list[Schedule]:
     return sorted((Schedule.model_validate_json(v) for v in raw.values()), key=lambda s: s.created)
 
 
-def file_schedules(entries: list[dict[str, Any]]) -> list[Schedule]:
+def file_schedules(entries: list[dict[str, Any]], cache: dict | None = None) -> list[Schedule]:
     """The ``on.schedule`` triggers of registered pipeline files, as schedules."""
-    from .files.registry import load_entry
+    from .triggers import parsed_entry
 
     out = []
     for entry in entries:
         try:
-            pf = load_entry(entry)
+            pf = parsed_entry(entry, cache)
         except InvalidInput:
             continue
         for i, trigger in enumerate(pf.on.schedule):

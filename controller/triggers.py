@@ -32,7 +32,8 @@ from ..queues.task import Task
 from . import runs
 from .files import registry
 from .files.cron import next_tick
-from .schedules import Schedule, all_schedules
+from .files.schema import PipelineFile
+from .schedules import Schedule, file_schedules, user_schedules
 
 log = logging.getLogger("trainyard.triggers")
 FIRES = "trainyard:trigger:fires"  # stream: one entry per firing
@@ -52,14 +53,15 @@ class TriggerService:
         self.name = name or f"{socket.gethostname()}-triggers-{os.getpid()}"
         self.stop_event = threading.Event()
         self._due: dict[str, float] = {}  # schedule key -> next tick
+        self._parsed: dict[tuple, PipelineFile] = {}  # (project, name, updated) -> the registered file
 
     def run(self) -> None:
         cursor = events.last_id(self.conn)
         print(f"trigger service {self.name} started", flush=True)
         while not self.stop_event.is_set():
             now = time.time()
-            schedules = all_schedules(self.conn)
             file_entries = registry.entries(self.conn)
+            schedules = user_schedules(self.conn) + file_schedules(file_entries, self._parsed)
             wait = REFRESH_S
             for schedule in schedules:
                 key = f"{schedule.id}|{schedule.cron}|{schedule.timezone}"
@@ -112,7 +114,7 @@ class TriggerService:
         kind = "pipeline" if event.kind == "pipeline" else "task"
         for entry in file_entries:
             pf = None
-            for i, trigger in enumerate(_task_triggers(entry)):
+            for i, trigger in enumerate(_task_triggers(entry, self._parsed)):
                 if trigger.get("kind", "task") != kind or event.status not in trigger.get("status", ["completed"]):
                     continue
                 if trigger.get("project") and trigger["project"] != event.project:
@@ -126,7 +128,7 @@ class TriggerService:
                 occurrence = f"{event.task_id}:{event.status}" if kind == "pipeline" else event.id
                 if not self._claim(trigger_id, occurrence):
                     continue
-                pf = pf or registry.load_entry(entry)
+                pf = pf or parsed_entry(entry, self._parsed)
                 payload = {
                     "kind": kind,
                     "id": event.task_id,
@@ -169,13 +171,20 @@ class TriggerService:
             pipe.execute()
 
 
-def _task_triggers(entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``on.task`` triggers of a registered file, read cheaply (the file was checked when registered)."""
-    cached = entry.get("_task_triggers")
-    if cached is None:
-        pf = registry.load_entry(entry)
-        cached = entry["_task_triggers"] = [t.model_dump() for t in pf.on.task]
-    return cached
+def _task_triggers(entry: dict[str, Any], cache: dict) -> list[dict[str, Any]]:
+    """The ``on.task`` triggers of a registered file (parsed once per version of the file)."""
+    return [t.model_dump() for t in parsed_entry(entry, cache).on.task]
+
+
+def parsed_entry(entry: dict[str, Any], cache: dict | None) -> PipelineFile:
+    key = (entry["project"], entry["name"], entry["updated"])
+    if cache is None:
+        return registry.load_entry(entry)
+    if key not in cache:
+        if len(cache) > 1000:
+            cache.clear()
+        cache[key] = registry.load_entry(entry)
+    return cache[key]
 
 
 def _matches(trigger: dict[str, Any], details: dict[str, Any], own_pipeline: str) -> bool:
