@@ -16,7 +16,7 @@ from .actions import ResolvedAction, describe, resolve
 from .errors import FileError, PipelineFileError, field_path
 from .jobrun import cast_input
 from .loader import Lines, line_of, parse
-from .schema import ID, Param, PipelineFile
+from .schema import Param, PipelineFile
 
 _TYPE_ERRORS = {
     "string_type",
@@ -65,7 +65,7 @@ def load_text(
     actions: dict[str, ResolvedAction] = {}
     if resolve_actions:
         actions = _resolve_actions(checker, model, base_dir)
-    _check_references(checker, model, actions, resolve_actions)
+    _check_references(checker, model, actions)
     if checker.errors:
         raise PipelineFileError(checker.errors)
     model._text = text
@@ -264,9 +264,7 @@ def _check_inputs(checker: Checker, path: tuple, action: ResolvedAction, given: 
 # -- references -----------------------------------------------------------------------------------
 
 
-def _check_references(
-    checker: Checker, model: PipelineFile, actions: dict[str, ResolvedAction], actions_known: bool
-) -> None:
+def _check_references(checker: Checker, model: PipelineFile, actions: dict[str, ResolvedAction]) -> None:
     inputs = set(model.on.manual.inputs) if model.on.manual else set()
     for schedule in model.on.schedule:
         inputs |= set(schedule.inputs)
@@ -290,8 +288,6 @@ def _check_references(
                 declared = None
                 if step.action is not None and describe(step.action) in actions:
                     declared = set(actions[describe(step.action)].definition.get("outputs") or {})
-                elif step.action is not None and actions_known:
-                    declared = None
                 steps[step.id] = declared
         _refs(checker, ("jobs", job_id, "outputs"), job.outputs, {**scope, "steps": steps})
 
@@ -363,7 +359,3 @@ def _ref_problem(ref: tuple, scope: dict) -> str | None:
             known = ", ".join(sorted(declared)) or "none"
             return f"step {name!r}'s action declares no output {ref[3]!r} (outputs: {known})"
     return None
-
-
-def job_ids_ok(name: str) -> bool:
-    return bool(ID.match(name))
