@@ -190,7 +190,8 @@ def fetch_git(url: str, tag: str, cache_root: Path, sha: str | None = None) -> t
             )
             if proc.returncode != 0:
                 detail = (proc.stderr.strip().splitlines() or ["git clone failed"])[-1]
-                raise StepFailed(f"cannot fetch action {url} at {tag!r}: {detail}")
+                shown = re.sub(r"(://)[^/@\s]+@", r"\1***@", f"{url} at {tag!r}: {detail}")
+                raise StepFailed(f"cannot fetch action {shown}")
             try:
                 os.rename(tmp / "c", target)
             except OSError:
