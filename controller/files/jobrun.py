@@ -192,6 +192,9 @@ def fetch_git(url: str, tag: str, cache_root: Path, sha: str | None = None) -> t
                 detail = (proc.stderr.strip().splitlines() or ["git clone failed"])[-1]
                 shown = re.sub(r"(://)[^/@\s]+@", r"\1***@", f"{url} at {tag!r}: {detail}")
                 raise StepFailed(f"cannot fetch action {shown}")
+            clean = re.sub(r"(://)[^/@\s]+@", r"\1", url)
+            if clean != url:  # no token left on disk in the cached clone
+                subprocess.run(["git", "-C", str(tmp / "c"), "remote", "set-url", "origin", clean], check=False)
             try:
                 os.rename(tmp / "c", target)
             except OSError:
