@@ -365,3 +365,23 @@ jobs:
     run = run_here(load_text(text, "d.yaml", base_dir=tmp_path), conn=conn)
     assert run.status == "completed", run.message
     assert job_outputs(conn, run)["a"] == {"loud": "$(touch /workspace/pwned)!"}
+
+
+def test_job_in_venv_mode(conn, tmp_path):
+    """A job's mode reaches its task: in venv mode the steps' `python` is the job's own environment."""
+    text = """
+name: venv-job
+jobs:
+  a:
+    mode: venv
+    gpus: 0
+    steps:
+      - id: s
+        run: python -c 'import sys; print("prefix=" + sys.prefix)' >> "$TRAINYARD_OUTPUT"
+    outputs: {prefix: "${{ steps.s.outputs.prefix }}"}
+"""
+    run = run_here(load_text(text, "venv.yaml"), conn=conn)
+    assert run.status == "completed", run.message
+    record = TaskStore(conn).get(run.state["a"].task_id)
+    assert record.execution.mode.value == "venv" and record.runtime.environment["mode"] == "venv"
+    assert record.outputs["prefix"].endswith("/envs/" + record.runtime.environment["key"])
