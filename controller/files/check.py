@@ -75,10 +75,15 @@ def load_text(
     return model
 
 
-def validate_text(text: str, filename: str = "<editor>", base_dir: Path | None = None) -> list[FileError]:
-    """Every problem in ``text`` ([] when it is a valid pipeline file); nothing is stored or run."""
+def validate_text(
+    text: str, filename: str = "<editor>", base_dir: Path | None = None, resolve_actions: bool = True
+) -> list[FileError]:
+    """Every problem in ``text`` ([] when it is a valid pipeline file); nothing is stored or run.
+
+    ``resolve_actions=False`` skips fetching actions (and checking their inputs): quick, for editors.
+    """
     try:
-        load_text(text, filename, base_dir)
+        load_text(text, filename, base_dir, resolve_actions)
     except PipelineFileError as exc:
         return exc.errors
     return []
@@ -107,6 +112,8 @@ def _schema_errors(checker: Checker, data: Any, exc: ValidationError) -> None:
             message = f"unknown key {path[-1]!r}"
         elif error["type"] == "missing":
             message = f"missing required key {path[-1]!r}"
+        elif error["type"] == "string_pattern_mismatch" and "[key]" in error["loc"]:
+            message = f"bad id {path[-1]!r}: start with a letter or _, then letters, digits, - or _ (64 at most)"
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         found.append((path, error["type"], message))
