@@ -426,3 +426,17 @@ def test_shipped_runner_is_python38_syntax():
 
     for name in ("jobrun.py", "expr.py"):
         ast.parse((REPO / "controller" / "files" / name).read_text(), feature_version=(3, 8))
+
+
+def test_gpu_jobs_run_locally_only_where_gpus_are(run_cli, tmp_path):
+    """Stand-in NVML (no GPU on CI): a job with gpus: 1 gets GPU 0 pinned; without GPUs it is refused at once."""
+    path = tmp_path / "gpu.yaml"
+    path.write_text(
+        'name: gpu\njobs:\n  a:\n    gpus: 1\n    steps:\n      - run: echo "pinned=$CUDA_VISIBLE_DEVICES"\n'
+    )
+    standin = {"TRAINYARD_NVML": "standin", "TRAINYARD_STANDIN_GPUS": '[{"name": "Stand-in", "memory_total_mb": 1024}]'}
+    proc = run_cli("pipeline", "run", str(path), env=standin)
+    assert proc.returncode == 0 and "[a] pinned=0" in proc.stdout, proc.stdout + proc.stderr
+    refused = run_cli("pipeline", "run", str(path), env={"TRAINYARD_NVML": "off"})
+    assert refused.returncode == 1
+    assert "jobs.a.gpus: the job needs 1 GPU(s) and this machine has 0" in refused.stderr
