@@ -199,14 +199,15 @@ jobs:
         id: s
         run: echo "ran=yes" >> "$TRAINYARD_OUTPUT"
       - if: params.flag
+        id: never
         run: exit 1
-    outputs: {ran: "${{ steps.s.outputs.ran }}"}
+    outputs: {ran: "${{ steps.s.outputs.ran }}", skipped: "${{ steps.never.outputs.x }}"}
 """
     run = run_here(load_text(text, "failing.yaml"), conn=conn)
     assert run.status == "failed"
     states = {name: s.status for name, s in run.state.items()}
     assert states == {"a": "failed", "b": "skipped", "c": "skipped", "d": "completed", "e": "failed"}
-    assert job_outputs(conn, run)["d"] == {"ran": "yes"}
+    assert job_outputs(conn, run)["d"] == {"ran": "yes", "skipped": None}  # a skipped step's output: null
     log = "\n".join(line.text for line in logs.read(conn, run.state["a"].task_id))
     assert "exit code 3" in log and "skipping the remaining 1 step(s)" in log
     log = "\n".join(line.text for line in logs.read(conn, run.state["e"].task_id))
