@@ -8,6 +8,7 @@ EVENTS = PREFIX + "events"  # stream of every status change
 QUEUES = PREFIX + "queues"  # hash: queue name -> JSON metadata
 NAMES = PREFIX + "idx:name"  # hash: "<project>\x1f<name>" -> newest task id
 ALL = PREFIX + "idx:all"  # zset of every task id, scored by creation time
+NAME_SCAN = PREFIX + "idx:names"  # zset of "<name>\x00<id>" for every task, scored by creation time
 
 RQ_QUEUES = "rq:queues"
 
@@ -38,6 +39,11 @@ def queue_index(queue: str) -> str:
 
 def name_field(project: str, name: str) -> str:
     return f"{project}\x1f{name}"
+
+
+def name_member(name: str, task_id: str) -> str:
+    """A task's member of NAME_SCAN: its name, NUL, its id (names are matched with ZSCAN MATCH)."""
+    return f"{name}\x00{task_id}"
 
 
 def rq_queue(queue: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from redis import Redis, WatchError
 from redis.client import Pipeline
 
-from . import events, keys, lifecycle, rqjob
+from . import bulk, events, keys, lifecycle, rqjob
 from .errors import IllegalTransition, InvalidInput, TaskNotFound
 from .record import TaskRecord, TaskStatus
 
@@ -178,27 +178,15 @@ class TaskStore:
         return min(zip(sizes, candidates))[1], False
 
     # -- writes --------------------------------------------------------------------------
-    def create(self, record: TaskRecord, hook: TxHook | None = None) -> TaskRecord:
+    def create(self, record: TaskRecord) -> TaskRecord:
         """Store a new record (its id must be unused) with its indexes and a ``created`` event."""
-        records = self.create_many([record], hook=hook)
-        return records[0]
+        return self.create_many([record])[0]
 
-    def create_many(self, records: list[TaskRecord], hook: TxHook | None = None) -> list[TaskRecord]:
-        """Store many new records in one round trip (used for bulk enqueue and sweeps)."""
-        set_positions = []
-        with self.conn.pipeline(transaction=True) as pipe:
-            for record in records:
-                set_positions.append(len(pipe.command_stack))
-                pipe.set(keys.task(record.id), record.to_json(), nx=True)
-                self._write_indexes(pipe, None, record)
-                if hook is not None:
-                    hook(pipe, record, record)
-                events.publish(
-                    pipe, "created", record.id, record.status.value, "", record.project, record.execution.queue or ""
-                )
-            results = pipe.execute()
-        if not all(results[i] for i in set_positions):
-            # SET NX refused: an id collision (64 random bits: practically never). Surface it.
+    def create_many(self, records: list[TaskRecord], born: bulk.Born | None = None) -> list[TaskRecord]:
+        """Store many new records atomically in one round trip (used for bulk enqueue and sweeps);
+        with ``born`` they are queued there too (their records must already say so)."""
+        if not bulk.create(self.conn, records, index_keys, born):
+            # An id collision (64 random bits: practically never); nothing was written. Surface it.
             raise InvalidInput("task id already exists")
         return records
 
@@ -274,6 +262,7 @@ class TaskStore:
                     pipe.delete(key, keys.log(task_id), keys.rq_job(task_id))
                     for index in index_keys(old):
                         pipe.zrem(index, task_id)
+                    pipe.zrem(keys.NAME_SCAN, keys.name_member(old.name, task_id))
                     if hook is not None:
                         hook(pipe, old, old)
                     events.publish(pipe, "deleted", task_id, old.status.value, old.status.value, old.project)
@@ -293,6 +282,10 @@ class TaskStore:
             pipe.zadd(key, {new.id: new.created})
         if old is None or (old.project, old.name) != (new.project, new.name):
             pipe.hset(keys.NAMES, keys.name_field(new.project, new.name), new.id)
+        if old is None or old.name != new.name:
+            if old is not None:
+                pipe.zrem(keys.NAME_SCAN, keys.name_member(old.name, old.id))
+            pipe.zadd(keys.NAME_SCAN, {keys.name_member(new.name, new.id): new.created})
 
     def _drop_name_hint(self, record: TaskRecord) -> None:
         field = keys.name_field(record.project, record.name)
