@@ -51,7 +51,7 @@ local function add(cmd, key, a, b)
   local list = pending[key]
   if list == nil then list = {cmd = cmd}; pending[key] = list end
   list[#list + 1] = a
-  list[#list + 1] = b
+  if b ~= nil then list[#list + 1] = b end
   if #list >= 1000 then redis.call(cmd, key, unpack(list)); pending[key] = nil end
 end
 local at_tail = false
@@ -63,7 +63,7 @@ for t = 1, ntasks do
   local k = tonumber(ARGV[i + FIXED - 1])
   for j = 1, k do add('ZADD', ARGV[i + FIXED - 1 + j], score, id) end
   add('HSET', names, ARGV[i + 6], id)
-  add('ZADD', name_scan, score, ARGV[i + 7])
+  add('SADD', name_scan, ARGV[i + 7])
   if #KEYS > 0 then
     local jk = job_prefix .. id
     redis.call('DEL', jk)

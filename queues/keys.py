@@ -8,7 +8,7 @@ EVENTS = PREFIX + "events"  # stream of every status change
 QUEUES = PREFIX + "queues"  # hash: queue name -> JSON metadata
 NAMES = PREFIX + "idx:name"  # hash: "<project>\x1f<name>" -> newest task id
 ALL = PREFIX + "idx:all"  # zset of every task id, scored by creation time
-NAME_SCAN = PREFIX + "idx:names"  # zset of "<name>\x00<id>" for every task, scored by creation time
+NAME_SCAN = PREFIX + "idx:names"  # set of "<name>\x00<id>" for every task (matched with SSCAN MATCH)
 
 RQ_QUEUES = "rq:queues"
 
@@ -42,7 +42,7 @@ def name_field(project: str, name: str) -> str:
 
 
 def name_member(name: str, task_id: str) -> str:
-    """A task's member of NAME_SCAN: its name, NUL, its id (names are matched with ZSCAN MATCH)."""
+    """A task's member of NAME_SCAN: its name, NUL, its id (names are matched with SSCAN MATCH)."""
     return f"{name}\x00{task_id}"
 
 

@@ -17,6 +17,8 @@ from .record import TaskRecord, TaskStatus
 
 PAGE_MAX = 1000
 _SCAN_CHUNK = 200
+_WALK_LIMIT = 400  # records read newest-first before a query not answered by one index is narrowed in Redis
+_NAME_SCAN_COUNT = 10_000
 
 # A hook run inside the MULTI of an update, after the record is written: (pipe, old, new) -> None.
 TxHook = Callable[[Pipeline, TaskRecord, TaskRecord], None]
@@ -35,6 +37,50 @@ def index_keys(record: TaskRecord) -> set[str]:
         found.add(keys.queue_index(record.execution.queue))
         if record.status == TaskStatus.RUNNING:
             found.add(keys.inflight(record.execution.queue))
+    return found
+
+
+def redis_glob(pattern: str) -> str:
+    """A Redis MATCH pattern that matches at least every string ``fnmatchcase(s, pattern)`` does.
+
+    ``*`` and ``?`` carry over, a ``[...]`` set becomes ``?`` (callers re-check with fnmatch),
+    and characters special to Redis are escaped.
+    """
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        i += 1
+        if char in "*?":
+            out.append(char)
+        elif char == "[":
+            j = i + 1 if i < n and pattern[i] == "!" else i
+            j = j + 1 if j < n and pattern[j] == "]" else j
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:  # no closing bracket: a literal "[" for fnmatch
+                out.append("\\[")
+            else:
+                out.append("?")
+                i = j + 1
+        elif char in "\\[]^":
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _query_indexes(query: Query) -> list[str]:
+    """The sorted-set index of each of the query's indexed filters."""
+    found = []
+    if query.project is not None:
+        found.append(keys.project_index(query.project))
+    statuses = query.statuses()
+    if len(statuses) == 1:
+        found.append(keys.status_index(statuses[0]))
+    if query.tag is not None:
+        found.append(keys.tag_index(query.tag))
+    if query.queue is not None:
+        found.append(keys.queue_index(query.queue))
     return found
 
 
@@ -134,7 +180,14 @@ class TaskStore:
         return out
 
     def iter_query(self, query: Query, exact_name: str | None = None):
-        """Walk the smallest matching index newest-first, fetching records in chunks."""
+        """Walk the smallest matching index newest-first, fetching records in chunks.
+
+        A query that the index does not answer alone (two filters, a name glob) and that has
+        not been satisfied after ``_WALK_LIMIT`` records turns to filtering in Redis: the
+        intersection of its indexes (ZINTER) and the names matching its glob (SSCAN MATCH over
+        the name scan set), so a rare match costs a few server-side passes, not a read of
+        every record. Every record yielded is still checked against the whole query.
+        """
         key, exact = self._best_index(query)
         start = 0
         seen: set[str] = set()  # the index can shift while we walk it (new tasks land at the front)
@@ -152,19 +205,52 @@ class TaskStore:
                     continue
                 if exact or query.matches(record):
                     yield record
+            if not exact and exact_name is None and len(seen) >= _WALK_LIMIT:
+                candidates = self._narrow(query)
+                if candidates is not None:
+                    yield from self._walk_ids([i for i in candidates if i not in seen], query)
+                    return
+
+    def _walk_ids(self, ids: list[str], query: Query):
+        for begin in range(0, len(ids), _SCAN_CHUNK):
+            for record in self.get_many(ids[begin : begin + _SCAN_CHUNK]):
+                if record is not None and query.matches(record):
+                    yield record
+
+    def _narrow(self, query: Query) -> list[str] | None:
+        """Ids that may match ``query``, newest first, found in Redis; None when Redis cannot narrow it."""
+        index_keys = _query_indexes(query)
+        found: dict[str, float] | None = None
+        if len(index_keys) >= 2:
+            found = {m.decode(): score for m, score in self.conn.zinter(index_keys, aggregate="MAX", withscores=True)}
+        if query.name is not None and self._name_scan_complete():
+            pattern = redis_glob(query.name if any(ch in query.name for ch in "*?[") else f"*{query.name}*")
+            named = []
+            for member in self.conn.sscan_iter(keys.NAME_SCAN, match=pattern + "\x00*", count=_NAME_SCAN_COUNT):
+                task_id = member.rpartition(b"\x00")[2].decode()
+                if found is None or task_id in found:
+                    named.append(task_id)
+            if found is None:
+                scores = self.conn.zmscore(keys.ALL, named) if named else []
+                found = {i: s for i, s in zip(named, scores) if s is not None}
+            else:
+                found = {i: found[i] for i in named}
+        if found is None:
+            return None
+        return sorted(found, key=found.__getitem__, reverse=True)
+
+    def _name_scan_complete(self) -> bool:
+        """Whether every task has its name scan entry (tasks stored by an older trainyard have none)."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.scard(keys.NAME_SCAN)
+            pipe.zcard(keys.ALL)
+            named, total = pipe.execute()
+        return named >= total
 
     def _best_index(self, query: Query) -> tuple[str, bool]:
         """The smallest index covering one filter, and whether it alone answers the query."""
-        candidates: list[str] = []
-        if query.project is not None:
-            candidates.append(keys.project_index(query.project))
+        candidates = _query_indexes(query)
         statuses = query.statuses()
-        if len(statuses) == 1:
-            candidates.append(keys.status_index(statuses[0]))
-        if query.tag is not None:
-            candidates.append(keys.tag_index(query.tag))
-        if query.queue is not None:
-            candidates.append(keys.queue_index(query.queue))
         filters = sum(x is not None for x in (query.project, query.tag, query.queue, query.name, query.parent))
         filters += 1 if statuses else 0
         if not candidates:
@@ -262,7 +348,7 @@ class TaskStore:
                     pipe.delete(key, keys.log(task_id), keys.rq_job(task_id))
                     for index in index_keys(old):
                         pipe.zrem(index, task_id)
-                    pipe.zrem(keys.NAME_SCAN, keys.name_member(old.name, task_id))
+                    pipe.srem(keys.NAME_SCAN, keys.name_member(old.name, task_id))
                     if hook is not None:
                         hook(pipe, old, old)
                     events.publish(pipe, "deleted", task_id, old.status.value, old.status.value, old.project)
@@ -284,8 +370,8 @@ class TaskStore:
             pipe.hset(keys.NAMES, keys.name_field(new.project, new.name), new.id)
         if old is None or old.name != new.name:
             if old is not None:
-                pipe.zrem(keys.NAME_SCAN, keys.name_member(old.name, old.id))
-            pipe.zadd(keys.NAME_SCAN, {keys.name_member(new.name, new.id): new.created})
+                pipe.srem(keys.NAME_SCAN, keys.name_member(old.name, old.id))
+            pipe.sadd(keys.NAME_SCAN, keys.name_member(new.name, new.id))
 
     def _drop_name_hint(self, record: TaskRecord) -> None:
         field = keys.name_field(record.project, record.name)
