@@ -263,6 +263,7 @@ def report(results: dict[str, dict[str, Any]], sample: dict[str, Any]) -> dict[s
                 "target": f"{results[key]['label']} >= {RATE_TARGET}x RQ enqueue_many",
                 "value": value,
                 "threshold": RATE_TARGET,
+                "unit": "x",
                 "met": value >= RATE_TARGET,
             }
         )
@@ -273,6 +274,7 @@ def report(results: dict[str, dict[str, Any]], sample: dict[str, Any]) -> dict[s
                 "target": f"{results[key]['label']} < 2 KB Redis memory per queued task",
                 "value": value,
                 "threshold": MEMORY_TARGET,
+                "unit": "B",
                 "met": value < MEMORY_TARGET,
             }
         )
