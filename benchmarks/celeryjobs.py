@@ -40,6 +40,13 @@ def run_stamp(argv: list[str]) -> float:
     return rqjobs.run_stamp(argv)
 
 
+@app.task(name="bench.run_stamp_end")
+def run_stamp_end(argv: list[str]) -> list[float]:
+    from benchmarks import rqjobs
+
+    return rqjobs.run_stamp_end(argv)
+
+
 @app.task(name="bench.run_true")
 def run_true() -> int:
     from benchmarks import rqjobs

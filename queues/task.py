@@ -161,6 +161,15 @@ class Task:
         return cls(record, conn)
 
     @classmethod
+    def store_new(cls, record: TaskRecord, queue: str | None = None, connection: Redis | None = None) -> Task:
+        """Store a prepared new record (a clone built by a controller), born queued on ``queue`` when
+        given: one atomic write, as ``create`` then ``enqueue`` would leave it, with nothing written
+        when the queue does not exist."""
+        conn = resolve(connection)
+        _create_records(conn, [record], queue, 0, False)
+        return cls(record, conn)
+
+    @classmethod
     def get(cls, task_id: str, connection: Redis | None = None) -> Task:
         conn = resolve(connection)
         return cls(TaskStore(conn).get(task_id), conn)
