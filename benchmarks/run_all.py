@@ -7,7 +7,8 @@ Run from the repository root::
 Each benchmark runs as its own process (its own throwaway redis-server, its peers on that same
 Redis: raw RQ and Celery), prints its tables and writes ``<out>/<name>.json``. Then one table
 lists every target of every benchmark with its value, its threshold and met / missed, and
-``<out>/suite.json`` gathers them with the machine facts. ``--quick`` runs tiny sizes (a smoke
+``<out>/suite.json`` gathers them with the machine facts (``<out>/summary.md``: the headline
+figures as the README's Markdown table). ``--quick`` runs tiny sizes (a smoke
 run: about a minute; its figures mean nothing). Exit status: 0 when every benchmark ran (1 when
 one failed; with ``--strict`` also 1 when a target was missed).
 """
@@ -175,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         "failed_benchmarks": failed,
         "wall_seconds": round(wall, 1),
     }
+    from report_md import markdown
+
+    summary_md = args.out / "summary.md"
+    summary_md.write_text(markdown(args.out))
+    result["summary_md"] = str(summary_md)
     path = write_json(args.out / "suite.json", "suite", result, machine_facts())
     verdict = "every target met" if result["all_targets_met"] else f"missed: {len(result['missed'])}, failed: {failed}"
     console.print(f"suite ran in {wall / 60:.1f} min; {verdict}; results in {path}")

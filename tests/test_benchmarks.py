@@ -42,3 +42,4 @@ def test_quick_suite_runs_end_to_end_and_reports_every_target(tmp_path):
     dispatch = json.loads((tmp_path / "dispatch.json").read_text())["results"]
     assert {"rq_worker", "celery", "trainyard"} <= set(dispatch["latency"])  # the peers ran in the same run
     assert "met" in proc.stdout and "Every target" in proc.stdout
+    assert "| measurement | trainyard | raw RQ | Celery |" in (tmp_path / "summary.md").read_text()
