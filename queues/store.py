@@ -18,7 +18,7 @@ from .record import TaskRecord, TaskStatus
 PAGE_MAX = 1000
 _SCAN_CHUNK = 200
 _WALK_LIMIT = 400  # records read newest-first before a query not answered by one index is narrowed in Redis
-_NAME_SCAN_COUNT = 10_000
+_NAME_SCAN_COUNT = 25_000  # set members per SSCAN call: a few ms of Redis time each
 
 # A hook run inside the MULTI of an update, after the record is written: (pipe, old, new) -> None.
 TxHook = Callable[[Pipeline, TaskRecord, TaskRecord], None]
