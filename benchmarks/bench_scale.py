@@ -160,6 +160,11 @@ def api_calls(conn: redis.Redis, batches: int) -> dict[str, tuple[str, Callable[
         ),
         "list_name_newest": (f"Task.list(name='b{last}-*') (newest batch)", listing(name=f"b{last}-*")),
         "list_name_rare": (f"Task.list(name={rare!r}) (rare match)", listing(name=rare)),
+        "list_name_oldest": ("Task.list(name='b0-*') (oldest batch)", listing(name="b0-*")),
+        "list_name_substring": (
+            f"Task.list(name='weep-{PAGE * 3 + 7}') (substring: no literal prefix or suffix)",
+            listing(name=f"weep-{PAGE * 3 + 7}"),
+        ),
         "queue_tasks": (f"Queue({QUEUE!r}).tasks(0, {PAGE})", lambda: len(trainyard.Queue(QUEUE, conn).tasks(0, PAGE))),
         "queue_list": ("Queue.list()", lambda: len(trainyard.Queue.list(connection=conn))),
     }

@@ -24,16 +24,16 @@ from .broker import INSERT_FN, PRIO_FN
 from .record import TaskRecord
 
 # Per task, after the header: id, record JSON, score, status, project, queue, name-hint field,
-# name-scan member, job payload, job description, k, then k more index keys.
-_FIXED = 11
+# name members (forward, reversed), job payload, job description, k, then k more index keys.
+_FIXED = 12
 
 CREATE_LUA = (
     PRIO_FN
     + INSERT_FN
     + """
-local task_prefix, job_prefix, names, name_scan = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local stream, maxlen, priority, ntasks = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local i = 9
+local task_prefix, job_prefix, names, name_lex, name_rev = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local stream, maxlen, priority, ntasks = ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
+local i = 10
 local common = {}
 for j = 1, tonumber(ARGV[i]) do common[j] = ARGV[i + j] end
 i = i + #common + 1
@@ -63,11 +63,12 @@ for t = 1, ntasks do
   local k = tonumber(ARGV[i + FIXED - 1])
   for j = 1, k do add('ZADD', ARGV[i + FIXED - 1 + j], score, id) end
   add('HSET', names, ARGV[i + 6], id)
-  add('SADD', name_scan, ARGV[i + 7])
+  add('ZADD', name_lex, 0, ARGV[i + 7])
+  add('ZADD', name_rev, 0, ARGV[i + 8])
   if #KEYS > 0 then
     local jk = job_prefix .. id
     redis.call('DEL', jk)
-    redis.call('HSET', jk, 'data', ARGV[i + 8], 'description', ARGV[i + 9], unpack(job))
+    redis.call('HSET', jk, 'data', ARGV[i + 9], 'description', ARGV[i + 10], unpack(job))
     if at_tail then  -- the previous one (same priority) went last: so does this one (first in, first out)
       if priority ~= 0 then redis.call('HSET', KEYS[2], id, priority) end
       redis.call('RPUSH', KEYS[1], id)
@@ -111,7 +112,8 @@ def create(conn: Redis, records: Sequence[TaskRecord], index_keys, born: Born | 
         keys.task(""),
         keys.rq_job(""),
         keys.NAMES,
-        keys.NAME_SCAN,
+        keys.NAME_LEX,
+        keys.NAME_REV,
         keys.EVENTS,
         events.STREAM_MAXLEN,
         born.priority if born is not None else 0,
@@ -137,6 +139,7 @@ def create(conn: Redis, records: Sequence[TaskRecord], index_keys, born: Born | 
             record.execution.queue or "",
             keys.name_field(record.project, record.name),
             keys.name_member(record.name, record.id),
+            keys.name_member_reversed(record.name, record.id),
             data,
             description,
             len(extra),

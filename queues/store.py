@@ -18,7 +18,7 @@ from .record import TaskRecord, TaskStatus
 PAGE_MAX = 1000
 _SCAN_CHUNK = 200
 _WALK_LIMIT = 400  # records read newest-first before a query not answered by one index is narrowed in Redis
-_NAME_SCAN_COUNT = 25_000  # set members per SSCAN call: a few ms of Redis time each
+_NAME_SCAN_COUNT = 25_000  # members per ZSCAN call (a glob with no literal prefix or suffix)
 
 # A hook run inside the MULTI of an update, after the record is written: (pipe, old, new) -> None.
 TxHook = Callable[[Pipeline, TaskRecord, TaskRecord], None]
@@ -67,6 +67,23 @@ def redis_glob(pattern: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+_GLOB_CHARS = "*?[]"
+
+
+def literal_prefix(glob: str) -> str:
+    """The characters every name matching ``glob`` (fnmatch) starts with."""
+    end = next((i for i, ch in enumerate(glob) if ch in "*?["), len(glob))
+    return glob[:end]
+
+
+def literal_suffix(glob: str) -> str:
+    """Characters every name matching ``glob`` ends with (those after its last wildcard or set)."""
+    start = len(glob)
+    while start > 0 and glob[start - 1] not in _GLOB_CHARS:
+        start -= 1
+    return glob[start:] if any(ch in glob for ch in "*?[") else glob
 
 
 def _query_indexes(query: Query) -> list[str]:
@@ -184,9 +201,10 @@ class TaskStore:
 
         A query that the index does not answer alone (two filters, a name glob) and that has
         not been satisfied after ``_WALK_LIMIT`` records turns to filtering in Redis: the
-        intersection of its indexes (ZINTER) and the names matching its glob (SSCAN MATCH over
-        the name scan set), so a rare match costs a few server-side passes, not a read of
-        every record. Every record yielded is still checked against the whole query.
+        intersection of its indexes (ZINTER) and the names that may match its glob (a lex range
+        of the name indexes on the glob's literal prefix or suffix, or ZSCAN MATCH), so a rare
+        match costs a few server-side steps, not a read of every record. Every record yielded is
+        still checked against the whole query.
         """
         key, exact = self._best_index(query)
         start = 0
@@ -224,12 +242,7 @@ class TaskStore:
         if len(index_keys) >= 2:
             found = {m.decode(): score for m, score in self.conn.zinter(index_keys, aggregate="MAX", withscores=True)}
         if query.name is not None and self._name_scan_complete():
-            pattern = redis_glob(query.name if any(ch in query.name for ch in "*?[") else f"*{query.name}*")
-            named = []
-            for member in self.conn.sscan_iter(keys.NAME_SCAN, match=pattern + "\x00*", count=_NAME_SCAN_COUNT):
-                task_id = member.rpartition(b"\x00")[2].decode()
-                if found is None or task_id in found:
-                    named.append(task_id)
+            named = [i for i in self._named(query.name) if found is None or i in found]
             if found is None:
                 scores = self.conn.zmscore(keys.ALL, named) if named else []
                 found = {i: s for i, s in zip(named, scores) if s is not None}
@@ -239,10 +252,26 @@ class TaskStore:
             return None
         return sorted(found, key=found.__getitem__, reverse=True)
 
+    def _named(self, name: str) -> list[str]:
+        """Ids of the tasks whose name may match the glob (a superset): a lex range on the longer of
+        its literal prefix and suffix, or ZSCAN MATCH when it has neither (``*word*``)."""
+        glob = name if any(ch in name for ch in "*?[") else f"*{name}*"
+        prefix, suffix = literal_prefix(glob), literal_suffix(glob)
+        if suffix and len(suffix) >= len(prefix):
+            start = suffix[::-1].encode()
+            members = self.conn.zrangebylex(keys.NAME_REV, b"[" + start, b"(" + start + b"\xff")
+        elif prefix:
+            start = prefix.encode()
+            members = self.conn.zrangebylex(keys.NAME_LEX, b"[" + start, b"(" + start + b"\xff")
+        else:
+            pattern = redis_glob(glob) + "\x00*"
+            members = [m for m, _ in self.conn.zscan_iter(keys.NAME_LEX, match=pattern, count=_NAME_SCAN_COUNT)]
+        return list(dict.fromkeys(m.rpartition(b"\x00")[2].decode() for m in members))
+
     def _name_scan_complete(self) -> bool:
         """Whether every task has its name scan entry (tasks stored by an older trainyard have none)."""
         with self.conn.pipeline(transaction=False) as pipe:
-            pipe.scard(keys.NAME_SCAN)
+            pipe.zcard(keys.NAME_LEX)
             pipe.zcard(keys.ALL)
             named, total = pipe.execute()
         return named >= total
@@ -348,7 +377,8 @@ class TaskStore:
                     pipe.delete(key, keys.log(task_id), keys.rq_job(task_id))
                     for index in index_keys(old):
                         pipe.zrem(index, task_id)
-                    pipe.srem(keys.NAME_SCAN, keys.name_member(old.name, task_id))
+                    pipe.zrem(keys.NAME_LEX, keys.name_member(old.name, task_id))
+                    pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, task_id))
                     if hook is not None:
                         hook(pipe, old, old)
                     events.publish(pipe, "deleted", task_id, old.status.value, old.status.value, old.project)
@@ -370,8 +400,10 @@ class TaskStore:
             pipe.hset(keys.NAMES, keys.name_field(new.project, new.name), new.id)
         if old is None or old.name != new.name:
             if old is not None:
-                pipe.srem(keys.NAME_SCAN, keys.name_member(old.name, old.id))
-            pipe.sadd(keys.NAME_SCAN, keys.name_member(new.name, new.id))
+                pipe.zrem(keys.NAME_LEX, keys.name_member(old.name, old.id))
+                pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, old.id))
+            pipe.zadd(keys.NAME_LEX, {keys.name_member(new.name, new.id): 0})
+            pipe.zadd(keys.NAME_REV, {keys.name_member_reversed(new.name, new.id): 0})
 
     def _drop_name_hint(self, record: TaskRecord) -> None:
         field = keys.name_field(record.project, record.name)

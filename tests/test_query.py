@@ -119,7 +119,7 @@ def _brute(made: list[Task], **filters) -> list[str]:
 
 @pytest.mark.parametrize("walk_limit", [3, 1000])
 def test_rare_matches_are_narrowed_in_redis(conn, monkeypatch, walk_limit):
-    """Past the walk limit a query is narrowed with ZINTER / SSCAN MATCH: same answers, same order."""
+    """Past the walk limit a query is narrowed with ZINTER, name lex ranges, ZSCAN MATCH: same answers, same order."""
     from trainyard.queues import keys, store
 
     monkeypatch.setattr(store, "_WALK_LIMIT", walk_limit)
@@ -140,6 +140,8 @@ def test_rare_matches_are_narrowed_in_redis(conn, monkeypatch, walk_limit):
         {"name": "*-run[[]3]"},  # a set in the glob
         {"name": "*-q-2"},
         {"name": "renamed"},  # a plain word: substring
+        {"name": "renamed-*"},  # a literal prefix: a lex range (after a rename)
+        {"name": "*ed-x"},  # a literal suffix: a lex range over the reversed names
         {"name": "b[!0]-q-*", "status": "queued"},
         {"project": "p2", "status": "queued"},  # no match
         {"project": "p1", "status": "queued", "tag": "hpo"},
@@ -152,19 +154,20 @@ def test_rare_matches_are_narrowed_in_redis(conn, monkeypatch, walk_limit):
         assert [t.id for t in Task.list(limit=2, offset=1, **filters)] == want[1:3], filters
     assert [t.id for t in Task.list(name="renamed-x")] == [renamed.id]
     assert bool(narrowed) == (walk_limit < len(made))
-    # tasks stored by an older trainyard have no name scan entry: the walk reads them all
-    conn.srem(keys.NAME_SCAN, keys.name_member(made[-1].name, made[-1].id))
+    # tasks stored by an older trainyard have no name index entries: the walk reads them all
+    conn.zrem(keys.NAME_LEX, keys.name_member(made[-1].name, made[-1].id))
     assert [t.id for t in Task.list(name=made[-1].name, limit=100)] == [made[-1].id]
 
 
-def test_redis_glob_matches_at_least_what_fnmatch_does(conn):
-    """Property: every name fnmatch accepts is found by SSCAN MATCH with the translated pattern."""
+def test_name_narrowing_keeps_every_fnmatch_match(conn):
+    """Property: every name fnmatch accepts has the glob's literal prefix and suffix, and is found
+    by a Redis MATCH with the translated pattern."""
     import fnmatch
 
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from trainyard.queues.store import redis_glob
+    from trainyard.queues.store import literal_prefix, literal_suffix, redis_glob
 
     text = st.text(alphabet="ab[]!*?\\^-x/", max_size=6)
 
@@ -176,5 +179,6 @@ def test_redis_glob_matches_at_least_what_fnmatch_does(conn):
         found = list(conn.sscan_iter("z", match=redis_glob(pattern) + "\x00*"))
         if fnmatch.fnmatchcase(name, pattern):
             assert found, (pattern, redis_glob(pattern), name)
+            assert name.startswith(literal_prefix(pattern)) and name.endswith(literal_suffix(pattern)), pattern
 
     check()
