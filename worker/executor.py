@@ -160,6 +160,7 @@ class TaskRun:
         record = self.record
         reporter.system(f"starting: {' '.join(spec.argv)}")
         launched = self.launched = self._launch(spec, reporter)
+        reporter.start()
         try:
             readers = [
                 threading.Thread(target=_pump, args=(chunks, name, reporter), daemon=True)
