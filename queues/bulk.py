@@ -1,10 +1,11 @@
 """Writing new task records: every key of every task in one Lua script call (one round trip).
 
-A new task is its record, its indexes, its name hint and name-scan entry, a ``created`` event
-and, when it is born queued, its RQ job hash and its place in the queue. Sending those as ~10
-commands per task made the client pack and parse more than Redis worked; here the client sends
-one ``EVALSHA`` whose arguments it built once per task, and the script does the same writes in
-the same order (``TaskStore.update`` and ``events.publish`` write the same shapes one at a time).
+A new task is its record, its indexes, its name hint and name index entries, a ``created``
+event and, when it is born queued, its RQ job hash and its place in the queue. Sending those as
+~10 commands per task made the client pack and parse more than Redis worked; here the client
+sends one ``EVALSHA`` whose arguments it built once per task, and the script does the same
+writes (the sorted-set and hash ones batched per key; ``TaskStore.update`` and
+``events.publish`` write the same shapes one at a time).
 
 The script first checks that no id is taken, so a refused batch writes nothing; it runs
 atomically, like the MULTI it replaces (a big batch holds Redis as long as that did).
