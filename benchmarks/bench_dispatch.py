@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import redis
 from common import (
     REPO,
     ChildProcesses,
@@ -46,6 +45,9 @@ import trainyard
 from trainyard.queues import keys, logs
 from trainyard.queues.task import create_many
 
+sys.path.insert(0, str(REPO))  # benchmarks.celeryjobs: the module Celery workers load by that name
+from benchmarks import celeryjobs  # noqa: E402
+
 QUEUE = "bench"  # the trainyard queue
 RQ_QUEUE = "bench-rq"  # raw RQ's (trainyard queues are RQ lists too: never share a name)
 # The task everywhere: a process that prints its own start time.
@@ -53,13 +55,19 @@ STAMP_CMD = [sys.executable, "-S", "-c", "import time,sys; sys.stdout.write(repr
 TRUE_CMD = ["/bin/true"]
 STAMP_FUNC = "benchmarks.rqjobs.run_stamp"  # runs STAMP_CMD with subprocess, returns the stamp
 TRUE_FUNC = "benchmarks.rqjobs.run_true"
-WORKER_KINDS = ("rq_worker", "rq_simple", "trainyard")
+WORKER_KINDS = ("rq_worker", "rq_simple", "celery", "trainyard")
 LABELS = {
     "popen": "Popen by hand",
     "rq_worker": "RQ Worker (fork)",
     "rq_simple": "RQ SimpleWorker",
+    "celery": "Celery worker (prefork, 1 child)",
     "trainyard": "trainyard worker",
 }
+CELERY_QUEUE = "bench-celery"  # Celery's own list on the same Redis
+CELERY_STAMP = "bench.run_stamp"  # celeryjobs.py: the same functions as rqjobs.py
+CELERY_TRUE = "bench.run_true"
+CELERY_ARGS = ["-c", "1", "-P", "prefork", "-l", "WARNING"]
+CELERY_ARGS += ["--without-gossip", "--without-mingle", "--without-heartbeat"]  # no cluster chatter: one worker each
 RQ_CLASSES = {"rq_worker": "rq.worker.Worker", "rq_simple": "rq.worker.SimpleWorker"}
 OVERHEAD_TARGET_MS = 10.0  # trainyard median - Popen median
 LATENCY_RATIO_TARGET = 1.2  # trainyard median / RQ Worker median
@@ -89,6 +97,8 @@ class Bench:
             "TRAINYARD_ARTIFACTS": str(home / "artifacts"),
         }
         self._names = 0
+        self.celery_ids: list[str] = []  # the tasks of the current Celery throughput run
+        celeryjobs.configure(server.url)
 
     def reset(self) -> None:
         """An empty database holding only the trainyard benchmark queue."""
@@ -103,6 +113,11 @@ class Bench:
         if kind == "trainyard":
             argv = [*(launcher or [sys.executable, "-m", "trainyard"]), "worker", "-q", QUEUE, "--cpu-only"]
             argv += ["--name", name]
+        elif kind == "celery":
+            if burst:
+                raise ValueError("Celery workers have no burst mode")
+            argv = [sys.executable, "-m", "celery", "-A", "benchmarks.celeryjobs", "worker", "-Q", CELERY_QUEUE]
+            return [*argv, "-n", f"{name}@bench", *CELERY_ARGS]
         else:
             argv = [sys.executable, "-m", "rq.cli", "worker", "-u", self.server.url, "-w", RQ_CLASSES[kind]]
             argv += ["-S", "json", "-P", str(REPO), "-n", name]
@@ -127,6 +142,8 @@ class Bench:
     def is_registered(self, worker: WorkerProc) -> bool:
         if worker.kind == "trainyard":
             return bool(self.conn.sismember(keys.WORKERS, worker.name))
+        if worker.kind == "celery":
+            return bool(self.conn.exists(celeryjobs.READY_PREFIX + f"{worker.name}@bench"))
         return bool(self.conn.sismember(REDIS_WORKER_KEYS, f"rq:worker:{worker.name}"))
 
     def wait_ready(self, workers: list[WorkerProc], settle: float = SETTLE_S) -> None:
@@ -168,8 +185,12 @@ class WorkerProc:
         self.startup_s: float | None = None  # Popen -> registered
 
     def memory(self) -> dict[str, float]:
-        info = psutil.Process(self.proc.pid).memory_full_info()
-        return {"rss_mib": info.rss / 2**20, "uss_mib": info.uss / 2**20}
+        """The worker process's RSS and USS, and the RSS of it with its child processes (an idle
+        worker's children are its own: Celery's pool process; tasks are not running)."""
+        proc = psutil.Process(self.proc.pid)
+        info = proc.memory_full_info()
+        tree = info.rss + sum(child.memory_info().rss for child in proc.children(recursive=True))
+        return {"rss_mib": info.rss / 2**20, "uss_mib": info.uss / 2**20, "tree_rss_mib": tree / 2**20}
 
 
 # -- 1. dispatch latency ----------------------------------------------------------------------
@@ -203,6 +224,20 @@ def rq_sampler(bench: Bench) -> Sampler:
         if result.type != Result.Type.SUCCESSFUL:
             raise RuntimeError(f"RQ job {job.id} failed: {result.exc_string}")
         return float(result.return_value) - t0, t1 - t0
+
+    return sample
+
+
+def celery_sampler(bench: Bench) -> Sampler:
+    app = celeryjobs.app
+
+    def sample(_: int) -> tuple[float, float]:
+        t0 = time.time()
+        result = app.send_task(CELERY_STAMP, args=[STAMP_CMD], queue=CELERY_QUEUE)
+        value = result.get(timeout=WAIT_S)
+        t1 = time.time()
+        result.forget()
+        return float(value) - t0, t1 - t0
 
     return sample
 
@@ -266,7 +301,7 @@ def measure_latency(bench: Bench, samples: int, warmup: int, gap: float) -> tupl
         (worker,) = bench.start_workers(kind, 1)
         fresh = worker.memory()
         try:
-            sampler = trainyard_sampler(bench) if kind == "trainyard" else rq_sampler(bench)
+            sampler = {"trainyard": trainyard_sampler, "celery": celery_sampler}.get(kind, rq_sampler)(bench)
             got = run_samples({"popen": popen, kind: sampler}, warmup, samples, gap)
             time.sleep(SETTLE_S)
             after = worker.memory()
@@ -286,6 +321,7 @@ def measure_latency(bench: Bench, samples: int, warmup: int, gap: float) -> tupl
             "fresh_uss_mib": round(fresh["uss_mib"], 1),
             "rss_mib": round(after["rss_mib"], 1),
             "uss_mib": round(after["uss_mib"], 1),
+            "tree_rss_mib": round(after["tree_rss_mib"], 1),
         }
         report_progress(kind, results[kind])
     results["popen"] = latency_entry("popen", *baseline)
@@ -307,12 +343,24 @@ def enqueue_bulk(bench: Bench, kind: str, n: int) -> None:
     """``n`` /bin/true tasks in one round trip: create_many for trainyard, enqueue_many for RQ."""
     if kind == "trainyard":
         create_many([{"name": f"true-{i}", "command": TRUE_CMD} for i in range(n)], queue=QUEUE, connection=bench.conn)
+    elif kind == "celery":  # no bulk call: one publish per task on one producer connection
+        app = celeryjobs.app
+        with app.producer_or_acquire() as producer:
+            bench.celery_ids = [app.send_task(CELERY_TRUE, queue=CELERY_QUEUE, producer=producer).id for _ in range(n)]
     else:
         bench.rq_queue().enqueue_many([RQQueue.prepare_data(TRUE_FUNC) for _ in range(n)])
 
 
-def done_count(conn: redis.Redis, kind: str) -> tuple[int, int]:
+def done_count(bench: Bench, kind: str) -> tuple[int, int]:
     """(tasks ended, of which failed)."""
+    conn = bench.conn
+    if kind == "celery":  # the result backend's keys of this run's tasks
+        names = [f"celery-task-meta-{i}" for i in bench.celery_ids]
+        done = int(conn.exists(*names)) if names else 0
+        if done < len(names):
+            return done, 0
+        failed = sum(json.loads(raw).get("status") != "SUCCESS" for raw in conn.mget(names) if raw)
+        return done, failed
     with conn.pipeline(transaction=False) as pipe:
         if kind == "trainyard":
             for status in ("completed", "failed", "aborted"):
@@ -329,7 +377,7 @@ def wait_done(bench: Bench, kind: str, n: int, workers: list[WorkerProc], burst:
     """Block until ``n`` tasks have ended; returns how many failed."""
     deadline = time.monotonic() + WAIT_S + n
     while True:
-        done, failed = done_count(bench.conn, kind)
+        done, failed = done_count(bench, kind)
         if done >= n:
             return failed
         if not burst:
@@ -395,6 +443,8 @@ def measure_throughput(bench: Bench, n: int, counts: list[int], burst: bool) -> 
     for mode, measure in modes:
         for count in counts:
             for kind in WORKER_KINDS:
+                if mode == "burst" and kind == "celery":
+                    continue  # Celery workers have no burst mode
                 entry = measure(bench, kind, count, n)
                 out[mode].append({"kind": kind, **entry})
                 console.print(
@@ -574,10 +624,12 @@ def ratio(a: float, b: float) -> float:
 
 def report(latency: dict, memory: dict, throughput: dict[str, list[dict]], samples: int) -> list[dict[str, Any]]:
     rq_ref = latency["rq_worker"]["latency_ms"]["median"]
+    celery_ref = latency["celery"]["latency_ms"]["median"] if "celery" in latency else float("nan")
     rows = []
     for kind, entry in latency.items():
         ms = entry["latency_ms"]
         entry["vs_rq_worker"] = round(ratio(ms["median"], rq_ref), 3)
+        entry["vs_celery"] = round(ratio(ms["median"], celery_ref), 3)
         paired = entry.get("paired_popen_median_ms")
         rows.append(
             [
@@ -590,6 +642,7 @@ def report(latency: dict, memory: dict, throughput: dict[str, list[dict]], sampl
                 "-" if kind == "popen" else f"{paired:.2f}",
                 "-" if kind == "popen" else f"{entry['overhead_vs_popen_ms']:+.2f}",
                 f"{entry['vs_rq_worker']:.2f}x",
+                f"{entry['vs_celery']:.2f}x",
                 f"{entry['roundtrip_ms']['median']:.2f}",
             ]
         )
@@ -605,13 +658,14 @@ def report(latency: dict, memory: dict, throughput: dict[str, list[dict]], sampl
             "paired Popen",
             "vs Popen",
             "/ RQ Worker",
+            "/ Celery",
             "round trip",
         ],
         rows,
         caption=(
             "paired Popen: median of the baseline samples taken alternately with that worker's; vs Popen: "
-            "median - paired Popen; / RQ Worker: median ratio; round trip: median, enqueue call -> result (RQ) "
-            "or completed status (trainyard) seen by the client"
+            "median - paired Popen; / RQ Worker, / Celery: median ratio; round trip: median, enqueue call -> result "
+            "(RQ, Celery) or completed status (trainyard) seen by the client"
         ),
     )
 
@@ -623,9 +677,11 @@ def report(latency: dict, memory: dict, throughput: dict[str, list[dict]], sampl
         if not entries:
             continue
         refs = {e["workers"]: e["per_second"] for e in entries if e["kind"] == "rq_worker"}
+        celery = {e["workers"]: e["per_second"] for e in entries if e["kind"] == "celery"}
         rows = []
         for e in entries:
             e["vs_rq_worker"] = round(ratio(e["per_second"], refs[e["workers"]]), 3)
+            e["vs_celery"] = round(ratio(e["per_second"], celery.get(e["workers"], float("nan"))), 3)
             seconds = e["seconds"] if mode == "warm" else e["seconds_to_done"]
             extra = f"{e['worker_startup_s']:.2f}" if mode == "warm" else f"{e['seconds_to_exit']:.2f}"
             rows.append(
@@ -636,6 +692,7 @@ def report(latency: dict, memory: dict, throughput: dict[str, list[dict]], sampl
                     f"{seconds:.2f}",
                     f"{e['per_second']:.1f}",
                     f"{e['vs_rq_worker']:.2f}x",
+                    "-" if e["workers"] not in celery else f"{e['vs_celery']:.2f}x",
                     extra,
                     str(e["failed"]),
                 ]
@@ -643,7 +700,7 @@ def report(latency: dict, memory: dict, throughput: dict[str, list[dict]], sampl
         extra_col = "worker start-up s" if mode == "warm" else "all exited s"
         print_table(
             title,
-            ["measurement", "workers", "tasks", "seconds", "tasks/s", "vs RQ Worker", extra_col, "failed"],
+            ["measurement", "workers", "tasks", "seconds", "tasks/s", "vs RQ Worker", "vs Celery", extra_col, "failed"],
             rows,
             caption=(
                 "seconds: bulk enqueue -> every task ended; start-up: worker Popen -> registered (not in the figure)"
@@ -653,13 +710,22 @@ def report(latency: dict, memory: dict, throughput: dict[str, list[dict]], sampl
         )
 
     print_table(
-        "Idle worker memory (psutil, the worker process only)",
-        ["worker", "RSS fresh MiB", "RSS after samples MiB", "USS after samples MiB"],
+        "Idle worker memory (psutil)",
+        ["worker", "RSS fresh MiB", "RSS after samples MiB", "USS after samples MiB", "with its children RSS MiB"],
         [
-            [m["label"], f"{m['fresh_rss_mib']:.1f}", f"{m['rss_mib']:.1f}", f"{m['uss_mib']:.1f}"]
+            [
+                m["label"],
+                f"{m['fresh_rss_mib']:.1f}",
+                f"{m['rss_mib']:.1f}",
+                f"{m['uss_mib']:.1f}",
+                f"{m['tree_rss_mib']:.1f}",
+            ]
             for m in memory.values()
         ],
-        caption="fresh: right after it registered; after samples: idle after the latency samples",
+        caption=(
+            "fresh: right after it registered; after samples: idle after the latency samples; with its children: "
+            "the worker and its own processes (Celery's pool child), idle"
+        ),
     )
 
     ty = latency["trainyard"]
@@ -723,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tasks", type=int, default=200, help="tasks per throughput run (default 200)")
     parser.add_argument(
-        "--workers", default="1,2", help="worker counts for the throughput runs, comma-separated (default 1,2)"
+        "--workers", default="1,2,4", help="worker counts for the throughput runs, comma-separated (default 1,2,4)"
     )
     parser.add_argument(
         "--no-burst", action="store_true", help="skip the burst-mode throughput runs (start-up included)"

@@ -29,8 +29,13 @@ import trainyard
 from trainyard.queues import keys
 from trainyard.queues.task import create_many
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import celeryjobs  # noqa: E402
+
 QUEUE = "bench"
 FUNC = "benchmarks.noop.noop"  # a dotted name: the producer never imports it
+CELERY_QUEUE = "bench-celery"  # Celery's list on the same Redis
+CELERY_TASK = "bench.noop"  # by name, like FUNC
 RATE_TARGET = 0.7  # trainyard bulk enqueue >= 0.7x raw RQ enqueue_many
 MEMORY_TARGET = 2048  # bytes of Redis memory per queued task (2 KB)
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "enqueue.json"
@@ -42,8 +47,8 @@ def reset(conn: redis.Redis) -> None:
     trainyard.Queue.create(QUEUE, connection=conn, exist_ok=True)
 
 
-def queue_length(conn: redis.Redis) -> int:
-    return int(conn.llen(keys.rq_queue(QUEUE)))
+def queue_length(conn: redis.Redis, key: str) -> int:
+    return int(conn.llen(CELERY_QUEUE if key.startswith("celery") else keys.rq_queue(QUEUE)))
 
 
 def rq_queue(conn: redis.Redis) -> RQQueue:
@@ -75,6 +80,27 @@ def rq_enqueue_single(n: int) -> tuple[Callable, Callable]:
             queue.enqueue(FUNC, i)
 
     return rq_queue, action
+
+
+def celery_send_many(n: int) -> tuple[Callable, Callable]:
+    """Celery has no bulk enqueue: one publish per task, all on one producer (one connection).
+    No result is asked for (no result subscription per task)."""
+
+    def action(_):
+        app = celeryjobs.app
+        with app.producer_or_acquire() as producer:
+            for i in range(n):
+                app.send_task(CELERY_TASK, args=(i,), queue=CELERY_QUEUE, producer=producer, ignore_result=True)
+
+    return lambda conn: None, action
+
+
+def celery_send_single(n: int) -> tuple[Callable, Callable]:
+    def action(_):
+        for i in range(n):
+            celeryjobs.app.send_task(CELERY_TASK, args=(i,), queue=CELERY_QUEUE, ignore_result=True)
+
+    return lambda conn: None, action
 
 
 def ty_clone_many(n: int) -> tuple[Callable, Callable]:
@@ -111,11 +137,13 @@ MEASUREMENTS: dict[str, tuple[str, Callable[[int], tuple[Callable, Callable]], b
     # key: (label, factory, bulk?)
     "rq_enqueue_many": ("RQ enqueue_many", rq_enqueue_many, True),
     "rq_enqueue": ("RQ enqueue (one by one)", rq_enqueue_single, False),
+    "celery_send_many": ("Celery send_task, one producer", celery_send_many, True),
+    "celery_send": ("Celery send_task (one by one)", celery_send_single, False),
     "trainyard_clone_many": ("trainyard clone_many", ty_clone_many, True),
     "trainyard_create_many": ("trainyard create_many", ty_create_many, True),
     "trainyard_enqueue": ("trainyard create+enqueue (one by one)", ty_create_enqueue_single, False),
 }
-MEMORY_KEYS = ("rq_enqueue_many", "trainyard_clone_many", "trainyard_create_many")
+MEMORY_KEYS = ("rq_enqueue_many", "celery_send_many", "trainyard_clone_many", "trainyard_create_many")
 
 
 def measure(conn: redis.Redis, key: str, n: int) -> dict[str, Any]:
@@ -129,7 +157,7 @@ def measure(conn: redis.Redis, key: str, n: int) -> dict[str, Any]:
     with Timer() as timer:
         action(state)
     after = used_memory(conn)
-    landed = queue_length(conn)
+    landed = queue_length(conn, key)
     if landed != n:
         raise RuntimeError(f"{key}: {landed} jobs in the queue, expected {n}")
     return {"count": n, "seconds": timer.elapsed, "memory_bytes": after - before}
@@ -263,6 +291,7 @@ def report(results: dict[str, dict[str, Any]], sample: dict[str, Any]) -> dict[s
                 "target": f"{results[key]['label']} >= {RATE_TARGET}x RQ enqueue_many",
                 "value": value,
                 "threshold": RATE_TARGET,
+                "unit": "x",
                 "met": value >= RATE_TARGET,
             }
         )
@@ -273,6 +302,7 @@ def report(results: dict[str, dict[str, Any]], sample: dict[str, Any]) -> dict[s
                 "target": f"{results[key]['label']} < 2 KB Redis memory per queued task",
                 "value": value,
                 "threshold": MEMORY_TARGET,
+                "unit": "B",
                 "met": value < MEMORY_TARGET,
             }
         )
@@ -311,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with RedisServer() as server:
         conn = server.client()
+        celeryjobs.configure(server.url)
         facts = machine_facts(conn)
         console.print(
             f"redis {facts['redis_version']} at {server.url}, python {facts['python']}, "

@@ -654,6 +654,25 @@ def report(series: dict[str, dict], popen: dict[str, float], stages: list[dict],
     return {"target": target, "clearml": clearml}
 
 
+def print_peers(services: dict[str, Any], peers: dict[str, dict], steps: int) -> None:
+    """trainyard's services-mode hop beside the same chain in raw RQ and Celery."""
+    ours = services["hop_ms"]["median"]
+    rows = [["trainyard pipeline (services controller)", f"{ours:.1f}", f"{services['hop_ms']['p99']:.1f}", "1.00x"]]
+    for peer in peers.values():
+        hop = peer["hop_ms"]
+        peer["trainyard_vs_peer"] = round(ours / hop["median"], 3) if hop["median"] else None
+        rows.append([peer["label"], f"{hop['median']:.1f}", f"{hop['p99']:.1f}", f"{peer['trainyard_vs_peer']:.2f}x"])
+    print_table(
+        f"Hop of a {steps}-step linear chain: trainyard against raw RQ and Celery (ms)",
+        ["chain", "hop median", "hop p99", "trainyard / this"],
+        rows,
+        caption=(
+            "peers: child's process start - the parent job function's return (before the peer stores its result); "
+            "trainyard: child's process start - the parent record's ended"
+        ),
+    )
+
+
 def print_profile(profile: dict[str, Any]) -> None:
     print_table(
         f"Controller under cProfile (one run; hop median {profile['hop_median_ms_under_profile']:.2f} ms "
@@ -712,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-workers", type=int, default=1, help="CPU worker processes for the steps (default 1)")
     parser.add_argument("--no-local", action="store_true", help="skip start_locally(run_steps_locally=True)")
     parser.add_argument("--no-trace", action="store_true", help="skip the traced in-process controller runs")
+    parser.add_argument("--no-peers", action="store_true", help="skip the same chain in raw RQ and Celery")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON, help="result file (default: %(default)s)")
     parser.add_argument(
         "--profile",
@@ -728,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     series: dict[str, dict] = {}
     stages: list[dict] = []
     profile = None
+    peers: dict[str, dict] = {}
     with RedisServer() as server, ChildProcesses(prefix="trainyard-bench-pipeline-") as children:
         bench = Bench(server, children)
         with environment(bench.overrides):
@@ -754,10 +775,16 @@ def main(argv: list[str] | None = None) -> int:
                     series["local"], _ = run_series(bench, "local", args.steps, args.runs, args.warmup, None)
                     lingering = join_new_threads(before)
                 popen += popen_samples(bench.env, POPEN_SAMPLES)
+                if not args.no_peers:
+                    from pipeline_peers import run_peers
+
+                    peers = run_peers(bench.conn, server.url, bench.env, STAMP_CMD, args.steps, args.runs)
             finally:
                 bench.stop_workers()
             popen_stats = {k: round(v, 3) for k, v in summarize(popen).items()}
             outcome = report(series, popen_stats, stages, args.steps, args.cpu_workers)
+            if peers:
+                print_peers(series["services"], peers, args.steps)
             if profile is not None:
                 print_profile(profile)
             left = bench.leftovers()
@@ -777,6 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         "series": series,
         "controller_stages_ms": stages,
         "clearml": outcome["clearml"],
+        "peers": peers,
         "targets": [outcome["target"]],
         "profile": profile,
         "cleanup": {"processes_left": left + own, "threads_after_start_locally": lingering},

@@ -160,6 +160,11 @@ def api_calls(conn: redis.Redis, batches: int) -> dict[str, tuple[str, Callable[
         ),
         "list_name_newest": (f"Task.list(name='b{last}-*') (newest batch)", listing(name=f"b{last}-*")),
         "list_name_rare": (f"Task.list(name={rare!r}) (rare match)", listing(name=rare)),
+        "list_name_oldest": ("Task.list(name='b0-*') (oldest batch)", listing(name="b0-*")),
+        "list_name_substring": (
+            f"Task.list(name='weep-{PAGE * 3 + 7}') (substring: no literal prefix or suffix)",
+            listing(name=f"weep-{PAGE * 3 + 7}"),
+        ),
         "queue_tasks": (f"Queue({QUEUE!r}).tasks(0, {PAGE})", lambda: len(trainyard.Queue(QUEUE, conn).tasks(0, PAGE))),
         "queue_list": ("Queue.list()", lambda: len(trainyard.Queue.list(connection=conn))),
     }
@@ -250,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(
                 {
                     "target": f"{r['label']} first page < {LATENCY_TARGET_MS:g} ms",
-                    "value_ms": r["median_ms"],
+                    "value": r["median_ms"],
+                    "threshold": LATENCY_TARGET_MS,
+                    "unit": "ms",
                     "met": met,
                     "headline": key in latency_keys,
                 }
@@ -290,7 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     per_task = data["bytes_per_queued_task"]
     memory_met = per_task is not None and per_task < MEMORY_TARGET
     targets.append(
-        {"target": "Redis memory per queued task < 2 KB", "value_bytes": per_task, "met": memory_met, "headline": True}
+        {
+            "target": "Redis memory per queued task < 2 KB",
+            "value": per_task,
+            "threshold": MEMORY_TARGET,
+            "unit": "B",
+            "met": memory_met,
+            "headline": True,
+        }
     )
     rows.append(
         [

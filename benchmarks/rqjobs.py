@@ -7,6 +7,7 @@ pay for the same process start.
 from __future__ import annotations
 
 import subprocess
+import time
 
 
 def run_stamp(argv: list[str]) -> float:
@@ -18,3 +19,9 @@ def run_stamp(argv: list[str]) -> float:
 def run_true() -> int:
     """Run ``/bin/true``: a task that does nothing, for throughput."""
     return subprocess.run(["/bin/true"], check=True).returncode
+
+
+def run_stamp_end(argv: list[str]) -> list[float]:
+    """``run_stamp``, and the time this job's function returned: ``[stamp, end]`` (a chain step)."""
+    stamp = run_stamp(argv)
+    return [stamp, time.time()]

@@ -154,8 +154,7 @@ class Controller:
             elif step.cache:
                 state.cache_key = cache.cache_key(record, resolver.artifact_hashes)
             queue = run.local_queue or step.queue or run.default_queue
-            self.store.create(record)
-            Task(record, self.conn).enqueue(queue)
+            Task.store_new(record, queue, self.conn)  # born queued: one write, one event
             state.status, state.task_id, state.started, state.ended = "queued", record.id, time.time(), None
             state.attempt += 1
             state.error = state.message = None

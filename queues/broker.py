@@ -19,7 +19,7 @@ from .errors import InvalidInput, QueueNotEmpty, QueueNotFound
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-_PRIO_FN = """
+PRIO_FN = """
 local function prio(x)
   local v = redis.call('HGET', KEYS[2], x)
   if v then return tonumber(v) end
@@ -30,40 +30,42 @@ local function setprio(x, p)
 end
 """
 
+# A Lua function ``insert(id, priority, front)`` on KEYS: list, priorities, rq:queues (PRIO_FN
+# first). Returns the 0-based position the task landed at. Also used by the bulk create script.
+INSERT_FN = """
+local function insert(id, p, front)
+  redis.call('SADD', KEYS[3], KEYS[1])
+  local n = redis.call('LLEN', KEYS[1])
+  if n == 0 then setprio(id, p); redis.call('RPUSH', KEYS[1], id); return 0 end
+  if front then
+    local hp = prio(redis.call('LINDEX', KEYS[1], 0))
+    if hp > p then p = hp end
+    setprio(id, p); redis.call('LPUSH', KEYS[1], id); return 0
+  end
+  setprio(id, p)
+  if prio(redis.call('LINDEX', KEYS[1], -1)) >= p then redis.call('RPUSH', KEYS[1], id); return n end
+  if prio(redis.call('LINDEX', KEYS[1], 0)) < p then redis.call('LPUSH', KEYS[1], id); return 0 end
+  local start = 0
+  while start < n do
+    local items = redis.call('LRANGE', KEYS[1], start, start + 499)
+    for i, x in ipairs(items) do
+      if prio(x) < p then redis.call('LINSERT', KEYS[1], 'BEFORE', x, id); return start + i - 1 end
+    end
+    start = start + 500
+  end
+  redis.call('RPUSH', KEYS[1], id)
+  return n
+end
+"""
+
 # KEYS: list, priorities, rq:queues   ARGV: task id, priority, front (0/1)
 # Returns the 0-based position the task landed at.
-INSERT_LUA = (
-    _PRIO_FN
-    + """
-local id, p, front = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
-redis.call('SADD', KEYS[3], KEYS[1])
-local n = redis.call('LLEN', KEYS[1])
-if n == 0 then setprio(id, p); redis.call('RPUSH', KEYS[1], id); return 0 end
-if front then
-  local hp = prio(redis.call('LINDEX', KEYS[1], 0))
-  if hp > p then p = hp end
-  setprio(id, p); redis.call('LPUSH', KEYS[1], id); return 0
-end
-setprio(id, p)
-if prio(redis.call('LINDEX', KEYS[1], -1)) >= p then redis.call('RPUSH', KEYS[1], id); return n end
-if prio(redis.call('LINDEX', KEYS[1], 0)) < p then redis.call('LPUSH', KEYS[1], id); return 0 end
-local start = 0
-while start < n do
-  local items = redis.call('LRANGE', KEYS[1], start, start + 499)
-  for i, x in ipairs(items) do
-    if prio(x) < p then redis.call('LINSERT', KEYS[1], 'BEFORE', x, id); return start + i - 1 end
-  end
-  start = start + 500
-end
-redis.call('RPUSH', KEYS[1], id)
-return n
-"""
-)
+INSERT_LUA = PRIO_FN + INSERT_FN + "return insert(ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')\n"
 
 # KEYS: list, priorities   ARGV: task id, where ('top'|'bottom'|'index'), index
 # Returns the new 0-based position, or -1 when the task is not in this queue.
 MOVE_LUA = (
-    _PRIO_FN
+    PRIO_FN
     + """
 local id, where, idx = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('LREM', KEYS[1], 1, id) == 0 then return -1 end

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
@@ -32,6 +33,9 @@ redis.call('HSET', KEYS[3], id, claim)
 redis.call('ZADD', KEYS[4], ARGV[3], id)
 return id
 """
+
+
+Edit = Callable[[TaskRecord], None]
 
 
 @dataclass(frozen=True)
@@ -93,21 +97,25 @@ class Dispatcher:
         error: str | None = None,
         log_tail: list[str] | None = None,
         message: str | None = None,
+        also: Edit | None = None,
     ) -> TaskRecord | None:
         """End a running task as completed, failed or aborted; a failure with retries left is
-        requeued at the front instead. Returns None when the task was taken from this worker."""
+        requeued at the front instead. Returns None when the task was taken from this worker.
+        ``also`` makes more changes to the record in the same write (the worker's log uri)."""
         now = time.time()
-        record = self._current(task_id)
-        if record is None:
-            return None
-        if outcome == "failed" and record.runtime.attempt <= record.execution.retries:
-            return self.requeue(
-                task_id,
-                reason=f"retrying after: {error or 'failure'}",
-                outcome="failed",
-                exit_code=exit_code,
-                error=error,
-            )
+        if outcome == "failed":
+            record = self._current(task_id)
+            if record is None:
+                return None
+            if record.runtime.attempt <= record.execution.retries:
+                return self.requeue(
+                    task_id,
+                    reason=f"retrying after: {error or 'failure'}",
+                    outcome="failed",
+                    exit_code=exit_code,
+                    error=error,
+                    also=also,
+                )
         action = {"completed": "complete", "failed": "fail", "aborted": "abort"}[outcome]
 
         def apply(rec: TaskRecord) -> None:
@@ -120,7 +128,7 @@ class Dispatcher:
                 rec.status_message = message
             _close_attempt(rec, now, outcome, exit_code, error)
 
-        return self._owned_update(task_id, apply, action)
+        return self._owned_update(task_id, apply, action, also=also)
 
     def requeue(
         self,
@@ -129,6 +137,7 @@ class Dispatcher:
         outcome: str = "requeued",
         exit_code: int | None = None,
         error: str | None = None,
+        also: Edit | None = None,
     ) -> TaskRecord | None:
         """Put a running task back at the front of its queue (shutdown, retry)."""
         now = time.time()
@@ -145,7 +154,7 @@ class Dispatcher:
             rqjob.write_queued(pipe, new.id, queue, new.name, now)
             self.broker.push(pipe, queue, new.id, new.execution.priority, True)
 
-        return self._owned_update(task_id, apply, "requeue", hook)
+        return self._owned_update(task_id, apply, "requeue", hook, also)
 
     def release(self, task_id: str) -> None:
         """Drop this worker's claim without touching the task."""
@@ -165,11 +174,13 @@ class Dispatcher:
             return None
         return record
 
-    def _owned_update(self, task_id: str, apply, action: str, hook=None) -> TaskRecord | None:
+    def _owned_update(self, task_id: str, apply, action: str, hook=None, also: Edit | None = None) -> TaskRecord | None:
         def guarded(rec: TaskRecord) -> None:
             if rec.runtime.worker != self.worker:
                 raise IllegalTransition(task_id, action, f"held by {rec.runtime.worker}", ("this worker",))
             apply(rec)
+            if also is not None:
+                also(rec)
 
         def with_release(pipe, old: TaskRecord, new: TaskRecord) -> None:
             pipe.hdel(keys.CLAIMS, task_id)

@@ -57,9 +57,14 @@ def last_id(conn: Redis) -> str:
     return entry.decode() if isinstance(entry, bytes) else entry
 
 
+# redis-py 8 gives a client made with ``from_url`` a 5 s socket timeout that its connection_kwargs
+# do not show; when none is shown, blocking reads assume that one (a few more wake-ups at worst).
+_UNSHOWN_SOCKET_TIMEOUT_S = 5.0
+
+
 def block_ms(conn: Redis, seconds: float) -> int:
     """A blocking-read time in ms that stays under the connection's socket timeout."""
-    timeout = conn.connection_pool.connection_kwargs.get("socket_timeout")
+    timeout = conn.connection_pool.connection_kwargs.get("socket_timeout", _UNSHOWN_SOCKET_TIMEOUT_S)
     if timeout:
         seconds = min(seconds, max(0.05, float(timeout) - 1.0))
     return max(1, int(seconds * 1000))

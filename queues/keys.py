@@ -8,6 +8,8 @@ EVENTS = PREFIX + "events"  # stream of every status change
 QUEUES = PREFIX + "queues"  # hash: queue name -> JSON metadata
 NAMES = PREFIX + "idx:name"  # hash: "<project>\x1f<name>" -> newest task id
 ALL = PREFIX + "idx:all"  # zset of every task id, scored by creation time
+NAME_LEX = PREFIX + "idx:name-lex"  # zset, scores 0: "<name>\x00<id>" of every task (lex ranges, ZSCAN MATCH)
+NAME_REV = PREFIX + "idx:name-rev"  # zset, scores 0: "<name reversed>\x00<id>" (a glob's literal suffix)
 
 RQ_QUEUES = "rq:queues"
 
@@ -38,6 +40,16 @@ def queue_index(queue: str) -> str:
 
 def name_field(project: str, name: str) -> str:
     return f"{project}\x1f{name}"
+
+
+def name_member(name: str, task_id: str) -> str:
+    """A task's member of NAME_LEX: its name, NUL, its id."""
+    return f"{name}\x00{task_id}"
+
+
+def name_member_reversed(name: str, task_id: str) -> str:
+    """A task's member of NAME_REV: its name reversed, NUL, its id."""
+    return f"{name[::-1]}\x00{task_id}"
 
 
 def rq_queue(queue: str) -> str:

@@ -40,25 +40,30 @@ def payload(task_id: str) -> bytes:
     return json.dumps([RUN_FUNCTION, None, [task_id], {}], separators=(",", ":")).encode()
 
 
+def queued_fields(queue: str, now: float) -> dict[str, str | int]:
+    """The job hash fields that every task queued on ``queue`` at ``now`` shares."""
+    stamp = _utc(now)
+    return {
+        "created_at": stamp,
+        "enqueued_at": stamp,
+        "origin": queue,
+        "status": "queued",
+        "timeout": -1,
+        "result_ttl": FINISHED_JOB_TTL_S,
+        "failure_ttl": FINISHED_JOB_TTL_S,
+    }
+
+
+def own_fields(task_id: str, name: str) -> dict[str, str | bytes]:
+    """The job hash fields of one task: its payload, and its name (short values keep the hash compact)."""
+    return {"data": payload(task_id), "description": name[:60]}
+
+
 def write_queued(pipe: Pipeline, task_id: str, queue: str, name: str, now: float) -> None:
     """(Re)create the job hash for a freshly queued task."""
     key = keys.rq_job(task_id)
-    stamp = _utc(now)
     pipe.delete(key)
-    pipe.hset(
-        key,
-        mapping={
-            "created_at": stamp,
-            "enqueued_at": stamp,
-            "data": payload(task_id),
-            "origin": queue,
-            "description": name[:60],  # short values keep the hash compact
-            "status": "queued",
-            "timeout": -1,
-            "result_ttl": FINISHED_JOB_TTL_S,
-            "failure_ttl": FINISHED_JOB_TTL_S,
-        },
-    )
+    pipe.hset(key, mapping={**own_fields(task_id, name), **queued_fields(queue, now)})
 
 
 def write_status(pipe: Pipeline, task_id: str, status: TaskStatus, now: float, worker: str | None) -> None:

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from redis import Redis, WatchError
 from redis.client import Pipeline
 
-from . import events, keys, lifecycle, rqjob
+from . import bulk, events, keys, lifecycle, rqjob
 from .errors import IllegalTransition, InvalidInput, TaskNotFound
 from .record import TaskRecord, TaskStatus
 
 PAGE_MAX = 1000
 _SCAN_CHUNK = 200
+_WALK_LIMIT = 400  # records read newest-first before a query not answered by one index is narrowed in Redis
+_NAME_SCAN_COUNT = 25_000  # members per ZSCAN call (a glob with no literal prefix or suffix)
 
 # A hook run inside the MULTI of an update, after the record is written: (pipe, old, new) -> None.
 TxHook = Callable[[Pipeline, TaskRecord, TaskRecord], None]
@@ -35,6 +37,67 @@ def index_keys(record: TaskRecord) -> set[str]:
         found.add(keys.queue_index(record.execution.queue))
         if record.status == TaskStatus.RUNNING:
             found.add(keys.inflight(record.execution.queue))
+    return found
+
+
+def redis_glob(pattern: str) -> str:
+    """A Redis MATCH pattern that matches at least every string ``fnmatchcase(s, pattern)`` does.
+
+    ``*`` and ``?`` carry over, a ``[...]`` set becomes ``?`` (callers re-check with fnmatch),
+    and characters special to Redis are escaped.
+    """
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        i += 1
+        if char in "*?":
+            out.append(char)
+        elif char == "[":
+            j = i + 1 if i < n and pattern[i] == "!" else i
+            j = j + 1 if j < n and pattern[j] == "]" else j
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:  # no closing bracket: a literal "[" for fnmatch
+                out.append("\\[")
+            else:
+                out.append("?")
+                i = j + 1
+        elif char in "\\[]^":
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+_GLOB_CHARS = "*?[]"
+
+
+def literal_prefix(glob: str) -> str:
+    """The characters every name matching ``glob`` (fnmatch) starts with."""
+    end = next((i for i, ch in enumerate(glob) if ch in "*?["), len(glob))
+    return glob[:end]
+
+
+def literal_suffix(glob: str) -> str:
+    """Characters every name matching ``glob`` ends with (those after its last wildcard or set)."""
+    start = len(glob)
+    while start > 0 and glob[start - 1] not in _GLOB_CHARS:
+        start -= 1
+    return glob[start:] if any(ch in glob for ch in "*?[") else glob
+
+
+def _query_indexes(query: Query) -> list[str]:
+    """The sorted-set index of each of the query's indexed filters."""
+    found = []
+    if query.project is not None:
+        found.append(keys.project_index(query.project))
+    statuses = query.statuses()
+    if len(statuses) == 1:
+        found.append(keys.status_index(statuses[0]))
+    if query.tag is not None:
+        found.append(keys.tag_index(query.tag))
+    if query.queue is not None:
+        found.append(keys.queue_index(query.queue))
     return found
 
 
@@ -134,7 +197,15 @@ class TaskStore:
         return out
 
     def iter_query(self, query: Query, exact_name: str | None = None):
-        """Walk the smallest matching index newest-first, fetching records in chunks."""
+        """Walk the smallest matching index newest-first, fetching records in chunks.
+
+        A query that the index does not answer alone (two filters, a name glob) and that has
+        not been satisfied after ``_WALK_LIMIT`` records turns to filtering in Redis: the
+        intersection of its indexes (ZINTER) and the names that may match its glob (a lex range
+        of the name indexes on the glob's literal prefix or suffix, or ZSCAN MATCH), so a rare
+        match costs a few server-side steps, not a read of every record. Every record yielded is
+        still checked against the whole query.
+        """
         key, exact = self._best_index(query)
         start = 0
         seen: set[str] = set()  # the index can shift while we walk it (new tasks land at the front)
@@ -152,19 +223,63 @@ class TaskStore:
                     continue
                 if exact or query.matches(record):
                     yield record
+            if not exact and exact_name is None and len(seen) >= _WALK_LIMIT:
+                candidates = self._narrow(query)
+                if candidates is not None:
+                    yield from self._walk_ids([i for i in candidates if i not in seen], query)
+                    return
+
+    def _walk_ids(self, ids: list[str], query: Query):
+        for begin in range(0, len(ids), _SCAN_CHUNK):
+            for record in self.get_many(ids[begin : begin + _SCAN_CHUNK]):
+                if record is not None and query.matches(record):
+                    yield record
+
+    def _narrow(self, query: Query) -> list[str] | None:
+        """Ids that may match ``query``, newest first, found in Redis; None when Redis cannot narrow it."""
+        index_keys = _query_indexes(query)
+        found: dict[str, float] | None = None
+        if len(index_keys) >= 2:
+            found = {m.decode(): score for m, score in self.conn.zinter(index_keys, aggregate="MAX", withscores=True)}
+        if query.name is not None and self._name_scan_complete():
+            named = [i for i in self._named(query.name) if found is None or i in found]
+            if found is None:
+                scores = self.conn.zmscore(keys.ALL, named) if named else []
+                found = {i: s for i, s in zip(named, scores) if s is not None}
+            else:
+                found = {i: found[i] for i in named}
+        if found is None:
+            return None
+        return sorted(found, key=found.__getitem__, reverse=True)
+
+    def _named(self, name: str) -> list[str]:
+        """Ids of the tasks whose name may match the glob (a superset): a lex range on the longer of
+        its literal prefix and suffix, or ZSCAN MATCH when it has neither (``*word*``)."""
+        glob = name if any(ch in name for ch in "*?[") else f"*{name}*"
+        prefix, suffix = literal_prefix(glob), literal_suffix(glob)
+        if suffix and len(suffix) >= len(prefix):
+            start = suffix[::-1].encode()
+            members = self.conn.zrangebylex(keys.NAME_REV, b"[" + start, b"(" + start + b"\xff")
+        elif prefix:
+            start = prefix.encode()
+            members = self.conn.zrangebylex(keys.NAME_LEX, b"[" + start, b"(" + start + b"\xff")
+        else:
+            pattern = redis_glob(glob) + "\x00*"
+            members = [m for m, _ in self.conn.zscan_iter(keys.NAME_LEX, match=pattern, count=_NAME_SCAN_COUNT)]
+        return list(dict.fromkeys(m.rpartition(b"\x00")[2].decode() for m in members))
+
+    def _name_scan_complete(self) -> bool:
+        """Whether every task has its name scan entry (tasks stored by an older trainyard have none)."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.NAME_LEX)
+            pipe.zcard(keys.ALL)
+            named, total = pipe.execute()
+        return named >= total
 
     def _best_index(self, query: Query) -> tuple[str, bool]:
         """The smallest index covering one filter, and whether it alone answers the query."""
-        candidates: list[str] = []
-        if query.project is not None:
-            candidates.append(keys.project_index(query.project))
+        candidates = _query_indexes(query)
         statuses = query.statuses()
-        if len(statuses) == 1:
-            candidates.append(keys.status_index(statuses[0]))
-        if query.tag is not None:
-            candidates.append(keys.tag_index(query.tag))
-        if query.queue is not None:
-            candidates.append(keys.queue_index(query.queue))
         filters = sum(x is not None for x in (query.project, query.tag, query.queue, query.name, query.parent))
         filters += 1 if statuses else 0
         if not candidates:
@@ -178,27 +293,15 @@ class TaskStore:
         return min(zip(sizes, candidates))[1], False
 
     # -- writes --------------------------------------------------------------------------
-    def create(self, record: TaskRecord, hook: TxHook | None = None) -> TaskRecord:
+    def create(self, record: TaskRecord) -> TaskRecord:
         """Store a new record (its id must be unused) with its indexes and a ``created`` event."""
-        records = self.create_many([record], hook=hook)
-        return records[0]
+        return self.create_many([record])[0]
 
-    def create_many(self, records: list[TaskRecord], hook: TxHook | None = None) -> list[TaskRecord]:
-        """Store many new records in one round trip (used for bulk enqueue and sweeps)."""
-        set_positions = []
-        with self.conn.pipeline(transaction=True) as pipe:
-            for record in records:
-                set_positions.append(len(pipe.command_stack))
-                pipe.set(keys.task(record.id), record.to_json(), nx=True)
-                self._write_indexes(pipe, None, record)
-                if hook is not None:
-                    hook(pipe, record, record)
-                events.publish(
-                    pipe, "created", record.id, record.status.value, "", record.project, record.execution.queue or ""
-                )
-            results = pipe.execute()
-        if not all(results[i] for i in set_positions):
-            # SET NX refused: an id collision (64 random bits: practically never). Surface it.
+    def create_many(self, records: list[TaskRecord], born: bulk.Born | None = None) -> list[TaskRecord]:
+        """Store many new records atomically in one round trip (used for bulk enqueue and sweeps);
+        with ``born`` they are queued there too (their records must already say so)."""
+        if not bulk.create(self.conn, records, index_keys, born):
+            # An id collision (64 random bits: practically never); nothing was written. Surface it.
             raise InvalidInput("task id already exists")
         return records
 
@@ -274,6 +377,8 @@ class TaskStore:
                     pipe.delete(key, keys.log(task_id), keys.rq_job(task_id))
                     for index in index_keys(old):
                         pipe.zrem(index, task_id)
+                    pipe.zrem(keys.NAME_LEX, keys.name_member(old.name, task_id))
+                    pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, task_id))
                     if hook is not None:
                         hook(pipe, old, old)
                     events.publish(pipe, "deleted", task_id, old.status.value, old.status.value, old.project)
@@ -293,6 +398,12 @@ class TaskStore:
             pipe.zadd(key, {new.id: new.created})
         if old is None or (old.project, old.name) != (new.project, new.name):
             pipe.hset(keys.NAMES, keys.name_field(new.project, new.name), new.id)
+        if old is None or old.name != new.name:
+            if old is not None:
+                pipe.zrem(keys.NAME_LEX, keys.name_member(old.name, old.id))
+                pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, old.id))
+            pipe.zadd(keys.NAME_LEX, {keys.name_member(new.name, new.id): 0})
+            pipe.zadd(keys.NAME_REV, {keys.name_member_reversed(new.name, new.id): 0})
 
     def _drop_name_hint(self, record: TaskRecord) -> None:
         field = keys.name_field(record.project, record.name)

@@ -9,7 +9,7 @@ from typing import Any
 
 from redis import Redis
 
-from . import capture, events, keys, lifecycle, reaper, rqjob
+from . import bulk, capture, events, keys, lifecycle, reaper, rqjob
 from .broker import Broker, check_queue_name
 from .connection import resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
@@ -158,6 +158,15 @@ class Task:
         )
         conn = resolve(connection)
         TaskStore(conn).create(record)
+        return cls(record, conn)
+
+    @classmethod
+    def store_new(cls, record: TaskRecord, queue: str | None = None, connection: Redis | None = None) -> Task:
+        """Store a prepared new record (a clone built by a controller), born queued on ``queue`` when
+        given: one atomic write, as ``create`` then ``enqueue`` would leave it, with nothing written
+        when the queue does not exist."""
+        conn = resolve(connection)
+        _create_records(conn, [record], queue, 0, False)
         return cls(record, conn)
 
     @classmethod
@@ -346,12 +355,36 @@ class Task:
         ``name`` may hold ``{i}`` for the clone's index (default: this task's name).
         """
         src = self.refresh()._record
-        records = [
-            self._clone_record(src, (name or src.name).replace("{i}", str(i)), project, params, None, tags)
-            for i, params in enumerate(parameter_sets)
-        ]
-        _create_records(self.connection, records, queue, priority, create_queue)
-        return [Task(r, self.connection) for r in records]
+        pattern = name or src.name
+        sets = list(parameter_sets)
+        names = [pattern.replace("{i}", str(i)) for i in range(len(sets))]
+        with bulk.no_gc():
+            records = self._clone_records(src, names, project, sets, tags)
+            _create_records(self.connection, records, queue, priority, create_queue)
+            return [Task(r, self.connection) for r in records]
+
+    @classmethod
+    def _clone_records(
+        cls,
+        src: TaskRecord,
+        names: Sequence[str],
+        project: str | None,
+        parameter_sets: Sequence[Mapping[str, Any] | None],
+        tags: Iterable[str] | None,
+    ) -> list[TaskRecord]:
+        """``_clone_record`` for many clones: the shared part is built once, and each clone is
+        validated from a plain dict (fresh nested objects without a deep copy per clone)."""
+        proto = cls._clone_record(src, None, project, None, None, tags)
+        base = proto.model_dump(exclude_defaults=True, exclude={"id", "name", "parameters", "created", "updated"})
+        records = []
+        for clone_name, params in zip(names, parameter_sets):
+            data = {**base, "id": new_task_id(), "name": clone_name}
+            data["parameters"] = {**proto.parameters, **check_parameters(params or {})}
+            try:
+                records.append(TaskRecord.model_validate(data))
+            except ValueError as exc:  # pydantic: e.g. a blank name
+                raise InvalidInput(f"clone {clone_name!r}: {_first_error(exc)}") from None
+        return records
 
     @staticmethod
     def _clone_record(
@@ -518,28 +551,35 @@ class Task:
 def _create_records(
     conn: Redis, records: list[TaskRecord], queue: str | None, priority: int, create_queue: bool
 ) -> None:
-    """Write new records in one transaction; with ``queue``, they are born queued there."""
+    """Write new records in one atomic call; with ``queue``, they are born queued there."""
     if queue is None:
         TaskStore(conn).create_many(records)
         return
+    born = _born(conn, queue, priority, create_queue)
+    for record in records:
+        _mark_queued(record, born)
+    TaskStore(conn).create_many(records, born)
+
+
+def _born(conn: Redis, queue: str, priority: int, create_queue: bool) -> bulk.Born:
+    """Check (or create) the queue new records are born on."""
     check_queue_name(queue)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidInput(f"priority must be an integer, got {priority!r}")
     broker = Broker(conn)
     if create_queue:
         broker.create(queue, exist_ok=True)
     else:
         broker.require(queue)
-    now = time.time()
-    for record in records:
-        record.status = TaskStatus.QUEUED
-        record.execution.queue = queue
-        record.execution.priority = priority
-        record.queued_at = now
+    return bulk.Born(queue, priority, time.time())
 
-    def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
-        rqjob.write_queued(pipe, new.id, queue, new.name, now)
-        broker.push(pipe, queue, new.id, priority, False)
 
-    TaskStore(conn).create_many(records, hook=hook)
+def _mark_queued(record: TaskRecord, born: bulk.Born) -> None:
+    """A new record's fields when it is born queued (as ``Task.enqueue`` would set them)."""
+    record.status = TaskStatus.QUEUED
+    record.execution.queue = born.queue
+    record.execution.priority = born.priority
+    record.queued_at = born.now
 
 
 def _first_error(exc: ValueError) -> str:
@@ -563,25 +603,27 @@ def create_many(
     Each spec holds ``name`` and ``command`` and may hold ``project``, ``parameters``, ``tags``.
     """
     conn = resolve(connection)
-    records = []
-    for spec in specs:
-        unknown = set(spec) - {"name", "command", "project", "parameters", "tags", "comment"}
-        if unknown:
-            raise InvalidInput(f"create_many: unknown field(s) {', '.join(sorted(unknown))}")
-        command = spec.get("command")
-        if not command or isinstance(command, str):
-            raise InvalidInput("create_many: each spec needs a command (a list of strings)")
-        records.append(
-            TaskRecord(
-                id=new_task_id(),
-                name=spec["name"],
-                project=spec.get("project", "default"),
-                user=_user(),
-                tags=list(spec.get("tags", ())),
-                comment=spec.get("comment"),
-                script=Script(command=list(command)),
-                parameters=check_parameters(spec.get("parameters") or {}),
+    user = _user()
+    with bulk.no_gc():
+        records = []
+        for spec in specs:
+            unknown = set(spec) - {"name", "command", "project", "parameters", "tags", "comment"}
+            if unknown:
+                raise InvalidInput(f"create_many: unknown field(s) {', '.join(sorted(unknown))}")
+            command = spec.get("command")
+            if not command or isinstance(command, str):
+                raise InvalidInput("create_many: each spec needs a command (a list of strings)")
+            records.append(
+                TaskRecord(
+                    id=new_task_id(),
+                    name=spec["name"],
+                    project=spec.get("project", "default"),
+                    user=user,
+                    tags=list(spec.get("tags", ())),
+                    comment=spec.get("comment"),
+                    script=Script(command=list(command)),
+                    parameters=check_parameters(spec.get("parameters") or {}),
+                )
             )
-        )
-    _create_records(conn, records, queue, priority, create_queue)
-    return [Task(r, conn) for r in records]
+        _create_records(conn, records, queue, priority, create_queue)
+        return [Task(r, conn) for r in records]

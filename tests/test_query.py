@@ -107,3 +107,78 @@ def test_edit_definition_fields_of_a_draft():
     with pytest.raises(InvalidInput, match="time_limit"):
         task.edit(time_limit=-5)
     assert Task.get(task.id).data.execution.time_limit == 60
+
+
+def _brute(made: list[Task], **filters) -> list[str]:
+    """Ids matching ``filters`` newest first, by reading every record (the reference answer)."""
+    from trainyard.queues.store import Query
+
+    query = Query(**filters)
+    return [t.id for t in reversed(made) if query.matches(Task.get(t.id).data)]
+
+
+@pytest.mark.parametrize("walk_limit", [3, 1000])
+def test_rare_matches_are_narrowed_in_redis(conn, monkeypatch, walk_limit):
+    """Past the walk limit a query is narrowed with ZINTER, name lex ranges, ZSCAN MATCH: same answers, same order."""
+    from trainyard.queues import keys, store
+
+    monkeypatch.setattr(store, "_WALK_LIMIT", walk_limit)
+    monkeypatch.setattr(store, "_SCAN_CHUNK", 4)
+    narrowed = []
+    real_narrow = store.TaskStore._narrow
+    monkeypatch.setattr(store.TaskStore, "_narrow", lambda self, q: narrowed.append(q) or real_narrow(self, q))
+    Queue.create("q")
+    template = Task.create("tmpl", "p1", command=["true"])
+    made = [template]
+    for b in range(4):
+        made += template.clone_many([{}] * 6, name=f"b{b}-run[{{i}}]", project="p2" if b == 1 else None)
+        made += template.clone_many([{}] * 3, name=f"b{b}-q-{{i}}", queue="q", tags=["hpo"] if b == 2 else None)
+    renamed = made[5].edit(name="renamed-x")
+    made[3].delete()
+    made.remove(made[3])
+    cases = [
+        {"name": "*-run[[]3]"},  # a set in the glob
+        {"name": "*-q-2"},
+        {"name": "renamed"},  # a plain word: substring
+        {"name": "renamed-*"},  # a literal prefix: a lex range (after a rename)
+        {"name": "*ed-x"},  # a literal suffix: a lex range over the reversed names
+        {"name": "b[!0]-q-*", "status": "queued"},
+        {"project": "p2", "status": "queued"},  # no match
+        {"project": "p1", "status": "queued", "tag": "hpo"},
+        {"project": "p2", "name": "*run*"},
+        {"name": "nothing-*"},
+    ]
+    for filters in cases:
+        want = _brute(made, **filters)
+        assert [t.id for t in Task.list(limit=100, **filters)] == want, filters
+        assert [t.id for t in Task.list(limit=2, offset=1, **filters)] == want[1:3], filters
+    assert [t.id for t in Task.list(name="renamed-x")] == [renamed.id]
+    assert bool(narrowed) == (walk_limit < len(made))
+    # tasks stored by an older trainyard have no name index entries: the walk reads them all
+    conn.zrem(keys.NAME_LEX, keys.name_member(made[-1].name, made[-1].id))
+    assert [t.id for t in Task.list(name=made[-1].name, limit=100)] == [made[-1].id]
+
+
+def test_name_narrowing_keeps_every_fnmatch_match(conn):
+    """Property: every name fnmatch accepts has the glob's literal prefix and suffix, and is found
+    by a Redis MATCH with the translated pattern."""
+    import fnmatch
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from trainyard.queues.store import literal_prefix, literal_suffix, redis_glob
+
+    text = st.text(alphabet="ab[]!*?\\^-x/", max_size=6)
+
+    @settings(max_examples=300, deadline=None)
+    @given(pattern=text, name=text)
+    def check(pattern, name):
+        conn.delete("z")
+        conn.sadd("z", f"{name}\x00id")
+        found = list(conn.sscan_iter("z", match=redis_glob(pattern) + "\x00*"))
+        if fnmatch.fnmatchcase(name, pattern):
+            assert found, (pattern, redis_glob(pattern), name)
+            assert name.startswith(literal_prefix(pattern)) and name.endswith(literal_suffix(pattern)), pattern
+
+    check()

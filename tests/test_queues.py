@@ -144,3 +144,67 @@ def test_clone_many_to_unknown_queue_writes_nothing():
     with pytest.raises(QueueNotFound):
         template.clone_many([{"a": 1}, {"a": 2}], queue="missing")
     assert [t.id for t in Task.list()] == [template.id]
+
+
+def test_bulk_writes_match_one_by_one_enqueue(conn):
+    """clone_many writes what Task.create + enqueue write: record, RQ job hash, indexes, event, order."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    q = Queue.create("mixed")
+    low, high = _make(2, "solo")
+    low.enqueue("mixed", priority=1)
+    high.enqueue("mixed", priority=9)
+    template = Task.create("tmpl", command=["true"], tags=["t1"])
+    clones = template.clone_many([{}, {}, {}], name="c{i}", queue="mixed", priority=5, tags=["hpo"])
+    assert names(q) == ["solo1", "c0", "c1", "c2", "solo0"]  # between the priorities, first in first out
+    assert [e.priority for e in q.entries()] == [9, 5, 5, 5, 1]
+    one = clones[1]
+    job = Job.fetch(one.id, connection=conn, serializer=JSONSerializer)
+    solo_job = Job.fetch(low.id, connection=conn, serializer=JSONSerializer)
+    assert (job.func_name, job.args, job.origin, job.get_status()) == (solo_job.func_name, [one.id], "mixed", "queued")
+    assert set(conn.hkeys(keys.rq_job(one.id))) == set(conn.hkeys(keys.rq_job(low.id)))
+    for index in (keys.ALL, keys.status_index("queued"), keys.project_index("default"), keys.queue_index("mixed")):
+        assert conn.zscore(index, one.id) == pytest.approx(one.data.created)
+    assert conn.zscore(keys.tag_index("hpo"), one.id) is not None
+    assert conn.zscore(keys.tag_index("t1"), one.id) is None
+    created = [
+        fields for _, fields in conn.xrange(keys.EVENTS) if fields[b"task"] == one.id.encode()
+    ]  # one "created" event, born queued
+    assert created == [
+        {b"task": one.id.encode(), b"kind": b"created", b"status": b"queued", b"prev": b"", b"project": b"default",
+         b"queue": b"mixed"}
+    ]  # fmt: skip
+    assert Task.get_task(project="default", name="c1") == one
+    stored = Task.get(one.id).data
+    assert stored == one.data
+
+
+def test_bulk_create_refuses_a_taken_id_and_writes_nothing(conn):
+    from trainyard.queues.store import TaskStore
+
+    Queue.create("q")
+    taken = Task.create("old", command=["true"])
+    fresh = Task.create("fresh", command=["true"]).data.model_copy(update={"id": "00000000000000aa"})
+    clash = taken.data.model_copy(update={"name": "clash"})
+    before = conn.dbsize()
+    with pytest.raises(InvalidInput, match="task id already exists"):
+        TaskStore(conn).create_many([fresh, clash])
+    assert conn.dbsize() == before
+    assert not conn.exists(keys.task(fresh.id))
+
+
+def test_store_new_is_born_queued_or_writes_nothing(conn):
+    """A controller's prepared clone: one write, born queued; an unknown queue leaves no draft behind."""
+    Queue.create("steps")
+    template = Task.create("tmpl", command=["true"])
+    record = Task._clone_record(template.data, "step-a", None, {"lr": 1}, None, None)
+    task = Task.store_new(record, "steps")
+    assert Task.get(task.id).status == TaskStatus.QUEUED
+    assert [e.task_id for e in Queue("steps").entries()] == [task.id]
+    kinds = [f[b"kind"] for _, f in conn.xrange(keys.EVENTS) if f[b"task"] == task.id.encode()]
+    assert kinds == [b"created"]
+    orphan = Task._clone_record(template.data, "step-b", None, None, None, None)
+    with pytest.raises(QueueNotFound):
+        Task.store_new(orphan, "missing")
+    assert not conn.exists(keys.task(orphan.id))

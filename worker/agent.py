@@ -275,6 +275,7 @@ class Worker:
                     self.info.state = "idle"
             self.completed += 1
             self.wake.set()
+            run.cleanup()  # after the wake: the next task starts meanwhile
 
     # -- signals and commands ------------------------------------------------------------------
     def install_signal_handlers(self) -> None:

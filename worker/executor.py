@@ -54,6 +54,7 @@ class TaskRun:
         self.gpus = gpus
         self.prepare = prepare
         self.launched: Launched | None = None
+        self.run_dir: Path | None = None  # set when the run ended: cleanup() removes it
         self.abort_reason: str | None = None
         self.requeue_reason: str | None = None
         self.timed_out = False
@@ -140,8 +141,13 @@ class TaskRun:
         finally:
             reporter.close()
         self._finish(outcome, exit_code, error, reporter, log_file)
-        if not self.s.keep_runs:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        self.run_dir = run_dir
+
+    def cleanup(self) -> None:
+        """Remove the run folder (unless kept). Called after the worker took its next task: the
+        task has ended and its log is stored, so this is off the path from one task to the next."""
+        if self.run_dir is not None and not self.s.keep_runs:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _launch(self, spec: LaunchSpec, reporter: Reporter) -> Launched:
         if spec.docker is not None:
@@ -154,6 +160,7 @@ class TaskRun:
         record = self.record
         reporter.system(f"starting: {' '.join(spec.argv)}")
         launched = self.launched = self._launch(spec, reporter)
+        reporter.start()
         try:
             readers = [
                 threading.Thread(target=_pump, args=(chunks, name, reporter), daemon=True)
@@ -191,21 +198,24 @@ class TaskRun:
         self, outcome: str, exit_code: int | None, error: str | None, reporter: Reporter, log_file: Path
     ) -> None:
         d = self.s.dispatcher
+        log_fields = self._log_fields(log_file)
         for pause in _backoff():
             try:
-                self._store_log(log_file)
                 if self.requeue_reason and not self._abort_was_requested():
-                    d.requeue(self.task_id, reason=self.requeue_reason)
+                    done = d.requeue(self.task_id, reason=self.requeue_reason, also=log_fields)
                 elif outcome == "aborted" or self.abort_reason:
-                    d.finish(self.task_id, "aborted", exit_code=exit_code)
+                    done = d.finish(self.task_id, "aborted", exit_code=exit_code, also=log_fields)
                 else:
-                    d.finish(
+                    done = d.finish(
                         self.task_id,
                         outcome,
                         exit_code=exit_code,
                         error=error,
                         log_tail=reporter.tail_lines() if outcome == "failed" else [],
+                        also=log_fields,
                     )
+                if done is None and log_fields is not None:  # no longer ours: record the log all the same
+                    self._store_log(log_fields)
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("task %s: Redis unreachable while finishing (%s); retrying", self.task_id, exc)
@@ -222,8 +232,9 @@ class TaskRun:
             return True
         return False
 
-    def _store_log(self, log_file: Path) -> None:
-        """Record the stored log's uri and this attempt's GPU usage summary."""
+    def _log_fields(self, log_file: Path) -> Callable[[TaskRecord], None] | None:
+        """Store the log; the change that records its uri and this attempt's GPU usage summary
+        (made in the same write as the task's end), or None when there is nothing to record."""
         uri = (
             self.s.artifacts.put_log(self.task_id, self.record.runtime.attempt, log_file)
             if log_file.is_file()
@@ -231,13 +242,17 @@ class TaskRun:
         )
         usage = self.gpu_usage.summary()
         if uri is None and not usage:
-            return
+            return None
 
         def apply(rec: TaskRecord) -> None:
             if uri is not None:
                 rec.runtime.log_uri = uri
             rec.runtime.gpu_usage = usage
 
+        return apply
+
+    def _store_log(self, apply: Callable[[TaskRecord], None]) -> None:
+        """Record the log fields on their own (the task was taken from this worker meanwhile)."""
         try:
             self.s.dispatcher.store.update(self.task_id, apply)
         except Exception:  # the task record may be gone; the log file stays in the store

@@ -58,6 +58,8 @@ class Preparer:
         if record.container.image and not record.execution.mode and self.s.default_mode == "docker":
             mode = "docker"
         reporter.system(f"mode: {mode}")
+        if mode != "local" or record.script.repository:
+            reporter.start()  # a checkout or an environment may take a while: stream its lines
         code = self._code(record, run_dir, reporter)
         if mode == "local":
             return self._local(record, run_dir, code)

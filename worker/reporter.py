@@ -51,7 +51,15 @@ class Reporter:
         self._changes: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"report-{task_id}", daemon=True)
-        self._thread.start()
+        self._started = False
+
+    def start(self) -> None:
+        """Start the flushing thread (once). The worker starts it when the task's process runs, or
+        before a slow preparation (a checkout, an environment), so a quick task's start does not
+        wait for a thread; lines written before are kept and flushed then."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
 
     # -- producers -----------------------------------------------------------------------
     def line(self, stream: str, text: str) -> None:
@@ -159,7 +167,8 @@ class Reporter:
     def close(self, retry_for_s: float = 300.0) -> None:
         """Stop the thread and flush everything, retrying while Redis is away."""
         self._stop.set()
-        self._thread.join()
+        if self._started:
+            self._thread.join()
         waited, pause = 0.0, 0.2
         while not self._tick(final=True) and waited < retry_for_s:
             threading.Event().wait(pause)
