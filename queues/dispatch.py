@@ -95,16 +95,21 @@ class Dispatcher:
         message: str | None = None,
     ) -> TaskRecord | None:
         """End a running task as completed, failed or aborted; a failure with retries left is
-        requeued at the front instead. Returns None when the task was taken from this worker."""
+        requeued at the front instead. ``lost`` (the worker ended it after losing Redis) counts as
+        a failure whose attempt is recorded as lost, as the reaper does. Returns None when the task
+        was taken from this worker."""
         now = time.time()
         record = self._current(task_id)
         if record is None:
             return None
+        attempt_outcome = outcome
+        if outcome == "lost":
+            outcome = "failed"
         if outcome == "failed" and record.runtime.attempt <= record.execution.retries:
             return self.requeue(
                 task_id,
                 reason=f"retrying after: {error or 'failure'}",
-                outcome="failed",
+                outcome=attempt_outcome,
                 exit_code=exit_code,
                 error=error,
             )
@@ -118,7 +123,7 @@ class Dispatcher:
                 rec.runtime.log_tail = log_tail
             if message is not None or outcome != "aborted":
                 rec.status_message = message
-            _close_attempt(rec, now, outcome, exit_code, error)
+            _close_attempt(rec, now, attempt_outcome, exit_code, error)
 
         return self._owned_update(task_id, apply, action)
 

@@ -560,12 +560,13 @@ def create_many(
 ) -> list[Task]:
     """Create many command tasks in one transaction (optionally born queued on ``queue``).
 
-    Each spec holds ``name`` and ``command`` and may hold ``project``, ``parameters``, ``tags``.
+    Each spec holds ``name`` and ``command`` and may hold ``project``, ``parameters``, ``tags``,
+    ``comment`` and ``retries``.
     """
     conn = resolve(connection)
     records = []
     for spec in specs:
-        unknown = set(spec) - {"name", "command", "project", "parameters", "tags", "comment"}
+        unknown = set(spec) - {"name", "command", "project", "parameters", "tags", "comment", "retries"}
         if unknown:
             raise InvalidInput(f"create_many: unknown field(s) {', '.join(sorted(unknown))}")
         command = spec.get("command")
@@ -581,6 +582,7 @@ def create_many(
                 comment=spec.get("comment"),
                 script=Script(command=list(command)),
                 parameters=check_parameters(spec.get("parameters") or {}),
+                execution=Execution(retries=spec.get("retries", 0)),
             )
         )
     _create_records(conn, records, queue, priority, create_queue)

@@ -56,6 +56,7 @@ class TaskRun:
         self.launched: Launched | None = None
         self.abort_reason: str | None = None
         self.requeue_reason: str | None = None
+        self.fence_reason: str | None = None
         self.timed_out = False
         self.gpu_usage = GpuUsage(record.runtime.gpus)  # fed by the worker's heartbeat samples
         self._lock = threading.Lock()
@@ -69,7 +70,7 @@ class TaskRun:
     def request_abort(self, reason: str = "aborted by user") -> None:
         """End the task now (TERM, grace, KILL); it finishes as aborted."""
         with self._lock:
-            if self.abort_reason or self.requeue_reason:
+            if self.abort_reason or self.requeue_reason or self.fence_reason:
                 return
             self.abort_reason = reason
         self._end_group()
@@ -77,15 +78,25 @@ class TaskRun:
     def request_requeue(self, reason: str) -> None:
         """End the task now and put it back at the front of its queue (worker shutdown)."""
         with self._lock:
-            if self.abort_reason or self.requeue_reason:
+            if self.abort_reason or self.requeue_reason or self.fence_reason:
                 return
             self.requeue_reason = reason
         self._end_group()
 
-    def _end_group(self) -> None:
+    def request_fence(self, reason: str, grace_s: float) -> None:
+        """End the task now, with a short grace: its worker lost Redis and may be declared dead, after
+        which another worker may start it. The attempt ends as lost (re-queued while retries last)."""
+        with self._lock:
+            if self.abort_reason or self.requeue_reason or self.fence_reason:
+                return
+            self.fence_reason = reason
+        self._end_group(min(grace_s, self.s.grace_s))
+
+    def _end_group(self, grace_s: float | None = None) -> None:
         launched = self.launched
+        grace = self.s.grace_s if grace_s is None else grace_s
         if launched is not None and not self._exited.is_set():
-            threading.Thread(target=launched.terminate, args=(self.s.grace_s, self._exited), daemon=True).start()
+            threading.Thread(target=launched.terminate, args=(grace, self._exited), daemon=True).start()
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -161,7 +172,9 @@ class TaskRun:
             ]
             for reader in readers:
                 reader.start()
-            if self.abort_reason or self.requeue_reason:  # asked before the task existed
+            if self.fence_reason:  # asked before the task existed
+                self._end_group(0.0)
+            elif self.abort_reason or self.requeue_reason:
                 self._end_group()
             limit = record.execution.time_limit
             try:
@@ -177,6 +190,8 @@ class TaskRun:
             reader.join(timeout=5)
         if self.abort_reason:
             return "aborted", code, None
+        if self.fence_reason:
+            return "lost", code, self.fence_reason
         if self.timed_out:
             return "failed", code, f"time limit of {limit:g}s exceeded"
         if code == 0:
@@ -194,7 +209,9 @@ class TaskRun:
         for pause in _backoff():
             try:
                 self._store_log(log_file)
-                if self.requeue_reason and not self._abort_was_requested():
+                if self.fence_reason:
+                    d.finish(self.task_id, "lost", exit_code=exit_code, error=self.fence_reason)
+                elif self.requeue_reason and not self._abort_was_requested():
                     d.requeue(self.task_id, reason=self.requeue_reason)
                 elif outcome == "aborted" or self.abort_reason:
                     d.finish(self.task_id, "aborted", exit_code=exit_code)
