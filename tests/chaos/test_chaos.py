@@ -80,7 +80,7 @@ class Size:
 
 
 SIZES = {
-    "ci": Size(tasks=200, kills=3, restarts=1, cuts=1, aborts=10, docker_tasks=2),
+    "ci": Size(tasks=500, kills=6, restarts=2, cuts=1, aborts=20, docker_tasks=3),
     "full": Size(tasks=3000, kills=16, restarts=4, cuts=3, aborts=150, docker_tasks=12),
 }
 
@@ -99,6 +99,8 @@ class Figures:
     attempts_max: int = 0
     lost: int = 0
     concurrent_duplicates: int = 0
+    fenced: int = 0
+    reaped: int = 0
     rq_mismatches: int = 0
     leaked_processes: int = 0
     leaked_containers: int = 0
@@ -162,6 +164,17 @@ def _retrying(fn, *args, **kwargs):
         except (redis.ConnectionError, redis.TimeoutError, ConnectionError):
             time.sleep(0.2)
     return fn(*args, **kwargs)
+
+
+def _busy(conn: redis.Redis, worker: WorkerProcess | None, tries: int = 50) -> None:
+    """Wait (on events) until the worker runs a task, a bounded number of times."""
+    name = worker.args[worker.args.index("--name") + 1] if worker else ""
+    for _ in range(tries):
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            raw = conn.get(keys.worker(name))
+            if raw and json.loads(raw).get("current"):
+                return
+            conn.xread({keys.EVENTS: "$"}, block=200, count=1)
 
 
 def _terminal_count(conn: redis.Redis) -> int:
@@ -324,6 +337,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available):
                 server.restart()
                 figures.restarts += 1
             elif action == "cut":
+                _busy(conn, fleet.workers[3])  # cut a worker that is running something
                 proxy.cut()
                 figures.cuts += 1
                 # longer than a claim may go unrefreshed: the worker must fence itself, the reaper requeue
@@ -363,8 +377,10 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available):
     leaked = _leaked_processes(set(all_ids), folder)
     containers = _leaked_containers(set(all_ids))
     figures.leaked_processes, figures.leaked_containers = len(leaked), len(containers)
+    worker_logs = "\n".join(w.output() for w in fleet.all)
+    figures.fenced = worker_logs.count("ending it so it cannot run twice")
+    figures.reaped = worker_logs.count("reaped task")
     print("chaos figures: " + json.dumps(figures.__dict__, indent=1))
-    worker_logs = "\n".join(w.output()[-3000:] for w in fleet.all)
 
     assert figures.lost == 0
     assert dups == 0, [line for line in (folder / "stamps.log").read_text().splitlines() if "DUP" in line]
