@@ -53,6 +53,21 @@ def check_value(key: str, value: Any) -> Any:
     )
 
 
+SECRET_KEY = "$secret"
+
+
+def is_secret_ref(value: Any) -> bool:
+    """``{"$secret": "name"}``: a parameter whose value a worker fills in from its own secrets."""
+    return isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get(SECRET_KEY), str)
+
+
+def secret_ref(name: str) -> dict[str, str]:
+    """The parameter value that stands for the worker-held secret ``name``."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"a secret name must be a non-empty string, got {name!r}")
+    return {SECRET_KEY: name}
+
+
 def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     """Normalise keys and check values of a whole parameter mapping."""
     out: dict[str, Any] = {}

@@ -39,6 +39,7 @@ from .modes import ModeSettings, Preparer
 from .monitor import Monitor
 from .reporter import Reporter
 from .scheduler import Scheduler, SchedulerConfig
+from .secrets import Redactor, known_values
 
 log = logging.getLogger("trainyard.worker")
 BACKSTOP_S = 2.0  # an idle worker tries its queues at least this often even without an event
@@ -96,6 +97,7 @@ class Worker:
             artifacts=ArtifactStore(config.artifacts_url or str(config.home / "artifacts")),
             grace_s=config.grace_s,
             keep_runs=config.keep_runs,
+            redactor=Redactor(known_values(os.environ, [config.redis_url])),
         )
         self.prepare = prepare or Preparer(
             ModeSettings(

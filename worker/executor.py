@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -23,6 +23,7 @@ from .launchers import Launched, LocalLaunch
 from .monitor import GpuUsage
 from .reporter import Reporter
 from .runfolder import create_run_folder
+from .secrets import Redactor, resolve_record
 
 log = logging.getLogger("trainyard.worker")
 
@@ -37,6 +38,7 @@ class RunSettings:
     artifacts: ArtifactStore
     grace_s: float = 10.0
     keep_runs: bool = False
+    redactor: Redactor = field(default_factory=lambda: Redactor(()))
 
 
 class TaskRun:
@@ -107,7 +109,8 @@ class TaskRun:
             log.exception("task %s: the worker could not run it", self.task_id)
             for pause in _backoff():
                 try:
-                    self.s.dispatcher.finish(self.task_id, "failed", error=f"worker error: {type(exc).__name__}: {exc}")
+                    text = self.s.redactor.text(f"worker error: {type(exc).__name__}: {exc}")
+                    self.s.dispatcher.finish(self.task_id, "failed", error=text)
                     return
                 except (redis.ConnectionError, redis.TimeoutError):
                     time.sleep(pause)
@@ -115,6 +118,10 @@ class TaskRun:
     def _run(self) -> None:
         record = self.record
         run_dir = self.s.runs_dir / f"{record.id}-{record.runtime.attempt}-{os.urandom(3).hex()}"
+        try:  # secret references filled in: this copy goes to the task process only, never to Redis
+            resolved, unresolved = resolve_record(record), None
+        except PrepareError as exc:
+            resolved, unresolved = record, exc
         create_run_folder(
             run_dir,
             {
@@ -122,12 +129,14 @@ class TaskRun:
                 "name": record.name,
                 "project": record.project,
                 "attempt": record.runtime.attempt,
-                "parameters": record.parameters,
+                "parameters": resolved.parameters,
                 "configuration": record.configuration,
             },
         )
         log_file = run_dir / "output.log"
-        reporter = Reporter(self.s.conn, record.id, self.s.dispatcher.worker, run_dir, self.s.artifacts, log_file)
+        reporter = Reporter(
+            self.s.conn, record.id, self.s.dispatcher.worker, run_dir, self.s.artifacts, log_file, self.s.redactor
+        )
         outcome, exit_code, error = "failed", None, None
         try:
             gpus = ",".join(map(str, self.gpus)) if self.gpus else "none"
@@ -135,7 +144,9 @@ class TaskRun:
                 f"task {record.id} attempt {record.runtime.attempt} on {self.s.dispatcher.worker} "
                 f"({self.s.dispatcher.host}), GPUs: {gpus}"
             )
-            spec = self.prepare(record, run_dir, reporter)
+            if unresolved is not None:
+                raise unresolved
+            spec = self.prepare(resolved, run_dir, reporter)
             try:
                 outcome, exit_code, error = self._execute(spec, reporter)
             finally:
@@ -206,11 +217,12 @@ class TaskRun:
         self, outcome: str, exit_code: int | None, error: str | None, reporter: Reporter, log_file: Path
     ) -> None:
         d = self.s.dispatcher
+        error = self.s.redactor.text(error)
         for pause in _backoff():
             try:
                 self._store_log(log_file)
                 if self.fence_reason:
-                    d.finish(self.task_id, "lost", exit_code=exit_code, error=self.fence_reason)
+                    d.finish(self.task_id, "lost", exit_code=exit_code, error=error)
                 elif self.requeue_reason and not self._abort_was_requested():
                     d.requeue(self.task_id, reason=self.requeue_reason)
                 elif outcome == "aborted" or self.abort_reason:

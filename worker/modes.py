@@ -180,6 +180,9 @@ class Preparer:
             labels={LABEL_TASK: record.id, LABEL_WORKER: self.s.worker},
             cache_dir=cache_dir,
             network=self.s.docker_network,
+            memory=record.execution.memory,
+            cpus=record.execution.cpus,
+            root_setup=bool(setup),
         )
         self._record_environment(record, {"mode": "docker", "image": image})
         return LaunchSpec(argv, run_dir, env, docker=spec)

@@ -21,6 +21,7 @@ from ..queues.record import MetricSummary, TaskRecord, TaskStatus
 from ..queues.store import TaskStore
 from .artifacts import ArtifactStore
 from .runfolder import EventReader, resolve_artifact
+from .secrets import Redactor
 
 FLUSH_S = 0.1
 PENDING_LINES_MAX = 50_000
@@ -33,9 +34,17 @@ class Reporter:
     """One per running task; thread-safe ``line()``; ``close()`` flushes everything."""
 
     def __init__(
-        self, conn: redis.Redis, task_id: str, worker: str, run_dir: Path, artifacts: ArtifactStore, log_file: Path
+        self,
+        conn: redis.Redis,
+        task_id: str,
+        worker: str,
+        run_dir: Path,
+        artifacts: ArtifactStore,
+        log_file: Path,
+        redactor: Redactor | None = None,
     ):
         self.conn = conn
+        self.redactor = redactor or Redactor(())
         self.task_id = task_id
         self.worker = worker
         self.run_dir = run_dir
@@ -55,7 +64,7 @@ class Reporter:
 
     # -- producers -----------------------------------------------------------------------
     def line(self, stream: str, text: str) -> None:
-        text = text.rstrip("\n")
+        text = self.redactor.text(text.rstrip("\n"))
         with self._lock:
             self._log.write(text + "\n")
             if stream != "sys":
@@ -107,6 +116,7 @@ class Reporter:
         return True
 
     def _absorb(self, event: dict[str, Any]) -> None:
+        event = self.redactor.value(event)  # a task that reports a secret gets it masked too
         kind = event["kind"]
         if kind == "metric":
             with self._lock:
