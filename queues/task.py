@@ -13,8 +13,8 @@ from . import capture, events, keys, lifecycle, reaper, rqjob
 from .broker import Broker, check_queue_name
 from .connection import resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
-from .params import check_parameters, check_value, normalize_key
 from .gitinfo import strip_credentials
+from .params import check_parameters, check_value, normalize_key
 from .record import (
     FINAL_STATUSES,
     Container,
