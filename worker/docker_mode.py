@@ -92,11 +92,16 @@ def ensure_image(engine, image: str, log):
         raise PrepareError(f"docker image {image} is not on this worker and cannot be pulled: {_short(exc)}") from None
 
 
+def image_user(image) -> str:
+    """The USER an image declares ("" when none: root)."""
+    return ((getattr(image, "attrs", None) or {}).get("Config") or {}).get("User") or ""
+
+
 def container_user(image, spec: DockerSpec) -> str | None:
     """Who the task runs as: the image's own user when it names a non-root one; else nobody
     (65534), unless the task installs packages or runs a setup script (then the image's user,
     root, is kept: pip must write to the image). None: the image's default."""
-    configured = ((getattr(image, "attrs", None) or {}).get("Config") or {}).get("User") or ""
+    configured = image_user(image)
     if configured and configured.split(":")[0] not in ("root", "0"):
         return None
     if spec.root_setup:
@@ -106,14 +111,25 @@ def container_user(image, spec: DockerSpec) -> str | None:
     return f"{NOBODY}:{NOBODY}"
 
 
-def _hand_over(folder: Path | None, uid: int) -> None:
-    """Give the task's folders to the user it runs as (the worker, root, keeps access anyway)."""
-    if folder is None or not folder.exists():
+def hand_over(spec: DockerSpec, user: str | None, image) -> None:
+    """Let the task's user write its run folder (and its checkout, when that lies inside it)."""
+    if os.getuid() != 0:
         return
-    for root, dirs, files in os.walk(folder):
-        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-            with contextlib.suppress(OSError):
-                os.lchown(name, uid, uid)
+    name = (user or image_user(image)).split(":")[0]
+    folders = [spec.run_dir]
+    if spec.code_dir is not None and spec.run_dir in spec.code_dir.parents:
+        folders.append(spec.code_dir)
+    if not name or name in ("root", "0"):
+        return
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            for path in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                with contextlib.suppress(OSError):
+                    if name.isdigit():
+                        os.lchown(path, int(name), int(name))
+                    elif not os.path.islink(path):  # a user known only by name inside the image
+                        extra = 0o777 if os.path.isdir(path) else 0o666
+                        os.chmod(path, os.stat(path).st_mode | extra)
 
 
 class DockerLaunch:
@@ -128,10 +144,7 @@ class DockerLaunch:
         self.engine = client()
         image = ensure_image(self.engine, spec.image, log)
         user = container_user(image, spec)
-        if user == f"{NOBODY}:{NOBODY}":
-            _hand_over(spec.run_dir, NOBODY)
-            if spec.code_dir is not None and spec.run_dir in spec.code_dir.parents:
-                _hand_over(spec.code_dir, NOBODY)
+        hand_over(spec, user, image)
         log(
             f"docker: running as {user or 'the image user'}"
             + (f", memory {spec.memory}" if spec.memory else "")
