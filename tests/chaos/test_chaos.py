@@ -35,6 +35,7 @@ from workerproc import FAST, WorkerProcess
 from trainyard import Pipeline, Queue, Task, TaskStatus
 from trainyard.connection import reset_connections
 from trainyard.controller import runs
+from trainyard.controller.pipeline import resume
 from trainyard.queues import keys
 from trainyard.queues.record import FINAL_STATUSES, TaskRecord
 from trainyard.queues.task import create_many
@@ -175,6 +176,11 @@ def _busy(conn: redis.Redis, worker: WorkerProcess | None, tries: int = 50) -> N
             if raw and json.loads(raw).get("current"):
                 return
             conn.xread({keys.EVENTS: "$"}, block=200, count=1)
+
+
+def _lost(task: Task) -> bool:
+    attempts = task.data.runtime.attempts
+    return task.status == TaskStatus.FAILED and bool(attempts) and attempts[-1].outcome == "lost"
 
 
 def _terminal_count(conn: redis.Redis) -> int:
@@ -363,9 +369,15 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
         if pipeline_run is None:
             pipeline_run = pipe.start(queue="services")
         controller = Task.get(pipeline_run).wait(timeout=240)
+        resumes = 0
+        while _lost(controller) and resumes < 5:
+            # a controller whose worker died is failed as lost; resuming it is the documented recovery
+            resume(conn, pipeline_run)
+            resumes += 1
+            controller = Task.get(pipeline_run).wait(timeout=240)
         run = runs.load(conn, pipeline_run)
         rt = controller.data.runtime
-        figures.pipeline = f"{run.status} (controller attempts: {rt.attempt})"
+        figures.pipeline = f"{run.status} (controller attempts: {rt.attempt}, resumed {resumes}x)"
         controller_said = (controller.status.value, rt.error, rt.log_tail, [a.outcome for a in rt.attempts])
     finally:
         fleet.stop_all()
