@@ -7,9 +7,10 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 from rq import Queue as RqQueue
-from workerproc import WorkerProcess
+from workerproc import WorkerProcess, log_text
 
 from trainyard import Pipeline, Queue, Task, TaskStatus
 from trainyard.queues import keys
@@ -101,3 +102,45 @@ def test_pipeline_inputs_never_reach_a_shell(tmp_path, monkeypatch):
     seen = [json.loads(line) for line in argv_file.read_text().splitlines()]
     assert [s["argv"] for s in seen] == [["--name", hostile]] * 2
     assert list(markers.iterdir()) == []
+
+
+ESCAPES = textwrap.dedent(
+    """
+    import json, os
+    run = os.environ["TRAINYARD_RUN_DIR"]
+    os.makedirs(os.path.join(run, "artifacts", "link"))
+    os.symlink("/etc/passwd", os.path.join(run, "artifacts", "link", "passwd"))
+    os.makedirs(os.path.join(run, "artifacts", "ok"))
+    with open(os.path.join(run, "artifacts", "ok", "fine.txt"), "w") as out:
+        out.write("fine")
+    events = [
+        {"kind": "artifact", "name": "dotdot", "path": "artifacts/dotdot/../../../../etc/passwd"},
+        {"kind": "artifact", "name": "abs", "path": "/etc/passwd"},
+        {"kind": "artifact", "name": "../up", "path": "artifacts/../up/x"},
+        {"kind": "artifact", "name": "link", "path": "artifacts/link/passwd"},
+        {"kind": "artifact", "name": "ok", "path": "artifacts/ok/fine.txt"},
+    ]
+    with open(os.path.join(run, "events.jsonl"), "a") as out:
+        for event in events:
+            out.write(json.dumps(event) + "\\n")
+    """
+)
+
+
+def test_artifact_paths_cannot_escape(conn, tmp_path):
+    script = tmp_path / "escape.py"
+    script.write_text(ESCAPES)
+    Queue.create("cpu")
+    task = Task.create("escape", script=script, detect_repository=False).enqueue("cpu")
+    with WorkerProcess("-q", "cpu", "--cpu-only", "--burst") as worker:
+        assert worker.wait(timeout=60) == 0, worker.output()
+    record = Task.get(task.id).data
+    assert record.status == TaskStatus.COMPLETED
+    assert list(record.artifacts) == ["ok"]
+    text = log_text(conn, task.id)
+    assert text.count("ignored a bad line in events.jsonl") == 3  # dotdot, absolute, bad name
+    assert "artifact 'link' refused" in text and "symlink" in text
+    store = tmp_path / "home" / "artifacts"
+    assert Path(record.artifacts["ok"].uri).read_text() == "fine" and store in Path(record.artifacts["ok"].uri).parents
+    passwd = Path("/etc/passwd").read_bytes()
+    assert not [p for p in store.rglob("*") if p.is_file() and p.read_bytes() == passwd]
