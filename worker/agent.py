@@ -274,8 +274,11 @@ class Worker:
             run.run()
         finally:
             with self._running_lock:
-                self.running.pop(run.task_id, None)
-                gpus = self.task_gpus.pop(run.task_id, [])
+                # a newer attempt of the same task may run here already: leave its entries alone
+                mine = self.running.get(run.task_id) is run
+                if mine:
+                    self.running.pop(run.task_id, None)
+                gpus = self.task_gpus.pop(run.task_id, []) if mine else []
             with contextlib.suppress(redis.RedisError):  # else the holds expire by themselves
                 self.holds.release(run.task_id, gpus)
             with self._running_lock:
@@ -396,7 +399,7 @@ class Worker:
             if silent < FENCE_AFTER_S:
                 continue
             with self._running_lock:
-                runs = [run for run in self.running.values() if run.fence_reason is None]
+                runs = [run for run in self.running.values() if run.fence_reason is None and not run.exited]
             for run in runs:
                 log.warning(
                     "task %s: Redis out of reach for %.1fs; ending it so it cannot run twice", run.task_id, silent

@@ -68,6 +68,16 @@ class TaskRun:
     def task_id(self) -> str:
         return self.record.id
 
+    @property
+    def attempt(self) -> int:
+        """This run's attempt number: reports of an attempt that was taken away are dropped."""
+        return self.record.runtime.attempt
+
+    @property
+    def exited(self) -> bool:
+        """The task's process (or container) has ended; only its report may still be pending."""
+        return self._exited.is_set()
+
     # -- control from other threads --------------------------------------------------------
     def request_abort(self, reason: str = "aborted by user") -> None:
         """End the task now (TERM, grace, KILL); it finishes as aborted."""
@@ -89,8 +99,8 @@ class TaskRun:
         """End the task now, with a short grace: its worker lost Redis and may be declared dead, after
         which another worker may start it. The attempt ends as lost (re-queued while retries last)."""
         with self._lock:
-            if self.abort_reason or self.requeue_reason or self.fence_reason:
-                return
+            if self.abort_reason or self.requeue_reason or self.fence_reason or self._exited.is_set():
+                return  # (a task that has exited and waits to report its outcome keeps that outcome)
             self.fence_reason = reason
         self._end_group(min(grace_s, self.s.grace_s))
 
@@ -110,7 +120,7 @@ class TaskRun:
             for pause in _backoff():
                 try:
                     text = self.s.redactor.text(f"worker error: {type(exc).__name__}: {exc}")
-                    self.s.dispatcher.finish(self.task_id, "failed", error=text)
+                    self.s.dispatcher.finish(self.task_id, "failed", error=text, attempt=self.attempt)
                     return
                 except (redis.ConnectionError, redis.TimeoutError):
                     time.sleep(pause)
@@ -135,7 +145,14 @@ class TaskRun:
         )
         log_file = run_dir / "output.log"
         reporter = Reporter(
-            self.s.conn, record.id, self.s.dispatcher.worker, run_dir, self.s.artifacts, log_file, self.s.redactor
+            self.s.conn,
+            record.id,
+            self.s.dispatcher.worker,
+            run_dir,
+            self.s.artifacts,
+            log_file,
+            self.s.redactor,
+            attempt=record.runtime.attempt,
         )
         outcome, exit_code, error = "failed", None, None
         try:
@@ -221,12 +238,12 @@ class TaskRun:
         for pause in _backoff():
             try:
                 self._store_log(log_file)
-                if self.fence_reason:
-                    d.finish(self.task_id, "lost", exit_code=exit_code, error=error)
+                if outcome == "lost":
+                    d.finish(self.task_id, "lost", exit_code=exit_code, error=error, attempt=self.attempt)
                 elif self.requeue_reason and not self._abort_was_requested():
-                    d.requeue(self.task_id, reason=self.requeue_reason)
+                    d.requeue(self.task_id, reason=self.requeue_reason, attempt=self.attempt)
                 elif outcome == "aborted" or self.abort_reason:
-                    d.finish(self.task_id, "aborted", exit_code=exit_code)
+                    d.finish(self.task_id, "aborted", exit_code=exit_code, attempt=self.attempt)
                 else:
                     d.finish(
                         self.task_id,
@@ -234,6 +251,7 @@ class TaskRun:
                         exit_code=exit_code,
                         error=error,
                         log_tail=reporter.tail_lines() if outcome == "failed" else [],
+                        attempt=self.attempt,
                     )
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -263,6 +281,8 @@ class TaskRun:
             return
 
         def apply(rec: TaskRecord) -> None:
+            if rec.runtime.attempt != self.attempt:
+                return  # a newer attempt owns the record now (its own log comes with it)
             if uri is not None:
                 rec.runtime.log_uri = uri
             rec.runtime.gpu_usage = usage

@@ -50,8 +50,10 @@ class Reporter:
         artifacts: ArtifactStore,
         log_file: Path,
         redactor: Redactor | None = None,
+        attempt: int | None = None,
     ):
         self.conn = conn
+        self.attempt = attempt
         self.redactor = redactor or Redactor(())
         self.task_id = task_id
         self.worker = worker
@@ -180,6 +182,8 @@ class Reporter:
         def apply(record: TaskRecord) -> None:
             if record.status != TaskStatus.RUNNING or record.runtime.worker != self.worker:
                 return
+            if self.attempt is not None and record.runtime.attempt != self.attempt:
+                return  # a newer attempt runs now: this one's late reports are dropped
             metrics = {title: dict(series) for title, series in record.metrics.items()}
             for p in points:
                 value = float(p["value"])

@@ -60,10 +60,11 @@ sys.exit(code)
 """
 
 STEP = """
-import os, sys
+import time
 from trainyard import current_task
 task = current_task()
 value = task.get_parameter("Args/value")
+time.sleep(1.0)  # long enough for the storm to reach the pipeline
 task.set_output("value", value * 2)
 print("step doubled", value, flush=True)
 """
@@ -127,7 +128,8 @@ class Fleet:
         # every other restart reuses the name, as a systemd unit with a fixed --name would
         self.generation[index] += 1
         name = f"{self.tag}-w{index}" + ("" if self.generation[index] % 2 else f"-g{self.generation[index]}")
-        args = [a for q in (*QUEUES, "services") for a in ("-q", q)]
+        # the worker behind the proxy also serves "slow" first, so it is mid-task when its link is cut
+        args = [a for q in (("slow",) if index == 3 else ()) + (*QUEUES, "services") for a in ("-q", q)]
         worker = WorkerProcess(
             *args,
             "--services-mode",
@@ -140,6 +142,13 @@ class Fleet:
         )
         self.workers[index] = worker
         self.all.append(worker)
+
+    def name(self, index: int) -> str:
+        worker = self.workers[index]
+        return worker.args[worker.args.index("--name") + 1] if worker else ""
+
+    def index_of(self, name: str | None, default: int) -> int:
+        return next((i for i in range(4) if name and self.name(i) == name), default)
 
     def kill(self, index: int) -> None:
         worker = self.workers[index]
@@ -167,13 +176,13 @@ def _retrying(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def _busy(conn: redis.Redis, worker: WorkerProcess | None, tries: int = 50) -> None:
-    """Wait (on events) until the worker runs a task, a bounded number of times."""
+def _busy(conn: redis.Redis, worker: WorkerProcess | None, task_id: str, tries: int = 150) -> None:
+    """Wait (on events) until the worker runs ``task_id``, a bounded number of times."""
     name = worker.args[worker.args.index("--name") + 1] if worker else ""
     for _ in range(tries):
         with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
             raw = conn.get(keys.worker(name))
-            if raw and json.loads(raw).get("current"):
+            if raw and task_id in json.loads(raw).get("current", []):
                 return
             conn.xread({keys.EVENTS: "$"}, block=200, count=1)
 
@@ -286,7 +295,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
     fleet = Fleet(server, proxy, size.slots, f"chaos{os.getpid()}")
     began = time.monotonic()
     try:
-        for queue in (*QUEUES, "services"):
+        for queue in (*QUEUES, "services", "slow"):
             Queue.create(queue)
         pipe = _pipeline(tmp_path)
         ids: list[str] = []
@@ -351,7 +360,16 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
                 server.restart()
                 figures.restarts += 1
             elif action == "cut":
-                _busy(conn, fleet.workers[3])  # cut a worker that is running something
+                # the worker behind the proxy serves "slow" first: give it a long task, cut it mid-task
+                slow = _retrying(
+                    create_many,
+                    [{"name": "chaos-slow", "project": "chaos", "retries": 2,
+                      "command": ["python", "-S", "-c", TASK_CODE, str(folder), "6", "0"]}],
+                    queue="slow",
+                )  # fmt: skip
+                ids.append(slow[0].id)
+                all_ids.append(slow[0].id)
+                _busy(conn, fleet.workers[3], slow[0].id)
                 proxy.cut()
                 figures.cuts += 1
                 # longer than a claim may go unrefreshed: the worker must fence itself, the reaper requeue
@@ -364,6 +382,13 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
                     figures.aborts += 1
             elif action == "pipeline":
                 pipeline_run = _retrying(pipe.start, queue="services")
+                # its controller's worker is killed while it runs (resumed at the end, as documented)
+                running = Task.get(pipeline_run).wait(timeout=120, statuses=[TaskStatus.RUNNING, *FINAL_STATUSES])
+                if running.status == TaskStatus.RUNNING:
+                    index = fleet.index_of(running.data.runtime.worker, rng.randrange(4))
+                    fleet.kill(index)
+                    fleet.start(index)
+                    figures.kills += 1
 
         records = _wait_terminal(conn, all_ids, timeout=600 if size.tasks > 500 else 240)
         if pipeline_run is None:
@@ -411,7 +436,9 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
     assert Task.get(run.state["c"].task_id).outputs["value"] == 24
     leftover = {k.decode(): (v, by_id.get(k.decode())) for k, v in conn.hgetall(keys.CLAIMS).items()}
     assert leftover == {}
-    assert all(conn.llen(keys.rq_queue(q)) == 0 for q in QUEUES)
+    if size.cuts:
+        assert figures.fenced >= 1, "the cut worker was running a slow task: it must have fenced it"
+    assert all(conn.llen(keys.rq_queue(q)) == 0 for q in (*QUEUES, "slow"))
     for record in records:
         rt = record.runtime
         # every attempt is on the record, numbered, closed with an outcome; only the last may succeed
