@@ -52,7 +52,10 @@ def test_an_image_user_is_kept(conn, docker_image):
     finally:
         base.remove(force=True)
     Queue.create("docker")
-    _, text = _run(conn, "trainyard-test-user:latest")
+    try:
+        _, text = _run(conn, "trainyard-test-user:latest")
+    finally:
+        engine.images.remove("trainyard-test-user:latest", force=True)
     assert "uid=1234" in text and "run-folder-writable" in text
 
 

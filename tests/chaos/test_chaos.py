@@ -176,15 +176,18 @@ def _retrying(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def _busy(conn: redis.Redis, worker: WorkerProcess | None, task_id: str, tries: int = 150) -> None:
-    """Wait (on events) until the worker runs ``task_id``, a bounded number of times."""
+def _busy(conn: redis.Redis, worker: WorkerProcess | None, task_id: str, tries: int = 150) -> str | None:
+    """Wait (on events) until the worker runs ``task_id``, a bounded number of times; None when it
+    does, else what its registry entry says (a worker that stopped taking work)."""
     name = worker.args[worker.args.index("--name") + 1] if worker else ""
+    raw = None
     for _ in range(tries):
         with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
             raw = conn.get(keys.worker(name))
             if raw and task_id in json.loads(raw).get("current", []):
-                return
+                return None
             conn.xread({keys.EVENTS: "$"}, block=200, count=1)
+    return f"{name}: {raw!r}"[:600]
 
 
 def _lost(task: Task) -> bool:
@@ -347,6 +350,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
         actions.insert(len(actions) // 3, "pipeline")
         marks = sorted(rng.uniform(0.05, 0.85) for _ in actions)
         pipeline_run = None
+        stalls: list[str] = []
         for action, mark in zip(actions, marks):
             while _retrying(_terminal_count, conn) < mark * len(all_ids):
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
@@ -369,7 +373,9 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
                 )  # fmt: skip
                 ids.append(slow[0].id)
                 all_ids.append(slow[0].id)
-                _busy(conn, fleet.workers[3], slow[0].id)
+                stall = _busy(conn, fleet.workers[3], slow[0].id)
+                if stall:
+                    stalls.append(stall)
                 proxy.cut()
                 figures.cuts += 1
                 # longer than a claim may go unrefreshed: the worker must fence itself, the reaper requeue
@@ -428,6 +434,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
     print("chaos figures: " + json.dumps(figures.__dict__, indent=1))
 
     assert figures.lost == 0
+    assert stalls == [], "the worker behind the proxy stopped taking work"
     assert dups == 0, [line for line in (folder / "stamps.log").read_text().splitlines() if "DUP" in line]
     assert leaked == [] and containers == []
     assert figures.rq_mismatches == 0
