@@ -437,8 +437,17 @@ class Worker:
         for item in done:
             log.warning("reaped task %s of lost worker %s: %s", item.task_id, item.worker, item.outcome)
         local = [d for d in done if d.host == self.host]
-        if local:
-            process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})
-            from .docker_mode import remove_task_containers
+        if local:  # apart from the heartbeat: a slow Docker engine must never delay heartbeats
+            # not a daemon: a worker that exits meanwhile still finishes the clean-up
+            threading.Thread(target=_clean_up_after, args=(local,), name="reaper-cleanup", daemon=False).start()
 
-            remove_task_containers({d.task_id for d in local})  # any task may have run in docker mode
+
+def _clean_up_after(local: list) -> None:
+    """End what dead workers on this host left: task processes and containers."""
+    try:
+        process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})
+        from .docker_mode import remove_task_containers
+
+        remove_task_containers({d.task_id for d in local})  # any task may have run in docker mode
+    except Exception:  # noqa: BLE001 - best effort, logged
+        log.exception("cleaning up after a dead worker failed")
