@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
 from redis import Redis
 
 from ..queues import events, keys, workers
@@ -87,32 +88,52 @@ class Controller:
         cursor = events.last_id(self.conn)
         self._sync_all()
         self._save()
+        box = [cursor]  # the event stream position, moved on by each pass
         while True:
-            if self.stop_event.is_set() or self._stop_flag():
-                self._abort("aborted: the pipeline was stopped")
-                break
-            changed = self._launch_ready()
-            if self._all_finished():
-                break
-            self._check_queues()
-            if changed:
-                self._save()
-            reply = self.conn.xread({keys.EVENTS: cursor}, block=events.block_ms(self.conn, RECONCILE_S), count=1000)
-            mine = {state.task_id: name for name, state in run.state.items() if state.task_id}
-            touched = set()
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    cursor = entry_id
-                    task_id = fields.get(b"task", b"").decode()
-                    if task_id in mine:
-                        touched.add(mine[task_id])
-            for name in touched:
-                self._sync(name)
-            if not reply:
-                self._sync_all()
-            if touched:
-                self._save()
+            try:
+                if self._step(box):
+                    break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Redis restarting or out of reach: the run document has what is needed; go on when it is back
+                log.warning("pipeline %s: Redis unreachable (%s); retrying", run.id, exc)
+                time.sleep(1.0)
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                    self._sync_all()
+        for _ in range(120):
+            try:
+                return self._finish()
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(1.0)
         return self._finish()
+
+    def _step(self, cursor_box: list) -> bool:
+        """One pass of the loop: launch what is ready, wait for events, sync; True when the run is over."""
+        run = self.run
+        if self.stop_event.is_set() or self._stop_flag():
+            self._abort("aborted: the pipeline was stopped")
+            return True
+        changed = self._launch_ready()
+        if self._all_finished():
+            return True
+        self._check_queues()
+        if changed:
+            self._save()
+        reply = self.conn.xread({keys.EVENTS: cursor_box[0]}, block=events.block_ms(self.conn, RECONCILE_S), count=1000)
+        mine = {state.task_id: name for name, state in run.state.items() if state.task_id}
+        touched = set()
+        for _, entries in reply or []:
+            for entry_id, fields in entries:
+                cursor_box[0] = entry_id
+                task_id = fields.get(b"task", b"").decode()
+                if task_id in mine:
+                    touched.add(mine[task_id])
+        for name in touched:
+            self._sync(name)
+        if not reply:
+            self._sync_all()
+        if touched:
+            self._save()
+        return False
 
     # -- launching ---------------------------------------------------------------------------
     def _launch_ready(self) -> bool:

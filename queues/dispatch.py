@@ -97,23 +97,30 @@ class Dispatcher:
         error: str | None = None,
         log_tail: list[str] | None = None,
         message: str | None = None,
+        attempt: int | None = None,
         also: Edit | None = None,
     ) -> TaskRecord | None:
         """End a running task as completed, failed or aborted; a failure with retries left is
-        requeued at the front instead. Returns None when the task was taken from this worker.
-        ``also`` makes more changes to the record in the same write (the worker's log uri)."""
+        requeued at the front instead. ``lost`` (the worker ended it after losing Redis) counts as
+        a failure whose attempt is recorded as lost, as the reaper does. Returns None when the task
+        was taken from this worker (or this ``attempt`` of it is over). ``also`` makes more changes
+        to the record in the same write (the worker's log uri)."""
         now = time.time()
+        attempt_outcome = outcome
+        if outcome == "lost":
+            outcome = "failed"
         if outcome == "failed":
-            record = self._current(task_id)
+            record = self._current(task_id, attempt)
             if record is None:
                 return None
             if record.runtime.attempt <= record.execution.retries:
                 return self.requeue(
                     task_id,
                     reason=f"retrying after: {error or 'failure'}",
-                    outcome="failed",
+                    outcome=attempt_outcome,
                     exit_code=exit_code,
                     error=error,
+                    attempt=attempt,
                     also=also,
                 )
         action = {"completed": "complete", "failed": "fail", "aborted": "abort"}[outcome]
@@ -126,9 +133,9 @@ class Dispatcher:
                 rec.runtime.log_tail = log_tail
             if message is not None or outcome != "aborted":
                 rec.status_message = message
-            _close_attempt(rec, now, outcome, exit_code, error)
+            _close_attempt(rec, now, attempt_outcome, exit_code, error)
 
-        return self._owned_update(task_id, apply, action, also=also)
+        return self._owned_update(task_id, apply, action, attempt=attempt, also=also)
 
     def requeue(
         self,
@@ -137,6 +144,7 @@ class Dispatcher:
         outcome: str = "requeued",
         exit_code: int | None = None,
         error: str | None = None,
+        attempt: int | None = None,
         also: Edit | None = None,
     ) -> TaskRecord | None:
         """Put a running task back at the front of its queue (shutdown, retry)."""
@@ -154,7 +162,7 @@ class Dispatcher:
             rqjob.write_queued(pipe, new.id, queue, new.name, now)
             self.broker.push(pipe, queue, new.id, new.execution.priority, True)
 
-        return self._owned_update(task_id, apply, "requeue", hook, also)
+        return self._owned_update(task_id, apply, "requeue", hook, attempt=attempt, also=also)
 
     def release(self, task_id: str) -> None:
         """Drop this worker's claim without touching the task."""
@@ -163,20 +171,36 @@ class Dispatcher:
             self.conn.hdel(keys.CLAIMS, task_id)
 
     # -- helpers -------------------------------------------------------------------------
-    def _current(self, task_id: str) -> TaskRecord | None:
+    def _current(self, task_id: str, attempt: int | None = None) -> TaskRecord | None:
+        """The record, if this worker runs it (this ``attempt`` of it, when given); else None."""
         try:
             record = self.store.get(task_id)
         except TaskNotFound:
             self.release(task_id)
             return None
-        if record.status != TaskStatus.RUNNING or record.runtime.worker != self.worker:
-            self.release(task_id)
+        if not self._holds(record, attempt):
+            self._release_stale(record)
             return None
         return record
 
-    def _owned_update(self, task_id: str, apply, action: str, hook=None, also: Edit | None = None) -> TaskRecord | None:
+    def _holds(self, record: TaskRecord, attempt: int | None) -> bool:
+        return (
+            record.status == TaskStatus.RUNNING
+            and record.runtime.worker == self.worker
+            and (attempt is None or record.runtime.attempt == attempt)
+        )
+
+    def _release_stale(self, record: TaskRecord) -> None:
+        """After a late report of an attempt that was taken away: drop the claim only when the task
+        is not this worker's any more (a newer attempt of it on this worker keeps its claim)."""
+        if record.runtime.worker != self.worker:
+            self.release(record.id)
+
+    def _owned_update(
+        self, task_id: str, apply, action: str, hook=None, attempt: int | None = None, also: Edit | None = None
+    ) -> TaskRecord | None:
         def guarded(rec: TaskRecord) -> None:
-            if rec.runtime.worker != self.worker:
+            if rec.runtime.worker != self.worker or (attempt is not None and rec.runtime.attempt != attempt):
                 raise IllegalTransition(task_id, action, f"held by {rec.runtime.worker}", ("this worker",))
             apply(rec)
             if also is not None:
@@ -189,8 +213,14 @@ class Dispatcher:
 
         try:
             return self.store.update(task_id, guarded, action=action, hook=with_release)
-        except (IllegalTransition, TaskNotFound):
+        except TaskNotFound:
             self.release(task_id)
+            return None
+        except IllegalTransition:
+            try:
+                self._release_stale(self.store.get(task_id))
+            except TaskNotFound:
+                self.release(task_id)
             return None
 
 

@@ -13,7 +13,7 @@ from .record import FINAL_STATUSES
 
 LOG_MAXLEN = 10_000  # lines kept in Redis per task; the whole log goes to the artifact store
 METRICS_MAXLEN = 100_000
-MAX_LINE = 8192
+MAX_LINE = 4096  # characters of one line kept in Redis: at most ~40 MiB of log per task there
 
 
 @dataclass(frozen=True)

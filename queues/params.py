@@ -31,33 +31,63 @@ def normalize_key(key: str) -> str:
     return f"{section}/{name}"
 
 
-def check_value(key: str, value: Any) -> Any:
+MAX_DEPTH = 100  # nesting of lists and dicts in one value
+
+
+def _text(key: str, text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"parameter {key}: text {text[:40]!r} is not valid UTF-8 ({exc.reason})") from None
+    return text
+
+
+def check_value(key: str, value: Any, depth: int = 0) -> Any:
     """Accept only JSON values (None, bool, int, float, str, lists and string-keyed dicts)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if depth > MAX_DEPTH:
+        raise InvalidInput(f"parameter {key}: nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        return _text(key, value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput(f"parameter {key}: {value} is not a finite number")
         return value
     if isinstance(value, (list, tuple)):
-        return [check_value(key, item) for item in value]
+        return [check_value(key, item, depth + 1) for item in value]
     if isinstance(value, Mapping):
         out = {}
         for sub_key, item in value.items():
             if not isinstance(sub_key, str):
                 raise InvalidInput(f"parameter {key}: dict keys must be strings, got {sub_key!r}")
-            out[sub_key] = check_value(key, item)
+            out[_text(key, sub_key)] = check_value(key, item, depth + 1)
         return out
     raise InvalidInput(
         f"parameter {key}: value of type {type(value).__name__} is not JSON (use str, number, bool, None, list or dict)"
     )
 
 
+SECRET_KEY = "$secret"
+
+
+def is_secret_ref(value: Any) -> bool:
+    """``{"$secret": "name"}``: a parameter whose value a worker fills in from its own secrets."""
+    return isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get(SECRET_KEY), str)
+
+
+def secret_ref(name: str) -> dict[str, str]:
+    """The parameter value that stands for the worker-held secret ``name``."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"a secret name must be a non-empty string, got {name!r}")
+    return {SECRET_KEY: name}
+
+
 def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     """Normalise keys and check values of a whole parameter mapping."""
     out: dict[str, Any] = {}
     for key, value in params.items():
-        norm = normalize_key(key)
+        norm = _text("key", normalize_key(key))
         out[norm] = check_value(norm, value)
     return out
 
@@ -76,6 +106,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         value = json.loads(raw)
     except ValueError:
         value = raw
+    except RecursionError:
+        raise InvalidInput(f"parameter {key}: nested more than {MAX_DEPTH} levels deep") from None
     return key, check_value(key, value)
 
 

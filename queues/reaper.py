@@ -1,7 +1,8 @@
 """The reaper: finds tasks whose worker died and ends or re-queues them.
 
-A claim whose worker has no live registry entry, and which no heartbeat refreshed for
-``DEAD_AFTER_S`` seconds, belongs to a dead worker. A task claimed but never started goes back
+A claim that no heartbeat refreshed for ``DEAD_AFTER_S`` seconds, and whose worker has no live
+registry entry (or a live one, under the same name, that does not list the task: a worker restarted
+with a fixed ``--name``), belongs to a dead worker. A task claimed but never started goes back
 to the front of its queue; a running one is re-queued when it has retries left, else failed
 with "worker lost". Any process may reap (workers do it on their heartbeat, ``trainyard task
 wait`` on its reconcile tick); a short Redis lock keeps two reapers from doing the same work.
@@ -61,11 +62,22 @@ def _reap(conn: Redis, dead_after: float) -> list[Reaped]:
     done = []
     for task_id, claim in parsed.items():
         worker = claim.get("worker", "")
-        if alive.get(worker) is not None or now - float(claim.get("ts", 0)) < dead_after:
+        if now - float(claim.get("ts", 0)) < dead_after or _runs_it(alive.get(worker), task_id):
             continue
         outcome = _settle(conn, store, broker, task_id, claim)
         done.append(Reaped(task_id, worker, claim.get("host", ""), claim.get("pgid"), outcome))
     return done
+
+
+def _runs_it(entry: bytes | None, task_id: str) -> bool:
+    """Does a live registry entry say its worker is running ``task_id``? A worker restarted under
+    the same name (a fixed ``--name``) is alive but knows nothing of its predecessor's claims."""
+    if entry is None:
+        return False
+    try:
+        return task_id in json.loads(entry).get("current", [])
+    except (ValueError, AttributeError):
+        return True  # unreadable: assume alive, as before
 
 
 def _settle(conn: Redis, store: TaskStore, broker: Broker, task_id: str, claim: dict) -> str:

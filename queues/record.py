@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from enum import Enum
 from typing import Any
@@ -98,7 +99,24 @@ class Execution(_Model):
     gpus: GpuRequest = Field(default_factory=GpuRequest)
     time_limit: float | None = Field(default=None, gt=0)  # seconds
     retries: int = Field(default=0, ge=0)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)  # stored as given: no secrets here
+    secret_env: dict[str, str] = Field(default_factory=dict)  # env var -> secret name, filled in by the worker
+    memory: str | None = None  # container memory limit, docker's notation: "512m", "2g"
+    cpus: float | None = Field(default=None, gt=0)  # container CPU limit
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_ok(cls, value: str | None) -> str | None:
+        return _check_memory(value)
+
+
+MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
+
+
+def _check_memory(value: str | None) -> str | None:
+    if value is not None and not MEMORY.match(value):
+        raise ValueError(f"memory {value!r} is not a size such as 512m or 2g")
+    return value
 
 
 class Artifact(_Model):

@@ -13,6 +13,7 @@ from . import bulk, capture, events, keys, lifecycle, reaper, rqjob
 from .broker import Broker, check_queue_name
 from .connection import resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
+from .gitinfo import strip_credentials
 from .params import check_parameters, check_value, normalize_key
 from .record import (
     FINAL_STATUSES,
@@ -99,6 +100,9 @@ class Task:
         time_limit: float | None = None,
         retries: int = 0,
         env: Mapping[str, str] | None = None,
+        secret_env: Mapping[str, str] | None = None,
+        memory: str | None = None,
+        cpus: float | None = None,
         tags: Iterable[str] = (),
         comment: str | None = None,
         parent: str | None = None,
@@ -117,7 +121,7 @@ class Task:
         if command is not None and not command:
             raise InvalidInput("command must not be empty")
         script_model = Script(
-            repository=repository,
+            repository=strip_credentials(repository) if repository else None,  # tokens live on workers
             branch=branch,
             commit=commit,
             command=list(command) if command else None,
@@ -133,29 +137,35 @@ class Task:
             script_model.working_dir = working_dir
         if requirements is not None:
             script_model.requirements = capture.requirement_lines(requirements)
-        record = TaskRecord(
-            id=new_task_id(),
-            name=name,
-            project=project,
-            type=TaskType(task_type),
-            parent=parent,
-            tags=list(dict.fromkeys(tags)),
-            comment=comment,
-            user=_user(),
-            script=script_model,
-            container=Container(
-                image=docker_image, arguments=list(docker_arguments or []), setup_script=docker_setup_script
-            ),
-            execution=Execution(
-                mode=ExecutionMode(mode) if mode else None,
-                gpus=GpuRequest(count=gpus, min_memory_mb=gpu_memory_mb),
-                time_limit=time_limit,
-                retries=retries,
-                env=dict(env or {}),
-            ),
-            parameters=check_parameters(parameters or {}),
-            configuration=dict(configuration or {}),
-        )
+        try:
+            record = TaskRecord(
+                id=new_task_id(),
+                name=name,
+                project=project,
+                type=TaskType(task_type),
+                parent=parent,
+                tags=list(dict.fromkeys(tags)),
+                comment=comment,
+                user=_user(),
+                script=script_model,
+                container=Container(
+                    image=docker_image, arguments=list(docker_arguments or []), setup_script=docker_setup_script
+                ),
+                execution=Execution(
+                    mode=ExecutionMode(mode) if mode else None,
+                    gpus=GpuRequest(count=gpus, min_memory_mb=gpu_memory_mb),
+                    time_limit=time_limit,
+                    retries=retries,
+                    env=dict(env or {}),
+                    secret_env=dict(secret_env or {}),
+                    memory=memory,
+                    cpus=cpus,
+                ),
+                parameters=check_parameters(parameters or {}),
+                configuration=dict(configuration or {}),
+            )
+        except ValueError as exc:  # pydantic: a field with a bad value
+            raise InvalidInput(f"invalid value: {_first_error(exc)}") from None
         conn = resolve(connection)
         TaskStore(conn).create(record)
         return cls(record, conn)
@@ -282,10 +292,10 @@ class Task:
 
     def edit(self, **changes: Any) -> Task:
         """Change definition fields of a draft: name, project, comment, tags, type, requirements,
-        docker_image, mode, gpus, time_limit, retries, command, entry_point, working_dir."""
+        docker_image, mode, gpus, time_limit, retries, memory, cpus, command, entry_point, working_dir."""
         simple = {"name", "project", "comment", "tags", "type"}
         script_fields = {"requirements", "command", "entry_point", "working_dir", "python", "conda_packages"}
-        exec_fields = {"mode", "time_limit", "retries"}
+        exec_fields = {"mode", "time_limit", "retries", "memory", "cpus"}
         unknown = set(changes) - simple - script_fields - exec_fields - {"docker_image", "gpus", "gpu_memory_mb"}
         if unknown:
             raise InvalidInput(f"cannot edit unknown field(s): {', '.join(sorted(unknown))}")
@@ -600,14 +610,15 @@ def create_many(
 ) -> list[Task]:
     """Create many command tasks in one transaction (optionally born queued on ``queue``).
 
-    Each spec holds ``name`` and ``command`` and may hold ``project``, ``parameters``, ``tags``.
+    Each spec holds ``name`` and ``command`` and may hold ``project``, ``parameters``, ``tags``,
+    ``comment`` and ``retries``.
     """
     conn = resolve(connection)
     user = _user()
     with bulk.no_gc():
         records = []
         for spec in specs:
-            unknown = set(spec) - {"name", "command", "project", "parameters", "tags", "comment"}
+            unknown = set(spec) - {"name", "command", "project", "parameters", "tags", "comment", "retries"}
             if unknown:
                 raise InvalidInput(f"create_many: unknown field(s) {', '.join(sorted(unknown))}")
             command = spec.get("command")
@@ -623,6 +634,7 @@ def create_many(
                     comment=spec.get("comment"),
                     script=Script(command=list(command)),
                     parameters=check_parameters(spec.get("parameters") or {}),
+                    execution=Execution(retries=spec.get("retries", 0)),
                 )
             )
         _create_records(conn, records, queue, priority, create_queue)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -87,33 +86,42 @@ def publish_state(conn: Redis, info: WorkerInfo) -> None:
         pipe.execute()
 
 
+# KEYS: claims   ARGV: worker, now, then task id / pgid pairs (pgid "" when unknown).
+# Refreshes only claims that still exist and are this worker's: a task that ended meanwhile (its
+# claim deleted by the finish) must not get its claim back.
+REFRESH_CLAIMS_LUA = """
+for i = 3, #ARGV, 2 do
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  if raw then
+    local claim = cjson.decode(raw)
+    if claim['worker'] == ARGV[1] then
+      claim['ts'] = tonumber(ARGV[2])
+      if ARGV[i + 1] ~= '' then claim['pgid'] = tonumber(ARGV[i + 1]) end
+      redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(claim))
+    end
+  end
+end
+return 0
+"""
+
+
 def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> str | None:
     """Refresh the entry and the worker's claims (with each task's process group, so a reaper on
     this host can end what a dead worker left); returns a pending command (drain/stop), if any."""
     key = keys.worker(info.name)
     now = time.time()
     info.heartbeat = now
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.get(key)
-        for task_id in claimed:
-            pipe.hget(keys.CLAIMS, task_id)
-        replies = pipe.execute()
-    current = WorkerInfo.model_validate_json(replies[0]) if replies[0] else None
+    raw = conn.get(key)
+    current = WorkerInfo.model_validate_json(raw) if raw else None
     command = current.command if current else None
     if command and not info.command:
         info.command = command
+    pairs = [str(v) for task_id, pgid in claimed.items() for v in (task_id, pgid or "")]
     with conn.pipeline(transaction=False) as pipe:
         pipe.set(key, info.model_dump_json(), px=int(WORKER_TTL_S * 1000))
         pipe.sadd(keys.WORKERS, info.name)
-        for task_id, raw in zip(claimed, replies[1:]):
-            if raw is None:
-                continue
-            claim = json.loads(raw)
-            if claim.get("worker") == info.name:
-                claim["ts"] = now
-                if claimed[task_id]:
-                    claim["pgid"] = claimed[task_id]
-                pipe.hset(keys.CLAIMS, task_id, json.dumps(claim))
+        if pairs:
+            pipe.eval(REFRESH_CLAIMS_LUA, 1, keys.CLAIMS, info.name, repr(now), *pairs)
         pipe.execute()
     return info.command
 

@@ -16,6 +16,7 @@ from .queues.errors import (
     TrainyardError,
     WaitTimeout,
 )
+from .queues.params import secret_ref
 from .queues.queue import Queue
 from .queues.record import ExecutionMode, TaskStatus, TaskType
 from .queues.task import Task
@@ -55,4 +56,5 @@ __all__ = [
     "connect",
     "current_task",
     "redact_url",
+    "secret_ref",
 ]

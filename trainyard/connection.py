@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,11 +38,32 @@ def redis_url(start_embedded: bool = True) -> str | None:
     return embedded.ensure() if start_embedded else embedded.url()
 
 
+TLS_VARS = {  # rediss:// settings from the environment (the URL's own query parameters win)
+    "TRAINYARD_REDIS_CA": "ssl_ca_certs",  # the CA that signed the server's certificate
+    "TRAINYARD_REDIS_CERT": "ssl_certfile",  # a client certificate, for servers that ask for one
+    "TRAINYARD_REDIS_KEY": "ssl_keyfile",
+}
+
+
+def tls_options() -> dict[str, str]:
+    """TLS files named by TRAINYARD_REDIS_CA / _CERT / _KEY; a missing file is refused by name."""
+    out = {}
+    for var, option in TLS_VARS.items():
+        path = os.environ.get(var)
+        if path:
+            if not os.path.isfile(path):
+                raise RedisUnavailable(f"{var}={path}: no such file")
+            out[option] = path
+    return out
+
+
 def client_for(url: str) -> redis.Redis:
     """A checked client for ``url``; raises RedisUnavailable with one line naming address and cause."""
     options = {"socket_connect_timeout": 5, "socket_timeout": 30, "health_check_interval": 15}
     if not url.startswith("unix:"):
         options["socket_keepalive"] = True
+    if url.startswith("rediss:"):
+        options.update(tls_options())
     try:
         client = redis.Redis.from_url(url, **options)
         client.ping()

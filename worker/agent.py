@@ -39,10 +39,15 @@ from .modes import ModeSettings, Preparer
 from .monitor import Monitor
 from .reporter import Reporter
 from .scheduler import Scheduler, SchedulerConfig
+from .secrets import Redactor, known_values
 
 log = logging.getLogger("trainyard.worker")
 BACKSTOP_S = 2.0  # an idle worker tries its queues at least this often even without an event
 REAP_EVERY_S = 5.0
+# A worker that has not reached Redis for this long ends its tasks: from DEAD_AFTER_S on, a reaper
+# may declare it dead and another worker may start them, and a task must never run twice at once.
+FENCE_AFTER_S = workers.DEAD_AFTER_S / 2
+FENCE_GRACE_S = workers.DEAD_AFTER_S / 4
 
 
 @dataclass
@@ -92,6 +97,7 @@ class Worker:
             artifacts=ArtifactStore(config.artifacts_url or str(config.home / "artifacts")),
             grace_s=config.grace_s,
             keep_runs=config.keep_runs,
+            redactor=Redactor(known_values(os.environ, [config.redis_url])),
         )
         self.prepare = prepare or Preparer(
             ModeSettings(
@@ -138,6 +144,8 @@ class Worker:
         self._beat = threading.Event()
         self._next_queue = 0
         self.completed = 0
+        self._contact = time.monotonic()  # when the last heartbeat that reached Redis started
+        self.fenced = 0
 
     # -- set-up ----------------------------------------------------------------------------
     def check_queues(self) -> None:
@@ -166,6 +174,7 @@ class Worker:
         threads = [
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
             threading.Thread(target=self._listen_loop, name="events", daemon=True),
+            threading.Thread(target=self._fence_loop, name="fence", daemon=True),
         ]
         for thread in threads:
             thread.start()
@@ -265,8 +274,11 @@ class Worker:
             run.run()
         finally:
             with self._running_lock:
-                self.running.pop(run.task_id, None)
-                gpus = self.task_gpus.pop(run.task_id, [])
+                # a newer attempt of the same task may run here already: leave its entries alone
+                mine = self.running.get(run.task_id) is run
+                if mine:
+                    self.running.pop(run.task_id, None)
+                gpus = self.task_gpus.pop(run.task_id, []) if mine else []
             with contextlib.suppress(redis.RedisError):  # else the holds expire by themselves
                 self.holds.release(run.task_id, gpus)
             with self._running_lock:
@@ -359,6 +371,7 @@ class Worker:
             if self._done.is_set():
                 return
             self._sample_stats(monitor)
+            started = time.monotonic()
             try:
                 if self.info.state != reported_state and self.info.state in ("draining", "stopping"):
                     workers.publish_state(self.conn, self.info)
@@ -366,6 +379,7 @@ class Worker:
                 with self._running_lock:
                     claimed = {tid: run.launched.pgid if run.launched else None for tid, run in self.running.items()}
                 self._command(workers.heartbeat(self.conn, self.info, claimed))
+                self._contact = started
                 with self._running_lock:
                     holds = {tid: (g, 0) for tid, g in self.task_gpus.items() if g}
                 self.holds.refresh(holds)
@@ -377,6 +391,25 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
             except Exception:  # never let the heartbeat thread die
                 log.exception("heartbeat error")
+
+    def _fence_loop(self) -> None:
+        """Watchdog, apart from the heartbeat (whose Redis call may hang): when Redis has been out of
+        reach for FENCE_AFTER_S, end the running tasks before any reaper may hand them to another worker."""
+        while not self._done.wait(min(0.25, FENCE_AFTER_S / 4)):
+            silent = time.monotonic() - self._contact
+            if silent < FENCE_AFTER_S:
+                continue
+            with self._running_lock:
+                runs = [run for run in self.running.values() if run.fence_reason is None and not run.exited]
+            for run in runs:
+                log.warning(
+                    "task %s: Redis out of reach for %.1fs; ending it so it cannot run twice", run.task_id, silent
+                )
+                self.fenced += 1
+                run.request_fence(
+                    f"worker {self.name} lost Redis for {silent:.0f}s; the task was ended so that it cannot run twice",
+                    FENCE_GRACE_S,
+                )
 
     def _sample_stats(self, monitor: Monitor) -> None:
         """Put a fresh snapshot in the registry entry and feed the running tasks' GPU summaries; never raises."""
@@ -405,8 +438,17 @@ class Worker:
         for item in done:
             log.warning("reaped task %s of lost worker %s: %s", item.task_id, item.worker, item.outcome)
         local = [d for d in done if d.host == self.host]
-        if local:
-            process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})
-            from .docker_mode import remove_task_containers
+        if local:  # apart from the heartbeat: a slow Docker engine must never delay heartbeats
+            # not a daemon: a worker that exits meanwhile still finishes the clean-up
+            threading.Thread(target=_clean_up_after, args=(local,), name="reaper-cleanup", daemon=False).start()
 
-            remove_task_containers({d.task_id for d in local})  # any task may have run in docker mode
+
+def _clean_up_after(local: list) -> None:
+    """End what dead workers on this host left: task processes and containers."""
+    try:
+        process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})
+        from .docker_mode import remove_task_containers
+
+        remove_task_containers({d.task_id for d in local})  # any task may have run in docker mode
+    except Exception:  # noqa: BLE001 - best effort, logged
+        log.exception("cleaning up after a dead worker failed")

@@ -3,12 +3,14 @@
 The task's code folder and run folder are mounted in, the pip/uv caches too; its GPUs become a
 device request for exactly those GPUs. No trainyard install is needed in the image: the task
 reports through the mounted run folder (a copy of the standard-library-only in-task API is put
-on its PYTHONPATH). Containers are never privileged and never get the Docker socket.
+on its PYTHONPATH). Containers are never privileged, never get the Docker socket, run as a non-root
+user when the image allows (``container_user``), and get the task's memory and CPU limits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import subprocess
 import threading
@@ -23,6 +25,7 @@ CODE_MOUNT = "/workspace"
 CACHE_MOUNT = "/trainyard/cache"
 LABEL_TASK = "trainyard.task"
 LABEL_WORKER = "trainyard.worker"
+NOBODY = 65534
 
 
 @dataclass
@@ -40,6 +43,9 @@ class DockerSpec:
     labels: dict[str, str] = field(default_factory=dict)
     cache_dir: Path | None = None
     network: str | None = None
+    memory: str | None = None  # docker's notation: 512m, 2g
+    cpus: float | None = None
+    root_setup: bool = False  # the task installs packages or runs a setup script: it needs the image's user
 
 
 def client():
@@ -60,23 +66,70 @@ def default_network(engine) -> str:
     return "bridge" if "bridge" in names else "host"
 
 
-def ensure_image(engine, image: str, log) -> None:
-    """Use a local image, or pull it; a missing image fails with the reason."""
+def registry_auth() -> dict[str, str] | None:
+    """Registry credentials for pulls, from the worker's TRAINYARD_REGISTRY_USER/_PASSWORD (never
+    given to tasks, masked in their logs)."""
+    user, password = os.environ.get("TRAINYARD_REGISTRY_USER"), os.environ.get("TRAINYARD_REGISTRY_PASSWORD")
+    return {"username": user or "", "password": password} if password else None
+
+
+def ensure_image(engine, image: str, log):
+    """Use a local image, or pull it; a missing image fails with the reason. Returns the image."""
     import docker
 
     try:
-        engine.images.get(image)
+        found = engine.images.get(image)
         log(f"docker: image {image} found locally")
-        return
+        return found
     except docker.errors.ImageNotFound:
         pass
     except docker.errors.APIError as exc:
         raise PrepareError(f"docker: cannot inspect image {image}: {_short(exc)}") from None
     log(f"docker: pulling {image}")
     try:
-        engine.images.pull(image)
+        return engine.images.pull(image, auth_config=registry_auth())
     except Exception as exc:
         raise PrepareError(f"docker image {image} is not on this worker and cannot be pulled: {_short(exc)}") from None
+
+
+def image_user(image) -> str:
+    """The USER an image declares ("" when none: root)."""
+    return ((getattr(image, "attrs", None) or {}).get("Config") or {}).get("User") or ""
+
+
+def container_user(image, spec: DockerSpec) -> str | None:
+    """Who the task runs as: the image's own user when it names a non-root one; else nobody
+    (65534), unless the task installs packages or runs a setup script (then the image's user,
+    root, is kept: pip must write to the image). None: the image's default."""
+    configured = image_user(image)
+    if configured and configured.split(":")[0] not in ("root", "0"):
+        return None
+    if spec.root_setup:
+        return None
+    if os.getuid() != 0:
+        return f"{os.getuid()}:{os.getgid()}"  # the worker's own user already owns the run folder
+    return f"{NOBODY}:{NOBODY}"
+
+
+def hand_over(spec: DockerSpec, user: str | None, image) -> None:
+    """Let the task's user write its run folder (and its checkout, when that lies inside it)."""
+    if os.getuid() != 0:
+        return
+    name = (user or image_user(image)).split(":")[0]
+    folders = [spec.run_dir]
+    if spec.code_dir is not None and spec.run_dir in spec.code_dir.parents:
+        folders.append(spec.code_dir)
+    if not name or name in ("root", "0"):
+        return
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            for path in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                with contextlib.suppress(OSError):
+                    if name.isdigit():
+                        os.lchown(path, int(name), int(name))
+                    elif not os.path.islink(path):  # a user known only by name inside the image
+                        extra = 0o777 if os.path.isdir(path) else 0o666
+                        os.chmod(path, os.stat(path).st_mode | extra)
 
 
 class DockerLaunch:
@@ -89,7 +142,14 @@ class DockerLaunch:
 
         self.spec = spec
         self.engine = client()
-        ensure_image(self.engine, spec.image, log)
+        image = ensure_image(self.engine, spec.image, log)
+        user = container_user(image, spec)
+        hand_over(spec, user, image)
+        log(
+            f"docker: running as {user or 'the image user'}"
+            + (f", memory {spec.memory}" if spec.memory else "")
+            + (f", {spec.cpus:g} CPUs" if spec.cpus else "")
+        )
         command = list(spec.argv)
         entrypoint = None
         if spec.setup_script:
@@ -117,6 +177,11 @@ class DockerLaunch:
                 working_dir=spec.working_dir,
                 device_requests=requests,
                 privileged=False,
+                user=user,
+                mem_limit=spec.memory,
+                memswap_limit=spec.memory,  # no swap beyond the limit
+                nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
+                pids_limit=4096,
                 network_mode=network,
                 security_opt=["no-new-privileges"],
                 stdin_open=False,

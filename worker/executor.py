@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -23,6 +23,7 @@ from .launchers import Launched, LocalLaunch
 from .monitor import GpuUsage
 from .reporter import Reporter
 from .runfolder import create_run_folder
+from .secrets import Redactor, resolve_record
 
 log = logging.getLogger("trainyard.worker")
 
@@ -37,6 +38,7 @@ class RunSettings:
     artifacts: ArtifactStore
     grace_s: float = 10.0
     keep_runs: bool = False
+    redactor: Redactor = field(default_factory=lambda: Redactor(()))
 
 
 class TaskRun:
@@ -57,6 +59,7 @@ class TaskRun:
         self.run_dir: Path | None = None  # set when the run ended: cleanup() removes it
         self.abort_reason: str | None = None
         self.requeue_reason: str | None = None
+        self.fence_reason: str | None = None
         self.timed_out = False
         self.gpu_usage = GpuUsage(record.runtime.gpus)  # fed by the worker's heartbeat samples
         self._lock = threading.Lock()
@@ -66,11 +69,21 @@ class TaskRun:
     def task_id(self) -> str:
         return self.record.id
 
+    @property
+    def attempt(self) -> int:
+        """This run's attempt number: reports of an attempt that was taken away are dropped."""
+        return self.record.runtime.attempt
+
+    @property
+    def exited(self) -> bool:
+        """The task's process (or container) has ended; only its report may still be pending."""
+        return self._exited.is_set()
+
     # -- control from other threads --------------------------------------------------------
     def request_abort(self, reason: str = "aborted by user") -> None:
         """End the task now (TERM, grace, KILL); it finishes as aborted."""
         with self._lock:
-            if self.abort_reason or self.requeue_reason:
+            if self.abort_reason or self.requeue_reason or self.fence_reason:
                 return
             self.abort_reason = reason
         self._end_group()
@@ -78,15 +91,25 @@ class TaskRun:
     def request_requeue(self, reason: str) -> None:
         """End the task now and put it back at the front of its queue (worker shutdown)."""
         with self._lock:
-            if self.abort_reason or self.requeue_reason:
+            if self.abort_reason or self.requeue_reason or self.fence_reason:
                 return
             self.requeue_reason = reason
         self._end_group()
 
-    def _end_group(self) -> None:
+    def request_fence(self, reason: str, grace_s: float) -> None:
+        """End the task now, with a short grace: its worker lost Redis and may be declared dead, after
+        which another worker may start it. The attempt ends as lost (re-queued while retries last)."""
+        with self._lock:
+            if self.abort_reason or self.requeue_reason or self.fence_reason or self._exited.is_set():
+                return  # (a task that has exited and waits to report its outcome keeps that outcome)
+            self.fence_reason = reason
+        self._end_group(min(grace_s, self.s.grace_s))
+
+    def _end_group(self, grace_s: float | None = None) -> None:
         launched = self.launched
+        grace = self.s.grace_s if grace_s is None else grace_s
         if launched is not None and not self._exited.is_set():
-            threading.Thread(target=launched.terminate, args=(self.s.grace_s, self._exited), daemon=True).start()
+            threading.Thread(target=launched.terminate, args=(grace, self._exited), daemon=True).start()
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -97,7 +120,8 @@ class TaskRun:
             log.exception("task %s: the worker could not run it", self.task_id)
             for pause in _backoff():
                 try:
-                    self.s.dispatcher.finish(self.task_id, "failed", error=f"worker error: {type(exc).__name__}: {exc}")
+                    text = self.s.redactor.text(f"worker error: {type(exc).__name__}: {exc}")
+                    self.s.dispatcher.finish(self.task_id, "failed", error=text, attempt=self.attempt)
                     return
                 except (redis.ConnectionError, redis.TimeoutError):
                     time.sleep(pause)
@@ -105,6 +129,10 @@ class TaskRun:
     def _run(self) -> None:
         record = self.record
         run_dir = self.s.runs_dir / f"{record.id}-{record.runtime.attempt}-{os.urandom(3).hex()}"
+        try:  # secret references filled in: this copy goes to the task process only, never to Redis
+            resolved, unresolved = resolve_record(record), None
+        except PrepareError as exc:
+            resolved, unresolved = record, exc
         create_run_folder(
             run_dir,
             {
@@ -112,12 +140,21 @@ class TaskRun:
                 "name": record.name,
                 "project": record.project,
                 "attempt": record.runtime.attempt,
-                "parameters": record.parameters,
+                "parameters": resolved.parameters,
                 "configuration": record.configuration,
             },
         )
         log_file = run_dir / "output.log"
-        reporter = Reporter(self.s.conn, record.id, self.s.dispatcher.worker, run_dir, self.s.artifacts, log_file)
+        reporter = Reporter(
+            self.s.conn,
+            record.id,
+            self.s.dispatcher.worker,
+            run_dir,
+            self.s.artifacts,
+            log_file,
+            self.s.redactor,
+            attempt=record.runtime.attempt,
+        )
         outcome, exit_code, error = "failed", None, None
         try:
             gpus = ",".join(map(str, self.gpus)) if self.gpus else "none"
@@ -125,7 +162,9 @@ class TaskRun:
                 f"task {record.id} attempt {record.runtime.attempt} on {self.s.dispatcher.worker} "
                 f"({self.s.dispatcher.host}), GPUs: {gpus}"
             )
-            spec = self.prepare(record, run_dir, reporter)
+            if unresolved is not None:
+                raise unresolved
+            spec = self.prepare(resolved, run_dir, reporter)
             try:
                 outcome, exit_code, error = self._execute(spec, reporter)
             finally:
@@ -168,7 +207,9 @@ class TaskRun:
             ]
             for reader in readers:
                 reader.start()
-            if self.abort_reason or self.requeue_reason:  # asked before the task existed
+            if self.fence_reason:  # asked before the task existed
+                self._end_group(0.0)
+            elif self.abort_reason or self.requeue_reason:
                 self._end_group()
             limit = record.execution.time_limit
             try:
@@ -184,6 +225,8 @@ class TaskRun:
             reader.join(timeout=5)
         if self.abort_reason:
             return "aborted", code, None
+        if self.fence_reason:
+            return "lost", code, self.fence_reason
         if self.timed_out:
             return "failed", code, f"time limit of {limit:g}s exceeded"
         if code == 0:
@@ -198,13 +241,18 @@ class TaskRun:
         self, outcome: str, exit_code: int | None, error: str | None, reporter: Reporter, log_file: Path
     ) -> None:
         d = self.s.dispatcher
+        error = self.s.redactor.text(error)
         log_fields = self._log_fields(log_file)
         for pause in _backoff():
             try:
-                if self.requeue_reason and not self._abort_was_requested():
-                    done = d.requeue(self.task_id, reason=self.requeue_reason, also=log_fields)
+                if outcome == "lost":
+                    done = d.finish(
+                        self.task_id, "lost", exit_code=exit_code, error=error, attempt=self.attempt, also=log_fields
+                    )
+                elif self.requeue_reason and not self._abort_was_requested():
+                    done = d.requeue(self.task_id, reason=self.requeue_reason, attempt=self.attempt, also=log_fields)
                 elif outcome == "aborted" or self.abort_reason:
-                    done = d.finish(self.task_id, "aborted", exit_code=exit_code, also=log_fields)
+                    done = d.finish(self.task_id, "aborted", exit_code=exit_code, attempt=self.attempt, also=log_fields)
                 else:
                     done = d.finish(
                         self.task_id,
@@ -212,6 +260,7 @@ class TaskRun:
                         exit_code=exit_code,
                         error=error,
                         log_tail=reporter.tail_lines() if outcome == "failed" else [],
+                        attempt=self.attempt,
                         also=log_fields,
                     )
                 if done is None and log_fields is not None:  # no longer ours: record the log all the same
@@ -245,6 +294,8 @@ class TaskRun:
             return None
 
         def apply(rec: TaskRecord) -> None:
+            if rec.runtime.attempt != self.attempt:
+                return  # a newer attempt owns the record now (its own log comes with it)
             if uri is not None:
                 rec.runtime.log_uri = uri
             rec.runtime.gpu_usage = usage

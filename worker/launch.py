@@ -13,8 +13,17 @@ from ..queues.errors import TrainyardError
 from ..queues.params import section
 from ..queues.record import TaskRecord, TaskType
 
-# never handed to task code (controllers get the connection explicitly)
-WITHHELD_ENV = ("TRAINYARD_REDIS_URL", "TRAINYARD_REDIS_PASSWORD", "TRAINYARD_GIT_USER", "TRAINYARD_GIT_TOKEN")
+# never handed to task code (controllers get the connection explicitly), nor any TRAINYARD_SECRET_*
+# (a task gets the secrets it names, under the names it asks for)
+WITHHELD_ENV = (
+    "TRAINYARD_REDIS_URL",
+    "TRAINYARD_REDIS_PASSWORD",
+    "TRAINYARD_GIT_USER",
+    "TRAINYARD_GIT_TOKEN",
+    "TRAINYARD_REGISTRY_USER",
+    "TRAINYARD_REGISTRY_PASSWORD",
+)
+WITHHELD_PREFIX = "TRAINYARD_SECRET_"
 
 
 class PrepareError(TrainyardError):
@@ -52,7 +61,7 @@ def args_flags(params: Mapping[str, Any]) -> list[str]:
 
 def task_env(record: TaskRecord, run_dir: Path, gpu_env: Mapping[str, str], redis_url: str | None) -> dict[str, str]:
     """The worker's environment, minus Redis credentials, plus the task's own settings."""
-    env = {k: v for k, v in os.environ.items() if k not in WITHHELD_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in WITHHELD_ENV and not k.startswith(WITHHELD_PREFIX)}
     env.update(record.execution.env)
     env.update(gpu_env)
     env.update(

@@ -8,6 +8,7 @@ rather than re-queueing it, so a task never bounces between workers that all lac
 from __future__ import annotations
 
 import contextlib
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ class Preparer:
         setup = []
         if record.script.requirements:
             (run_dir / "requirements.txt").write_text("\n".join(record.script.requirements) + "\n")
-            setup.append(f"{python} -m pip install -q -r {RUN_MOUNT}/requirements.txt")
+            setup.append(f"{shlex.quote(python)} -m pip install -q -r {RUN_MOUNT}/requirements.txt")
         if record.container.setup_script:
             setup.append(record.container.setup_script)
         env = {
@@ -182,6 +183,9 @@ class Preparer:
             labels={LABEL_TASK: record.id, LABEL_WORKER: self.s.worker},
             cache_dir=cache_dir,
             network=self.s.docker_network,
+            memory=record.execution.memory,
+            cpus=record.execution.cpus,
+            root_setup=bool(setup),
         )
         self._record_environment(record, {"mode": "docker", "image": image})
         return LaunchSpec(argv, run_dir, env, docker=spec)

@@ -9,6 +9,7 @@ once it is back.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 from pathlib import Path
@@ -21,10 +22,18 @@ from ..queues.record import MetricSummary, TaskRecord, TaskStatus
 from ..queues.store import TaskStore
 from .artifacts import ArtifactStore
 from .runfolder import EventReader, resolve_artifact
+from .secrets import Redactor
 
 FLUSH_S = 0.1
 PENDING_LINES_MAX = 50_000
 TAIL_LINES = 30
+# What one task may put in its record, so that a runaway task cannot fill Redis (its log stream is
+# capped in queues/logs.py; the metric history stream too). Beyond these, reports are refused with a line in the log.
+MAX_VALUE_BYTES = 64 * 1024  # one output, one connected parameter, one artifact's metadata (as JSON)
+MAX_OUTPUTS = 256
+MAX_PARAMETERS = 1000
+MAX_ARTIFACTS = 1000
+MAX_SERIES = 1000  # metric (title, series) pairs summarised on the record
 
 log = logging.getLogger("trainyard.worker")
 
@@ -33,9 +42,19 @@ class Reporter:
     """One per running task; thread-safe ``line()``; ``close()`` flushes everything."""
 
     def __init__(
-        self, conn: redis.Redis, task_id: str, worker: str, run_dir: Path, artifacts: ArtifactStore, log_file: Path
+        self,
+        conn: redis.Redis,
+        task_id: str,
+        worker: str,
+        run_dir: Path,
+        artifacts: ArtifactStore,
+        log_file: Path,
+        redactor: Redactor | None = None,
+        attempt: int | None = None,
     ):
         self.conn = conn
+        self.attempt = attempt
+        self.redactor = redactor or Redactor(())
         self.task_id = task_id
         self.worker = worker
         self.run_dir = run_dir
@@ -49,6 +68,8 @@ class Reporter:
         self._log = open(log_file, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._points: list[dict] = []
         self._changes: list[dict] = []
+        self._names: dict[str, set] = {"output": set(), "parameters": set(), "artifact": set(), "metric": set()}
+        self._refused: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"report-{task_id}", daemon=True)
         self._started = False
@@ -63,7 +84,7 @@ class Reporter:
 
     # -- producers -----------------------------------------------------------------------
     def line(self, stream: str, text: str) -> None:
-        text = text.rstrip("\n")
+        text = self.redactor.text(text.rstrip("\n"))
         with self._lock:
             self._log.write(text + "\n")
             if stream != "sys":
@@ -114,8 +135,40 @@ class Reporter:
             del self._changes[: len(changes)]
         return True
 
-    def _absorb(self, event: dict[str, Any]) -> None:
+    def _within_caps(self, event: dict[str, Any]) -> bool:
+        """Room for this report? (Counts per attempt; a refusal is logged once per kind and reason.)"""
         kind = event["kind"]
+        limit = {"output": MAX_OUTPUTS, "parameters": MAX_PARAMETERS, "artifact": MAX_ARTIFACTS, "metric": MAX_SERIES}
+        names = self._names[kind]
+        if kind == "metric":
+            new = {(event["title"], event["series"])}
+        elif kind == "parameters":
+            new = set(event["values"])
+        else:
+            new = {event["name"]}
+        reason = None
+        if len(names | new) > limit[kind]:
+            reason = f"more than {limit[kind]} {kind} names"
+        elif kind != "metric":
+            value = event.get("value", event.get("values", event.get("metadata")))
+            size = len(json.dumps(value, default=str))
+            if kind == "parameters":
+                size = max((len(json.dumps(v, default=str)) for v in event["values"].values()), default=0)
+            if size > MAX_VALUE_BYTES:
+                reason = f"a value of {size} bytes (the limit is {MAX_VALUE_BYTES})"
+        if reason is not None:
+            if (kind, reason) not in self._refused:
+                self._refused.add((kind, reason))
+                self.system(f"{kind} report refused: {reason}; the record keeps what came before")
+            return False
+        names |= new
+        return True
+
+    def _absorb(self, event: dict[str, Any]) -> None:
+        event = self.redactor.value(event)  # a task that reports a secret gets it masked too
+        kind = event["kind"]
+        if not self._within_caps(event):
+            return
         if kind == "metric":
             with self._lock:
                 self._points.append(event)
@@ -137,6 +190,8 @@ class Reporter:
         def apply(record: TaskRecord) -> None:
             if record.status != TaskStatus.RUNNING or record.runtime.worker != self.worker:
                 return
+            if self.attempt is not None and record.runtime.attempt != self.attempt:
+                return  # a newer attempt runs now: this one's late reports are dropped
             metrics = {title: dict(series) for title, series in record.metrics.items()}
             for p in points:
                 value = float(p["value"])

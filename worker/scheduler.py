@@ -41,6 +41,16 @@ return 0
 """
 
 
+# KEYS: list   ARGV: id. Pops the head only if it is still ``id``.
+SET_ASIDE_LUA = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
+  redis.call('LPOP', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class Choice:
     queue: str
@@ -90,9 +100,9 @@ class Scheduler:
         for queue, head, limit in waiting:
             record = records.get(head)
             if record is None:
-                if self._drop_foreign_head(queue, raw[head]):
+                if self._drop_foreign_head(queue, raw[head]) or self._set_aside(queue, raw[head]):
                     return self.choose(queues)
-                continue  # a record that cannot be read: skip this queue for now
+                continue
             if limit and self.conn.zcard(keys.inflight(queue)) >= limit:
                 continue  # this queue is at its concurrency limit: others may go on
             need = self.need(queue, record)
@@ -107,6 +117,23 @@ class Scheduler:
             if now - (record.queued_at or now) >= self.cfg.backfill_s:
                 return None  # the head has waited long enough: hold the line for it
         return None
+
+    def _set_aside(self, queue: str, head: bytes) -> bool:
+        """A task record that is not even JSON (corrupted, or written by hand) at the head of a queue
+        would block it forever: its id leaves the queue, the record stays for a person to look at.
+        A JSON record this worker's schema refuses (a newer trainyard's?) only makes it skip the queue."""
+        raw = self.conn.get(keys.task(head.decode("utf-8", "replace")))
+        if raw is None:
+            return False
+        try:
+            if isinstance(json.loads(raw), dict):
+                return False
+        except (ValueError, RecursionError):
+            pass
+        removed = self.conn.eval(SET_ASIDE_LUA, 1, keys.rq_queue(queue), head)
+        if removed:
+            log.warning("set aside %r from queue %s: its task record cannot be read", head[:40], queue)
+        return bool(removed)
 
     def _records(self, task_ids: list[str]) -> dict[str, TaskRecord | None]:
         """Head records by id; None for a missing one or one that does not parse."""

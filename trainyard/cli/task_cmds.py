@@ -7,7 +7,7 @@ import json
 import click
 
 from ..queues.errors import InvalidInput
-from ..queues.params import normalize_key, parse_assignments
+from ..queues.params import normalize_key, parse_assignments, secret_ref
 from ..queues.record import FINAL_STATUSES, ExecutionMode, TaskStatus, TaskType
 from ..queues.task import Task
 from .output import ago, console, duration, emit_json, json_option, styled_status, table
@@ -124,6 +124,21 @@ def _list_rows(tasks: list[Task]):
 @click.option("--gpu-memory-mb", type=click.IntRange(min=0), help="Free memory each of its GPUs must have.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), help="Seconds before it is stopped.")
 @click.option("--retries", type=click.IntRange(min=0), default=0)
+@click.option("--env", "env", multiple=True, metavar="VAR=VALUE", help="An environment variable (stored as given).")
+@click.option(
+    "--secret-env",
+    multiple=True,
+    metavar="VAR=SECRET",
+    help="VAR gets the worker-held secret SECRET (TRAINYARD_SECRET_<SECRET> on the worker); no value is stored.",
+)
+@click.option(
+    "--secret-param",
+    multiple=True,
+    metavar="SECTION/NAME=SECRET",
+    help='A parameter whose value is the worker-held secret SECRET (stored as {"$secret": SECRET}).',
+)
+@click.option("--memory", help="Container memory limit in docker mode, e.g. 512m or 2g.")
+@click.option("--cpus", type=click.FloatRange(min=0, min_open=True), help="Container CPU limit in docker mode.")
 @click.option("--tag", "tags", multiple=True)
 @click.option("--comment")
 @click.option("--queue", "-q", help="Enqueue right away on this queue.")
@@ -145,6 +160,11 @@ def create_cmd(
     gpu_memory_mb,
     time_limit,
     retries,
+    env,
+    secret_env,
+    secret_param,
+    memory,
+    cpus,
     tags,
     comment,
     queue,
@@ -159,6 +179,9 @@ def create_cmd(
     trainyard task create --name hello -- python -c "print('hi')"
     """
     parameters = parse_assignments(params)
+    for item in secret_param:
+        key, _, secret = item.partition("=")
+        parameters[normalize_key(key.strip())] = secret_ref(secret.strip())
     if requirements and requirements_file:
         raise InvalidInput("give --requirement or --requirements-file, not both")
     t = Task.create(
@@ -176,6 +199,10 @@ def create_cmd(
         gpu_memory_mb=gpu_memory_mb,
         time_limit=time_limit,
         retries=retries,
+        env=_pairs(env, "--env"),
+        secret_env=_pairs(secret_env, "--secret-env"),
+        memory=memory,
+        cpus=cpus,
         tags=tags,
         comment=comment,
     )
@@ -189,6 +216,16 @@ def create_cmd(
         emit_json(t.to_dict())
     else:
         click.echo(t.id)
+
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput(f"bad {option} {item!r}: expected NAME=VALUE")
+        out[name.strip()] = value
+    return out
 
 
 @task.command("clone")
