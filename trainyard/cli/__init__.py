@@ -13,6 +13,7 @@ from .pipeline_cmds import pipeline
 from .queue_cmds import queue
 from .server_cmds import down, status, up
 from .task_cmds import task
+from .web_cmds import web
 from .worker_cmds import worker
 
 
@@ -47,6 +48,7 @@ cli.add_command(task)
 cli.add_command(queue)
 cli.add_command(worker)
 cli.add_command(pipeline)
+cli.add_command(web)
 
 
 def main() -> None:
