@@ -18,6 +18,7 @@ from ..queues.store import TaskStore
 from ..queues.task import Task
 from ..settings import settings
 from . import views
+from .auth import Principal
 from .deps import OFFSET, ApiError, admin, conn, limit_query
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -69,6 +70,15 @@ def _task(redis: Redis, task_id: str) -> Task:
     return Task.get(task_id, redis)
 
 
+def _owned(redis: Redis, task: Task, who: Principal) -> dict[str, Any]:
+    """A task made from the web app belongs to the web user, not to the server's login."""
+
+    def mark(record) -> None:
+        record.user = who.user
+
+    return views.task_detail(TaskStore(redis).update(task.id, mark))
+
+
 @router.get("", summary="Tasks matching the filters, newest first (paginated)")
 def list_tasks(
     project: str | None = None,
@@ -103,8 +113,8 @@ def list_tasks(
     }
 
 
-@router.post("", status_code=201, summary="Create a draft task that runs a command", dependencies=[Depends(admin)])
-def create_task(body: CreateTask, redis: Redis = Depends(conn)) -> dict[str, Any]:
+@router.post("", status_code=201, summary="Create a draft task that runs a command")
+def create_task(body: CreateTask, redis: Redis = Depends(conn), who: Principal = Depends(admin)) -> dict[str, Any]:
     task = Task.create(
         body.name,
         body.project,
@@ -118,7 +128,7 @@ def create_task(body: CreateTask, redis: Redis = Depends(conn)) -> dict[str, Any
         comment=body.comment,
         connection=redis,
     )
-    return views.task_detail(task.data)
+    return _owned(redis, task, who)
 
 
 @router.get("/{task_id}", summary="One task: definition, parameters, results, runtime")
@@ -145,12 +155,14 @@ def delete_task(task_id: str, redis: Redis = Depends(conn)) -> dict[str, Any]:
     return {"deleted": task_id}
 
 
-@router.post("/{task_id}/clone", status_code=201, summary="Copy a task as a new draft", dependencies=[Depends(admin)])
-def clone_task(task_id: str, body: CloneTask, redis: Redis = Depends(conn)) -> dict[str, Any]:
+@router.post("/{task_id}/clone", status_code=201, summary="Copy a task as a new draft")
+def clone_task(
+    task_id: str, body: CloneTask, redis: Redis = Depends(conn), who: Principal = Depends(admin)
+) -> dict[str, Any]:
     clone = _task(redis, task_id).clone(
         name=body.name, project=body.project, parameters=body.parameters, comment=body.comment, tags=body.tags
     )
-    return views.task_detail(clone.data)
+    return _owned(redis, clone, who)
 
 
 @router.post("/{task_id}/enqueue", summary="Put a draft on a queue", dependencies=[Depends(admin)])

@@ -43,7 +43,7 @@
     const table = h("div", {});
     const legend = h("div", { class: "legend" }, Object.entries(STEP_COLORS).map(([s, c]) => h("span", {}, h("i", { style: `background:${c}` }), s)));
     main.replaceChildren(title,
-      h("div", { class: "grid2" },
+      h("div", { class: "grid2 wide-left" },
         h("div", { class: "panel" }, graph, legend),
         h("div", { class: "panel" }, h("h2", {}, "Step"), side)),
       h("div", { class: "panel" }, h("h2", {}, "Steps"), table));
@@ -66,11 +66,11 @@
 
     function draw(r) {
       run = r;
-      title.replaceChildren(`${r.name} v${r.version} `, h("span", { id: "run-status" }, TY.badge(r.status)),
+      title.replaceChildren(...[`${r.name} v${r.version} `, h("span", { id: "run-status" }, TY.badge(r.status)),
         h("div", { class: "actions admin-only" },
           ["running", "pending"].includes(r.status) ? h("button", { type: "button", class: "danger", onclick: () => TY.act(() => TY.post(`/api/runs/${id}/abort`), "stop requested") }, "Abort") : null,
           ["failed", "aborted"].includes(r.status) && r.controller_queue ? h("button", { type: "button", onclick: () => TY.act(() => TY.post(`/api/runs/${id}/retry`), "retrying") }, "Retry failed steps") : null),
-        r.message ? h("span", { class: "muted", style: "font-size:13px;font-weight:normal" }, r.message) : null);
+        r.message ? h("span", { class: "muted", style: "font-size:13px;font-weight:normal" }, r.message) : null].filter((x) => x));
       const nextShape = JSON.stringify([r.nodes.map((n) => n.id), r.edges]);
       if (!cy || nextShape !== shape) {
         shape = nextShape;
@@ -83,7 +83,7 @@
           ],
           style: [
             { selector: "node", style: {
-              shape: "round-rectangle", width: "label", height: 34, padding: "12px", label: "data(label)",
+              shape: "round-rectangle", width: (el) => Math.max(60, 8 * el.data("label").length + 20), height: 34, label: "data(label)",
               "text-valign": "center", "text-halign": "center", color: "#fff", "font-size": 13, "font-weight": 600,
               "background-color": (el) => STEP_COLORS[el.data("status")] || "#999",
             } },
