@@ -10,7 +10,10 @@ TY.h = function h(tag, attrs, ...children) {
     if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
     else if (key === "class") el.className = value;
     else if (key === "dataset") Object.assign(el.dataset, value);
-    else if (key === "value") el.value = value;
+    else if (key === "value") {
+      el.value = value;
+      if (tag === "input") el.setAttribute("value", value); // the default, so selectors can find it
+    }
     else el.setAttribute(key, value === true ? "" : String(value));
   }
   const add = (child) => {

@@ -1,0 +1,311 @@
+"""The web app in a real headless Chromium (Debian's `chromium`, driven by Playwright; no browser
+download) against `trainyard web` as a real process, real Redis and real workers.
+
+Screenshots of the main pages go to ``$TRAINYARD_SCREENSHOTS`` (the README's come from
+``TRAINYARD_SCREENSHOTS=docs/screenshots python -m pytest tests/test_web_e2e.py``), else to a
+temporary folder. Tasks wait on gate files the test creates, so every state the test looks for
+is held until the browser has seen it: nothing depends on timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from webserver import WebServer
+from workerproc import WorkerProcess
+
+from trainyard import Pipeline, Queue, Task
+from trainyard.queues import keys, workers
+from trainyard.queues.task import create_many
+from trainyard.web import auth
+
+CHROMIUM = os.environ.get("TRAINYARD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("TRAINYARD_REQUIRE_BROWSER"):
+            pytest.fail(f"TRAINYARD_REQUIRE_BROWSER is set but there is no Chromium at {CHROMIUM}")
+        pytest.skip("no Chromium (apt-get install chromium) for the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server, tmp_path_factory):
+    home = tmp_path_factory.mktemp("web-e2e")
+    artifacts = home / "artifacts"
+    env = {"TRAINYARD_REDIS_URL": redis_server.url, "TRAINYARD_HOME": str(home), "TRAINYARD_ARTIFACTS": str(artifacts)}
+    server = WebServer(env, home).start()
+    shots = Path(os.environ.get("TRAINYARD_SCREENSHOTS") or home / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    yield SimpleNamespace(server=server, url=server.url, artifacts=artifacts, shots=shots)
+    server.stop()
+
+
+@pytest.fixture
+def page(browser, stack, conn):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    context.close()
+    assert not errors, errors  # no JavaScript error on any page the test visited
+
+
+def login(page, stack, conn, role: str = "admin") -> str:
+    token, _ = auth.create_token(conn, "alice", role)
+    page.goto(stack.url + "/")
+    page.wait_for_url("**/login")
+    page.fill("#token", token)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector(f"#who:has-text('alice ({role})')")
+    return token
+
+
+def shot(page, stack, name: str, full: bool = False) -> None:
+    page.screenshot(path=str(stack.shots / f"{name}.png"), full_page=full)
+
+
+def worker(stack, *args: str) -> WorkerProcess:
+    return WorkerProcess(*args, env={"TRAINYARD_ARTIFACTS": str(stack.artifacts)})
+
+
+TRAIN = textwrap.dedent(
+    """
+    import argparse, math, pathlib, time
+    from trainyard import current_task
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--gate")
+    args = parser.parse_args()
+    task = current_task()
+    print(f"training with lr={args.lr}", flush=True)
+    for step in range(20):
+        task.log_metric("loss", "train", math.exp(-step * args.lr) + 0.05, step=step)
+        task.log_metric("loss", "val", math.exp(-step * args.lr * 0.8) + 0.1, step=step)
+        task.log_metric("accuracy", "val", 1 - math.exp(-step * args.lr), step=step)
+    print("waiting for gate", flush=True)
+    gate = pathlib.Path(args.gate)
+    while not gate.exists():
+        time.sleep(0.05)
+    task.set_output("accuracy", 0.93)
+    task.upload_artifact("summary", {"best_loss": 0.06})
+    print("training done", flush=True)
+    """
+)
+
+
+def test_login_clone_edit_enqueue_and_watch_it_live(page, stack, conn, tmp_path):
+    Queue.create("cpu")
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    gate = tmp_path / "gate"
+    template = Task.create("train", "vision", script=str(script), parameters={"Args/lr": 0.1, "Args/gate": str(gate)})
+    page.goto(stack.url + "/")
+    page.wait_for_url("**/login")
+    shot(page, stack, "login")
+    login(page, stack, conn)
+    page.wait_for_selector(f"#tasks-table tr[data-task='{template.id}']")
+
+    # clone the template, change a parameter, enqueue the clone: all in the browser
+    page.click(f"#tasks-table tr[data-task='{template.id}'] button[data-action=clone]")
+    page.fill(".modal input[name=name]", "train lr=0.5")
+    page.click(".modal button[type=submit]")
+    page.wait_for_url("**/#/tasks/*")
+    clone_id = page.url.rsplit("/", 1)[-1]
+    assert clone_id != template.id
+    row = page.locator(".params tr", has=page.locator("input.key[value='Args/lr']"))
+    row.locator("input.val").fill("0.5")
+    page.click("#save-params")
+    page.wait_for_selector(".toast:has-text('parameters saved')")
+    assert Task.get(clone_id).get_parameter("Args/lr") == 0.5
+
+    with worker(stack, "--queue", "cpu", "--name", "e2e-cpu"):
+        page.click("h1 button[data-action=enqueue]")
+        page.select_option(".modal select[name=queue]", "cpu")
+        page.click(".modal button[type=submit]")
+        # status and log change live, without a reload
+        page.wait_for_selector("#task-status [data-status=running]")
+        page.wait_for_selector("#log:has-text('waiting for gate')")
+        assert "training with lr=0.5" in page.inner_text("#log")
+        page.wait_for_selector("#charts .chart[data-title=loss] canvas")
+        page.wait_for_selector("#charts .chart[data-title=accuracy] canvas")
+        legend = page.inner_text("#charts .chart[data-title=loss]")
+        assert "train" in legend.lower() and "val" in legend.lower()
+        shot(page, stack, "task-running", full=True)
+        gate.touch()
+        page.wait_for_selector("#task-status [data-status=completed]")
+        page.wait_for_selector("#log:has-text('training done')")
+        page.wait_for_selector("#artifacts a:has-text('download')")
+        page.wait_for_selector("#outputs:has-text('0.93')")
+        shot(page, stack, "task", full=True)
+        href = page.get_attribute("#artifacts a", "href")
+        download = page.request.get(stack.url + href)
+        assert download.ok and json.loads(download.body()) == {"best_loss": 0.06}
+
+        page.goto(stack.url + "/#/tasks")
+        page.wait_for_selector(f"#tasks-table tr[data-task='{clone_id}'] [data-status=completed]")
+        shot(page, stack, "tasks")
+        page.goto(stack.url + "/#/workers")
+        page.wait_for_selector("#workers-table tr[data-worker=e2e-cpu]")
+        shot(page, stack, "workers")
+
+
+def test_abort_a_running_task_from_its_page(page, stack, conn):
+    Queue.create("cpu")
+    loop = "import time\nprint('started', flush=True)\nwhile True:\n    time.sleep(0.2)"
+    task = Task.create("forever", "web", command=["python", "-c", loop])
+    login(page, stack, conn)
+    with worker(stack, "--queue", "cpu", "--name", "e2e-abort", "--grace", "2"):
+        task.enqueue("cpu")
+        page.goto(f"{stack.url}/#/tasks/{task.id}")
+        page.wait_for_selector("#log:has-text('started')")
+        page.wait_for_selector("#task-status [data-status=running]")
+        page.click("h1 button[data-action=abort]")
+        page.wait_for_selector("#task-status [data-status=aborted]")
+    assert Task.get(task.id).status.value == "aborted"
+
+
+def test_read_only_user_sees_no_admin_buttons(page, stack, conn):
+    Queue.create("cpu")
+    Task.create("draft", "web", command=["true"])
+    login(page, stack, conn, role="read")
+    page.wait_for_selector("#tasks-table")
+    assert not page.locator("#tasks-table button[data-action=enqueue]").is_visible()
+    assert page.evaluate("document.body.classList.contains('readonly')")
+
+
+def _gated_step(tmp_path: Path, name: str) -> list[str]:
+    gate = tmp_path / f"{name}.go"
+    code = f"import pathlib, time\nprint('{name} started', flush=True)\n"
+    code += f"while not pathlib.Path({str(gate)!r}).exists():\n    time.sleep(0.05)\n"
+    return ["python", "-c", code]
+
+
+def _statuses(page) -> dict[str, str]:
+    return json.loads(page.get_attribute("#dag", "data-statuses") or "{}")
+
+
+def _wait_statuses(page, expected: dict[str, str]) -> None:
+    page.wait_for_function(
+        "exp => { const s = JSON.parse(document.getElementById('dag')?.dataset.statuses || '{}');"
+        " return Object.entries(exp).every(([k, v]) => s[k] === v); }",
+        arg=expected,
+    )
+
+
+def test_pipeline_dag_colours_step_by_step(page, stack, conn, tmp_path):
+    Queue.create("cpu")
+    Queue.create("services")
+    for name in ("prepare", "train", "evaluate"):
+        Task.create(name, "demo", command=_gated_step(tmp_path, name))
+    pipe = Pipeline("gated", project="demo", default_queue="cpu")
+    pipe.add_step("prepare", base_task="demo/prepare")
+    pipe.add_step("train", base_task="demo/train", parents=["prepare"])
+    pipe.add_step("evaluate", base_task="demo/evaluate", parents=["train"])
+    login(page, stack, conn)
+    with (
+        worker(stack, "--queue", "cpu", "--name", "e2e-steps"),
+        worker(stack, "--services-mode", "2", "--queue", "services", "--name", "e2e-svc"),
+    ):
+        run_id = pipe.start(queue="services")
+        page.goto(f"{stack.url}/#/pipelines")
+        page.wait_for_selector(f"#runs-table tr[data-run='{run_id}']")
+        page.click(f"#runs-table tr[data-run='{run_id}'] a")
+        _wait_statuses(page, {"prepare": "running", "train": "pending", "evaluate": "pending"})
+        colour = page.evaluate("TY_CY.getElementById('prepare').style('background-color')")
+        assert colour == "rgb(229,155,18)"  # running: amber
+        shot(page, stack, "pipeline-running")
+        (tmp_path / "prepare.go").touch()
+        _wait_statuses(page, {"prepare": "completed", "train": "running", "evaluate": "pending"})
+        assert page.evaluate("TY_CY.getElementById('prepare').style('background-color')") == "rgb(46,158,87)"
+        (tmp_path / "train.go").touch()
+        _wait_statuses(page, {"prepare": "completed", "train": "completed", "evaluate": "running"})
+        (tmp_path / "evaluate.go").touch()
+        _wait_statuses(page, {"prepare": "completed", "train": "completed", "evaluate": "completed"})
+        page.wait_for_selector("#run-status [data-status=completed]")
+        page.click("#steps-table tr[data-step=train] a")  # a step's task page, from the run
+        page.wait_for_selector("#log:has-text('train started')")
+
+
+# -- scale -------------------------------------------------------------------------------------
+def _seed(conn, tasks: int, fleet: int) -> list[str]:
+    """10,000 tasks on one queue (bulk, one transaction per 2,000) and 100 live workers."""
+    Queue.create("bulk")
+    for start in range(0, tasks, 2000):
+        specs = [{"name": f"sweep-{i}", "command": ["true"], "project": "scale"} for i in range(start, start + 2000)]
+        create_many(specs, queue="bulk")
+    names = [f"node-{i:03d}" for i in range(fleet)]
+    with conn.pipeline(transaction=False) as pipe:
+        for i, name in enumerate(names):
+            info = workers.WorkerInfo(
+                name=name,
+                host=f"gpu-host-{i // 4:02d}",
+                pid=1000 + i,
+                queues=["bulk"],
+                gpus=[0, 1, 2, 3],
+                state="busy" if i % 3 else "idle",
+                stats={
+                    "cpu_percent": float(i % 100),
+                    "memory": {"total_mb": 256000, "used_mb": 64000, "percent": 25.0},
+                    "gpus": [
+                        {
+                            "index": g,
+                            "name": "NVIDIA A100-SXM4-80GB",
+                            "utilization_pct": (i * 7 + g * 23) % 100,
+                            "memory_used_mb": 20000 + g * 10000,
+                            "memory_total_mb": 81920,
+                        }
+                        for g in range(4)
+                    ],
+                },
+            )
+            pipe.set(keys.worker(name), info.model_dump_json(), px=600_000)  # stand-ins: no heartbeats
+            pipe.sadd(keys.WORKERS, name)
+        pipe.execute()
+    return names
+
+
+def test_usable_with_10000_tasks_and_100_workers(page, stack, conn):
+    names = _seed(conn, 10_000, 100)
+    login(page, stack, conn)
+    page.wait_for_selector("#tasks-table")
+    assert page.locator("#tasks-table tbody tr").count() == 50
+    assert page.inner_text(".page-range") == "1–50 of 10000"
+    page.wait_for_selector("#counts:has-text('10000 queued')")
+    page.click("text=Next ›")
+    page.wait_for_selector(".page-range:text-is('51–100 of 10000')")
+    shot(page, stack, "tasks-10000")
+
+    page.goto(stack.url + "/#/queues/bulk?offset=9950")
+    page.wait_for_selector(".page-range:text-is('9951–10000 of 10000')")
+    assert page.locator("#queue-entries tbody tr").count() == 50
+    page.goto(stack.url + "/#/workers")
+    page.wait_for_selector(f"#workers-table tr[data-worker='{names[0]}']")
+    assert page.locator("#workers-table tbody tr").count() == 50
+    assert page.locator(f"#workers-table tr[data-worker='{names[1]}'] .gpu").count() == 4
+    assert page.inner_text(".page-range") == "1–50 of 100"
+    shot(page, stack, "workers-100")
+
+    # the API answers pages, never everything: bounded answers at any depth
+    api = page.request
+    for path in ("/api/tasks?offset=9990", "/api/tasks", "/api/queues/bulk?offset=9000", "/api/workers?offset=50"):
+        resp = api.get(stack.url + path)
+        assert resp.ok and len(resp.body()) < 120_000, (path, len(resp.body()))
+    assert len(api.get(stack.url + "/api/tasks?offset=9990").json()["items"]) == 10
+    assert api.get(stack.url + "/api/tasks?limit=501").status == 422
