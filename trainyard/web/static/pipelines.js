@@ -91,7 +91,7 @@
             { selector: "edge", style: { width: 2, "line-color": "#9aa3b5", "target-arrow-color": "#9aa3b5", "target-arrow-shape": "triangle", "curve-style": "bezier" } },
           ],
           layout: { name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 60 },
-          userZoomingEnabled: true, boxSelectionEnabled: false,
+          userZoomingEnabled: true, boxSelectionEnabled: false, minZoom: 0.2, maxZoom: 1.3,
         });
         cy.on("tap", "node", (ev) => showStep(ev.target.id()));
         window.TY_CY = cy; // for tests and debugging: the live graph
