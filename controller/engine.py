@@ -21,8 +21,9 @@ from redis import Redis
 from ..queues import events, keys, workers
 from ..queues.broker import Broker
 from ..queues.errors import IllegalTransition, InvalidInput, TaskNotFound, TrainyardError
+from ..queues.params import check_parameters
 from ..queues.record import TaskRecord, TaskStatus
-from ..queues.store import TaskStore
+from ..queues.store import TaskStore, new_task_id
 from ..queues.task import Task
 from . import cache, dag, runs
 from .functions import function_record
@@ -171,6 +172,11 @@ class Controller:
                 step.function, name, run.project, resolver.resolve(step.kwargs), requirements=step.requirements
             )
             record.parameters = {**record.parameters, **overrides}
+        elif step.template is not None:
+            record = TaskRecord.model_validate(
+                {**step.template, "id": new_task_id(), "name": name, "project": run.project, "parameters": {}}
+            )
+            record.parameters = check_parameters({**step.template.get("parameters", {}), **overrides})
         else:
             base = self._base_task(name, step)
             record = Task._clone_record(base, name, run.project, overrides, None, None)

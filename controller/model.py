@@ -34,6 +34,7 @@ class StepSpec(_Model):
     name: str
     base_task: str | None = None  # task id, or "project/name" (newest)
     function: FunctionSpec | None = None
+    template: dict[str, Any] | None = None  # an inline task (TaskRecord fields, no id): pipeline-file jobs
     parents: list[str] = Field(default_factory=list)
     parameter_override: dict[str, Any] = Field(default_factory=dict)  # values may hold ${...} references
     configuration_overrides: dict[str, Any] = Field(default_factory=dict)

@@ -4,6 +4,7 @@ from .connection import connect, redact_url
 from .controller.decorators import component, pipeline
 from .controller.local import use_step_worker_factory
 from .controller.pipeline import Pipeline
+from .controller.schedules import TaskScheduler
 from .queues.connection import use_connection_factory
 from .queues.errors import (
     IllegalTransition,
@@ -44,6 +45,7 @@ __all__ = [
     "RedisUnavailable",
     "Task",
     "TaskNotFound",
+    "TaskScheduler",
     "TaskStatus",
     "TaskType",
     "TrainyardError",

@@ -9,8 +9,10 @@ from pydantic import ValidationError
 
 from ..queues.errors import TrainyardError
 from .output import fail
+from .pipefile_cmds import COMMANDS as PIPEFILE_COMMANDS
 from .pipeline_cmds import pipeline
 from .queue_cmds import queue
+from .schedule_cmds import schedule
 from .server_cmds import down, status, up
 from .task_cmds import task
 from .web_cmds import web
@@ -48,7 +50,10 @@ cli.add_command(task)
 cli.add_command(queue)
 cli.add_command(worker)
 cli.add_command(pipeline)
+cli.add_command(schedule)
 cli.add_command(web)
+for _command in PIPEFILE_COMMANDS:
+    pipeline.add_command(_command)
 
 
 def main() -> None:

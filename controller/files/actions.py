@@ -1,0 +1,144 @@
+"""Finding actions: ``owner/repo@tag`` (git, cached clone of the tag), the object form, a local folder.
+
+Where ``owner/repo`` comes from is set by ``TRAINYARD_ACTIONS_SOURCE``: a base URL (default
+``https://github.com``; a mirror such as ``https://git.example.com/mirror``) giving
+``<base>/<owner>/<repo>.git``, or a local folder of repositories giving ``<folder>/<owner>/<repo>``
+(``<repo>.git`` is tried too), so pipelines run on machines without internet.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import FileError, PipelineFileError, field_path
+from .jobrun import StepFailed, fetch_git
+from .loader import line_of, parse
+from .schema import ActionFile, ActionObject
+
+SOURCE_ENV = "TRAINYARD_ACTIONS_SOURCE"
+DEFAULT_SOURCE = "https://github.com"
+ACTION_FILES = ("action.yaml", "action.yml", "action-datatorch.yaml", "action-datatorch.yml")
+MAX_EMBED_BYTES = 1 << 20  # a local action folder travels inside the job (bigger ones: use git)
+
+
+class ResolvedAction(BaseModel):
+    """An action found and read: what the job needs to run it anywhere."""
+
+    key: str
+    display: str
+    kind: Literal["git", "path"]
+    url: str | None = None
+    tag: str | None = None
+    sha: str | None = None
+    file: str
+    definition: dict[str, Any]
+    files: dict[str, dict[str, Any]] = {}
+
+
+def actions_source() -> str:
+    return os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE
+
+
+def cache_root() -> Path:
+    home = Path(os.environ.get("TRAINYARD_HOME") or Path.home() / ".trainyard").expanduser()
+    return Path(os.environ.get("TRAINYARD_ACTIONS_CACHE") or home / "actions")
+
+
+def repo_url(name: str, source: str | None = None) -> str:
+    """``owner/repo`` -> where to clone it from, per the configured source."""
+    source = source or actions_source()
+    if source.startswith("file://"):
+        source = source[len("file://") :]
+    if "://" not in source and not source.startswith("git@"):
+        base = Path(source).expanduser()
+        for candidate in (base / name, base / f"{name}.git"):
+            if candidate.exists():
+                return str(candidate)
+        return str(base / name)
+    return f"{source.rstrip('/')}/{name}.git"
+
+
+def describe(action: str | ActionObject) -> str:
+    if isinstance(action, ActionObject):
+        return f"{action.name}@{action.tag}" + (f" ({action.git})" if action.git else "")
+    return action
+
+
+def is_local(action: str | ActionObject) -> bool:
+    return isinstance(action, str) and action.startswith(("./", "../", "/"))
+
+
+def resolve(action: str | ActionObject, base_dir: Path | None) -> ResolvedAction:
+    """Fetch (or read) an action and its action file; ValueError or PipelineFileError says what is wrong."""
+    if is_local(action):
+        if base_dir is None and not action.startswith("/"):
+            raise ValueError(f"local action {action!r}: the file's folder is unknown (give the file's path)")
+        folder = (base_dir / action if not action.startswith("/") else Path(action)).resolve()
+        if not folder.is_dir():
+            raise ValueError(f"action folder {action!r} not found ({folder})")
+        file, definition = load_action(folder)
+        files = _embed(folder)
+        key = "path-" + hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:16]
+        return ResolvedAction(key=key, display=action, kind="path", file=file, definition=definition, files=files)
+    if isinstance(action, ActionObject):
+        name, tag, url, wanted_file = action.name, action.tag, action.git or repo_url(action.name), action.file
+    else:
+        name, at, tag = action.strip().partition("@")
+        if not at or not tag:
+            raise ValueError(f"action {action!r} needs a tag: owner/repo@tag (e.g. {action}@v1)")
+        if name.count("/") != 1 or not all(name.split("/")):
+            raise ValueError(f"action {action!r}: expected owner/repo@tag or a local path such as ./actions/x")
+        url, wanted_file = repo_url(name), None
+    try:
+        folder, sha = fetch_git(url, tag, cache_root())
+    except StepFailed as exc:
+        raise ValueError(str(exc)) from None
+    file, definition = load_action(folder, wanted_file)
+    key = "git-" + hashlib.sha256(f"{url}@{tag}".encode()).hexdigest()[:16]
+    return ResolvedAction(
+        key=key, display=describe(action), kind="git", url=url, tag=tag, sha=sha, file=file, definition=definition
+    )
+
+
+def load_action(folder: Path, wanted: str | None = None) -> tuple[str, dict]:
+    """The action file in ``folder`` (``action.yaml``, or DataTorch's ``action-datatorch.yaml``) checked."""
+    names = (wanted,) if wanted else ACTION_FILES
+    for name in names:
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        raise ValueError(f"no action file in {folder} (looked for {', '.join(names)})")
+    text = path.read_text()
+    data, lines = parse(text, str(path))
+    try:
+        model = ActionFile.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise PipelineFileError(
+            [
+                FileError(
+                    file=str(path), line=line_of(lines, tuple(e["loc"])), field=field_path(e["loc"]), message=e["msg"]
+                )
+                for e in exc.errors()
+            ]
+        ) from None
+    return name, model.model_dump(mode="json", by_alias=False, exclude={"schema_"})
+
+
+def _embed(folder: Path) -> dict[str, dict[str, Any]]:
+    files, total = {}, 0
+    for path in sorted(folder.rglob("*")):
+        if ".git" in path.relative_to(folder).parts or not path.is_file():
+            continue
+        data = path.read_bytes()
+        total += len(data)
+        if total > MAX_EMBED_BYTES:
+            raise ValueError(f"local action {folder} is over {MAX_EMBED_BYTES >> 20} MiB: publish it as a git action")
+        files[str(path.relative_to(folder))] = {"data": base64.b64encode(data).decode(), "mode": path.stat().st_mode}
+    return files

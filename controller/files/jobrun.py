@@ -1,0 +1,441 @@
+"""The job runner: runs one job's steps in order, in one working folder (standard library only).
+
+A job of a pipeline file becomes one task. That task runs this file (shipped as its source, with
+``expr.py``), which reads the job from ``task.json`` in the run folder, runs each step, and reports
+the job's outputs as the task's outputs. The first failing step stops the job (exit code 1).
+
+* ``run`` steps: ``bash -e -o pipefail -c TEXT`` (``sh -e -c`` without bash). TEXT is the command as
+  written in the file, with each ``${{ expr }}`` replaced by ``${TRAINYARD_EXPR_n}``; the values
+  travel in the environment only, never inside shell text.
+* ``action`` steps: inputs are checked and cast to their declared types, passed as ``INPUT_<NAME>``
+  environment variables and as arguments (``runs.args``, or the inputs as one JSON argument).
+* Outputs: every step gets ``TRAINYARD_OUTPUT`` (and ``GITHUB_OUTPUT``), a file it appends
+  ``name=value`` lines (or ``name<<EOF`` ... ``EOF`` blocks) to. A value that parses as JSON keeps
+  that type; declared action outputs are cast to their declared type.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+try:  # inside trainyard
+    from . import expr
+except ImportError:  # shipped to a worker as plain files
+    import trainyard_expr as expr  # type: ignore[no-redef]
+
+JOB_KEY = "trainyard.job"
+NEEDS_KEY = "trainyard.needs"
+ENV_NAME = re.compile(r"[^A-Z0-9]")
+GRACE_S = 5.0
+
+
+class StepFailed(Exception):
+    """A step that did not succeed (the message says why)."""
+
+
+# -- helpers shared with the controller side ------------------------------------------------------
+
+
+def duration_s(value: Any) -> float | None:
+    """``90``, ``"90s"``, ``"30m"``, ``"2h"`` -> seconds (a bare number means seconds)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(value))
+    if not match:
+        raise ValueError(f"bad duration {value!r} (e.g. 90, '90s', '30m', '2h')")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def input_env_name(name: str) -> str:
+    """``max-count`` -> ``INPUT_MAX_COUNT``."""
+    return "INPUT_" + ENV_NAME.sub("_", name.upper())
+
+
+def cast_input(name: str, kind: str, value: Any) -> Any:
+    """A value checked against a declared type (strings from the CLI or templates are converted)."""
+    if value is None:
+        return None
+    try:
+        if kind == "string":
+            if isinstance(value, (dict, list)):
+                raise ValueError("a list or mapping is not a string")
+            return expr.as_text(value)
+        if kind in ("number", "float"):
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not a number")
+            number = float(value)
+            return int(number) if kind == "number" and number.is_integer() else number
+        if kind == "integer":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("not a whole number")
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off", ""):
+                return False
+            raise ValueError("not true or false")
+        if kind in ("array", "list"):
+            value = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(value, list):
+                raise ValueError("not a list")
+            return value
+        if kind == "object":
+            value = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(value, dict):
+                raise ValueError("not a mapping")
+            return value
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: {value!r} is not a valid {kind} ({exc})") from None
+    return value
+
+
+def check_inputs(declared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Declared action inputs applied to the given ones: defaults, required, types, options."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ValueError(f"unknown input(s) {', '.join(unknown)} (declared: {', '.join(declared) or 'none'})")
+    out = {}
+    for name, spec in declared.items():
+        value = given.get(name)
+        if value is None:
+            value = spec.get("default")
+        if value is None:
+            if spec.get("required"):
+                raise ValueError(f"missing required input {name!r}")
+            out[name] = None
+            continue
+        value = cast_input(name, spec.get("type") or "string", value)
+        if spec.get("options") and value not in spec["options"]:
+            raise ValueError(f"{name}: {value!r} is not one of {spec['options']}")
+        out[name] = value
+    return out
+
+
+def read_outputs(path: Path) -> dict[str, Any]:
+    """``name=value`` lines and ``name<<DELIM`` blocks; values that parse as JSON keep their type."""
+    if not path.exists():
+        return {}
+    lines = path.read_text(errors="replace").splitlines()
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip():
+            continue
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, _, delim = line.partition("<<")
+            block = []
+            while i < len(lines) and lines[i] != delim:
+                block.append(lines[i])
+                i += 1
+            if i >= len(lines):
+                raise StepFailed(f"output {name!r}: no closing {delim!r} line in the output file")
+            i += 1
+            out[name.strip()] = "\n".join(block)
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise StepFailed(f"bad line in the output file: {line[:80]!r} (expected name=value)")
+        out[name.strip()] = _json_or_text(value)
+    return out
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def git_cache_dir(cache_root: Path, url: str, tag: str) -> Path:
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", tag)
+    return cache_root / digest / safe
+
+
+def fetch_git(url: str, tag: str, cache_root: Path, sha: str | None = None) -> tuple[Path, str]:
+    """A cached shallow clone of ``url`` at ``tag``: (folder, commit). With ``sha``, the tag must still
+    point at that commit (a moved tag is refused, not silently run)."""
+    target = git_cache_dir(cache_root, url, tag)
+    if not (target / ".git").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=str(target.parent)))
+        try:
+            env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+            proc = subprocess.run(
+                ["git", "clone", "-q", "--depth", "1", "--single-branch", "--branch", tag, "--", url, str(tmp / "c")],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            if proc.returncode != 0:
+                detail = (proc.stderr.strip().splitlines() or ["git clone failed"])[-1]
+                raise StepFailed(f"cannot fetch action {url} at {tag!r}: {detail}")
+            try:
+                os.rename(tmp / "c", target)
+            except OSError:
+                if not (target / ".git").exists():  # another process won the race: use theirs
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    head = subprocess.run(["git", "-C", str(target), "rev-parse", "HEAD"], capture_output=True, text=True)
+    commit = head.stdout.strip()
+    if sha and commit != sha:
+        raise StepFailed(f"action {url}@{tag} is at commit {commit[:12]} here, but {sha[:12]} was checked")
+    return target, commit
+
+
+def unpack_files(files: dict[str, Any], target: Path) -> Path:
+    """An action folder embedded as {relative path: {"data": base64, "mode": int}}."""
+    for rel, entry in files.items():
+        path = (target / rel).resolve()
+        if target.resolve() not in path.parents:
+            raise StepFailed(f"action file {rel!r} points outside the action folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(entry["data"]))
+        os.chmod(path, entry.get("mode", 0o644) & 0o755)
+    return target
+
+
+# -- running a job ----------------------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class JobRunner:
+    def __init__(self, spec: dict[str, Any], needs: dict[str, Any], run_dir: Path):
+        self.spec = spec
+        self.run_dir = run_dir
+        self.workspace = run_dir / "workspace"
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.context: dict[str, Any] = dict(spec.get("context") or {})
+        self.context["jobs"] = {name: {"outputs": outs} for name, outs in (needs or {}).items()}
+        self.context["needs"] = self.context["jobs"]
+        self.context["steps"] = {}
+        self.context["env"] = {}
+        self.context["env"] = {
+            k: expr.as_text(expr.render(v, self.context)) for k, v in (spec.get("env") or {}).items()
+        }
+        home = os.environ.get("TRAINYARD_HOME") or str(Path.home() / ".trainyard")
+        self.cache_root = Path(os.environ.get("TRAINYARD_ACTIONS_CACHE") or Path(home) / "actions")
+
+    def run(self) -> int:
+        steps = self.spec["steps"]
+        say(f"job {self.spec['job']}: {len(steps)} step(s) in {self.workspace}")
+        for index, step in enumerate(steps):
+            label = step.get("label") or f"step {index + 1}"
+            sid = step.get("id")
+            if not expr.condition(step.get("if"), self.context):
+                say(f"- {label}: skipped (if: {step.get('if')})")
+                if sid:
+                    self.context["steps"][sid] = {"outputs": {}, "outcome": "skipped"}
+                continue
+            say(f"▶ {label}")
+            start = time.monotonic()
+            try:
+                outputs = self._step(index, step)
+            except StepFailed as exc:
+                say(f"✗ {label}: {exc}")
+                if sid:
+                    self.context["steps"][sid] = {"outputs": {}, "outcome": "failure"}
+                rest = len(steps) - index - 1
+                if rest:
+                    say(f"skipping the remaining {rest} step(s) of job {self.spec['job']}")
+                return 1
+            say(f"✓ {label} ({time.monotonic() - start:.1f}s)")
+            if sid:
+                self.context["steps"][sid] = {"outputs": outputs, "outcome": "success"}
+        try:
+            outputs = {name: self._render(value) for name, value in (self.spec.get("outputs") or {}).items()}
+        except StepFailed as exc:
+            say(f"job outputs: {exc}")
+            return 1
+        self._report(outputs)
+        return 0
+
+    def _render(self, value: Any, context: dict[str, Any] | None = None) -> Any:
+        try:
+            return expr.render(value, context or self.context)
+        except expr.ExpressionError as exc:
+            raise StepFailed(str(exc)) from None
+
+    def _step(self, index: int, step: dict[str, Any]) -> dict[str, Any]:
+        out_file = self.run_dir / "step-outputs" / f"{index + 1}.txt"
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text("")
+        env = dict(os.environ)
+        env.update(self.context["env"])
+        step_env = {k: expr.as_text(self._render(v)) for k, v in (step.get("env") or {}).items()}
+        env.update(step_env)
+        env.update(TRAINYARD_OUTPUT=str(out_file), GITHUB_OUTPUT=str(out_file), TRAINYARD_WORKSPACE=str(self.workspace))
+        timeout = duration_s(step.get("timeout"))
+        if "run" in step:
+            argv, extra = self._shell(step["run"], {**self.context, "env": {**self.context["env"], **step_env}})
+            env.update(extra)
+            self._exec(argv, env, timeout)
+            return read_outputs(out_file)
+        action = self.spec["actions"][step["action"]]
+        definition = action["definition"]
+        try:
+            given = self._render(step.get("inputs") or {})
+            inputs = check_inputs(definition.get("inputs") or {}, given)
+        except ValueError as exc:
+            raise StepFailed(f"action {action['display']}: {exc}") from None
+        folder = self._action_folder(action)
+        for name, value in inputs.items():
+            env[input_env_name(name)] = expr.as_text(value)
+        argv = self._action_argv(action, definition["runs"], folder, inputs, env, out_file)
+        self._exec(argv, env, timeout)
+        outputs = read_outputs(out_file)
+        declared = definition.get("outputs") or {}
+        for name, spec in declared.items():
+            if name in outputs and spec.get("type"):
+                try:
+                    outputs[name] = cast_input(name, spec["type"], outputs[name])
+                except ValueError as exc:
+                    raise StepFailed(f"action {action['display']} output {exc}") from None
+        return outputs
+
+    def _shell(self, text: str, context: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+        command, found = expr.shell_safe(text)
+        values = {name: expr.as_text(self._render("${{" + e + "}}", context)) for name, e in found.items()}
+        bash = shutil.which("bash")
+        argv = (
+            [bash, "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", command]
+            if bash
+            else ["sh", "-e", "-c", command]
+        )
+        return argv, values
+
+    def _action_folder(self, action: dict[str, Any]) -> Path:
+        if action["kind"] == "path":
+            return unpack_files(action["files"], self.run_dir / "actions" / action["key"])
+        folder, _ = fetch_git(action["url"], action["tag"], self.cache_root, action.get("sha"))
+        return folder
+
+    def _action_argv(
+        self, action: dict[str, Any], runs: dict[str, Any], folder: Path, inputs: dict[str, Any], env: dict, out: Path
+    ) -> list[str]:
+        context = {**self.context, "inputs": inputs, "action": {"path": str(folder)}}
+        args = [expr.as_text(self._render(a, context)) for a in runs.get("args") or []]
+        if not runs.get("args"):
+            args = [json.dumps(inputs)]
+        using = runs["using"]
+        env["TRAINYARD_ACTION_PATH"] = str(folder)
+        if using in ("cmd", "command", "commandline"):
+            argv, extra = self._shell(runs["command"], context)
+            env.update(extra)
+            return argv
+        main = runs.get("main") or runs.get("script")
+        if using in ("python", "script", "shell"):
+            path = (folder / main).resolve()
+            if folder.resolve() not in path.parents or not path.is_file():
+                raise StepFailed(f"action {action['display']}: {main!r} is not a file in the action")
+            if using == "python":
+                return [sys.executable, "-u", str(path), *args]
+            if not os.access(path, os.X_OK):
+                return ["bash" if shutil.which("bash") else "sh", str(path), *args]
+            return [str(path), *args]
+        if using == "docker":
+            names = sorted(k for k in env if k.startswith("INPUT_"))
+            argv = ["docker", "run", "--rm", "--network", _docker_network(), "-w", "/workspace"]
+            argv += [
+                "-v",
+                f"{self.workspace}:/workspace",
+                "--label",
+                f"trainyard.task={os.environ.get('TRAINYARD_TASK_ID', '')}",
+            ]
+            argv += ["-v", f"{out.parent}:/trainyard-outputs", "-e", f"TRAINYARD_OUTPUT=/trainyard-outputs/{out.name}"]
+            argv += ["-e", f"GITHUB_OUTPUT=/trainyard-outputs/{out.name}"]
+            for name in names:
+                argv += ["-e", name]
+            if runs.get("entrypoint"):
+                argv += ["--entrypoint", runs["entrypoint"]]
+            return [*argv, runs["image"], *(args if runs.get("args") else [])]
+        raise StepFailed(f"action {action['display']}: unknown runs.using {using!r}")
+
+    def _exec(self, argv: list[str], env: dict[str, str], timeout: float | None) -> None:
+        sys.stdout.flush()
+        try:
+            proc = subprocess.Popen(argv, cwd=str(self.workspace), env=env, start_new_session=True)
+        except OSError as exc:
+            raise StepFailed(f"cannot start {argv[0]}: {exc}") from None
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            raise StepFailed(f"timed out after {timeout:g}s") from None
+        except BaseException:
+            _kill(proc)
+            raise
+        if code != 0:
+            raise StepFailed(f"exit code {code}")
+
+    def _report(self, outputs: dict[str, Any]) -> None:
+        """Job outputs become the task's outputs (the run folder's events.jsonl)."""
+        say(f"job {self.spec['job']} outputs: {json.dumps(outputs)}")
+        events = self.run_dir / "events.jsonl"
+        fd = os.open(str(events), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            for name, value in outputs.items():
+                os.write(fd, (json.dumps({"kind": "output", "name": name, "value": value}) + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def _docker_network() -> str:
+    """``TRAINYARD_ACTION_NETWORK``, else the engine's bridge network when it has one, else the host's."""
+    chosen = os.environ.get("TRAINYARD_ACTION_NETWORK")
+    if chosen:
+        return chosen
+    probe = subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True)
+    return "bridge" if probe.returncode == 0 else "host"
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def main() -> int:
+    run_dir = Path(os.environ.get("TRAINYARD_RUN_DIR") or ".").absolute()
+    task = json.loads((run_dir / "task.json").read_text())
+    configuration = task.get("configuration") or {}
+    if JOB_KEY not in configuration:
+        say(f"task.json has no {JOB_KEY!r} configuration: not a pipeline-file job")
+        return 2
+    runner = JobRunner(configuration[JOB_KEY], configuration.get(NEEDS_KEY) or {}, run_dir)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The trigger service: fires schedules and task-event triggers, exactly once with any number running.
+
+It runs as a controller task on the services queue (``trainyard schedule service``), or in the
+foreground. Every service computes the same ticks (croniter, in the schedule's time zone) and reads
+the same event stream; before acting it takes a Redis key for that (trigger, tick) or
+(trigger, event) with ``SET NX``, so whichever service gets there first fires and the others skip.
+It sleeps until the next tick or the next event (no polling interval), and re-reads the schedules
+and registered pipeline files at least every second so additions take effect at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from redis import Redis
+
+from ..queues import events, keys
+from ..queues.connection import default_connection
+from ..queues.errors import TaskNotFound, TrainyardError
+from ..queues.record import TaskType
+from ..queues.store import TaskStore
+from ..queues.task import Task
+from . import runs
+from .files import registry
+from .files.cron import next_tick
+from .files.schema import PipelineFile
+from .schedules import Schedule, file_schedules, user_schedules
+
+log = logging.getLogger("trainyard.triggers")
+FIRES = "trainyard:trigger:fires"  # stream: one entry per firing
+LAST = "trainyard:trigger:last"  # hash: trigger id -> the last firing
+CLAIM_TTL_S = 7 * 24 * 3600
+REFRESH_S = 1.0
+SERVICE_COMMAND = ["python", "-m", "trainyard.controller.triggers"]
+
+
+def claim_key(trigger_id: str, occurrence: str) -> str:
+    return f"trainyard:trigger:claim:{trigger_id}:{occurrence}"
+
+
+class TriggerService:
+    def __init__(self, conn: Redis, name: str | None = None):
+        self.conn = conn
+        self.name = name or f"{socket.gethostname()}-triggers-{os.getpid()}"
+        self.stop_event = threading.Event()
+        self._due: dict[str, float] = {}  # schedule key -> next tick
+        self._parsed: dict[tuple, PipelineFile] = {}  # (project, name, updated) -> the registered file
+
+    def run(self) -> None:
+        cursor = events.last_id(self.conn)
+        print(f"trigger service {self.name} started", flush=True)
+        while not self.stop_event.is_set():
+            now = time.time()
+            file_entries = registry.entries(self.conn)
+            schedules = user_schedules(self.conn) + file_schedules(file_entries, self._parsed)
+            wait = REFRESH_S
+            for schedule in schedules:
+                key = f"{schedule.id}|{schedule.cron}|{schedule.timezone}"
+                due = self._due.setdefault(key, next_tick(schedule.cron, schedule.timezone, now))
+                if due <= now:
+                    self._fire_schedule(schedule, due, now)
+                    # a service that fell behind fires the latest tick only, never a burst
+                    following = next_tick(schedule.cron, schedule.timezone, due)
+                    while following <= now:
+                        following = next_tick(schedule.cron, schedule.timezone, following)
+                    self._due[key] = due = following
+                wait = min(wait, max(0.0, due - time.time()))
+            reply = self.conn.xread(
+                {keys.EVENTS: cursor}, block=events.block_ms(self.conn, max(wait, 0.001)), count=500
+            )
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    self._on_event(events.Event.from_fields(entry_id, fields), file_entries)
+
+    # -- schedules ---------------------------------------------------------------------------
+    def _fire_schedule(self, schedule: Schedule, tick: float, now: float) -> None:
+        if not self._claim(schedule.id, f"{tick:.3f}"):
+            return
+        try:
+            if schedule.kind == "task":
+                started = self._clone_task(schedule)
+            else:
+                started = self._start_pipeline(schedule.pipeline, schedule.params, schedule.inputs, {}, schedule.queue)
+            self._record(schedule.id, tick=tick, started=started, late=now - tick)
+        except TrainyardError as exc:
+            self._record(schedule.id, tick=tick, error=str(exc), late=now - tick)
+
+    def _clone_task(self, schedule: Schedule) -> str:
+        template = Task.get(schedule.task_id, self.conn)
+        name = f"{template.data.name} ({schedule.name or 'scheduled'})"
+        clone = template.clone(name=name, tags=[*template.data.tags, f"schedule:{schedule.id}"])
+        clone.enqueue(schedule.queue)
+        return clone.id
+
+    def _start_pipeline(self, ref: str, params: dict, inputs: dict, event: dict, queue: str | None) -> str:
+        entry = registry.find(ref, conn=self.conn)
+        pf = registry.load_entry(entry)
+        return registry.start(pf, params, inputs, event, self.conn, queue or registry.SERVICES_QUEUE)
+
+    # -- task events ---------------------------------------------------------------------------
+    def _on_event(self, event: events.Event, file_entries: list[dict[str, Any]]) -> None:
+        if event.kind not in ("status", "pipeline"):
+            return
+        kind = "pipeline" if event.kind == "pipeline" else "task"
+        for entry in file_entries:
+            pf = None
+            for i, trigger in enumerate(_task_triggers(entry, self._parsed)):
+                if trigger.get("kind", "task") != kind or event.status not in trigger.get("status", ["completed"]):
+                    continue
+                if trigger.get("project") and trigger["project"] != event.project:
+                    continue
+                if trigger.get("queue") and kind == "task" and trigger["queue"] != event.queue:
+                    continue
+                details = self._details(event, kind)
+                if details is None or not _matches(trigger, details, entry["name"]):
+                    continue
+                trigger_id = f"file:{entry['project']}/{entry['name']}:task{i}"
+                occurrence = f"{event.task_id}:{event.status}" if kind == "pipeline" else event.id
+                if not self._claim(trigger_id, occurrence):
+                    continue
+                pf = pf or parsed_entry(entry, self._parsed)
+                payload = {
+                    "kind": kind,
+                    "id": event.task_id,
+                    "status": event.status,
+                    "project": event.project,
+                    "queue": event.queue,
+                    "name": details["name"],
+                    "tags": details["tags"],
+                }
+                try:
+                    started = registry.start(pf, trigger.get("params") or {}, None, payload, self.conn)
+                    self._record(trigger_id, event=event.id, started=started, subject=event.task_id)
+                except TrainyardError as exc:
+                    self._record(trigger_id, event=event.id, error=str(exc), subject=event.task_id)
+
+    def _details(self, event: events.Event, kind: str) -> dict[str, Any] | None:
+        try:
+            if kind == "pipeline":
+                run = runs.load(self.conn, event.task_id)
+                return {"name": run.name, "tags": [], "pipeline": run.name}
+            record = TaskStore(self.conn).get(event.task_id)
+        except TaskNotFound:
+            return None
+        pipeline = None
+        if "pipeline-file" in record.tags and record.parent:
+            with contextlib.suppress(TaskNotFound):
+                pipeline = runs.load(self.conn, record.parent).name
+        return {"name": record.name, "tags": record.tags, "pipeline": pipeline, "type": record.type.value}
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _claim(self, trigger_id: str, occurrence: str) -> bool:
+        return bool(self.conn.set(claim_key(trigger_id, occurrence), self.name, nx=True, ex=CLAIM_TTL_S))
+
+    def _record(self, trigger_id: str, **fields: Any) -> None:
+        entry = {"trigger": trigger_id, "by": self.name, "at": time.time(), **fields}
+        print(f"fired {trigger_id}: {json.dumps(fields)}", flush=True)
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.xadd(FIRES, {"data": json.dumps(entry)}, maxlen=10_000, approximate=True)
+            pipe.hset(LAST, trigger_id, json.dumps(entry))
+            pipe.execute()
+
+
+def _task_triggers(entry: dict[str, Any], cache: dict) -> list[dict[str, Any]]:
+    """The ``on.task`` triggers of a registered file (parsed once per version of the file)."""
+    return [t.model_dump() for t in parsed_entry(entry, cache).on.task]
+
+
+def parsed_entry(entry: dict[str, Any], cache: dict | None) -> PipelineFile:
+    key = (entry["project"], entry["name"], entry["updated"])
+    if cache is None:
+        return registry.load_entry(entry)
+    if key not in cache:
+        if len(cache) > 1000:
+            cache.clear()
+        cache[key] = registry.load_entry(entry)
+    return cache[key]
+
+
+def _matches(trigger: dict[str, Any], details: dict[str, Any], own_pipeline: str) -> bool:
+    if details.get("pipeline") == own_pipeline or details.get("type") == TaskType.CONTROLLER.value:
+        return False  # never triggered by its own runs (no loops), nor by controllers
+    if trigger.get("name") and trigger["name"] != details["name"]:
+        return False
+    return all(tag in details["tags"] for tag in trigger.get("tags") or [])
+
+
+def fires(conn: Redis, after: str = "0-0") -> list[tuple[str, dict]]:
+    return [
+        (i.decode(), json.loads(f[b"data"])) for i, f in conn.xrange(FIRES, min=f"({after}" if after != "0-0" else "-")
+    ]
+
+
+def start_service(conn: Redis, queue: str = "services") -> str:
+    """A trigger service as a controller task on ``queue``; returns its task id."""
+    from ..queues.broker import Broker
+
+    Broker(conn).require(queue)
+    task = Task.create(
+        "trigger service",
+        "services",
+        command=SERVICE_COMMAND,
+        task_type=TaskType.CONTROLLER,
+        tags=["trigger-service"],
+        connection=conn,
+    )
+    task.enqueue(queue)
+    return task.id
+
+
+def main() -> int:
+    service = TriggerService(default_connection())
+    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: service.stop_event.set())
+    service.run()
+    print("trigger service stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

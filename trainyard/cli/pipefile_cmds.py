@@ -1,0 +1,183 @@
+"""``trainyard pipeline validate|run|submit|trigger|schema|files``: pipeline files (YAML or JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+import click
+
+from ..connection import connect
+from ..controller.files import json_schema, load_file, registry
+from ..controller.files.compile import build
+from ..controller.files.errors import PipelineFileError
+from ..controller.pipeline import run_here
+from ..controller.render import summary
+from ..queues import events, keys, logs
+from ..queues.errors import InvalidInput
+from .output import ago, emit_json, json_option, table
+
+_param_option = click.option(
+    "--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="A pipeline param (converted to its type)."
+)
+_input_option = click.option(
+    "--input", "-i", "inputs", multiple=True, metavar="NAME=VALUE", help="A trigger input (converted to its type)."
+)
+
+
+def assignments(items: tuple[str, ...], what: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput(f"--{what} {item!r}: expected NAME=VALUE")
+        out[name.strip()] = value
+    return out
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@json_option
+def validate_cmd(files, as_json) -> None:
+    """Check pipeline files: every problem with its file, line and field (exit 1 if any)."""
+    problems, ok = [], []
+    for path in files:
+        try:
+            pf = load_file(path)
+        except PipelineFileError as exc:
+            problems.extend(exc.errors)
+            continue
+        ok.append({"file": path, "name": pf.name, "project": pf.project, "jobs": list(pf.jobs)})
+    if as_json:
+        emit_json({"valid": ok, "errors": [e.model_dump() for e in problems]})
+    else:
+        for item in ok:
+            click.echo(f"{item['file']}: ok: pipeline {item['name']!r} ({len(item['jobs'])} jobs)")
+        for error in problems:
+            click.echo(f"error: {error}", err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_param_option
+@_input_option
+@click.option("--quiet", "-q", is_flag=True, help="Only the summary, not each job's output.")
+def run_cmd(file, params, inputs, quiet) -> None:
+    """Run a pipeline file here: jobs run on an in-process worker (no worker to set up), their output
+    is shown as it comes, and the exit code is 1 when any job failed."""
+    pf = load_file(file)
+    conn = connect()
+    pipe = build(pf, assignments(params, "param"), assignments(inputs, "input"), None, conn)
+    local_queue = f"local-steps-{os.urandom(4).hex()}"
+    run = pipe._new_run(None, local_queue, False)
+    click.echo(f"pipeline {pf.name} (run {run.id}): {len(pf.jobs)} job(s)")
+    done = threading.Event()
+    follower = None if quiet else threading.Thread(target=_follow, args=(conn, run.id, done), daemon=True)
+    if follower:
+        follower.start()
+    try:
+        result = run_here(conn, run.id, pipe.callbacks)
+    finally:
+        done.set()
+        if follower:
+            follower.join(timeout=30)
+    click.echo(summary(result))
+    if result.status != "completed":
+        raise SystemExit(1)
+
+
+def _follow(conn, run_id: str, done: threading.Event) -> None:
+    """Print every job's log lines as they arrive, prefixed with the job id."""
+    from ..controller import runs
+
+    lock = threading.Lock()
+    followers: dict[str, threading.Thread] = {}
+    cursor = events.last_id(conn)
+
+    def tail(job: str, task_id: str) -> None:
+        for line in logs.follow(conn, task_id, block_s=1.0):
+            if line.stream != "sys":
+                with lock:
+                    click.echo(f"[{job}] {line.text}")
+
+    while True:
+        finished = done.is_set()
+        run = runs.load(conn, run_id)
+        for job, state in run.state.items():
+            if state.task_id and state.task_id not in followers and state.status not in ("cached", "skipped"):
+                thread = threading.Thread(target=tail, args=(job, state.task_id), daemon=True)
+                followers[state.task_id] = thread
+                thread.start()
+        if finished:
+            break
+        reply = conn.xread({keys.EVENTS: cursor}, block=500, count=1000)
+        for _, entries in reply or []:
+            cursor = entries[-1][0]
+    for thread in followers.values():
+        thread.join(timeout=30)
+
+
+@click.command("submit")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_param_option
+@click.option("--queue", default=registry.SERVICES_QUEUE, show_default=True, help="Where its controller runs.")
+@click.option("--register-only", is_flag=True, help="Register (or update) the file without starting a run.")
+def submit_cmd(file, params, queue, register_only) -> None:
+    """Register (or update) a pipeline file by its project and name, and start a run on the workers."""
+    pf = load_file(file)
+    conn = connect()
+    if register_only:
+        registry.register(pf, conn)
+        click.echo(f"registered pipeline {pf.project}/{pf.name}")
+        return
+    run_id = registry.submit(pf, assignments(params, "param"), conn, queue=queue)
+    click.echo(f"registered pipeline {pf.project}/{pf.name}; run {run_id} started (controller on {queue!r})")
+    click.echo(run_id)
+
+
+@click.command("trigger")
+@click.argument("name")
+@_input_option
+@_param_option
+@click.option("--queue", default=registry.SERVICES_QUEUE, show_default=True, help="Where its controller runs.")
+def trigger_cmd(name, inputs, params, queue) -> None:
+    """Start a run of a registered pipeline (NAME or PROJECT/NAME) with its manual trigger's inputs."""
+    run_id = registry.trigger(
+        name, assignments(inputs, "input"), connect(), params=assignments(params, "param"), queue=queue
+    )
+    click.echo(run_id)
+
+
+@click.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of pipeline files."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@click.command("files")
+@json_option
+def files_cmd(as_json) -> None:
+    """Registered pipeline files."""
+    items = registry.entries(connect())
+    if as_json:
+        emit_json([{k: v for k, v in e.items() if k != "actions"} for e in items])
+        return
+    table(
+        ["project", "name", "file", "updated"],
+        [(e["project"], e["name"], e["filename"], ago(e["updated"])) for e in items],
+    )
+
+
+@click.command("unregister")
+@click.argument("name")
+def unregister_cmd(name) -> None:
+    """Remove a registered pipeline file (NAME or PROJECT/NAME); its runs stay."""
+    registry.unregister(name, conn=connect())
+    click.echo(f"unregistered {name}")
+
+
+COMMANDS = [validate_cmd, run_cmd, submit_cmd, trigger_cmd, schema_cmd, files_cmd, unregister_cmd]
