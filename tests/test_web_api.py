@@ -107,6 +107,7 @@ def test_unknown_things_are_404_json(client, tokens):
         ("GET", "/api/runs/nope"),
         ("POST", "/api/runs/nope/abort"),
         ("POST", "/api/runs/nope/retry"),
+        ("GET", "/api/pipelines/nothing"),
         ("GET", "/api/no-such-endpoint"),
     ]:
         body = {"max_running": 1} if method == "PATCH" and "queues" in url else {}
@@ -418,3 +419,67 @@ def test_cli_token_commands(run_cli, conn):
     assert auth.lookup(conn, secret) is None
     missing = run_cli("web", "token", "revoke", "nope")
     assert missing.returncode == 1 and "no token with id 'nope'" in missing.stderr
+
+
+# -- pipeline files --------------------------------------------------------------------------------
+GOOD_FILE = """name: nightly
+project: web
+queue: cpu
+params:
+  lr: 0.1
+on:
+  manual:
+    inputs:
+      note: {type: string, default: hi}
+jobs:
+  prepare:
+    steps:
+      - run: echo prepare
+  train:
+    needs: [prepare]
+    steps:
+      - run: echo "train ${{ params.lr }}"
+"""
+
+
+def test_pipeline_file_validation_gives_lines(client, tokens):
+    ok = client.post("/api/pipelines/validate", headers=tokens["read"], json={"text": GOOD_FILE}).json()
+    assert ok == {"ok": True, "errors": []}
+    for wrong, right, line in [("rnu: x", "run: echo prepare", 13), ("needs: [prep]", "needs: [prepare]", 15)]:
+        text = GOOD_FILE.replace(right, wrong)
+        bad = client.post("/api/pipelines/validate", headers=tokens["read"], json={"text": text}).json()
+        assert not bad["ok"] and bad["errors"][0]["line"] == line, bad["errors"]
+        assert all(e["message"] and e["file"] == "<editor>" for e in bad["errors"])
+    broken = client.post("/api/pipelines/validate", headers=tokens["read"], json={"text": "name: x\njobs: [\n"}).json()
+    assert broken["errors"][0]["message"].startswith("syntax error")
+
+
+def test_pipeline_file_submit_list_and_trigger(client, tokens):
+    h = tokens["admin"]
+    Queue.create("cpu")
+    Queue.create("services")
+    bad = _error(
+        client.post("/api/pipelines", headers=h, json={"text": "name: x\njobs: {}\nbogus: 1\n"}), 422, "invalid"
+    )
+    assert bad["message"].startswith("line ") and all("line" in d for d in bad["details"])
+    assert client.get("/api/pipelines", headers=h).json()["total"] == 0  # nothing registered by a bad file
+
+    made = client.post("/api/pipelines", headers=h, json={"text": GOOD_FILE, "parameters": {"lr": 0.5}})
+    assert made.status_code == 201, made.text
+    run_id = made.json()["run_id"]
+    run = client.get(f"/api/runs/{run_id}", headers=h).json()
+    assert sorted(n["id"] for n in run["nodes"]) == ["prepare", "train"]
+    assert run["edges"] == [{"source": "prepare", "target": "train"}]
+    assert Task.get(run_id).status.value == "queued"  # the controller waits on the services queue
+
+    files = client.get("/api/pipelines", headers=tokens["read"]).json()
+    assert [(f["name"], f["project"]) for f in files["items"]] == [("nightly", "web")]
+    assert client.get("/api/pipelines/nightly?project=web", headers=tokens["read"]).json()["text"] == GOOD_FILE
+
+    fired = client.post("/api/pipelines/nightly/trigger", headers=h, json={"inputs": {"note": "from CI"}})
+    assert fired.status_code == 200 and fired.json()["run_id"] != run_id
+    _error(client.post("/api/pipelines/nope/trigger", headers=h, json={}), 404, "not_found")
+    wrong = _error(
+        client.post("/api/pipelines/nightly/trigger", headers=h, json={"inputs": {"nope": 1}}), 422, "invalid"
+    )
+    assert "nope" in wrong["message"]

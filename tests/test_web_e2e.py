@@ -20,7 +20,7 @@ import pytest
 from webserver import WebServer
 from workerproc import WorkerProcess
 
-from trainyard import Pipeline, Queue, Task
+from trainyard import Queue, Task
 from trainyard.queues import keys, workers
 from trainyard.queues.task import create_many
 from trainyard.web import auth
@@ -190,13 +190,6 @@ def test_read_only_user_sees_no_admin_buttons(page, stack, conn):
     assert page.evaluate("document.body.classList.contains('readonly')")
 
 
-def _gated_step(tmp_path: Path, name: str) -> list[str]:
-    gate = tmp_path / f"{name}.go"
-    code = f"import pathlib, time\nprint('{name} started', flush=True)\n"
-    code += f"while not pathlib.Path({str(gate)!r}).exists():\n    time.sleep(0.05)\n"
-    return ["python", "-c", code]
-
-
 def _statuses(page) -> dict[str, str]:
     return json.loads(page.get_attribute("#dag", "data-statuses") or "{}")
 
@@ -209,38 +202,65 @@ def _wait_statuses(page, expected: dict[str, str]) -> None:
     )
 
 
-def test_pipeline_dag_colours_step_by_step(page, stack, conn, tmp_path):
+def _pipeline_file(gates: Path) -> str:
+    """Three jobs in a row; each waits for its gate file, so the test decides when it ends."""
+    jobs = []
+    for name, need in (("prepare", None), ("train", "prepare"), ("evaluate", "train")):
+        gate = gates / f"{name}.go"
+        jobs.append(f"  {name}:")
+        if need:
+            jobs.append(f"    needs: [{need}]")
+        jobs += ["    steps:", f"      - run: echo {name} started; while [ ! -e {gate} ]; do sleep 0.05; done"]
+    return "\n".join(["name: gated", "project: demo", "queue: cpu", "jobs:", *jobs]) + "\n"
+
+
+def _colour(page, step: str) -> str:
+    return page.evaluate(f"TY_CY.getElementById('{step}').style('background-color')")
+
+
+def test_editor_validates_as_you_type_then_the_dag_colours_step_by_step(page, stack, conn, tmp_path):
     Queue.create("cpu")
     Queue.create("services")
-    for name in ("prepare", "train", "evaluate"):
-        Task.create(name, "demo", command=_gated_step(tmp_path, name))
-    pipe = Pipeline("gated", project="demo", default_queue="cpu")
-    pipe.add_step("prepare", base_task="demo/prepare")
-    pipe.add_step("train", base_task="demo/train", parents=["prepare"])
-    pipe.add_step("evaluate", base_task="demo/evaluate", parents=["train"])
+    good = _pipeline_file(tmp_path)
     login(page, stack, conn)
+    page.goto(stack.url + "/#/editor")
+    page.wait_for_selector("#editor-ok")  # the sample file is valid
+    bad = good.replace("needs: [prepare]", "needs: [prep]")
+    line = bad.splitlines().index("    needs: [prep]") + 1
+    page.fill("#yaml", bad)
+    error = page.wait_for_selector(f"#editor-errors li[data-line='{line}']")
+    assert "prep" in error.inner_text() and error.inner_text().startswith(f"line {line}:")
+    assert page.eval_on_selector("#editor-errors", "el => getComputedStyle(el).color") == "rgb(214, 64, 64)"  # red
+    assert page.get_attribute(f".editor .gutter div:nth-child({line})", "class") == "bad"
+    shot(page, stack, "editor-error")
+    page.fill("#yaml", good.replace("jobs:", "jobz:"))
+    page.wait_for_selector("#editor-errors li:has-text('jobz')")
+    page.fill("#yaml", good)
+    page.wait_for_selector("#editor-ok")
+
     with (
         worker(stack, "--queue", "cpu", "--name", "e2e-steps"),
         worker(stack, "--services-mode", "2", "--queue", "services", "--name", "e2e-svc"),
     ):
-        run_id = pipe.start(queue="services")
-        page.goto(f"{stack.url}/#/pipelines")
-        page.wait_for_selector(f"#runs-table tr[data-run='{run_id}']")
-        page.click(f"#runs-table tr[data-run='{run_id}'] a")
+        page.click("#create-run")
+        page.wait_for_url("**/#/runs/*")
         _wait_statuses(page, {"prepare": "running", "train": "pending", "evaluate": "pending"})
-        colour = page.evaluate("TY_CY.getElementById('prepare').style('background-color')")
-        assert colour == "rgb(229,155,18)"  # running: amber
+        assert _colour(page, "prepare") == "rgb(229,155,18)" and _colour(page, "train") == "rgb(184,191,204)"
         shot(page, stack, "pipeline-running")
         (tmp_path / "prepare.go").touch()
         _wait_statuses(page, {"prepare": "completed", "train": "running", "evaluate": "pending"})
-        assert page.evaluate("TY_CY.getElementById('prepare').style('background-color')") == "rgb(46,158,87)"
+        assert _colour(page, "prepare") == "rgb(46,158,87)" and _colour(page, "train") == "rgb(229,155,18)"
         (tmp_path / "train.go").touch()
         _wait_statuses(page, {"prepare": "completed", "train": "completed", "evaluate": "running"})
         (tmp_path / "evaluate.go").touch()
         _wait_statuses(page, {"prepare": "completed", "train": "completed", "evaluate": "completed"})
         page.wait_for_selector("#run-status [data-status=completed]")
+        shot(page, stack, "pipeline-done")
         page.click("#steps-table tr[data-step=train] a")  # a step's task page, from the run
         page.wait_for_selector("#log:has-text('train started')")
+    page.goto(stack.url + "/#/pipelines")
+    page.wait_for_selector("#files-table tr[data-pipeline=gated]")  # registered by Create and run
+    shot(page, stack, "pipelines")
 
 
 # -- scale -------------------------------------------------------------------------------------

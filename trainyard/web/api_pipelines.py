@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
@@ -99,26 +99,73 @@ def _error_view(err: Any) -> dict[str, Any]:
     }
 
 
+@files_router.get("", summary="Registered pipeline files by project and name (paginated)")
+def list_files(limit: int = limit_query(100), offset: int = OFFSET, redis: Redis = Depends(conn)) -> dict[str, Any]:
+    registry = _files_registry()
+    found = registry.entries(redis)
+    page = found[offset : offset + limit]
+    return {
+        "items": [_file_summary(e) for e in page],
+        "offset": offset,
+        "limit": limit,
+        "total": len(found),
+        "next_offset": offset + limit if offset + limit < len(found) else None,
+    }
+
+
+@files_router.get("/{name}", summary="One registered pipeline file, with its text")
+def get_file(
+    name: str,
+    project: str | None = Query(None, description="needed when the name is registered in several projects"),
+    redis: Redis = Depends(conn),
+) -> dict[str, Any]:
+    entry = _files_registry().find(name, project, redis)
+    return {**_file_summary(entry), "text": entry["text"]}
+
+
 @files_router.post("/validate", summary="Check a pipeline file; errors carry their line numbers")
 def validate(body: PipelineText) -> dict[str, Any]:
     errors = _files().validate_text(body.text, filename=body.filename)
     return {"ok": not errors, "errors": [_error_view(e) for e in errors]}
 
 
-@files_router.post("", status_code=201, summary="Create a pipeline from a file and run it")
+@files_router.post("", status_code=201, summary="Register a pipeline file (or update it) and run it on the workers")
 def submit(body: SubmitPipeline, redis: Redis = Depends(conn), _admin=Depends(admin)) -> dict[str, Any]:
     files = _files()
-    errors = files.validate_text(body.text, filename=body.filename)
-    if errors:
-        first = _error_view(errors[0])
+    try:
+        pipeline_file = files.load_text(body.text, body.filename)
+    except files.PipelineFileError as exc:
+        details = [_error_view(e) for e in exc.errors]
+        first = details[0] if details else {"line": None, "message": str(exc)}
         where = f"line {first['line']}: " if first["line"] else ""
-        raise ApiError(422, "invalid", f"{where}{first['message']}", [_error_view(e) for e in errors])
-    pipeline_file = files.load_text(body.text, body.filename)
+        raise ApiError(422, "invalid", f"{where}{first['message']}", details) from None
     run_id = files.submit(pipeline_file, body.parameters, conn=redis)
+    return {"run_id": run_id, "name": pipeline_file.name, "project": pipeline_file.project}
+
+
+@files_router.post("/{name}/trigger", summary="Fire a registered pipeline's manual trigger (scripts, external events)")
+def trigger(
+    name: str,
+    body: Trigger,
+    project: str | None = Query(None, description="needed when the name is registered in several projects"),
+    redis: Redis = Depends(conn),
+    _admin=Depends(admin),
+) -> dict[str, Any]:
+    run_id = _files().trigger(name, body.inputs, conn=redis, project=project)
     return {"run_id": run_id}
 
 
-@files_router.post("/{name}/trigger", summary="Start the named pipeline from an external event")
-def trigger(name: str, body: Trigger, redis: Redis = Depends(conn), _admin=Depends(admin)) -> dict[str, Any]:
-    run_id = _files().trigger(name, body.inputs, conn=redis)
-    return {"run_id": run_id}
+def _files_registry():
+    _files()
+    from ..controller.files import registry
+
+    return registry
+
+
+def _file_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": entry["name"],
+        "project": entry["project"],
+        "filename": entry.get("filename"),
+        "updated": entry.get("updated"),
+    }

@@ -10,10 +10,32 @@
 
   TY.pages.pipelines = function pipelinesPage(main, params) {
     const offset = Number(params.get("offset") || 0);
+    const files = h("div", {}, h("p", { class: "empty" }, "loading…"));
     const body = h("div", {}, h("p", { class: "empty" }, "loading…"));
     main.replaceChildren(
-      h("h1", {}, "Pipeline runs", h("a", { href: "#/editor", class: "btn admin-only" }, "New pipeline")),
-      h("div", { class: "panel" }, body));
+      h("h1", {}, "Pipelines", h("a", { href: "#/editor", class: "btn admin-only" }, "New pipeline")),
+      h("div", { class: "panel" }, h("h2", {}, "Pipeline files"), files),
+      h("div", { class: "panel" }, h("h2", {}, "Runs"), body));
+    const fire = async (f) => {
+      const result = await TY.act(() => TY.post(`/api/pipelines/${encodeURIComponent(f.name)}/trigger` + TY.qs({ project: f.project }), { inputs: {} }));
+      if (result) window.location.hash = `#/runs/${result.run_id}`;
+    };
+    async function loadFiles() {
+      try {
+        const page = await TY.get("/api/pipelines?limit=100");
+        if (!page.items.length) { files.replaceChildren(h("p", { class: "empty" }, "no pipeline files registered yet (create one in the editor)")); return; }
+        files.replaceChildren(h("table", { id: "files-table" },
+          h("thead", {}, h("tr", {}, ["pipeline", "project", "file", "updated", ""].map((c) => h("th", {}, c)))),
+          h("tbody", {}, page.items.map((f) => h("tr", { dataset: { pipeline: f.name } },
+            h("td", {}, h("strong", {}, f.name)), h("td", {}, f.project), h("td", { class: "muted" }, f.filename || ""),
+            h("td", { title: TY.time(f.updated) }, TY.ago(f.updated)),
+            h("td", {}, h("div", { class: "actions" },
+              h("a", { class: "btn", href: "#/editor" + TY.qs({ pipeline: `${f.project}/${f.name}` }) }, "Open in editor"),
+              h("button", { type: "button", class: "admin-only", dataset: { action: "trigger" }, onclick: () => fire(f) }, "Trigger"))))))));
+      } catch (e) {
+        files.replaceChildren(h("p", { class: "empty" }, e.message));
+      }
+    }
     async function load() {
       const page = await TY.get("/api/runs" + TY.qs({ limit: 50, offset }));
       if (!page.items.length) { body.replaceChildren(h("p", { class: "empty" }, "no pipeline runs yet")); return; }
@@ -31,8 +53,9 @@
         TY.pager(page, (o) => { window.location.hash = "#/pipelines" + TY.qs({ offset: o || null }); }));
     }
     const refresh = TY.throttle(() => load().catch((e) => TY.toast(e.message, "error")), 500);
+    loadFiles();
     refresh();
-    return TY.onChange((ev) => { if (ev.kind === "pipeline" || ev.kind === "resync") refresh(); });
+    return TY.onChange((ev) => { if (ev.kind === "pipeline" || ev.kind === "resync") { refresh(); loadFiles(); } });
   };
 
   /* -- one run: the DAG -------------------------------------------------------------------- */
@@ -125,25 +148,24 @@
 
   /* -- the YAML editor ----------------------------------------------------------------------- */
   const SAMPLE = [
-    "# A pipeline file: steps clone template tasks (\"project/name\") and run when their parents end.",
+    "# A pipeline file: jobs run on the workers when the jobs they need have finished.",
     "name: my-pipeline",
     "project: default",
-    "parameters:",
+    "queue: default",
+    "params:",
     "  lr: 0.1",
-    "steps:",
+    "jobs:",
     "  prepare:",
-    "    task: default/prepare",
-    "    queue: default",
+    "    steps:",
+    "      - run: echo preparing",
     "  train:",
-    "    task: default/train",
-    "    queue: default",
-    "    parents: [prepare]",
-    "    parameters:",
-    "      Args/lr: ${pipeline.lr}",
+    "    needs: [prepare]",
+    "    steps:",
+    "      - run: echo \"training with lr=${{ params.lr }}\"",
     "",
   ].join("\n");
 
-  TY.pages.editor = function editorPage(main) {
+  TY.pages.editor = function editorPage(main, params) {
     const gutter = h("div", { class: "gutter", "aria-hidden": "true" });
     const text = h("textarea", { id: "yaml", spellcheck: "false", wrap: "off", "aria-label": "pipeline file (YAML)" });
     text.value = sessionStorage.getItem("ty-editor") || SAMPLE;
@@ -207,6 +229,13 @@
         createBtn.disabled = false;
       }
     });
+    const wanted = params.get("pipeline");
+    if (wanted) {
+      const [project, ...rest] = wanted.split("/");
+      TY.get(`/api/pipelines/${encodeURIComponent(rest.join("/"))}` + TY.qs({ project }))
+        .then((entry) => { text.value = entry.text; paintGutter(); validate(); })
+        .catch((e) => TY.toast(e.message, "error"));
+    }
     paintGutter();
     validate();
     return () => { seq += 1; };
