@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from fastapi.openapi.utils import get_openapi
 from fastapi.testclient import TestClient
 
 from trainyard import Queue, Task
+from trainyard.cli import cli
 from trainyard.controller import runs
 from trainyard.controller.model import PipelineRun, StepSpec, StepState
 from trainyard.queues import keys, logs, workers
@@ -407,18 +409,25 @@ def test_overview_counts(client, tokens, conn):
     assert o["queues"] == 1 and o["workers"] == 1 and o["runs"] == 0
 
 
-def test_cli_token_commands(run_cli, conn):
-    made = run_cli("web", "token", "create", "--user", "dana", "--role", "read", check=True)
+def test_cli_token_commands(conn):
+    """`trainyard web token ...` in-process (CliRunner; the server itself runs as a real process in
+    test_web_live.py)."""
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["web", "token", *args])
+
+    made = run("create", "--user", "dana", "--role", "read")
+    assert made.exit_code == 0, made.output
     secret = made.stdout.strip()
     assert secret.startswith("ty_") and auth.lookup(conn, secret).user == "dana"
-    listed = json.loads(run_cli("web", "token", "list", "--json", check=True).stdout)
+    listed = json.loads(run("list", "--json").stdout)
     assert [(t["user"], t["role"]) for t in listed] == [("dana", "read")] and secret not in json.dumps(listed)
-    bad = run_cli("web", "token", "create", "--user", "x", "--role", "root")
-    assert bad.returncode == 2 and "root" in bad.stderr
-    assert run_cli("web", "token", "revoke", listed[0]["id"], check=True).returncode == 0
+    bad = run("create", "--user", "x", "--role", "root")
+    assert bad.exit_code == 2 and "root" in bad.output
+    assert run("revoke", listed[0]["id"]).exit_code == 0
     assert auth.lookup(conn, secret) is None
-    missing = run_cli("web", "token", "revoke", "nope")
-    assert missing.returncode == 1 and "no token with id 'nope'" in missing.stderr
+    missing = run("revoke", "nope")
+    assert missing.exit_code == 1 and "no token with id 'nope'" in missing.output
 
 
 # -- pipeline files --------------------------------------------------------------------------------

@@ -160,7 +160,7 @@
         ["queue", t.queue ? h("a", { href: `#/queues/${encodeURIComponent(t.queue)}` }, t.queue) : null], ["priority", t.queue ? String(t.priority) : null],
         ["parent", t.parent ? TY.taskLink(t.parent) : null], ["tags", (t.tags || []).join(", ")],
         ["created", TY.time(t.created)], ["started", TY.time(t.started)], ["ended", TY.time(t.ended)],
-        ["duration", TY.duration(t.started, t.ended)], ["worker", rt.worker ? `${rt.worker} on ${rt.host}` : null],
+        ["duration", h("span", { id: "duration" }, TY.duration(t.started, t.ended))], ["worker", rt.worker ? `${rt.worker} on ${rt.host}` : null],
         ["GPUs", (rt.gpus || []).join(", ")], ["attempt", rt.attempt ? String(rt.attempt) : null],
         ["exit code", rt.exit_code === null || rt.exit_code === undefined ? null : String(rt.exit_code)],
         ["message", t.status_message], ["error", rt.error],
@@ -205,6 +205,10 @@
       source.addEventListener("deleted", () => reload());
     })().catch((e) => TY.toast(e.message, "error"));
 
-    return () => { closed = true; if (source) source.close(); charts.destroy(); };
+    const ticker = setInterval(() => { // a running task's duration counts up
+      const el = document.getElementById("duration");
+      if (el && task && task.started && !task.ended) el.textContent = TY.duration(task.started, null);
+    }, 1000);
+    return () => { closed = true; clearInterval(ticker); if (source) source.close(); charts.destroy(); };
   };
 })();
