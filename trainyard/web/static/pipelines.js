@@ -77,7 +77,6 @@
     let closed = false;
 
     function showStep(name) {
-      selected = name;
       const n = run && run.nodes.find((x) => x.id === name);
       if (!n) return;
       side.replaceChildren(h("h2", {}, n.id, " ", TY.badge(n.status)), TY.facts([
@@ -116,7 +115,7 @@
           layout: { name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 60 },
           userZoomingEnabled: true, boxSelectionEnabled: false, minZoom: 0.2, maxZoom: 1.3,
         });
-        cy.on("tap", "node", (ev) => showStep(ev.target.id()));
+        cy.on("tap", "node", (ev) => { selected = ev.target.id(); showStep(selected); });
         window.TY_CY = cy; // for tests and debugging: the live graph
       } else {
         for (const n of r.nodes) cy.getElementById(n.id).data("status", n.status);
@@ -128,7 +127,8 @@
           h("td", {}, n.id), h("td", {}, TY.badge(n.status)), h("td", {}, n.task_id ? TY.taskLink(n.task_id) : ""),
           h("td", {}, n.attempt ? String(n.attempt) : ""), h("td", {}, TY.duration(n.started, n.ended)),
           h("td", { class: "muted" }, n.error || n.message || ""))))));
-      if (selected) showStep(selected);
+      const focus = selected || (r.nodes.find((n) => ["failed", "running", "queued"].includes(n.status)) || {}).id;
+      if (focus) showStep(focus);
     }
     async function load() {
       if (closed) return;
