@@ -365,3 +365,64 @@ jobs:
     run = run_here(load_text(text, "d.yaml", base_dir=tmp_path), conn=conn)
     assert run.status == "completed", run.message
     assert job_outputs(conn, run)["a"] == {"loud": "$(touch /workspace/pwned)!"}
+
+
+def test_job_in_venv_mode(conn, tmp_path):
+    """A job's mode reaches its task: in venv mode the steps' `python` is the job's own environment."""
+    text = """
+name: venv-job
+jobs:
+  a:
+    mode: venv
+    gpus: 0
+    steps:
+      - id: s
+        run: python -c 'import sys; print("prefix=" + sys.prefix)' >> "$TRAINYARD_OUTPUT"
+    outputs: {prefix: "${{ steps.s.outputs.prefix }}"}
+"""
+    run = run_here(load_text(text, "venv.yaml"), conn=conn)
+    assert run.status == "completed", run.message
+    record = TaskStore(conn).get(run.state["a"].task_id)
+    assert record.execution.mode.value == "venv" and record.runtime.environment["mode"] == "venv"
+    assert record.outputs["prefix"].endswith("/envs/" + record.runtime.environment["key"])
+
+
+def test_datatorch_action_file_and_printed_outputs(conn, tmp_path):
+    """An action-datatorch.yaml action written for DataTorch: inputs as one JSON argument, outputs
+    printed as ::name::<json> (read for declared outputs only; other lines with '::' stay log lines)."""
+    action = tmp_path / "actions" / "count"
+    action.mkdir(parents=True)
+    (action / "action-datatorch.yaml").write_text(
+        "name: Count\ninputs:\n  items: {type: array, required: true}\n  flag: {type: boolean, default: 'false'}\n"
+        "outputs:\n  total: {type: integer}\nruns:\n  using: python\n  main: main.py\n"
+    )
+    (action / "main.py").write_text(
+        "import json, sys\ninputs = json.loads(sys.argv[-1])\n"
+        "assert inputs['flag'] is False, inputs\n"  # DataTorch read 'false' as True
+        "print('note: a::b::c stays a log line')\n"
+        "print('::undeclared::1')\n"
+        "print('::total::' + json.dumps(len(inputs['items'])))\n"
+    )
+    text = """
+name: dt
+jobs:
+  a:
+    steps:
+      - id: c
+        action: ./actions/count
+        inputs: {items: [1, 2, 3]}
+    outputs: {total: "${{ steps.c.outputs.total }}"}
+"""
+    run = run_here(load_text(text, "dt.yaml", base_dir=tmp_path), conn=conn)
+    assert run.status == "completed", run.message
+    assert job_outputs(conn, run)["a"] == {"total": 3}
+    log = [line.text for line in logs.read(conn, run.state["a"].task_id)]
+    assert "note: a::b::c stays a log line" in log and "::total::3" in log
+
+
+def test_shipped_runner_is_python38_syntax():
+    """The job runner runs with the job's Python, which may be older than trainyard's."""
+    import ast
+
+    for name in ("jobrun.py", "expr.py"):
+        ast.parse((REPO / "controller" / "files" / name).read_text(), feature_version=(3, 8))

@@ -144,3 +144,51 @@ def test_file_schedule_and_pipeline_schedule_start_runs(conn):
         run = runs.load(conn, fire["started"])
         assert run.name == "ticking" and run.parameters == {"n": n} and run.controller_queue == "services"
         assert fire["by"] == "in-test" and fire["late"] >= 0
+
+
+def test_task_trigger_filters(conn):
+    """Project, status, tags, queue, name and kind filters, checked on real records (events given directly)."""
+    from trainyard.queues.events import Event
+
+    Queue.create("services")
+    Queue.create("default")
+    text = """
+name: filtered
+on:
+  task:
+    - {project: p, status: failed, tags: [nightly], queue: gpu}
+    - {kind: pipeline, name: upstream, status: completed}
+jobs:
+  a:
+    steps: [{run: "true"}]
+"""
+    registry.register(load_text(text, "filtered.yaml"), conn)
+    tagged = Task.create("x", "p", command=["true"], tags=["nightly", "more"], connection=conn)
+    plain = Task.create("y", "p", command=["true"], connection=conn)
+    service = triggers.TriggerService(conn, name="filters")
+    entries = registry.entries(conn)
+
+    def event(n: int, task_id: str, status: str, project: str = "p", queue: str = "gpu", kind: str = "status"):
+        service._on_event(Event(f"{n}-0", task_id, kind, status, "running", project, queue), entries)
+
+    event(1, tagged.id, "completed")  # wrong status
+    event(2, plain.id, "failed")  # no tag
+    event(3, tagged.id, "failed", queue="cpu")  # wrong queue
+    event(4, tagged.id, "failed", project="q")  # wrong project
+    event(5, tagged.id, "failed")  # fires
+    event(5, tagged.id, "failed")  # the same event again (a second service): not twice
+    up = load_text("name: upstream\njobs: {a: {steps: [{run: 'true'}]}}\n", "u.yaml")
+    other = load_text("name: other\njobs: {a: {steps: [{run: 'true'}]}}\n", "o.yaml")
+    up_run, other_run = registry.start(up, conn=conn), registry.start(other, conn=conn)
+    event(6, other_run, "completed", project="default", queue="", kind="pipeline")  # wrong name
+    event(7, up_run, "completed", project="default", queue="", kind="pipeline")  # fires
+    event(8, up_run, "completed", project="default", queue="", kind="pipeline")  # same run and status: once
+    fired = [f for _, f in triggers.fires(conn)]
+    assert [(f["trigger"], f["subject"]) for f in fired] == [
+        ("file:default/filtered:task0", tagged.id),
+        ("file:default/filtered:task1", up_run),
+    ]
+    started = runs.load(conn, fired[0]["started"])
+    assert started.name == "filtered"
+    job = started.steps["a"].template["configuration"]["trainyard.job"]
+    assert job["context"]["event"]["id"] == tagged.id and job["context"]["event"]["tags"] == ["nightly", "more"]

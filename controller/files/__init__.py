@@ -8,11 +8,13 @@ Stable entry points (the web editor and the CLI use them):
 * ``submit(pipeline_file, params, conn=None) -> run_id`` (registers it, starts a run on the workers)
 * ``trigger(name, inputs, conn=None) -> run_id`` (a registered file's manual trigger)
 * ``run_here(pipeline_file, params, inputs) -> PipelineRun`` (in this process, jobs on a local worker)
+* ``register(pipeline_file)``, ``registered() -> list[dict]``, ``find(name)``, ``unregister(name)``
 """
 
 from .check import load_file, load_text, validate_text
 from .errors import FileError, PipelineFileError
-from .registry import register, run_here, submit, trigger
+from .registry import entries as registered
+from .registry import find, register, run_here, submit, trigger, unregister
 from .schema import PipelineFile, json_schema
 
 __all__ = [
@@ -22,9 +24,12 @@ __all__ = [
     "json_schema",
     "load_file",
     "load_text",
+    "find",
     "register",
+    "registered",
     "run_here",
     "submit",
     "trigger",
+    "unregister",
     "validate_text",
 ]

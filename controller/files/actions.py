@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,8 @@ from .schema import ActionFile, ActionObject
 SOURCE_ENV = "TRAINYARD_ACTIONS_SOURCE"
 DEFAULT_SOURCE = "https://github.com"
 ACTION_FILES = ("action.yaml", "action.yml", "action-datatorch.yaml", "action-datatorch.yml")
-MAX_EMBED_BYTES = 1 << 20  # a local action folder travels inside the job (bigger ones: use git)
+MAX_EMBED_BYTES = 1 << 20
+_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")  # a local action folder travels inside the job (bigger ones: use git)
 
 
 class ResolvedAction(BaseModel):
@@ -64,9 +66,14 @@ def repo_url(name: str, source: str | None = None) -> str:
     return f"{source.rstrip('/')}/{name}.git"
 
 
+def redact(text: str) -> str:
+    """Credentials in URLs (``https://user:token@host``) hidden: they may appear in a private action's git URL."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
 def describe(action: str | ActionObject) -> str:
     if isinstance(action, ActionObject):
-        return f"{action.name}@{action.tag}" + (f" ({action.git})" if action.git else "")
+        return f"{action.name}@{action.tag}" + (f" ({redact(action.git)})" if action.git else "")
     return action
 
 
@@ -98,11 +105,12 @@ def resolve(action: str | ActionObject, base_dir: Path | None) -> ResolvedAction
     try:
         folder, sha = fetch_git(url, tag, cache_root())
     except StepFailed as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(redact(str(exc))) from None
     file, definition = load_action(folder, wanted_file)
-    key = "git-" + hashlib.sha256(f"{url}@{tag}".encode()).hexdigest()[:16]
+    stored = _CREDENTIALS.sub(r"\1", url)  # never stored: workers fetch with their own git credentials
+    key = "git-" + hashlib.sha256(f"{stored}@{tag}".encode()).hexdigest()[:16]
     return ResolvedAction(
-        key=key, display=describe(action), kind="git", url=url, tag=tag, sha=sha, file=file, definition=definition
+        key=key, display=describe(action), kind="git", url=stored, tag=tag, sha=sha, file=file, definition=definition
     )
 
 

@@ -16,7 +16,7 @@ from .actions import ResolvedAction, describe, resolve
 from .errors import FileError, PipelineFileError, field_path
 from .jobrun import cast_input
 from .loader import Lines, line_of, parse
-from .schema import ID, Param, PipelineFile
+from .schema import Param, PipelineFile
 
 _TYPE_ERRORS = {
     "string_type",
@@ -65,7 +65,7 @@ def load_text(
     actions: dict[str, ResolvedAction] = {}
     if resolve_actions:
         actions = _resolve_actions(checker, model, base_dir)
-    _check_references(checker, model, actions, resolve_actions)
+    _check_references(checker, model, actions)
     if checker.errors:
         raise PipelineFileError(checker.errors)
     model._text = text
@@ -75,10 +75,15 @@ def load_text(
     return model
 
 
-def validate_text(text: str, filename: str = "<editor>", base_dir: Path | None = None) -> list[FileError]:
-    """Every problem in ``text`` ([] when it is a valid pipeline file); nothing is stored or run."""
+def validate_text(
+    text: str, filename: str = "<editor>", base_dir: Path | None = None, resolve_actions: bool = True
+) -> list[FileError]:
+    """Every problem in ``text`` ([] when it is a valid pipeline file); nothing is stored or run.
+
+    ``resolve_actions=False`` skips fetching actions (and checking their inputs): quick, for editors.
+    """
     try:
-        load_text(text, filename, base_dir)
+        load_text(text, filename, base_dir, resolve_actions)
     except PipelineFileError as exc:
         return exc.errors
     return []
@@ -107,6 +112,8 @@ def _schema_errors(checker: Checker, data: Any, exc: ValidationError) -> None:
             message = f"unknown key {path[-1]!r}"
         elif error["type"] == "missing":
             message = f"missing required key {path[-1]!r}"
+        elif error["type"] == "string_pattern_mismatch" and "[key]" in error["loc"]:
+            message = f"bad id {path[-1]!r}: start with a letter or _, then letters, digits, - or _ (64 at most)"
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         found.append((path, error["type"], message))
@@ -264,9 +271,7 @@ def _check_inputs(checker: Checker, path: tuple, action: ResolvedAction, given: 
 # -- references -----------------------------------------------------------------------------------
 
 
-def _check_references(
-    checker: Checker, model: PipelineFile, actions: dict[str, ResolvedAction], actions_known: bool
-) -> None:
+def _check_references(checker: Checker, model: PipelineFile, actions: dict[str, ResolvedAction]) -> None:
     inputs = set(model.on.manual.inputs) if model.on.manual else set()
     for schedule in model.on.schedule:
         inputs |= set(schedule.inputs)
@@ -290,8 +295,6 @@ def _check_references(
                 declared = None
                 if step.action is not None and describe(step.action) in actions:
                     declared = set(actions[describe(step.action)].definition.get("outputs") or {})
-                elif step.action is not None and actions_known:
-                    declared = None
                 steps[step.id] = declared
         _refs(checker, ("jobs", job_id, "outputs"), job.outputs, {**scope, "steps": steps})
 
@@ -363,7 +366,3 @@ def _ref_problem(ref: tuple, scope: dict) -> str | None:
             known = ", ".join(sorted(declared)) or "none"
             return f"step {name!r}'s action declares no output {ref[3]!r} (outputs: {known})"
     return None
-
-
-def job_ids_ok(name: str) -> bool:
-    return bool(ID.match(name))

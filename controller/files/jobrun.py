@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,11 @@ def fetch_git(url: str, tag: str, cache_root: Path, sha: str | None = None) -> t
             )
             if proc.returncode != 0:
                 detail = (proc.stderr.strip().splitlines() or ["git clone failed"])[-1]
-                raise StepFailed(f"cannot fetch action {url} at {tag!r}: {detail}")
+                shown = re.sub(r"(://)[^/@\s]+@", r"\1***@", f"{url} at {tag!r}: {detail}")
+                raise StepFailed(f"cannot fetch action {shown}")
+            clean = re.sub(r"(://)[^/@\s]+@", r"\1", url)
+            if clean != url:  # no token left on disk in the cached clone
+                subprocess.run(["git", "-C", str(tmp / "c"), "remote", "set-url", "origin", clean], check=False)
             try:
                 os.rename(tmp / "c", target)
             except OSError:
@@ -307,9 +312,10 @@ class JobRunner:
         for name, value in inputs.items():
             env[input_env_name(name)] = expr.as_text(value)
         argv = self._action_argv(action, definition["runs"], folder, inputs, env, out_file)
-        self._exec(argv, env, timeout)
-        outputs = read_outputs(out_file)
         declared = definition.get("outputs") or {}
+        # DataTorch actions print "::name::<json>" lines: read for declared outputs of such actions only
+        printed = set(declared) if action["file"].startswith("action-datatorch") else None
+        outputs = {**self._exec(argv, env, timeout, printed), **read_outputs(out_file)}
         for name, spec in declared.items():
             if name in outputs and spec.get("type"):
                 try:
@@ -376,14 +382,25 @@ class JobRunner:
             return [*argv, runs["image"], *(args if runs.get("args") else [])]
         raise StepFailed(f"action {action['display']}: unknown runs.using {using!r}")
 
-    def _exec(self, argv: list[str], env: dict[str, str], timeout: float | None) -> None:
+    def _exec(
+        self, argv: list[str], env: dict[str, str], timeout: float | None, printed: set | None = None
+    ) -> dict[str, Any]:
+        """Run one step's process; with ``printed``, also collect ``::name::value`` lines for those names."""
         sys.stdout.flush()
+        capture = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if printed is not None else {}
         try:
-            proc = subprocess.Popen(argv, cwd=str(self.workspace), env=env, start_new_session=True)
+            proc = subprocess.Popen(argv, cwd=str(self.workspace), env=env, start_new_session=True, **capture)
         except OSError as exc:
             raise StepFailed(f"cannot start {argv[0]}: {exc}") from None
+        found: dict[str, Any] = {}
+        reader = None
+        if printed is not None:
+            reader = threading.Thread(target=_pump, args=(proc, printed, found), daemon=True)
+            reader.start()
         try:
             code = proc.wait(timeout=timeout)
+            if reader is not None:
+                reader.join()
         except subprocess.TimeoutExpired:
             _kill(proc)
             raise StepFailed(f"timed out after {timeout:g}s") from None
@@ -392,6 +409,7 @@ class JobRunner:
             raise
         if code != 0:
             raise StepFailed(f"exit code {code}")
+        return found
 
     def _report(self, outputs: dict[str, Any]) -> None:
         """Job outputs become the task's outputs (the run folder's events.jsonl)."""
@@ -403,6 +421,20 @@ class JobRunner:
                 os.write(fd, (json.dumps({"kind": "output", "name": name, "value": value}) + "\n").encode())
         finally:
             os.close(fd)
+
+
+_PRINTED = re.compile(r"::([A-Za-z_][A-Za-z0-9_-]*)::(.*)")
+
+
+def _pump(proc: subprocess.Popen, names: set, found: dict[str, Any]) -> None:
+    """Copy a process's output through, keeping ``::name::value`` lines for the declared ``names``."""
+    for raw in iter(proc.stdout.readline, b""):
+        line = raw.decode(errors="replace").rstrip("\n")
+        match = _PRINTED.fullmatch(line)
+        if match and match.group(1) in names:
+            found[match.group(1)] = _json_or_text(match.group(2))
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def _docker_network() -> str:

@@ -13,7 +13,8 @@ from .output import ago, console, emit_json, json_option, styled_status, table
 
 @click.group()
 def pipeline() -> None:
-    """Pipeline runs: list, show (the DAG drawn as text), retry, abort."""
+    """Pipeline runs: list, show (the DAG drawn as text), retry, abort; pipeline files: validate, run,
+    submit, trigger, schema, files, unregister."""
 
 
 @pipeline.command("list")

@@ -125,7 +125,7 @@ def get_file(
 
 @files_router.post("/validate", summary="Check a pipeline file; errors carry their line numbers")
 def validate(body: PipelineText) -> dict[str, Any]:
-    errors = _files().validate_text(body.text, filename=body.filename)
+    errors = _files().validate_text(body.text, filename=body.filename, resolve_actions=False)  # quick: no fetching
     return {"ok": not errors, "errors": [_error_view(e) for e in errors]}
 
 
