@@ -100,6 +100,7 @@ def test_unknown_things_are_404_json(client, tokens):
         ("GET", "/api/tasks/0123456789abcdef/metrics"),
         ("GET", "/api/tasks/0123456789abcdef/stream"),
         ("GET", "/api/tasks/0123456789abcdef/artifacts/model"),
+        ("GET", "/api/tasks/0123456789abcdef/log/file"),
         ("GET", "/api/queues/nothing"),
         ("DELETE", "/api/queues/nothing"),
         ("PATCH", "/api/queues/nothing"),
@@ -301,6 +302,10 @@ def test_artifact_download(client, conn, tokens, tmp_path):
     stray = _error(client.get(f"/api/tasks/{task.id}/artifacts/stray", headers=tokens["read"]), 404, "not_found")
     assert "not readable from this web server" in stray["message"]
     _error(client.get(f"/api/tasks/{task.id}/artifacts/none", headers=tokens["read"]), 404, "not_found")
+    assert (
+        "has no stored log file"
+        in _error(client.get(f"/api/tasks/{task.id}/log/file", headers=tokens["read"]), 404, "not_found")["message"]
+    )
 
 
 # -- queues --------------------------------------------------------------------------------------

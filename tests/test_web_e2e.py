@@ -157,6 +157,8 @@ def test_login_clone_edit_enqueue_and_watch_it_live(page, stack, conn, tmp_path)
         href = page.get_attribute("#artifacts a", "href")
         download = page.request.get(stack.url + href)
         assert download.ok and json.loads(download.body()) == {"best_loss": 0.06}
+        whole_log = page.request.get(stack.url + page.get_attribute("#log-file", "href"))
+        assert whole_log.ok and b"training done" in whole_log.body()
 
         page.goto(stack.url + "/#/tasks")
         page.wait_for_selector(f"#tasks-table tr[data-task='{clone_id}'] [data-status=completed]")

@@ -247,17 +247,30 @@ def download_artifact(task_id: str, name: str, redis: Redis = Depends(conn)):
     artifact = record.artifacts.get(name)
     if artifact is None:
         raise ApiError(404, "not_found", f"task {task_id} has no artifact {name!r}")
+    return _stored_file(artifact.uri, f"artifact {name!r}", artifact.content_type)
+
+
+@router.get("/{task_id}/log/file", summary="Download the whole log of the last attempt (Redis keeps the last lines)")
+def download_log(task_id: str, redis: Redis = Depends(conn)):
+    record = TaskStore(redis).get(task_id)
+    if not record.runtime.log_uri:
+        raise ApiError(404, "not_found", f"task {task_id} has no stored log file (it has not finished a run)")
+    return _stored_file(record.runtime.log_uri, "the log file", "text/plain")
+
+
+def _stored_file(uri: str, what: str, content_type: str | None):
+    """A file from this server's artifact store (a folder or an fsspec URL), nowhere else."""
     root = settings().artifacts_url.rstrip("/")
-    uri = artifact.uri
-    filename = Path(uri.rsplit("/", 1)[-1]).name or name
+    filename = Path(uri.rsplit("/", 1)[-1]).name or "download"
+    media_type = content_type or "application/octet-stream"
     if "://" not in root or root.startswith("file://"):
         path = Path(uri.removeprefix("file://")).resolve()
         base = Path(root.removeprefix("file://")).resolve()
         if base not in path.parents or not path.is_file():
-            raise ApiError(404, "not_found", f"artifact {name!r} is not readable from this web server (at {uri})")
-        return FileResponse(path, filename=filename, media_type=artifact.content_type or "application/octet-stream")
+            raise ApiError(404, "not_found", f"{what} is not readable from this web server (at {uri})")
+        return FileResponse(path, filename=filename, media_type=media_type)
     if not uri.startswith(root + "/"):
-        raise ApiError(404, "not_found", f"artifact {name!r} is outside this server's artifact store (at {uri})")
+        raise ApiError(404, "not_found", f"{what} is outside this server's artifact store (at {uri})")
     import fsspec  # optional dependency: remote artifact stores only
 
     def chunks():
@@ -265,4 +278,4 @@ def download_artifact(task_id: str, name: str, redis: Redis = Depends(conn)):
             yield from iter(lambda: handle.read(1 << 20), b"")
 
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return StreamingResponse(chunks(), media_type=artifact.content_type or "application/octet-stream", headers=headers)
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)

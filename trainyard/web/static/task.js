@@ -164,7 +164,7 @@
         ["GPUs", (rt.gpus || []).join(", ")], ["attempt", rt.attempt ? String(rt.attempt) : null],
         ["exit code", rt.exit_code === null || rt.exit_code === undefined ? null : String(rt.exit_code)],
         ["message", t.status_message], ["error", rt.error],
-        ["full log", rt.log_uri],
+        ["full log", rt.log_uri ? h("a", { href: `/api/tasks/${t.id}/log/file`, id: "log-file" }, "download") : null],
       ]));
       if (!paramBox.contains(document.activeElement)) paramBox.replaceChildren(paramsEditor(t, render));
       artBox.replaceChildren(artifactsView(t));
