@@ -37,9 +37,11 @@ def client(app):
 
 @pytest.fixture
 def tokens(conn):
-    admin, _ = auth.create_token(conn, "alice", "admin")
-    read, _ = auth.create_token(conn, "bob", "read")
-    return {"admin": {"Authorization": f"Bearer {admin}"}, "read": {"Authorization": f"Bearer {read}"}}
+    made = {
+        role: auth.create_token(conn, user, role)[0]
+        for user, role in [("alice", "admin"), ("bob", "read"), ("ci", "trigger")]
+    }
+    return {role: {"Authorization": f"Bearer {token}"} for role, token in made.items()}
 
 
 def _routes(app) -> list[tuple[str, str]]:
@@ -85,6 +87,18 @@ def test_read_role_is_refused_every_change(app, client, tokens):
         resp = client.request(method, _fill(path), headers=tokens["read"], json={})
         body = _error(resp, 403, "forbidden")
         assert "bob" in body["message"] and "admin" in body["message"], (method, path)
+
+
+def test_trigger_role_may_only_trigger(app, client, tokens):
+    for method, path in _routes(app):
+        if (method, path) in PUBLIC or path.endswith("/trigger"):
+            continue
+        body = _error(client.request(method, _fill(path), headers=tokens["trigger"], json={}), 403, "forbidden")
+        assert "trigger role" in body["message"], (method, path)
+    fired = client.post("/api/pipelines/nothing/trigger", headers=tokens["trigger"], json={})
+    assert "no registered pipeline" in _error(fired, 404, "not_found")["message"]  # let in; nothing to fire
+    refused = client.post("/api/login", json={"token": tokens["trigger"]["Authorization"].split()[1]})
+    assert "cannot log in" in _error(refused, 403, "forbidden")["message"]
 
 
 def test_unknown_things_are_404_json(client, tokens):
@@ -180,6 +194,7 @@ def test_tokens_are_stored_hashed_and_bootstrap_once(conn):
     assert auth.lookup(conn, first).role == "admin"
     with pytest.raises(Exception, match="unknown role"):
         auth.create_token(conn, "carol", "root")
+    assert auth.create_token(conn, "hook", "trigger")[1].role == "trigger"
 
 
 def test_openapi_document_lists_the_api(client, tokens):
@@ -490,7 +505,7 @@ def test_pipeline_file_submit_list_and_trigger(client, tokens):
     assert [(f["name"], f["project"]) for f in files["items"]] == [("nightly", "web")]
     assert client.get("/api/pipelines/nightly?project=web", headers=tokens["read"]).json()["text"] == GOOD_FILE
 
-    fired = client.post("/api/pipelines/nightly/trigger", headers=h, json={"inputs": {"note": "from CI"}})
+    fired = client.post("/api/pipelines/nightly/trigger", headers=tokens["trigger"], json={"inputs": {"note": "CI"}})
     assert fired.status_code == 200 and fired.json()["run_id"] != run_id
     _error(client.post("/api/pipelines/nope/trigger", headers=h, json={}), 404, "not_found")
     wrong = _error(

@@ -43,7 +43,13 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--user", required=True, help="Who the token is for.")
-@click.option("--role", type=click.Choice(["read", "admin"]), default="read", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["read", "admin", "trigger"]),
+    default="read",
+    show_default=True,
+    help="read: see everything; admin: change things too; trigger: only fire pipelines' manual triggers.",
+)
 def token_create(user: str, role: str) -> None:
     """Make a token; only its hash is stored, so it is printed this once."""
     from ..web import auth

@@ -27,6 +27,8 @@ def login(body: Login, request: Request, response: Response, redis: Redis = Depe
     who = auth.lookup(redis, body.token.strip())
     if who is None:
         raise ApiError(401, "unauthorized", "unknown or revoked token")
+    if who.role == "trigger":
+        raise ApiError(403, "forbidden", "a trigger token cannot log in: it may only trigger pipelines")
     session = auth.create_session(redis, who)
     response.set_cookie(
         COOKIE,

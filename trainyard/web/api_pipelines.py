@@ -19,6 +19,7 @@ from .deps import OFFSET, ApiError, admin, conn, limit_query
 
 runs_router = APIRouter(prefix="/api/runs", tags=["pipeline runs"])
 files_router = APIRouter(prefix="/api/pipelines", tags=["pipeline files"])
+trigger_router = APIRouter(prefix="/api/pipelines", tags=["pipeline files"])  # admin or trigger tokens
 
 
 @runs_router.get("", summary="Pipeline runs, newest first (paginated)")
@@ -143,13 +144,14 @@ def submit(body: SubmitPipeline, redis: Redis = Depends(conn), _admin=Depends(ad
     return {"run_id": run_id, "name": pipeline_file.name, "project": pipeline_file.project}
 
 
-@files_router.post("/{name}/trigger", summary="Fire a registered pipeline's manual trigger (scripts, external events)")
+@trigger_router.post(
+    "/{name}/trigger", summary="Fire a registered pipeline's manual trigger (scripts, external events)"
+)
 def trigger(
     name: str,
     body: Trigger,
     project: str | None = Query(None, description="needed when the name is registered in several projects"),
     redis: Redis = Depends(conn),
-    _admin=Depends(admin),
 ) -> dict[str, Any]:
     run_id = _files().trigger(name, body.inputs, conn=redis, project=project)
     return {"run_id": run_id}

@@ -19,7 +19,7 @@ from .. import __version__
 from ..connection import client_for, redis_url
 from ..queues.errors import TrainyardError
 from . import api_meta, api_pipelines, api_queues, api_tasks, api_workers, auth, sse
-from .deps import COOKIE, ApiError, error_response, reader, trainyard_error, validation_error
+from .deps import COOKIE, ApiError, error_response, reader, trainyard_error, triggerer, validation_error
 
 STATIC = Path(__file__).parent / "static"
 
@@ -81,6 +81,7 @@ def create_app(url: str | None = None) -> FastAPI:
         sse.router,
     ):
         app.include_router(router, dependencies=guarded)
+    app.include_router(api_pipelines.trigger_router, dependencies=[Depends(triggerer)])
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=guarded)
     def openapi() -> JSONResponse:

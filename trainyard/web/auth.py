@@ -18,7 +18,7 @@ from redis import Redis
 from ..queues import keys
 from ..queues.errors import InvalidInput
 
-ROLES = ("read", "admin")
+ROLES = ("read", "admin", "trigger")  # trigger: may only fire pipelines' manual triggers (for CI, webhooks)
 SESSION_TTL_S = 12 * 3600
 USER_NAME_MAX = 64
 
@@ -51,7 +51,7 @@ def digest(secret: str) -> str:
 
 def _check(user: str, role: str) -> None:
     if role not in ROLES:
-        raise InvalidInput(f"unknown role {role!r} (read or admin)")
+        raise InvalidInput(f"unknown role {role!r} (read, admin or trigger)")
     if not user or len(user) > USER_NAME_MAX or not user.isprintable() or user.strip() != user:
         raise InvalidInput(f"bad user name {user!r}: 1-{USER_NAME_MAX} printable characters, no surrounding spaces")
 

@@ -110,6 +110,15 @@ def principal(request: Request) -> auth.Principal:
 
 
 def reader(who: auth.Principal = Depends(principal)) -> auth.Principal:
+    """Anyone but a trigger-only token (which may fire pipelines and nothing else)."""
+    if who.role == "trigger":
+        raise ApiError(403, "forbidden", f"user {who.user!r} has the trigger role: it may only trigger pipelines")
+    return who
+
+
+def triggerer(who: auth.Principal = Depends(principal)) -> auth.Principal:
+    if who.role not in ("admin", "trigger"):
+        raise ApiError(403, "forbidden", f"user {who.user!r} has the read role: this needs an admin or trigger token")
     return who
 
 
