@@ -317,6 +317,12 @@ def test_usable_with_10000_tasks_and_100_workers(page, stack, conn):
     page.goto(stack.url + "/#/queues/bulk?offset=9950")
     page.wait_for_selector(".page-range:text-is('9951–10000 of 10000')")
     assert page.locator("#queue-entries tbody tr").count() == 50
+    last = page.get_attribute("#queue-entries tbody tr:last-child", "data-task")
+    page.click("#queue-entries tbody tr:last-child button:text-is('Top')")  # the 10,000th moves to the front
+    page.wait_for_selector(".toast:has-text('moved')")
+    assert Queue("bulk").entries(0, 1)[0].task_id == last
+    page.goto(stack.url + "/#/queues/bulk")
+    page.wait_for_selector(f"#queue-entries tbody tr:first-child[data-task='{last}']")
     page.goto(stack.url + "/#/workers")
     page.wait_for_selector(f"#workers-table tr[data-worker='{names[0]}']")
     assert page.locator("#workers-table tbody tr").count() == 50
