@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 from fastapi.openapi.utils import get_openapi
 from fastapi.testclient import TestClient
+from redis_server import free_port
 
 from trainyard import Queue, Task
 from trainyard.cli import cli
@@ -512,3 +514,9 @@ def test_pipeline_file_submit_list_and_trigger(client, tokens):
         client.post("/api/pipelines/nightly/trigger", headers=h, json={"inputs": {"nope": 1}}), 422, "invalid"
     )
     assert "nope" in wrong["message"]
+
+
+def test_redis_outage_is_a_503_json(app, client, tokens):
+    app.state.conn = redis.Redis(port=free_port(), socket_connect_timeout=1)  # nothing listens there
+    body = _error(client.get("/api/tasks", headers=tokens["read"]), 503, "unavailable")
+    assert "Redis" in body["message"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import redis
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -58,6 +59,10 @@ def create_app(url: str | None = None) -> FastAPI:
     @app.exception_handler(TrainyardError)
     async def _trainyard_error(request: Request, exc: TrainyardError):
         return trainyard_error(exc)
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis_error(request: Request, exc: redis.RedisError):
+        return error_response(503, "unavailable", f"Redis did not answer: {exc}")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
