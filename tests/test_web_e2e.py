@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 from webserver import WebServer
-from workerproc import WorkerProcess
+from workerproc import WorkerProcess, wait_worker_registered
 
 from trainyard import Queue, Task
 from trainyard.queues import keys, workers
@@ -83,8 +83,8 @@ def shot(page, stack, name: str, full: bool = False) -> None:
     page.screenshot(path=str(stack.shots / f"{name}.png"), full_page=full)
 
 
-def worker(stack, *args: str) -> WorkerProcess:
-    return WorkerProcess(*args, env={"TRAINYARD_ARTIFACTS": str(stack.artifacts)})
+def worker(stack, *args: str, env: dict | None = None) -> WorkerProcess:
+    return WorkerProcess(*args, env={"TRAINYARD_ARTIFACTS": str(stack.artifacts), **(env or {})})
 
 
 TRAIN = textwrap.dedent(
@@ -192,6 +192,37 @@ def test_read_only_user_sees_no_admin_buttons(page, stack, conn):
     page.wait_for_selector("#tasks-table")
     assert not page.locator("#tasks-table button[data-action=enqueue]").is_visible()
     assert page.evaluate("document.body.classList.contains('readonly')")
+
+
+def _gpus(path: Path, utilisation: list[int]) -> None:
+    """Stand-in GPUs (no NVIDIA GPU here): the worker's NVML reads this file at every heartbeat."""
+    gpus = [
+        {"name": "Stand-in A100", "memory_total_mb": 40960, "memory_used_mb": 8192 * (i + 1), "utilization": u}
+        for i, u in enumerate(utilisation)
+    ]
+    path.write_text(json.dumps(gpus))
+
+
+def test_worker_page_shows_live_gpu_figures_and_drains(page, stack, conn, tmp_path):
+    Queue.create("gpu")
+    gpu_file = tmp_path / "gpus.json"
+    _gpus(gpu_file, [30, 55])
+    standin = {"TRAINYARD_NVML": "standin", "TRAINYARD_STANDIN_GPUS_FILE": str(gpu_file)}
+    login(page, stack, conn)
+    agent = worker(stack, "--queue", "gpu", "--gpus", "0,1", "--name", "e2e-gpu", env=standin)
+    with agent:
+        wait_worker_registered(conn, "e2e-gpu")
+        page.goto(stack.url + "/#/workers")
+        page.click("#workers-table tr[data-worker=e2e-gpu] a")
+        page.wait_for_selector("#worker-gpus .gpu[data-gpu='0']:has-text('util 30%')")
+        page.wait_for_selector("#worker-charts .chart[data-title='GPU utilisation'] canvas")
+        _gpus(gpu_file, [85, 55])  # the next heartbeat carries it to the open page
+        page.wait_for_selector("#worker-gpus .gpu[data-gpu='0']:has-text('util 85%')")
+        assert "mem 16384/40960 MB" in page.inner_text("#worker-gpus .gpu[data-gpu='1']")
+        shot(page, stack, "worker")
+        page.click("h1 button[data-action=drain]")  # idle: it finishes nothing and exits
+        page.wait_for_selector("#worker-gone")
+        assert agent.wait(timeout=30) == 0
 
 
 def _statuses(page) -> dict[str, str]:

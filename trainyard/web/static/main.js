@@ -8,6 +8,7 @@
     [/^\/tasks$/, "tasks", "tasks"],
     [/^\/queues\/([^/]+)$/, "queue", "queues"],
     [/^\/queues$/, "queues", "queues"],
+    [/^\/workers\/([^/]+)$/, "worker", "workers"],
     [/^\/workers$/, "workers", "workers"],
     [/^\/runs\/([0-9a-zA-Z_-]+)$/, "run", "pipelines"],
     [/^\/pipelines$/, "pipelines", "pipelines"],

@@ -196,6 +196,8 @@
   };
 
   /* -- workers ----------------------------------------------------------------------------- */
+  TY.meter = meter;
+  TY.gpuCell = gpuCell;
   function meter(pct, label, cls) {
     const value = pct === null || pct === undefined ? 0 : Math.max(0, Math.min(100, pct));
     return h("div", { class: `meter ${cls || ""}` }, h("span", { style: `width:${value}%` }), h("em", {}, label));
@@ -225,7 +227,7 @@
         h("table", { id: "workers-table" },
           h("thead", {}, h("tr", {}, ["worker", "state", "queues", "current", "GPUs", "CPU / memory", "heartbeat", ""].map((c) => h("th", {}, c)))),
           h("tbody", {}, page.items.map((w) => h("tr", { dataset: { worker: w.name } },
-            h("td", {}, h("strong", {}, w.name), h("div", { class: "muted" }, `${w.host} · pid ${w.pid} · ${w.mode}`)),
+            h("td", {}, h("a", { href: `#/workers/${encodeURIComponent(w.name)}` }, h("strong", {}, w.name)), h("div", { class: "muted" }, `${w.host} · pid ${w.pid} · ${w.mode}`)),
             h("td", {}, TY.badge(w.state), w.command ? h("div", { class: "muted" }, `asked: ${w.command}`) : null),
             h("td", {}, w.queues.join(", ")),
             h("td", {}, w.current.length ? w.current.map((id) => h("div", {}, TY.taskLink(id))) : h("span", { class: "muted" }, "idle")),
