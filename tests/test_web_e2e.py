@@ -185,13 +185,16 @@ def test_abort_a_running_task_from_its_page(page, stack, conn):
     assert Task.get(task.id).status.value == "aborted"
 
 
-def test_read_only_user_sees_no_admin_buttons(page, stack, conn):
+def test_read_only_user_sees_no_admin_buttons_and_names_stay_text(page, stack, conn):
     Queue.create("cpu")
-    Task.create("draft", "web", command=["true"])
+    sneaky = Task.create("<img src=x onerror=window.pwned=1><b>bold</b>", "web", command=["true"])
     login(page, stack, conn, role="read")
     page.wait_for_selector("#tasks-table")
     assert not page.locator("#tasks-table button[data-action=enqueue]").is_visible()
     assert page.evaluate("document.body.classList.contains('readonly')")
+    row = page.locator(f"#tasks-table tr[data-task='{sneaky.id}']")
+    assert "<b>bold</b>" in row.inner_text() and row.locator("b, img").count() == 0  # shown as text, never as HTML
+    assert page.evaluate("window.pwned === undefined")
 
 
 def _gpus(path: Path, utilisation: list[int]) -> None:
