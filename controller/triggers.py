@@ -59,28 +59,35 @@ class TriggerService:
         cursor = events.last_id(self.conn)
         print(f"trigger service {self.name} started", flush=True)
         while not self.stop_event.is_set():
-            now = time.time()
             file_entries = registry.entries(self.conn)
-            schedules = user_schedules(self.conn) + file_schedules(file_entries, self._parsed)
-            wait = REFRESH_S
-            for schedule in schedules:
-                key = f"{schedule.id}|{schedule.cron}|{schedule.timezone}"
-                due = self._due.setdefault(key, next_tick(schedule.cron, schedule.timezone, now))
-                if due <= now:
-                    self._fire_schedule(schedule, due, now)
-                    # a service that fell behind fires the latest tick only, never a burst
-                    following = next_tick(schedule.cron, schedule.timezone, due)
-                    while following <= now:
-                        following = next_tick(schedule.cron, schedule.timezone, following)
-                    self._due[key] = due = following
-                wait = min(wait, max(0.0, due - time.time()))
-            reply = self.conn.xread(
-                {keys.EVENTS: cursor}, block=events.block_ms(self.conn, max(wait, 0.001)), count=500
-            )
+            wait = self.fire_due(file_entries, time.time())
+            block = events.block_ms(self.conn, max(wait, 0.001))
+            reply = self.conn.xread({keys.EVENTS: cursor}, block=block, count=500)
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     self._on_event(events.Event.from_fields(entry_id, fields), file_entries)
+
+    def fire_due(self, file_entries: list[dict[str, Any]], now: float) -> float:
+        """Fire every schedule whose tick has come; returns how long until the next one (at most REFRESH_S)."""
+        schedules = user_schedules(self.conn) + file_schedules(file_entries, self._parsed)
+        wait = REFRESH_S
+        keys_now = set()
+        for schedule in schedules:
+            key = f"{schedule.id}|{schedule.cron}|{schedule.timezone}"
+            keys_now.add(key)
+            due = self._due.setdefault(key, next_tick(schedule.cron, schedule.timezone, now))
+            if due <= now:
+                # a service that fell behind fires the latest tick only, never a burst
+                following = next_tick(schedule.cron, schedule.timezone, due)
+                while following <= now:
+                    due, following = following, next_tick(schedule.cron, schedule.timezone, following)
+                self._fire_schedule(schedule, due, now)
+                self._due[key] = due = following
+            wait = min(wait, max(0.0, due - time.time()))
+        for gone in set(self._due) - keys_now:  # removed or changed schedules
+            del self._due[gone]
+        return wait
 
     # -- schedules ---------------------------------------------------------------------------
     def _fire_schedule(self, schedule: Schedule, tick: float, now: float) -> None:

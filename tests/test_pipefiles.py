@@ -199,14 +199,15 @@ jobs:
         id: s
         run: echo "ran=yes" >> "$TRAINYARD_OUTPUT"
       - if: params.flag
+        id: never
         run: exit 1
-    outputs: {ran: "${{ steps.s.outputs.ran }}"}
+    outputs: {ran: "${{ steps.s.outputs.ran }}", skipped: "${{ steps.never.outputs.x }}"}
 """
     run = run_here(load_text(text, "failing.yaml"), conn=conn)
     assert run.status == "failed"
     states = {name: s.status for name, s in run.state.items()}
     assert states == {"a": "failed", "b": "skipped", "c": "skipped", "d": "completed", "e": "failed"}
-    assert job_outputs(conn, run)["d"] == {"ran": "yes"}
+    assert job_outputs(conn, run)["d"] == {"ran": "yes", "skipped": None}  # a skipped step's output: null
     log = "\n".join(line.text for line in logs.read(conn, run.state["a"].task_id))
     assert "exit code 3" in log and "skipping the remaining 1 step(s)" in log
     log = "\n".join(line.text for line in logs.read(conn, run.state["e"].task_id))
@@ -426,3 +427,17 @@ def test_shipped_runner_is_python38_syntax():
 
     for name in ("jobrun.py", "expr.py"):
         ast.parse((REPO / "controller" / "files" / name).read_text(), feature_version=(3, 8))
+
+
+def test_gpu_jobs_run_locally_only_where_gpus_are(run_cli, tmp_path):
+    """Stand-in NVML (no GPU on CI): a job with gpus: 1 gets GPU 0 pinned; without GPUs it is refused at once."""
+    path = tmp_path / "gpu.yaml"
+    path.write_text(
+        'name: gpu\njobs:\n  a:\n    gpus: 1\n    steps:\n      - run: echo "pinned=$CUDA_VISIBLE_DEVICES"\n'
+    )
+    standin = {"TRAINYARD_NVML": "standin", "TRAINYARD_STANDIN_GPUS": '[{"name": "Stand-in", "memory_total_mb": 1024}]'}
+    proc = run_cli("pipeline", "run", str(path), env=standin)
+    assert proc.returncode == 0 and "[a] pinned=0" in proc.stdout, proc.stdout + proc.stderr
+    refused = run_cli("pipeline", "run", str(path), env={"TRAINYARD_NVML": "off"})
+    assert refused.returncode == 1
+    assert "jobs.a.gpus: the job needs 1 GPU(s) and this machine has 0" in refused.stderr

@@ -192,3 +192,20 @@ jobs:
     assert started.name == "filtered"
     job = started.steps["a"].template["configuration"]["trainyard.job"]
     assert job["context"]["event"]["id"] == tagged.id and job["context"]["event"]["tags"] == ["nightly", "more"]
+
+
+def test_a_service_that_fell_behind_fires_the_latest_tick_once(conn):
+    """Ticks missed while a service was busy are not fired as a burst: only the latest one, once."""
+    Queue.create("default")
+    template = Task.create("t", "jobs", command=["true"], connection=conn)
+    every_s = TaskScheduler(conn).add_task(template.id, queue="default", cron="* * * * * */1")
+    first, second = triggers.TriggerService(conn, name="a"), triggers.TriggerService(conn, name="b")
+    start = float(int(time.time()))
+    for service in (first, second):
+        service.fire_due([], start)  # learns the next tick: start + 1
+    assert triggers.fires(conn) == []
+    later = start + 5.5  # five ticks missed: start+1 ... start+5
+    first.fire_due([], later)
+    second.fire_due([], later)  # the other service, just as late: nothing more
+    fired = [f for _, f in triggers.fires(conn)]
+    assert [(f["trigger"], f["tick"], f["by"]) for f in fired] == [(every_s.id, start + 5, "a")]

@@ -195,6 +195,8 @@ def _check_params(checker: Checker, model: PipelineFile) -> None:
 
 def _check_graph(checker: Checker, model: PipelineFile) -> None:
     for job_id, job in model.jobs.items():
+        if job_id == "pipeline":
+            checker.add(("jobs", job_id), "'pipeline' is reserved (it names the run's params in references)")
         for i, need in enumerate(job.needs):
             if need == job_id:
                 checker.add(("jobs", job_id, "needs", i), f"job {job_id!r} cannot need itself")

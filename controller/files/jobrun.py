@@ -240,19 +240,27 @@ class JobRunner:
         self.context["needs"] = self.context["jobs"]
         self.context["steps"] = {}
         self.context["env"] = {}
-        self.context["env"] = {
-            k: expr.as_text(expr.render(v, self.context)) for k, v in (spec.get("env") or {}).items()
-        }
         home = os.environ.get("TRAINYARD_HOME") or str(Path.home() / ".trainyard")
         self.cache_root = Path(os.environ.get("TRAINYARD_ACTIONS_CACHE") or Path(home) / "actions")
 
     def run(self) -> int:
         steps = self.spec["steps"]
         say(f"job {self.spec['job']}: {len(steps)} step(s) in {self.workspace}")
+        try:
+            env = self.spec.get("env") or {}
+            self.context["env"] = {k: expr.as_text(self._render(v)) for k, v in env.items()}
+        except StepFailed as exc:
+            say(f"✗ job env: {exc}")
+            return 1
         for index, step in enumerate(steps):
             label = step.get("label") or f"step {index + 1}"
             sid = step.get("id")
-            if not expr.condition(step.get("if"), self.context):
+            try:
+                wanted = expr.condition(step.get("if"), self.context)
+            except expr.ExpressionError as exc:
+                say(f"✗ {label}: if: {exc}")
+                return 1
+            if not wanted:
                 say(f"- {label}: skipped (if: {step.get('if')})")
                 if sid:
                     self.context["steps"][sid] = {"outputs": {}, "outcome": "skipped"}
@@ -272,11 +280,13 @@ class JobRunner:
             say(f"✓ {label} ({time.monotonic() - start:.1f}s)")
             if sid:
                 self.context["steps"][sid] = {"outputs": outputs, "outcome": "success"}
-        try:
-            outputs = {name: self._render(value) for name, value in (self.spec.get("outputs") or {}).items()}
-        except StepFailed as exc:
-            say(f"job outputs: {exc}")
-            return 1
+        outputs = {}
+        for name, value in (self.spec.get("outputs") or {}).items():
+            try:
+                outputs[name] = self._render(value)
+            except StepFailed as exc:  # e.g. the output of a step skipped by its `if`: null, as a note
+                say(f"job output {name!r} is null: {exc}")
+                outputs[name] = None
         self._report(outputs)
         return 0
 

@@ -70,6 +70,7 @@ def run_cmd(file, params, inputs, quiet) -> None:
     """Run a pipeline file here: jobs run on an in-process worker (no worker to set up), their output
     is shown as it comes, and the exit code is 1 when any job failed."""
     pf = load_file(file)
+    _check_local_gpus(pf)
     conn = connect()
     pipe = build(pf, assignments(params, "param"), assignments(inputs, "input"), None, conn)
     local_queue = f"local-steps-{os.urandom(4).hex()}"
@@ -88,6 +89,22 @@ def run_cmd(file, params, inputs, quiet) -> None:
     click.echo(summary(result))
     if result.status != "completed":
         raise SystemExit(1)
+
+
+def _check_local_gpus(pf) -> None:
+    """A job asking for more GPUs than this machine has would wait forever here: refused up front."""
+    wanted = {job_id: job.gpus for job_id, job in pf.jobs.items() if job.gpus}
+    if not wanted:
+        return
+    from ..worker.gpus import default_nvml
+
+    have = default_nvml.device_count() if default_nvml.available() else 0
+    for job_id, count in wanted.items():
+        if count > have:
+            raise InvalidInput(
+                f"{pf.filename}: jobs.{job_id}.gpus: the job needs {count} GPU(s) and this machine has {have}"
+                " (run it on the workers: trainyard pipeline submit)"
+            )
 
 
 def _follow(conn, run_id: str, done: threading.Event) -> None:
