@@ -170,7 +170,7 @@ def test_login_clone_edit_enqueue_and_watch_it_live(page, stack, conn, tmp_path)
         shot(page, stack, "workers")
 
 
-def test_abort_a_running_task_from_its_page(page, stack, conn):
+def test_abort_a_running_task_then_limit_and_delete_its_queue(page, stack, conn):
     Queue.create("cpu")
     loop = "import time\nprint('started', flush=True)\nwhile True:\n    time.sleep(0.2)"
     task = Task.create("forever", "web", command=["python", "-c", loop])
@@ -183,6 +183,18 @@ def test_abort_a_running_task_from_its_page(page, stack, conn):
         page.click("h1 button[data-action=abort]")
         page.wait_for_selector("#task-status [data-status=aborted]")
     assert Task.get(task.id).status.value == "aborted"
+
+    # the queue's own page: limit it, then delete it (confirmed in the browser's dialog)
+    page.goto(f"{stack.url}/#/queues/cpu")
+    page.click("h1 button[data-action=limit]")
+    page.fill(".modal input[name=max_running]", "2")
+    page.click(".modal button[type=submit]")
+    page.wait_for_selector(".facts dd:text-is('2')")
+    assert Queue("cpu").info().max_running == 2
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("h1 button[data-action=delete]")
+    page.wait_for_url("**/#/queues")
+    page.wait_for_selector("text=no queues yet")
 
 
 def test_read_only_user_sees_no_admin_buttons_and_names_stay_text(page, stack, conn):

@@ -164,7 +164,22 @@
     const offset = Number(params.get("offset") || 0);
     const head = h("div", {});
     const body = h("div", {}, h("p", { class: "empty" }, "loading…"));
-    main.replaceChildren(h("h1", {}, h("a", { href: "#/queues" }, "Queues"), " / ", name), h("div", { class: "panel" }, head, body));
+    const limit = async () => {
+      const v = await TY.modal(`Limit ${name}`, [{ name: "max_running", label: "at most this many running at once (0: no limit)", value: "0", type: "number" }], "Save");
+      if (v) await TY.act(() => TY.api("PATCH", `/api/queues/${encodeURIComponent(name)}`, { max_running: Number(v.max_running || 0) }), "limit saved");
+      refresh();
+    };
+    const remove = async () => {
+      if (!window.confirm(`Delete queue ${name}? Tasks still waiting in it go back to draft.`)) return;
+      const done = await TY.act(() => TY.api("DELETE", `/api/queues/${encodeURIComponent(name)}?force=true`), "queue deleted");
+      if (done) window.location.hash = "#/queues";
+    };
+    main.replaceChildren(
+      h("h1", {}, h("a", { href: "#/queues" }, "Queues"), " / ", name,
+        h("div", { class: "actions admin-only" },
+          h("button", { type: "button", dataset: { action: "limit" }, onclick: limit }, "Limit…"),
+          h("button", { type: "button", class: "danger", dataset: { action: "delete" }, onclick: remove }, "Delete"))),
+      h("div", { class: "panel" }, head, body));
     const move = (taskId, to) => TY.act(() => TY.post(`/api/queues/${encodeURIComponent(name)}/move`, { task_id: taskId, to }), "moved").then(refresh);
     async function load() {
       const page = await TY.get(`/api/queues/${encodeURIComponent(name)}` + TY.qs({ limit: 50, offset }));
