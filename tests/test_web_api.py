@@ -421,6 +421,21 @@ def test_run_endpoints(client, conn, tokens):
     assert conn.get(keys.pipeline(run.id) + ":stop") == b"1"
 
 
+def test_retry_a_failed_services_run(client, conn, tokens):
+    Queue.create("services")
+    run = _run(conn, controller_queue="services")
+    run.status, run.state["train"] = "failed", StepState(status="failed", error="boom")
+    runs.save(conn, run)
+    retried = client.post(f"/api/runs/{run.id}/retry", headers=tokens["admin"])
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["status"] == "pending"
+    states = {n["id"]: n["status"] for n in client.get(f"/api/runs/{run.id}", headers=tokens["read"]).json()["nodes"]}
+    assert states == {"prep": "completed", "train": "pending", "eval": "pending"}  # finished steps stay
+    assert Task.get(run.id).status.value == "queued"  # its controller is back on the services queue
+    again = _error(client.post(f"/api/runs/{run.id}/retry", headers=tokens["admin"]), 422, "invalid")
+    assert "queued already" in again["message"]
+
+
 def test_overview_counts(client, tokens, conn):
     Queue.create("cpu")
     _draft("a")

@@ -57,6 +57,9 @@ def retry(run_id: str, redis: Redis = Depends(conn), _admin=Depends(admin)) -> d
         raise InvalidInput(
             f"run {run_id} ran its controller in a user's process: retry it there (trainyard pipeline retry {run_id})"
         )
+    controller = TaskStore(redis).get(run_id)
+    if controller.status.value in ("queued", "running"):  # refused before anything is changed
+        raise InvalidInput(f"pipeline run {run_id}'s controller is {controller.status.value} already")
     retry_run(redis, run_id)
     resume(redis, run_id)
     return views.run_summary(runs.load(redis, run_id))
