@@ -13,6 +13,14 @@ NAME_REV = PREFIX + "idx:name-rev"  # zset, scores 0: "<name reversed>\x00<id>" 
 
 RQ_QUEUES = "rq:queues"
 
+WEB_TOKENS = PREFIX + "web:tokens"  # hash: sha256 of an API token -> JSON {id, user, role, created}
+WEB_BOOTSTRAP = PREFIX + "web:bootstrap"  # lock while the first admin token is made
+
+
+def web_session(digest: str) -> str:
+    """A browser login: the sha256 of the session cookie -> JSON {user, role, token} (expires)."""
+    return f"{PREFIX}web:session:{digest}"
+
 
 def task(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"

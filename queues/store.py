@@ -185,6 +185,10 @@ class TaskStore:
         if limit < 0 or offset < 0:
             raise InvalidInput("limit and offset must not be negative")
         limit = min(limit, PAGE_MAX)
+        key, exact = self._best_index(query or Query())
+        if exact:  # one index answers: read just the page (deep pages cost the same as the first)
+            ids = [i.decode() for i in self.conn.zrevrange(key, offset, offset + limit - 1)] if limit else []
+            return [r for r in self.get_many(ids) if r is not None]
         out: list[TaskRecord] = []
         skipped = 0
         for record in self.iter_query(query or Query()):

@@ -15,6 +15,7 @@ from .queue_cmds import queue
 from .schedule_cmds import schedule
 from .server_cmds import down, status, up
 from .task_cmds import task
+from .web_cmds import web
 from .worker_cmds import worker
 
 
@@ -50,6 +51,7 @@ cli.add_command(queue)
 cli.add_command(worker)
 cli.add_command(pipeline)
 cli.add_command(schedule)
+cli.add_command(web)
 for _command in PIPEFILE_COMMANDS:
     pipeline.add_command(_command)
 

@@ -1,0 +1,99 @@
+"""JSON shapes the API answers with: short summaries for lists, full documents for one item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..controller.dag import all_parents
+from ..controller.model import DONE_OK, PipelineRun
+from ..queues.record import TaskRecord
+from ..queues.workers import WorkerInfo
+
+
+def task_summary(record: TaskRecord) -> dict[str, Any]:
+    """What a task list row shows (no parameters, script or results: lists stay small)."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "project": record.project,
+        "type": record.type.value,
+        "status": record.status.value,
+        "status_message": record.status_message,
+        "queue": record.execution.queue,
+        "priority": record.execution.priority,
+        "tags": list(record.tags),
+        "user": record.user,
+        "parent": record.parent,
+        "created": record.created,
+        "queued_at": record.queued_at,
+        "started": record.started,
+        "ended": record.ended,
+        "worker": record.runtime.worker,
+        "abort_requested": record.runtime.abort_requested,
+    }
+
+
+def task_detail(record: TaskRecord) -> dict[str, Any]:
+    """The whole record, plus the summary fields at the top level."""
+    data = record.model_dump(mode="json")
+    data.update(task_summary(record))
+    return data
+
+
+def worker_view(info: WorkerInfo, now: float) -> dict[str, Any]:
+    data = info.model_dump(mode="json")
+    data["heartbeat_age_s"] = round(max(0.0, now - info.heartbeat), 1)
+    return data
+
+
+def edges(run: PipelineRun) -> list[dict[str, str]]:
+    """Parent -> child pairs: explicit parents and those that ``${step...}`` references imply."""
+    out = []
+    for name, step in run.steps.items():
+        for parent in sorted(all_parents(step)):
+            if parent in run.steps:
+                out.append({"source": parent, "target": name})
+    return out
+
+
+def run_summary(run: PipelineRun) -> dict[str, Any]:
+    done = sum(s.status in DONE_OK for s in run.state.values())
+    return {
+        "id": run.id,
+        "name": run.name,
+        "project": run.project,
+        "version": run.version,
+        "status": run.status,
+        "message": run.message,
+        "steps_total": len(run.steps),
+        "steps_done": done,
+        "created": run.created,
+        "started": run.started,
+        "ended": run.ended,
+        "controller_queue": run.controller_queue,
+    }
+
+
+def run_detail(run: PipelineRun) -> dict[str, Any]:
+    """The run with its DAG as nodes (each step's state) and edges, ready to draw."""
+    nodes = []
+    for name, step in run.steps.items():
+        state = run.state.get(name)
+        nodes.append(
+            {
+                "id": name,
+                "kind": "function" if step.function is not None else "task",
+                "base_task": step.base_task,
+                "queue": step.queue or run.default_queue,
+                "status": state.status if state else "pending",
+                "task_id": state.task_id if state else None,
+                "attempt": state.attempt if state else 0,
+                "started": state.started if state else None,
+                "ended": state.ended if state else None,
+                "error": state.error if state else None,
+                "message": state.message if state else None,
+            }
+        )
+    data = run_summary(run)
+    data.update({"parameters": run.parameters, "nodes": nodes, "edges": edges(run)})
+    return data
