@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any
 
 import click
 
@@ -18,6 +17,7 @@ from ..controller.render import summary
 from ..queues import events, keys, logs
 from ..queues.errors import InvalidInput
 from .output import ago, emit_json, json_option, table
+from .pairs import name_value_pairs
 
 _param_option = click.option(
     "--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="A pipeline param (converted to its type)."
@@ -25,16 +25,6 @@ _param_option = click.option(
 _input_option = click.option(
     "--input", "-i", "inputs", multiple=True, metavar="NAME=VALUE", help="A trigger input (converted to its type)."
 )
-
-
-def assignments(items: tuple[str, ...], what: str) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise InvalidInput(f"--{what} {item!r}: expected NAME=VALUE")
-        out[name.strip()] = value
-    return out
 
 
 @click.command("validate")
@@ -72,7 +62,7 @@ def run_cmd(file, params, inputs, quiet) -> None:
     pf = load_file(file)
     _check_local_gpus(pf)
     conn = connect()
-    pipe = build(pf, assignments(params, "param"), assignments(inputs, "input"), None, conn)
+    pipe = build(pf, name_value_pairs(params, "--param"), name_value_pairs(inputs, "--input"), None, conn)
     local_queue = f"local-steps-{os.urandom(4).hex()}"
     run = pipe._new_run(None, local_queue, False)
     click.echo(f"pipeline {pf.name} (run {run.id}): {len(pf.jobs)} job(s)")
@@ -151,7 +141,7 @@ def submit_cmd(file, params, queue, register_only) -> None:
         registry.register(pf, conn)
         click.echo(f"registered pipeline {pf.project}/{pf.name}")
         return
-    run_id = registry.submit(pf, assignments(params, "param"), conn, queue=queue)
+    run_id = registry.submit(pf, name_value_pairs(params, "--param"), conn, queue=queue)
     click.echo(f"registered pipeline {pf.project}/{pf.name}; run {run_id} started (controller on {queue!r})")
     click.echo(run_id)
 
@@ -164,7 +154,7 @@ def submit_cmd(file, params, queue, register_only) -> None:
 def trigger_cmd(name, inputs, params, queue) -> None:
     """Start a run of a registered pipeline (NAME or PROJECT/NAME) with its manual trigger's inputs."""
     run_id = registry.trigger(
-        name, assignments(inputs, "input"), connect(), params=assignments(params, "param"), queue=queue
+        name, name_value_pairs(inputs, "--input"), connect(), params=name_value_pairs(params, "--param"), queue=queue
     )
     click.echo(run_id)
 

@@ -10,7 +10,7 @@ from ..connection import connect
 from ..controller import schedules, triggers
 from ..controller.files.cron import next_tick, utc_text
 from .output import emit_json, json_option, table
-from .pipefile_cmds import assignments
+from .pairs import name_value_pairs
 
 
 @click.group()
@@ -36,7 +36,7 @@ def add_cmd(cron, task_id, queue, pipeline, tz, name, params, as_json) -> None:
         pipeline=pipeline,
         timezone=tz,
         name=name,
-        params=assignments(params, "param"),
+        params=name_value_pairs(params, "--param"),
         conn=connect(),
     )
     if as_json:

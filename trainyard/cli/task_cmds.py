@@ -11,6 +11,7 @@ from ..queues.params import normalize_key, parse_assignments, secret_ref
 from ..queues.record import FINAL_STATUSES, ExecutionMode, TaskStatus, TaskType
 from ..queues.task import Task
 from .output import ago, console, duration, emit_json, json_option, styled_status, table
+from .pairs import name_value_pairs
 
 _param_option = click.option(
     "--param",
@@ -199,8 +200,8 @@ def create_cmd(
         gpu_memory_mb=gpu_memory_mb,
         time_limit=time_limit,
         retries=retries,
-        env=_pairs(env, "--env"),
-        secret_env=_pairs(secret_env, "--secret-env"),
+        env=name_value_pairs(env, "--env"),
+        secret_env=name_value_pairs(secret_env, "--secret-env"),
         memory=memory,
         cpus=cpus,
         tags=tags,
@@ -216,16 +217,6 @@ def create_cmd(
         emit_json(t.to_dict())
     else:
         click.echo(t.id)
-
-
-def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise InvalidInput(f"bad {option} {item!r}: expected NAME=VALUE")
-        out[name.strip()] = value
-    return out
 
 
 @task.command("clone")
