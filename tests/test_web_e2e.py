@@ -305,6 +305,7 @@ def test_editor_validates_as_you_type_then_the_dag_colours_step_by_step(page, st
         (tmp_path / "evaluate.go").touch()
         _wait_statuses(page, {"prepare": "completed", "train": "completed", "evaluate": "completed"})
         page.wait_for_selector("#run-status [data-status=completed]")
+        page.wait_for_selector("#step-panel h2:has-text('evaluate') [data-status=completed]")  # the side panel too
         shot(page, stack, "pipeline-done")
         page.click("#steps-table tr[data-step=train] a")  # a step's task page, from the run
         page.wait_for_selector("#log:has-text('train started')")

@@ -62,7 +62,7 @@
   TY.pages.run = function runPage(main, params, id) {
     const title = h("h1", {}, "run ", h("span", { class: "mono" }, id));
     const graph = h("div", { id: "dag" });
-    const side = h("div", {}, h("p", { class: "empty" }, "click a step"));
+    const side = h("div", { id: "step-panel" }, h("p", { class: "empty" }, "click a step"));
     const table = h("div", {});
     const legend = h("div", { class: "legend" }, Object.entries(STEP_COLORS).map(([s, c]) => h("span", {}, h("i", { style: `background:${c}` }), s)));
     main.replaceChildren(title,
@@ -74,11 +74,13 @@
     let shape = "";
     let run = null;
     let selected = null;
+    let shown = null; // the step in the side panel: redrawn with every update, so it never goes stale
     let closed = false;
 
     function showStep(name) {
       const n = run && run.nodes.find((x) => x.id === name);
       if (!n) return;
+      shown = name;
       side.replaceChildren(h("h2", {}, n.id, " ", TY.badge(n.status)), TY.facts([
         ["kind", n.kind], ["template", n.base_task], ["queue", n.queue],
         ["task", n.task_id ? TY.taskLink(n.task_id) : null], ["attempt", n.attempt ? String(n.attempt) : null],
@@ -127,7 +129,7 @@
           h("td", {}, n.id), h("td", {}, TY.badge(n.status)), h("td", {}, n.task_id ? TY.taskLink(n.task_id) : ""),
           h("td", {}, n.attempt ? String(n.attempt) : ""), h("td", {}, TY.duration(n.started, n.ended)),
           h("td", { class: "muted" }, n.error || n.message || ""))))));
-      const focus = selected || (r.nodes.find((n) => ["failed", "running", "queued"].includes(n.status)) || {}).id;
+      const focus = selected || (r.nodes.find((n) => ["failed", "running", "queued"].includes(n.status)) || {}).id || shown;
       if (focus) showStep(focus);
     }
     async function load() {
