@@ -11,15 +11,16 @@ import os
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
+from ..queues import keys
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound
 from ..queues.store import TaskStore
-from .files.cron import check_cron, check_timezone
+from .files.cron import CronExpression, TimeZoneName
 
-SCHEDULES = "trainyard:schedules"  # hash: id -> Schedule JSON
+SCHEDULES = keys.SCHEDULES
 
 
 class Schedule(BaseModel):
@@ -28,8 +29,8 @@ class Schedule(BaseModel):
     id: str = Field(default_factory=lambda: os.urandom(6).hex())
     name: str | None = None
     kind: Literal["task", "pipeline"] = "task"
-    cron: str
-    timezone: str = "UTC"
+    cron: CronExpression
+    timezone: TimeZoneName = "UTC"
     task_id: str | None = None  # kind task: the template, cloned at every tick
     queue: str | None = None  # kind task: where the clone is enqueued; pipelines: where the controller runs
     pipeline: str | None = None  # kind pipeline: "project/name" of a registered pipeline file
@@ -37,16 +38,6 @@ class Schedule(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     created: float = Field(default_factory=time.time)
     source: str = "user"  # user | file (from a registered pipeline file's on.schedule)
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return check_cron(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        return check_timezone(value)
 
 
 def add(
@@ -137,7 +128,7 @@ def all_schedules(conn: Redis | None = None) -> list[Schedule]:
 
 
 def last_fired(conn: Redis, schedule_id: str) -> dict | None:
-    raw = conn.hget("trainyard:trigger:last", schedule_id)
+    raw = conn.hget(keys.TRIGGER_LAST, schedule_id)
     return json.loads(raw) if raw else None
 
 

@@ -36,15 +36,10 @@ from .files.schema import PipelineFile
 from .schedules import Schedule, file_schedules, user_schedules
 
 log = logging.getLogger("trainyard.triggers")
-FIRES = "trainyard:trigger:fires"  # stream: one entry per firing
-LAST = "trainyard:trigger:last"  # hash: trigger id -> the last firing
+FIRES = keys.TRIGGER_FIRES
 CLAIM_TTL_S = 7 * 24 * 3600
 REFRESH_S = 1.0
 SERVICE_COMMAND = ["python", "-m", "trainyard.controller.triggers"]
-
-
-def claim_key(trigger_id: str, occurrence: str) -> str:
-    return f"trainyard:trigger:claim:{trigger_id}:{occurrence}"
 
 
 class TriggerService:
@@ -167,14 +162,14 @@ class TriggerService:
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _claim(self, trigger_id: str, occurrence: str) -> bool:
-        return bool(self.conn.set(claim_key(trigger_id, occurrence), self.name, nx=True, ex=CLAIM_TTL_S))
+        return bool(self.conn.set(keys.trigger_claim(trigger_id, occurrence), self.name, nx=True, ex=CLAIM_TTL_S))
 
     def _record(self, trigger_id: str, **fields: Any) -> None:
         entry = {"trigger": trigger_id, "by": self.name, "at": time.time(), **fields}
         print(f"fired {trigger_id}: {json.dumps(fields)}", flush=True)
         with self.conn.pipeline(transaction=True) as pipe:
             pipe.xadd(FIRES, {"data": json.dumps(entry)}, maxlen=10_000, approximate=True)
-            pipe.hset(LAST, trigger_id, json.dumps(entry))
+            pipe.hset(keys.TRIGGER_LAST, trigger_id, json.dumps(entry))
             pipe.execute()
 
 

@@ -113,3 +113,15 @@ def inflight(queue: str) -> str:
 def gpu_holds(host: str, index: int) -> str:
     """Hash: task id -> "worker|memory MB|expires" for each task holding GPU ``index`` of ``host``."""
     return f"{PREFIX}gpuhold:{host}:{index}"
+
+
+# -- pipeline files, schedules and triggers (controller/files, controller/schedules, controller/triggers)
+PIPEFILES = PREFIX + "pipefiles"  # hash: "project/name" -> registered pipeline file (JSON)
+SCHEDULES = PREFIX + "schedules"  # hash: schedule id -> Schedule JSON
+TRIGGER_FIRES = PREFIX + "trigger:fires"  # stream: one entry per firing
+TRIGGER_LAST = PREFIX + "trigger:last"  # hash: trigger id -> its last firing (JSON)
+
+
+def trigger_claim(trigger_id: str, occurrence: str) -> str:
+    """SET NX by the trigger service that fires this (trigger, tick or event): nothing fires twice."""
+    return f"{PREFIX}trigger:claim:{trigger_id}:{occurrence}"

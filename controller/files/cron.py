@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from pydantic import AfterValidator
 
 
 def check_cron(expression: str) -> str:
@@ -22,6 +24,10 @@ def check_timezone(name: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'Europe/Paris' or 'UTC')") from None
     return name
+
+
+CronExpression = Annotated[str, AfterValidator(check_cron)]  # a model field checked by check_cron
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]  # a model field checked by check_timezone
 
 
 def next_tick(expression: str, tz: str, after: float) -> float:

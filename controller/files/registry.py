@@ -14,6 +14,7 @@ from typing import Any
 
 from redis import Redis
 
+from ...queues import keys
 from ...queues.connection import resolve
 from ...queues.errors import InvalidInput, TaskNotFound
 from ..model import PipelineRun
@@ -22,7 +23,7 @@ from .check import load_text
 from .compile import build
 from .schema import PipelineFile
 
-REGISTRY = "trainyard:pipefiles"  # hash: "project/name" -> JSON
+REGISTRY = keys.PIPEFILES
 SERVICES_QUEUE = "services"
 
 

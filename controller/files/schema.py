@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
 
+from .cron import CronExpression, TimeZoneName
+
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"  # job, step, input and output ids (the seeds' rule, max 64)
 ID = re.compile(ID_PATTERN)
 JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -103,26 +105,12 @@ class ManualTrigger(_Model):
 
 
 class ScheduleTrigger(_Model):
-    """Started on a cron schedule (5 fields, or 6 with seconds first... last: croniter's order)."""
+    """Started on a cron schedule (5 fields, or 6 with seconds last: croniter's order)."""
 
-    cron: str
-    timezone: str = "UTC"
+    cron: CronExpression
+    timezone: TimeZoneName = "UTC"
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("cron")
-    @classmethod
-    def _cron_ok(cls, value: str) -> str:
-        from .cron import check_cron
-
-        return check_cron(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz_ok(cls, value: str) -> str:
-        from .cron import check_timezone
-
-        return check_timezone(value)
 
 
 TaskStatusName = Literal["completed", "failed", "aborted", "running", "queued"]
