@@ -118,8 +118,10 @@ def test_a_killed_workers_gpus_come_free(gpus, conn, tmp_path):
     second = _task("next", "q", 0.1, gpus=1)
     with WorkerProcess("--gpus", "0", "-q", "q", env=env):
         assert wait_status(second, timeout=120).status == TaskStatus.COMPLETED
+        # The dead worker's GPU hold expires on its own clock, its claim on the reaper's: the second
+        # task may finish before the first is reaped, so wait for the reaper (run by the live worker).
+        assert wait_status(first, timeout=120).status == TaskStatus.FAILED  # reaped, not left running
     assert Task.get(second.id).data.runtime.gpus == ["0"]
-    assert Task.get(first.id).status == TaskStatus.FAILED  # reaped, not left running
 
 
 def test_a_two_gpu_head_is_not_starved_by_a_stream_of_one_gpu_tasks(gpus, conn):
