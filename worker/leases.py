@@ -95,10 +95,10 @@ class GpuHolds:
         if gpus:
             self._release(keys=[self._key(g) for g in gpus], args=[task_id, self.worker])
 
-    def holders(self, gpus: list[int]) -> dict[int, dict[str, str]]:
-        """Live holds per GPU: ``{gpu: {task id: worker}}`` (expired ones left out)."""
+    def holders(self, gpus: list[int]) -> dict[int, dict[str, tuple[str, int]]]:
+        """Live holds per GPU: ``{gpu: {task id: (worker, declared memory MB)}}`` (expired ones left out)."""
         now = time.time()
-        out: dict[int, dict[str, str]] = {}
+        out: dict[int, dict[str, tuple[str, int]]] = {}
         with self.conn.pipeline(transaction=False) as pipe:
             for gpu in gpus:
                 pipe.hgetall(self._key(gpu))
@@ -107,8 +107,8 @@ class GpuHolds:
             live = {}
             for field, value in holds.items():
                 worker, _, rest = value.decode().partition("|")
-                expires = float(rest.rpartition("|")[2] or 0)
-                if expires >= now:
-                    live[field.decode()] = worker
+                memory, _, expires = rest.rpartition("|")
+                if float(expires or 0) >= now:
+                    live[field.decode()] = (worker, int(memory or 0))
             out[gpu] = live
         return out

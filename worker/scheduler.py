@@ -160,7 +160,8 @@ class Scheduler:
         devices = {d.index: d for d in self.nvml.devices()} if self.nvml.available() else {}
         out = []
         for gpu in self.cfg.gpus:
-            held = len(holders.get(gpu, {}))
+            holds = holders.get(gpu, {})
+            held = len(holds)
             if held >= self.cfg.share:
                 continue
             info = devices.get(gpu)
@@ -168,7 +169,12 @@ class Scheduler:
                 foreign = sum(mb for _, mb in info.processes)
                 if foreign > self.cfg.foreign_mem_mb:
                     continue  # someone else is using this GPU
-            out.append((gpu, info.memory_free_mb if info is not None else None))
+            free_mb = info.memory_free_mb if info is not None else None
+            if held and info is not None and info.memory_total_mb > 0:
+                # a shared GPU: what its holders declared is taken even before they allocate it
+                unreserved = info.memory_total_mb - sum(mb for _, mb in holds.values())
+                free_mb = min(free_mb, unreserved)
+            out.append((gpu, free_mb))
         return out
 
     def totals(self, gpus: list[int]) -> list[int]:
