@@ -25,6 +25,9 @@ from .store import TaskStore
 Edit = Callable[[TaskRecord], None]
 
 
+DRAINING = "draining"  # claim_head's answer to a worker marked draining
+
+
 @dataclass(frozen=True)
 class Claimed:
     task_id: str
@@ -41,16 +44,19 @@ class Dispatcher:
         self.store = TaskStore(connection)
         self.broker = Broker(connection)
 
-    def claim_head(self, queue: str, task_id: str, limit: int = 0) -> Claimed | None:
+    def claim_head(self, queue: str, task_id: str, limit: int = 0) -> Claimed | str | None:
         """Take ``task_id`` if it is still the head of ``queue`` and the queue is under ``limit``
-        running tasks (0: no limit); None when something else happened first."""
+        running tasks (0: no limit); None when something else happened first, ``DRAINING`` when
+        this worker was marked draining (it must take no more work)."""
         got = scripts.run(
             self.conn,
             "queue",
             "claim",
-            [keys.rq_queue(queue), keys.priorities(queue), keys.CLAIMS, keys.inflight(queue)],
+            [keys.rq_queue(queue), keys.priorities(queue), keys.CLAIMS, keys.inflight(queue), keys.DRAINING],
             [self.worker, self.host, time.time(), queue, task_id, int(limit)],
         )
+        if got == -1:
+            return DRAINING
         return Claimed(task_id, queue) if got else None
 
     def start(self, claimed: Claimed, gpus: list[str]) -> TaskRecord | None:

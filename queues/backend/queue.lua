@@ -75,10 +75,12 @@ function commands.move()
   return idx
 end
 
--- claim: KEYS list, priorities, claims, inflight   ARGV worker, host, ts, queue, expected head id, limit
+-- claim: KEYS list, priorities, claims, inflight, draining   ARGV worker, host, ts, queue, expected head id, limit
 -- Pops the head only if it is still the expected id and the queue is under its concurrency limit
--- (0: none), and records the claim. -> the id, or false
+-- (0: none), and records the claim. -> the id, or false; -1 and nothing for a worker marked
+-- draining (the autoscaler's scale-down cannot race a claim)
 function commands.claim()
+  if redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 1 then return -1 end
   if tonumber(ARGV[6]) > 0 and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then return false end
   if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[5] then return false end
   local id = redis.call('LPOP', KEYS[1])
