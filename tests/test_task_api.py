@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from trainyard.worker import task_api
+from trainyard.runtime import task_api
+from trainyard.runtime.task_api import RunContext, current_task
 from trainyard.worker.runfolder import EventReader, create_run_folder, open_artifact, resolve_artifact
-from trainyard.worker.task_api import RunContext, current_task
 
 TASK_API_FILE = Path(task_api.__file__).resolve()
 
@@ -62,7 +62,7 @@ print(json.dumps({
 }))
 """
 
-PACKAGE_IMPORT = "from trainyard.worker.task_api import current_task\n"
+PACKAGE_IMPORT = "from trainyard.runtime.task_api import current_task\n"
 
 # Loads task_api.py as a lone file in an interpreter that cannot see trainyard or any site-packages.
 STANDALONE_IMPORT = """
@@ -393,7 +393,7 @@ def test_reupload_replaces_the_file(online):
 
 WRITER = """
 import sys, threading
-from trainyard.worker.task_api import current_task
+from trainyard.runtime.task_api import current_task
 tag, threads, lines = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 task = current_task()
 def work(thread):

@@ -25,30 +25,12 @@ from dataclasses import dataclass
 from redis import Redis
 
 from ..queues import keys
+from ..queues.backend import scripts
 from ..queues.record import TaskRecord
 from .gpus import Nvml
 from .leases import GpuHolds
 
 log = logging.getLogger("trainyard.worker")
-
-# KEYS: list   ARGV: id, task key prefix. Pops the head only if it is still ``id`` and no task has that id.
-DROP_HEAD_LUA = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] and redis.call('EXISTS', ARGV[2] .. ARGV[1]) == 0 then
-  redis.call('LPOP', KEYS[1])
-  return 1
-end
-return 0
-"""
-
-
-# KEYS: list   ARGV: id. Pops the head only if it is still ``id``.
-SET_ASIDE_LUA = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
-  redis.call('LPOP', KEYS[1])
-  return 1
-end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -130,7 +112,7 @@ class Scheduler:
                 return False
         except (ValueError, RecursionError):
             pass
-        removed = self.conn.eval(SET_ASIDE_LUA, 1, keys.rq_queue(queue), head)
+        removed = scripts.run(self.conn, "queue", "drop_head", [keys.rq_queue(queue)], [head, ""])
         if removed:
             log.warning("set aside %r from queue %s: its task record cannot be read", head[:40], queue)
         return bool(removed)
@@ -149,7 +131,7 @@ class Scheduler:
     def _drop_foreign_head(self, queue: str, head: bytes) -> bool:
         """An id at the head of a queue that is no trainyard task (a raw RQ job, a stray value)
         would block the queue forever: it is removed, never run and never deserialised."""
-        removed = self.conn.eval(DROP_HEAD_LUA, 1, keys.rq_queue(queue), head, keys.task(""))
+        removed = scripts.run(self.conn, "queue", "drop_head", [keys.rq_queue(queue)], [head, keys.task("")])
         if removed:
             log.warning("dropped %r from queue %s: it is not a trainyard task", head[:40], queue)
         return bool(removed)
