@@ -135,6 +135,7 @@ class Worker:
             ),
         )
         self.task_gpus: dict[str, list[int]] = {}
+        self.task_memory_mb: dict[str, int] = {}  # declared GPU memory: heartbeats refresh holds with it
         self.running: dict[str, TaskRun] = {}
         self._running_lock = threading.Lock()
         self.wake = threading.Event()
@@ -274,6 +275,7 @@ class Worker:
         with self._running_lock:
             self.running[record.id] = run
             self.task_gpus[record.id] = gpus
+            self.task_memory_mb[record.id] = choice.memory_mb
         self.info.state, self.info.current = "busy", list(self.running)
         thread = threading.Thread(target=self._run_task, args=(run,), name=f"task-{record.id}", daemon=True)
         thread.start()
@@ -288,6 +290,7 @@ class Worker:
                 mine = self.running.get(run.task_id) is run
                 if mine:
                     self.running.pop(run.task_id, None)
+                    self.task_memory_mb.pop(run.task_id, None)
                 gpus = self.task_gpus.pop(run.task_id, []) if mine else []
             with contextlib.suppress(redis.RedisError):  # else the holds expire by themselves
                 self.holds.release(run.task_id, gpus)
@@ -391,7 +394,7 @@ class Worker:
                 self._command(workers.heartbeat(self.conn, self.info, claimed))
                 self._contact = started
                 with self._running_lock:
-                    holds = {tid: (g, 0) for tid, g in self.task_gpus.items() if g}
+                    holds = {tid: (g, self.task_memory_mb.get(tid, 0)) for tid, g in self.task_gpus.items() if g}
                 self.holds.refresh(holds)
                 self._check_abort_flags(list(claimed))
                 if time.monotonic() - last_reap >= REAP_EVERY_S:
