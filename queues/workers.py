@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from redis import Redis
 
 from . import keys
+from .backend import scripts
 from .errors import InvalidInput
 
 
@@ -64,6 +65,7 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
 def _announce(conn: Redis, name: str) -> None:
     with conn.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.WORKERS, name)
+        pipe.srem(keys.DRAINING, name)  # a new worker under an old name is not draining
         pipe.xadd(
             keys.EVENTS,
             {"task": "", "kind": "worker_up", "status": "up", "prev": "", "project": "", "queue": name},
@@ -86,25 +88,6 @@ def publish_state(conn: Redis, info: WorkerInfo) -> None:
         pipe.execute()
 
 
-# KEYS: claims   ARGV: worker, now, then task id / pgid pairs (pgid "" when unknown).
-# Refreshes only claims that still exist and are this worker's: a task that ended meanwhile (its
-# claim deleted by the finish) must not get its claim back.
-REFRESH_CLAIMS_LUA = """
-for i = 3, #ARGV, 2 do
-  local raw = redis.call('HGET', KEYS[1], ARGV[i])
-  if raw then
-    local claim = cjson.decode(raw)
-    if claim['worker'] == ARGV[1] then
-      claim['ts'] = tonumber(ARGV[2])
-      if ARGV[i + 1] ~= '' then claim['pgid'] = tonumber(ARGV[i + 1]) end
-      redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(claim))
-    end
-  end
-end
-return 0
-"""
-
-
 def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> str | None:
     """Refresh the entry and the worker's claims (with each task's process group, so a reaper on
     this host can end what a dead worker left); returns a pending command (drain/stop), if any."""
@@ -121,7 +104,7 @@ def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> 
         pipe.set(key, info.model_dump_json(), px=int(WORKER_TTL_S * 1000))
         pipe.sadd(keys.WORKERS, info.name)
         if pairs:
-            pipe.eval(REFRESH_CLAIMS_LUA, 1, keys.CLAIMS, info.name, repr(now), *pairs)
+            scripts.run(conn, "claims", "refresh", [keys.CLAIMS], [info.name, repr(now), *pairs], client=pipe)
         pipe.execute()
     return info.command
 
@@ -130,6 +113,7 @@ def unregister(conn: Redis, name: str) -> None:
     with conn.pipeline(transaction=True) as pipe:
         pipe.delete(keys.worker(name))
         pipe.srem(keys.WORKERS, name)
+        pipe.srem(keys.DRAINING, name)
         pipe.execute()
 
 
@@ -147,11 +131,15 @@ def list_workers(conn: Redis) -> list[WorkerInfo]:
     gone = [n for n, r in zip(names, raws) if r is None]
     if gone:
         conn.srem(keys.WORKERS, *gone)
+        conn.srem(keys.DRAINING, *gone)
     return [WorkerInfo.model_validate_json(r) for r in raws if r is not None]
 
 
 def send_command(conn: Redis, name: str, command: str) -> WorkerInfo:
-    """Ask a live worker to ``drain`` (finish current work, exit) or ``stop`` (abort and requeue)."""
+    """Ask a live worker to ``drain`` (finish current work, exit) or ``stop`` (abort and requeue).
+
+    Both mark it draining in Redis in the same transaction as the command: from that moment its
+    claim script refuses new work, whether or not the worker has seen the command yet."""
     if command not in ("drain", "stop"):
         raise InvalidInput(f"unknown worker command {command!r} (drain or stop)")
     key = keys.worker(name)
@@ -161,11 +149,19 @@ def send_command(conn: Redis, name: str, command: str) -> WorkerInfo:
     info = WorkerInfo.model_validate_json(raw)
     info.command = command
     ttl = conn.pttl(key)
-    conn.set(key, info.model_dump_json(), px=ttl if ttl and ttl > 0 else int(WORKER_TTL_S * 1000))
-    conn.xadd(
-        keys.EVENTS,
-        {"task": "", "kind": "worker_command", "status": command, "prev": "", "project": "", "queue": name},
-        maxlen=100_000,
-        approximate=True,
-    )
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.sadd(keys.DRAINING, name)
+        pipe.set(key, info.model_dump_json(), px=ttl if ttl and ttl > 0 else int(WORKER_TTL_S * 1000))
+        pipe.xadd(
+            keys.EVENTS,
+            {"task": "", "kind": "worker_command", "status": command, "prev": "", "project": "", "queue": name},
+            maxlen=100_000,
+            approximate=True,
+        )
+        pipe.execute()
     return info
+
+
+def is_draining(conn: Redis, name: str) -> bool:
+    """Has the worker been marked draining (its claims refuse new work)?"""
+    return bool(conn.sismember(keys.DRAINING, name))
