@@ -23,11 +23,11 @@ from redis import Redis
 
 from .controller.local import LocalController
 from .queues.store import TaskStore
+from .runtime.task_api import ENV_RUN_DIR, ENV_TASK_ID
 from .settings import settings
 from .worker.artifacts import ArtifactStore
 from .worker.reporter import Reporter
 from .worker.runfolder import create_run_folder
-from .worker.task_api import ENV_RUN_DIR, ENV_TASK_ID
 
 
 class _Tee(io.TextIOBase):

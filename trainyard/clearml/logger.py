@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..worker.task_api import RunContext, current_task
+from ..runtime.task_api import RunContext, current_task
 from .errors import refuse_unknown
 
 SINGLE_VALUE_TITLE = "Summary"

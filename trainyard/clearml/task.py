@@ -27,7 +27,7 @@ from typing import Any
 from ..queues.errors import InvalidInput, TaskNotFound
 from ..queues.record import TaskStatus
 from ..queues.task import Task as NativeTask
-from ..worker.task_api import ENV_RUN_DIR, RunContext, current_task
+from ..runtime.task_api import ENV_RUN_DIR, RunContext, current_task
 from . import artifacts as codec
 from . import params
 from .errors import install_hook, refuse_unknown, unsupported
