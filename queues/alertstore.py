@@ -3,7 +3,7 @@
 A rule says which transitions to alert on (a task or pipeline failed/aborted/completed, a worker
 lost, a queue head waiting too long, a running task stalled, a metric crossing a threshold), which
 tasks it covers (project, queue, tags, user) and where messages go (Apprise URLs). Raising an alert
-is one Lua call (``alerts.lua``): a ``SET NX`` on (rule, subject, transition) and, only if that was
+is one Lua call (``backend/alerts.lua``): a ``SET NX`` on (rule, subject, transition) and, only if that was
 new, either a message on the outbox stream or, over the rule's rate, an entry held for the
 rule's next digest. The outbox is read by a consumer group, so each message is sent by one
 service and acknowledged after it was sent.
@@ -14,20 +14,19 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from redis import Redis
 
 from . import keys
+from .backend import scripts
 from .broker import Broker
 from .errors import InvalidInput
 
 SEEN_TTL_S = 30 * 24 * 3600  # how long "already alerted" is remembered
 HISTORY_MAXLEN = 10_000
 DIGEST_MAX_ITEMS = 2_000  # subjects listed in one digest message; the rest are counted
-_LUA = (Path(__file__).parent / "alerts.lua").read_text()
 
 STATUS_EVENTS = ("failed", "aborted", "completed")
 Kind = Literal["failed", "aborted", "completed", "worker_lost", "queue_wait", "stalled", "metric"]
@@ -141,7 +140,6 @@ class AlertPipe:
 
     def __init__(self, conn: Redis):
         self.conn = conn
-        self._script = conn.register_script(_LUA)
 
     def raise_alert(self, rule: AlertRule, subject: str, transition: str, message: dict[str, Any]) -> int:
         """0: raised before; 1: on the outbox; 2: over the rule's rate, held for its digest."""
@@ -150,16 +148,18 @@ class AlertPipe:
         digest_at = (window + 1) * rule.window_s
         summary = {k: message.get(k) for k in ("subject", "name", "status", "project", "line")}
         return int(
-            self._script(
-                keys=[
+            scripts.run(
+                self.conn,
+                "alerts",
+                "raise",
+                [
                     keys.alert_seen(rule.id, subject, transition),
                     keys.ALERT_OUTBOX,
                     keys.alert_rate(rule.id, window),
                     keys.alert_held(rule.id),
                     keys.ALERT_DUE,
                 ],
-                args=[
-                    "raise",
+                [
                     SEEN_TTL_S,
                     json.dumps({**message, "rule": rule.id}),
                     json.dumps(summary),
@@ -182,8 +182,12 @@ class AlertPipe:
         for raw in self.conn.zrangebyscore(keys.ALERT_DUE, "-inf", now):
             rule_id = raw.decode()
             moved += int(
-                self._script(
-                    keys=[keys.ALERT_DUE, keys.alert_held(rule_id), keys.ALERT_OUTBOX], args=["digest", rule_id, now]
+                scripts.run(
+                    self.conn,
+                    "alerts",
+                    "digest",
+                    [keys.ALERT_DUE, keys.alert_held(rule_id), keys.ALERT_OUTBOX],
+                    [rule_id, now],
                 )
             )
         return moved
