@@ -19,7 +19,7 @@ from ..model import StepSpec
 from ..pipeline import Pipeline
 from .actions import describe
 from .check import order, param_type
-from .jobrun import JOB_KEY, NEEDS_KEY, cast_input, duration_s
+from .jobrun import JOB_KEY, NEEDS_KEY, STANDIN_DIR, cast_input, duration_s
 from .schema import Param, PipelineFile
 
 CONDITION_CALLBACK = "trainyard.controller.files.conditions:job_condition"
@@ -28,7 +28,9 @@ _BOOT = '''"""A trainyard pipeline-file job: unpacks the job runner beside this 
 import base64, os, sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 for _name, _data in {files!r}.items():
-    with open(os.path.join(_HERE, _name), "wb") as _out:
+    _path = os.path.join(_HERE, *_name.split("/"))
+    os.makedirs(os.path.dirname(_path), exist_ok=True)
+    with open(_path, "wb") as _out:
         _out.write(base64.b64decode(_data))
 sys.path.insert(0, _HERE)
 import trainyard_jobrun
@@ -41,6 +43,7 @@ def runner_source() -> str:
     files = {
         "trainyard_expr.py": base64.b64encode((here / "expr.py").read_bytes()).decode(),
         "trainyard_jobrun.py": base64.b64encode((here / "jobrun.py").read_bytes()).decode(),
+        f"{STANDIN_DIR}/datatorch.py": base64.b64encode((here / "datatorch_standin.py").read_bytes()).decode(),
     }
     return _BOOT.format(files=files)
 
@@ -74,15 +77,24 @@ def build(
     inputs: dict[str, Any] | None = None,
     event: dict[str, Any] | None = None,
     connection: Redis | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> Pipeline:
-    """The engine pipeline for one run of ``pf`` with these values (nothing is stored yet)."""
+    """The engine pipeline for one run of ``pf`` with these values (nothing is stored yet).
+
+    ``variables`` override the file's ``variables`` for this run (plain values, stored with the run).
+    """
     values = typed_values(pf.params, params or {}, "param")
+    unknown = sorted(set(variables or {}) - set(pf.variables))
+    if unknown:
+        known = ", ".join(pf.variables) or "none"
+        raise InvalidInput(f"unknown variable(s) {', '.join(unknown)} (declared: {known})")
+    run_vars = {**pf.variables, **(variables or {})}
     manual = pf.on.manual.inputs if pf.on.manual else {}
     scheduled = {key for schedule in pf.on.schedule for key in schedule.inputs}  # free-form, set in the file
     extra = {k: v for k, v in (inputs or {}).items() if k not in manual and k in scheduled}
     given = {k: v for k, v in (inputs or {}).items() if k not in extra}
     input_values = {**typed_values(manual, given, "input"), **extra}
-    context = {"params": values, "inputs": input_values, "event": dict(event or {})}
+    context = {"params": values, "inputs": input_values, "event": dict(event or {}), "vars": run_vars}
     pipe = Pipeline(
         pf.name,
         project=pf.project,
@@ -105,6 +117,8 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict, source: str) -> Step
     for i, step in enumerate(job.steps):
         item: dict[str, Any] = {
             "id": step.id,
+            "name": step.name,
+            "cache": step.cache,
             "label": step.name or step.id or _label(step, i),
             "if": step.if_,
             "env": step.env,
@@ -127,6 +141,8 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict, source: str) -> Step
         "env": {**pf.env, **job.env},
         "if": job.if_,
         "steps": steps,
+        "step_ids": [step.id for step in job.steps if step.id],
+        "secrets": list(pf.secrets),
         "actions": used,
         "outputs": job.outputs,
     }
@@ -137,7 +153,7 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict, source: str) -> Step
         "comment": job.name,
         "script": {"source": source, "entry_point": ENTRY, "python": job.python},
         "container": {"image": job.image},
-        "execution": {"gpus": {"count": job.gpus}},
+        "execution": {"gpus": {"count": job.gpus}, "secret_env": {name: name for name in pf.secrets}},
         "configuration": {JOB_KEY: spec},
     }
     return StepSpec(
