@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from redis import Redis
 
 from . import keys
+from .backend import scripts
 from .errors import InvalidInput
 
 
@@ -87,25 +88,6 @@ def publish_state(conn: Redis, info: WorkerInfo) -> None:
         pipe.execute()
 
 
-# KEYS: claims   ARGV: worker, now, then task id / pgid pairs (pgid "" when unknown).
-# Refreshes only claims that still exist and are this worker's: a task that ended meanwhile (its
-# claim deleted by the finish) must not get its claim back.
-REFRESH_CLAIMS_LUA = """
-for i = 3, #ARGV, 2 do
-  local raw = redis.call('HGET', KEYS[1], ARGV[i])
-  if raw then
-    local claim = cjson.decode(raw)
-    if claim['worker'] == ARGV[1] then
-      claim['ts'] = tonumber(ARGV[2])
-      if ARGV[i + 1] ~= '' then claim['pgid'] = tonumber(ARGV[i + 1]) end
-      redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(claim))
-    end
-  end
-end
-return 0
-"""
-
-
 def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> str | None:
     """Refresh the entry and the worker's claims (with each task's process group, so a reaper on
     this host can end what a dead worker left); returns a pending command (drain/stop), if any."""
@@ -122,7 +104,7 @@ def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> 
         pipe.set(key, info.model_dump_json(), px=int(WORKER_TTL_S * 1000))
         pipe.sadd(keys.WORKERS, info.name)
         if pairs:
-            pipe.eval(REFRESH_CLAIMS_LUA, 1, keys.CLAIMS, info.name, repr(now), *pairs)
+            scripts.run(conn, "claims", "refresh", [keys.CLAIMS], [info.name, repr(now), *pairs], client=pipe)
         pipe.execute()
     return info.command
 

@@ -14,10 +14,11 @@ from workerproc import WorkerProcess
 from trainyard import Queue, Task
 from trainyard.cli import cli
 from trainyard.controller import runs
-from trainyard.controller.files import expr, json_schema, load_file, load_text, registry, run_here, validate_text
+from trainyard.controller.files import json_schema, load_file, load_text, registry, run_here, validate_text
 from trainyard.controller.files.errors import PipelineFileError
 from trainyard.queues import keys, logs
 from trainyard.queues.store import TaskStore
+from trainyard.runtime import expr
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "pipelines"
@@ -427,7 +428,7 @@ def test_shipped_runner_is_python38_syntax():
     import ast
 
     for name in ("jobrun.py", "expr.py"):
-        ast.parse((REPO / "controller" / "files" / name).read_text(), feature_version=(3, 8))
+        ast.parse((REPO / "trainyard" / "runtime" / name).read_text(), feature_version=(3, 8))
 
 
 def test_gpu_jobs_run_locally_only_where_gpus_are(run_cli, tmp_path):

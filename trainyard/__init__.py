@@ -20,7 +20,7 @@ from .queues.params import secret_ref
 from .queues.queue import Queue
 from .queues.record import ExecutionMode, TaskStatus, TaskType
 from .queues.task import Task
-from .worker.task_api import current_task
+from .runtime.task_api import current_task
 
 use_connection_factory(connect)
 

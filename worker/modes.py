@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
+from ..runtime import task_api
 from .docker_mode import CACHE_MOUNT, CODE_MOUNT, LABEL_TASK, LABEL_WORKER, RUN_MOUNT, DockerSpec
 from .envs import EnvCache, EnvSpec
 from .gpus import default_nvml, pinning_env
@@ -206,7 +207,7 @@ def install_shim(run_dir: Path) -> Path:
     """Put the in-task API, as a tiny ``trainyard`` package, in ``<run>/lib``; returns that folder."""
     lib = run_dir / "lib"
     (lib / "trainyard").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(__file__).with_name("task_api.py"), lib / "trainyard_task_api.py")
+    shutil.copyfile(Path(task_api.__file__), lib / "trainyard_task_api.py")
     (lib / "trainyard" / "__init__.py").write_text(SHIM)
     return lib
 

@@ -1,4 +1,5 @@
-"""The worker side of the run-folder protocol (version 1); the task side is ``task_api``.
+"""The worker side of the run-folder protocol (version 1); the task side is ``trainyard.runtime.task_api``,
+which owns the protocol's constants.
 
 The worker creates a private run folder with ``task.json`` for each task attempt, tails the
 ``events.jsonl`` the task appends to (:class:`EventReader`), and reads artifact files only through
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import stat
 import tempfile
 import time
@@ -19,14 +19,17 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-PROTOCOL = 1
-TASK_FILE = "task.json"
-EVENTS_FILE = "events.jsonl"
-ARTIFACTS_DIR = "artifacts"
-MAX_LINE_BYTES = 1 << 20  # one event line, without its newline
-MAX_LABEL = 200
-ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_SECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+from ..runtime.task_api import (
+    ARTIFACT_NAME,
+    ARTIFACTS_DIR,
+    EVENTS_FILE,
+    MAX_LABEL,
+    MAX_LINE_BYTES,
+    PROTOCOL,
+    TASK_FILE,
+)
+from ..runtime.task_api import SECTION_NAME as _SECTION
+
 _READ_CHUNK = 1 << 16
 EVENT_KINDS = ("metric", "output", "artifact", "parameters")
 

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from ...runtime.jobrun import StepFailed, fetch_git
 from .datatorch import published_name
 from .errors import FileError, PipelineFileError, field_path
-from .jobrun import StepFailed, fetch_git
 from .loader import line_of, parse
 from .schema import ActionFile, ActionObject
 

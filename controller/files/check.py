@@ -11,10 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import datatorch, expr
+from ...runtime import expr
+from ...runtime.jobrun import cast_input
+from . import datatorch
 from .actions import ResolvedAction, describe, resolve
 from .errors import FileError, PipelineFileError, field_path
-from .jobrun import cast_input
 from .loader import Lines, line_of, parse
 from .schema import Param, PipelineFile
 

@@ -15,11 +15,12 @@ from typing import Any
 from redis import Redis
 
 from ...queues.errors import InvalidInput
+from ...runtime import jobrun
+from ...runtime.jobrun import JOB_KEY, NEEDS_KEY, STANDIN_DIR, cast_input, duration_s
 from ..model import StepSpec
 from ..pipeline import Pipeline
 from .actions import describe
 from .check import order, param_type
-from .jobrun import JOB_KEY, NEEDS_KEY, STANDIN_DIR, cast_input, duration_s
 from .schema import Param, PipelineFile
 
 CONDITION_CALLBACK = "trainyard.controller.files.conditions:job_condition"
@@ -39,7 +40,7 @@ sys.exit(trainyard_jobrun.main())
 
 
 def runner_source() -> str:
-    here = Path(__file__).parent
+    here = Path(jobrun.__file__).parent
     files = {
         "trainyard_expr.py": base64.b64encode((here / "expr.py").read_bytes()).decode(),
         "trainyard_jobrun.py": base64.b64encode((here / "jobrun.py").read_bytes()).decode(),

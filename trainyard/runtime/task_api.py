@@ -191,12 +191,15 @@ class RunContext:
     def connect(self, mutable: Any, name: str = DEFAULT_SECTION) -> Any:
         """Overlay the task's parameters on the script's defaults.
 
-        Returns a new dict (or ``argparse.Namespace``) where each key ``k`` takes the task's value for
-        ``name/k`` when it has one, else the given default. Defaults the task did not have are reported
-        once (a ``parameters`` event) so the worker can record them. Offline, returns a plain copy.
+        Updates the given dict (or ``argparse.Namespace``) in place, as ClearML does, and returns it:
+        each key ``k`` takes the task's value for ``name/k`` when it has one, else keeps its default.
+        Defaults the task did not have are reported once (a ``parameters`` event) so the worker can
+        record them. Offline, the values stay the defaults.
         """
         if isinstance(mutable, argparse.Namespace):
-            return argparse.Namespace(**self.connect(vars(mutable), name))
+            for key, value in self.connect(dict(vars(mutable)), name).items():
+                setattr(mutable, key, value)
+            return mutable
         if not isinstance(mutable, dict):
             raise TypeError(f"connect() takes a dict or argparse.Namespace, got {type(mutable).__name__}")
         if not isinstance(name, str) or not SECTION_NAME.fullmatch(name):
@@ -227,7 +230,8 @@ class RunContext:
             self._parameters.update(new)
         if new and not self.offline:
             self._emit({"kind": "parameters", "values": new})
-        return result
+        mutable.update(result)
+        return mutable
 
     # reporting ------------------------------------------------------------------------------------
 
