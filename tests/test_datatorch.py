@@ -24,7 +24,8 @@ from trainyard.queues import logs
 from trainyard.queues.store import TaskStore
 from trainyard.runtime import expr
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "datatorch"
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "datatorch"
 PIPELINES = FIXTURES / "pipelines"
 
 
@@ -241,7 +242,7 @@ def test_human_actions_are_refused_with_one_line(tmp_path):
 def test_stand_in_client_is_standard_library_only():
     import ast
 
-    source = (Path(__file__).resolve().parent.parent / "trainyard" / "runtime" / "datatorch_standin.py").read_text()
+    source = (REPO / "trainyard" / "runtime" / "datatorch_path" / "datatorch.py").read_text()
     tree = ast.parse(source, feature_version=(3, 8))
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}

@@ -1,7 +1,8 @@
 """The job runner: runs one job's steps in order, in one working folder (standard library only).
 
-A job of a pipeline file becomes one task. That task runs this file (shipped as its source, with
-``expr.py``), which reads the job from ``task.json`` in the run folder, runs each step, and reports
+A job of a pipeline file becomes one task. That task runs this module (``python -m
+trainyard_runtime.jobrun``, the in-task runtime being on every task's path), which reads the job
+from the task's configuration (``task.json`` in the run folder, through ``task_api``), runs each step, and reports
 the job's outputs as the task's outputs. The first failing step stops the job (exit code 1).
 
 * ``run`` steps: ``bash -e -o pipefail -c TEXT`` (``sh -e -c`` without bash). TEXT is the command as
@@ -15,7 +16,7 @@ the job's outputs as the task's outputs. The first failing step stops the job (e
   (``action-datatorch.yaml``) print ``::name::<json>`` lines instead, declared or not.
 * A step's outputs are ``steps.<id or name>.outputs``; ``variable`` holds every earlier step's
   outputs (DataTorch's job-wide set, the last writer wins).
-* DataTorch actions find a stand-in ``datatorch`` module on their path (``datatorch_standin.py``).
+* DataTorch actions find a stand-in ``datatorch`` module first on their path (``datatorch_path/``).
 * ``cache: true`` on an action step (or in the action file) reuses the outputs of an earlier run of
   the same action commit with the same inputs on this machine.
 """
@@ -38,17 +39,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-try:  # inside trainyard
-    from . import expr
-except ImportError:  # shipped to a worker as plain files
-    import trainyard_expr as expr  # type: ignore[no-redef]
+from . import expr
+from .task_api import ENV_RUN_DIR, TASK_FILE, current_task
 
 JOB_KEY = "trainyard.job"
 NEEDS_KEY = "trainyard.needs"
 ENV_NAME = re.compile(r"[^A-Z0-9]")
 GRACE_S = 5.0
 LATEST = "latest"  # DataTorch's tag for an action's default branch
-STANDIN_DIR = "trainyard_datatorch"  # beside this file when shipped: holds datatorch.py
+DATATORCH_PATH = Path(__file__).resolve().parent / "datatorch_path"  # holds the stand-in datatorch.py
 
 
 class StepFailed(Exception):
@@ -355,7 +354,7 @@ class JobRunner:
         declared = definition.get("outputs") or {}
         datatorch = action["file"].startswith("action-datatorch")
         if datatorch:
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self._standin()), env.get("PYTHONPATH")) if p)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(DATATORCH_PATH), env.get("PYTHONPATH")) if p)
         # DataTorch actions print "::name::<json>" lines, declared or not (DataTorch reads them all)
         outputs = {**self._exec(argv, env, timeout, datatorch), **read_outputs(out_file)}
         for name, spec in declared.items():
@@ -378,17 +377,6 @@ class JobRunner:
         identity = [action.get("url") or action["key"], action.get("sha") or action["key"], inputs]
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
         return self.cache_root / "results" / f"{digest}.json"
-
-    def _standin(self) -> Path:
-        """The folder holding the stand-in ``datatorch`` module (shipped beside this file)."""
-        here = Path(__file__).resolve().parent
-        shipped = here / STANDIN_DIR
-        if (shipped / "datatorch.py").is_file():
-            return shipped
-        target = self.run_dir / STANDIN_DIR
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(here / "datatorch_standin.py", target / "datatorch.py")
-        return target
 
     def _shell(self, text: str, context: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
         command, found = expr.shell_safe(text)
@@ -480,13 +468,12 @@ class JobRunner:
     def _report(self, outputs: dict[str, Any]) -> None:
         """Job outputs become the task's outputs (the run folder's events.jsonl)."""
         say(f"job {self.spec['job']} outputs: {json.dumps(outputs)}")
-        events = self.run_dir / "events.jsonl"
-        fd = os.open(str(events), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            for name, value in outputs.items():
-                os.write(fd, (json.dumps({"kind": "output", "name": name, "value": value}) + "\n").encode())
-        finally:
-            os.close(fd)
+        task = current_task()
+        for name, value in outputs.items():
+            try:
+                task.set_output(name, value)
+            except (TypeError, ValueError) as exc:  # the worker would refuse the line: say why here
+                say(f"output {name!r} not stored: {exc}")
 
 
 _PRINTED = re.compile(r"::([A-Za-z_][A-Za-z0-9_-]*)::(.*)")
@@ -532,11 +519,10 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def main() -> int:
-    run_dir = Path(os.environ.get("TRAINYARD_RUN_DIR") or ".").absolute()
-    task = json.loads((run_dir / "task.json").read_text())
-    configuration = task.get("configuration") or {}
+    run_dir = Path(os.environ.get(ENV_RUN_DIR) or ".").absolute()
+    configuration = current_task().get_configuration()
     if JOB_KEY not in configuration:
-        say(f"task.json has no {JOB_KEY!r} configuration: not a pipeline-file job")
+        say(f"{TASK_FILE} has no {JOB_KEY!r} configuration: not a pipeline-file job")
         return 2
     runner = JobRunner(configuration[JOB_KEY], configuration.get(NEEDS_KEY) or {}, run_dir)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -1,11 +1,11 @@
 """A stand-in for DataTorch's ``datatorch`` client inside actions (standard library only, Python 3.8+).
 
-The job runner puts this file on a DataTorch action's path as ``datatorch`` (before anything
-installed), so actions written for DataTorch read their inputs and write their outputs without
-DataTorch's client: ``get_inputs()``, ``get_input(key)``, ``set_output(name, value)``,
-``agent.directories()``, ``utils.files.mkdir_exists``, ``BASE_URL``. Everything else (``ApiClient``
-and the ``datatorch.api`` entities) needs DataTorch's web service: using it ends the action with
-one line naming the call.
+The job runner puts this folder first on a DataTorch action's path (before anything installed),
+so actions written for DataTorch read their inputs and write their outputs without DataTorch's
+client: ``get_inputs()``, ``get_input(key)``, ``set_output(name, value)``, ``agent.directories()``,
+``utils.files.mkdir_exists``, ``BASE_URL``. Everything else (``ApiClient`` and the
+``datatorch.api`` entities) needs DataTorch's web service: using it ends the action with one line
+naming the call.
 """
 
 import importlib.abc
