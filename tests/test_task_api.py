@@ -641,6 +641,26 @@ def test_artifacts_folder_replaced_by_a_symlink_is_refused(tmp_path):
         open_artifact(run, "artifacts/x/f")
 
 
+def test_the_runtime_on_a_task_path_needs_only_the_stdlib(tmp_path):
+    """worker/tasklib.py links the runtime (and, for environments without trainyard, the stand-in
+    package) into the run folder: nothing is copied, and a bare interpreter runs the API and the runners."""
+    from trainyard.worker import tasklib
+
+    run = create_run_folder(tmp_path / "run", TASK)
+    lib = tasklib.link(run, standalone=True)
+    assert (lib / tasklib.RUNTIME_NAME).resolve() == TASK_API_FILE.parent
+    assert not any(p.is_file() and not p.is_symlink() for p in lib.rglob("*") if lib in p.parents)
+    env = {**_env(run), "PYTHONPATH": str(lib)}
+    script = (
+        "import sys\nfrom trainyard import current_task\nimport trainyard_runtime.jobrun, trainyard_runtime.funcstep\n"
+        "current_task().set_output('ok', 1)\n"
+        "foreign = {n.split('.')[0] for n in sys.modules} - set(sys.stdlib_module_names) - {'__main__'}\n"
+        "assert foreign == {'trainyard', 'trainyard_runtime'}, foreign\n"
+    )
+    _run_child([sys.executable, "-S", "-c", script], env, tmp_path)
+    assert EventReader(run).poll_with_errors(final=True) == ([{"kind": "output", "name": "ok", "value": 1}], [])
+
+
 def test_connect_updates_the_given_dict_and_namespace_in_place(monkeypatch, tmp_path):
     """Code written the ClearML way calls ``task.connect(params)`` without using the result: the
     dict (or argparse namespace) it passed must carry the task's values afterwards (issue 14, 2h)."""

@@ -1,21 +1,18 @@
 """Turning a checked pipeline file into a run of the pipeline engine: one job = one task.
 
-Each job becomes a step of the engine whose task runs the job runner (``jobrun.py`` and ``expr.py``,
-shipped as the task's source), so a job runs the same way in every execution mode. ``needs`` are
-the step's parents; the outputs of needed jobs reach the job as engine references
+Each job becomes a step of the engine whose task runs the job runner of the in-task runtime
+(``trainyard.runtime.jobrun``, on every task's path), so a job runs the same way in every execution
+mode. ``needs`` are the step's parents; the outputs of needed jobs reach the job as engine references
 (``${train.outputs.acc}``), resolved with their types when the job is launched.
 """
 
 from __future__ import annotations
 
-import base64
-from pathlib import Path
 from typing import Any
 
 from redis import Redis
 
 from ...queues.errors import InvalidInput
-from ...runtime import jobrun
 from ...runtime.jobrun import JOB_KEY, NEEDS_KEY, cast_input, duration_s
 from ..model import StepSpec
 from ..pipeline import Pipeline
@@ -24,26 +21,7 @@ from .check import order, param_type
 from .schema import Param, PipelineFile
 
 CONDITION_CALLBACK = "trainyard.controller.files.conditions:job_condition"
-ENTRY = "trainyard_job.py"
-_BOOT = '''"""A trainyard pipeline-file job: unpacks the job runner beside this file and runs it."""
-import base64, os, sys
-_HERE = os.path.dirname(os.path.abspath(__file__))
-for _name, _data in {files!r}.items():
-    with open(os.path.join(_HERE, _name), "wb") as _out:
-        _out.write(base64.b64decode(_data))
-sys.path.insert(0, _HERE)
-import trainyard_jobrun
-sys.exit(trainyard_jobrun.main())
-'''
-
-
-def runner_source() -> str:
-    here = Path(jobrun.__file__).parent
-    files = {
-        "trainyard_expr.py": base64.b64encode((here / "expr.py").read_bytes()).decode(),
-        "trainyard_jobrun.py": base64.b64encode((here / "jobrun.py").read_bytes()).decode(),
-    }
-    return _BOOT.format(files=files)
+RUNNER = ["python", "-m", "trainyard_runtime.jobrun"]  # the in-task runtime is on every task's path
 
 
 def typed_values(declared: dict[str, Param], given: dict[str, Any], what: str) -> dict[str, Any]:
@@ -93,13 +71,12 @@ def build(
         connection=connection,
     )
     pipe.parameters = dict(values)
-    source = runner_source()
     for job_id in order(pf):
-        pipe._add(_job_step(pf, job_id, context, source))
+        pipe._add(_job_step(pf, job_id, context))
     return pipe
 
 
-def _job_step(pf: PipelineFile, job_id: str, context: dict, source: str) -> StepSpec:
+def _job_step(pf: PipelineFile, job_id: str, context: dict) -> StepSpec:
     job = pf.jobs[job_id]
     actions = pf.resolved_actions
     steps, used = [], {}
@@ -136,7 +113,7 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict, source: str) -> Step
         "type": "custom",
         "tags": ["pipeline-file"],
         "comment": job.name,
-        "script": {"source": source, "entry_point": ENTRY, "python": job.python},
+        "script": {"command": RUNNER, "python": job.python},
         "container": {"image": job.image},
         "execution": {"gpus": {"count": job.gpus}},
         "configuration": {JOB_KEY: spec},

@@ -1,7 +1,8 @@
 """The job runner: runs one job's steps in order, in one working folder (standard library only).
 
-A job of a pipeline file becomes one task. That task runs this file (shipped as its source, with
-``expr.py``), which reads the job from ``task.json`` in the run folder, runs each step, and reports
+A job of a pipeline file becomes one task. That task runs this module (``python -m
+trainyard_runtime.jobrun``, the in-task runtime being on every task's path), which reads the job
+from the task's configuration (``task.json`` in the run folder, through ``task_api``), runs each step, and reports
 the job's outputs as the task's outputs. The first failing step stops the job (exit code 1).
 
 * ``run`` steps: ``bash -e -o pipefail -c TEXT`` (``sh -e -c`` without bash). TEXT is the command as
@@ -32,10 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-try:  # inside trainyard
-    from . import expr
-except ImportError:  # shipped to a worker as plain files
-    import trainyard_expr as expr  # type: ignore[no-redef]
+from . import expr
+from .task_api import ENV_RUN_DIR, TASK_FILE, current_task
 
 JOB_KEY = "trainyard.job"
 NEEDS_KEY = "trainyard.needs"
@@ -424,13 +423,12 @@ class JobRunner:
     def _report(self, outputs: dict[str, Any]) -> None:
         """Job outputs become the task's outputs (the run folder's events.jsonl)."""
         say(f"job {self.spec['job']} outputs: {json.dumps(outputs)}")
-        events = self.run_dir / "events.jsonl"
-        fd = os.open(str(events), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            for name, value in outputs.items():
-                os.write(fd, (json.dumps({"kind": "output", "name": name, "value": value}) + "\n").encode())
-        finally:
-            os.close(fd)
+        task = current_task()
+        for name, value in outputs.items():
+            try:
+                task.set_output(name, value)
+            except (TypeError, ValueError) as exc:  # the worker would refuse the line: say why here
+                say(f"output {name!r} not stored: {exc}")
 
 
 _PRINTED = re.compile(r"::([A-Za-z_][A-Za-z0-9_-]*)::(.*)")
@@ -468,11 +466,10 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def main() -> int:
-    run_dir = Path(os.environ.get("TRAINYARD_RUN_DIR") or ".").absolute()
-    task = json.loads((run_dir / "task.json").read_text())
-    configuration = task.get("configuration") or {}
+    run_dir = Path(os.environ.get(ENV_RUN_DIR) or ".").absolute()
+    configuration = current_task().get_configuration()
     if JOB_KEY not in configuration:
-        say(f"task.json has no {JOB_KEY!r} configuration: not a pipeline-file job")
+        say(f"{TASK_FILE} has no {JOB_KEY!r} configuration: not a pipeline-file job")
         return 2
     runner = JobRunner(configuration[JOB_KEY], configuration.get(NEEDS_KEY) or {}, run_dir)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
