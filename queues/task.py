@@ -245,6 +245,15 @@ class Task:
     def get_parameter(self, key: str, default: Any = None) -> Any:
         return self._record.parameters.get(normalize_key(key), default)
 
+    def get_log(self, tail: int | None = None, streams: Iterable[str] = ("out", "err", "sys")) -> list[str]:
+        """The task's log lines kept in Redis (the last ``tail`` when given), oldest first;
+        ``streams`` picks stdout (``out``), stderr (``err``) and trainyard's own lines (``sys``)."""
+        from . import logs
+
+        wanted = set(streams)
+        lines = logs.tail(self.connection, self.id, tail) if tail else logs.read(self.connection, self.id)
+        return [line.text for line in lines if line.stream in wanted]
+
     # -- edits (drafts only) ---------------------------------------------------------------
     def _edit(self, mutate, what: str = "edit") -> Task:
         def guarded(record: TaskRecord) -> None:
