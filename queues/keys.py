@@ -158,3 +158,27 @@ def alert_rate(rule_id: str, window: int) -> str:
 def alert_held(rule_id: str) -> str:
     """List of a rule's alerts over its rate, waiting for the digest."""
     return f"{PREFIX}alert:held:{rule_id}"
+
+
+# -- hyper-parameter optimisation studies (controller/hpo, queues/studies.py)
+STUDIES = PREFIX + "idx:studies"  # zset of study ids (= their controller task ids) by creation time
+
+
+def study(study_id: str) -> str:
+    """A study's definition and state (JSON): space, objective, strategy, limits, status."""
+    return f"{PREFIX}study:{study_id}"
+
+
+def study_trials(study_id: str) -> str:
+    """Hash: trial number -> JSON {task, state, params, value, ...} (the controller's book of trials)."""
+    return f"{PREFIX}study:{study_id}:trials"
+
+
+def study_journal(study_id: str) -> str:
+    """List: the Optuna study as its journal of operations, one JSON entry each (never pickle)."""
+    return f"{PREFIX}study:{study_id}:journal"
+
+
+def study_stop(study_id: str) -> str:
+    """Set when someone asked the study to stop."""
+    return f"{PREFIX}study:{study_id}:stop"
