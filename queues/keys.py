@@ -126,3 +126,27 @@ TRIGGER_LAST = PREFIX + "trigger:last"  # hash: trigger id -> its last firing (J
 def trigger_claim(trigger_id: str, occurrence: str) -> str:
     """SET NX by the trigger service that fires this (trigger, tick or event): nothing fires twice."""
     return f"{PREFIX}trigger:claim:{trigger_id}:{occurrence}"
+
+
+# -- hyper-parameter optimisation studies (controller/hpo, queues/studies.py)
+STUDIES = PREFIX + "idx:studies"  # zset of study ids (= their controller task ids) by creation time
+
+
+def study(study_id: str) -> str:
+    """A study's definition and state (JSON): space, objective, strategy, limits, status."""
+    return f"{PREFIX}study:{study_id}"
+
+
+def study_trials(study_id: str) -> str:
+    """Hash: trial number -> JSON {task, state, params, value, ...} (the controller's book of trials)."""
+    return f"{PREFIX}study:{study_id}:trials"
+
+
+def study_journal(study_id: str) -> str:
+    """List: the Optuna study as its journal of operations, one JSON entry each (never pickle)."""
+    return f"{PREFIX}study:{study_id}:journal"
+
+
+def study_stop(study_id: str) -> str:
+    """Set when someone asked the study to stop."""
+    return f"{PREFIX}study:{study_id}:stop"
