@@ -342,14 +342,14 @@ class Worker:
                     self._on_event(ev.Event.from_fields(entry_id, fields))
 
     def _on_event(self, event: ev.Event) -> None:
-        if event.status == "queued" and event.queue in self.cfg.queues:
-            self.wake.set()
-        elif event.previous == "running" and not (self.draining or self.stopping):
-            self.wake.set()  # a task ended somewhere: GPUs or a queue's concurrency slot may be free now
-        elif event.kind == "abort_requested":
+        if event.kind == "abort_requested":  # first: it carries previous == "running" too
             run = self.running.get(event.task_id)
             if run is not None:
                 run.request_abort()
+        elif event.status == "queued" and event.queue in self.cfg.queues:
+            self.wake.set()
+        elif event.previous == "running" and not (self.draining or self.stopping):
+            self.wake.set()  # a task ended somewhere: GPUs or a queue's concurrency slot may be free now
         elif event.kind == "worker_command" and event.queue == self.name:
             self._command(event.status)
 
