@@ -64,6 +64,7 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
 def _announce(conn: Redis, name: str) -> None:
     with conn.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.WORKERS, name)
+        pipe.srem(keys.DRAINING, name)  # a new worker under an old name is not draining
         pipe.xadd(
             keys.EVENTS,
             {"task": "", "kind": "worker_up", "status": "up", "prev": "", "project": "", "queue": name},
@@ -130,6 +131,7 @@ def unregister(conn: Redis, name: str) -> None:
     with conn.pipeline(transaction=True) as pipe:
         pipe.delete(keys.worker(name))
         pipe.srem(keys.WORKERS, name)
+        pipe.srem(keys.DRAINING, name)
         pipe.execute()
 
 
@@ -147,11 +149,15 @@ def list_workers(conn: Redis) -> list[WorkerInfo]:
     gone = [n for n, r in zip(names, raws) if r is None]
     if gone:
         conn.srem(keys.WORKERS, *gone)
+        conn.srem(keys.DRAINING, *gone)
     return [WorkerInfo.model_validate_json(r) for r in raws if r is not None]
 
 
 def send_command(conn: Redis, name: str, command: str) -> WorkerInfo:
-    """Ask a live worker to ``drain`` (finish current work, exit) or ``stop`` (abort and requeue)."""
+    """Ask a live worker to ``drain`` (finish current work, exit) or ``stop`` (abort and requeue).
+
+    Both mark it draining in Redis in the same transaction as the command: from that moment its
+    claim script refuses new work, whether or not the worker has seen the command yet."""
     if command not in ("drain", "stop"):
         raise InvalidInput(f"unknown worker command {command!r} (drain or stop)")
     key = keys.worker(name)
@@ -161,11 +167,19 @@ def send_command(conn: Redis, name: str, command: str) -> WorkerInfo:
     info = WorkerInfo.model_validate_json(raw)
     info.command = command
     ttl = conn.pttl(key)
-    conn.set(key, info.model_dump_json(), px=ttl if ttl and ttl > 0 else int(WORKER_TTL_S * 1000))
-    conn.xadd(
-        keys.EVENTS,
-        {"task": "", "kind": "worker_command", "status": command, "prev": "", "project": "", "queue": name},
-        maxlen=100_000,
-        approximate=True,
-    )
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.sadd(keys.DRAINING, name)
+        pipe.set(key, info.model_dump_json(), px=ttl if ttl and ttl > 0 else int(WORKER_TTL_S * 1000))
+        pipe.xadd(
+            keys.EVENTS,
+            {"task": "", "kind": "worker_command", "status": command, "prev": "", "project": "", "queue": name},
+            maxlen=100_000,
+            approximate=True,
+        )
+        pipe.execute()
     return info
+
+
+def is_draining(conn: Redis, name: str) -> bool:
+    """Has the worker been marked draining (its claims refuse new work)?"""
+    return bool(conn.sismember(keys.DRAINING, name))

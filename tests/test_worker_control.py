@@ -81,6 +81,24 @@ def test_abort_kills_the_task_and_its_grandchild(conn, tmp_path):
     assert done.data.runtime.attempts[-1].outcome == "aborted"
 
 
+def test_abort_reaches_the_worker_by_its_event_not_the_heartbeat_backstop(conn, tmp_path):
+    """The abort_requested event (previous status: running) used to be taken for "a task ended" and
+    dropped; the abort then waited for the heartbeat's flag check. Here the heartbeat never comes back."""
+    Queue.create("cpu")
+    task = Task.create("sleeper", command=["python", "-c", "print('up', flush=True); import time; time.sleep(600)"])
+    task.enqueue("cpu")
+    slow_heartbeat = {
+        "TRAINYARD_HEARTBEAT_S": "3600",
+        "TRAINYARD_WORKER_TTL_S": "7200",
+        "TRAINYARD_DEAD_AFTER_S": "7200",
+    }
+    with WorkerProcess("-q", "cpu", "--cpu-only", "--grace", "2", env=slow_heartbeat):
+        wait_for_log(conn, task.id, "up")
+        Task.get(task.id).abort()
+        done = wait_status(task, timeout=15)  # under the test's reaper bound (20 s); the backstop is an hour away
+        assert done.status == TaskStatus.ABORTED
+
+
 def test_sigterm_drains_then_a_second_sigterm_requeues_at_front(conn, tmp_path):
     Queue.create("cpu")
     go = tmp_path / "go"

@@ -25,7 +25,7 @@ import redis
 from ..queues import events as ev
 from ..queues import keys, reaper, workers
 from ..queues.broker import Broker
-from ..queues.dispatch import Dispatcher
+from ..queues.dispatch import DRAINING, Dispatcher
 from ..queues.errors import InvalidInput
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
@@ -250,6 +250,12 @@ class Worker:
             ):
                 return _RETRY  # another worker on this host took one of those GPUs
             claimed = self.dispatcher.claim_head(choice.queue, choice.task_id, choice.limit)
+            if claimed == DRAINING:  # marked draining in Redis (autoscaler, `worker drain`): take nothing more
+                self.holds.release(choice.task_id, gpus)
+                if not self.draining:
+                    log.info("marked draining: finishing current work, then exiting")
+                    self.drain()
+                return None
             record = self.dispatcher.start(claimed, [str(g) for g in gpus]) if claimed else None
             if record is None:
                 self.holds.release(choice.task_id, gpus)
@@ -342,13 +348,13 @@ class Worker:
                     self._on_event(ev.Event.from_fields(entry_id, fields))
 
     def _on_event(self, event: ev.Event) -> None:
-        if event.kind == "abort_requested":  # first: it carries previous == "running" too
+        if event.kind == "abort_requested":  # first: its previous status is "running" too
             run = self.running.get(event.task_id)
             if run is not None:
                 run.request_abort()
         elif event.status == "queued" and event.queue in self.cfg.queues:
             self.wake.set()
-        elif event.previous == "running" and not (self.draining or self.stopping):
+        elif event.previous == "running" and event.status != "running" and not (self.draining or self.stopping):
             self.wake.set()  # a task ended somewhere: GPUs or a queue's concurrency slot may be free now
         elif event.kind == "worker_command" and event.queue == self.name:
             self._command(event.status)
