@@ -15,82 +15,10 @@ from dataclasses import dataclass
 from redis import Redis
 
 from . import keys
+from .backend import scripts
 from .errors import InvalidInput, QueueNotEmpty, QueueNotFound
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-PRIO_FN = """
-local function prio(x)
-  local v = redis.call('HGET', KEYS[2], x)
-  if v then return tonumber(v) end
-  return 0
-end
-local function setprio(x, p)
-  if p ~= 0 then redis.call('HSET', KEYS[2], x, p) else redis.call('HDEL', KEYS[2], x) end
-end
-"""
-
-# A Lua function ``insert(id, priority, front)`` on KEYS: list, priorities, rq:queues (PRIO_FN
-# first). Returns the 0-based position the task landed at. Also used by the bulk create script.
-INSERT_FN = """
-local function insert(id, p, front)
-  redis.call('SADD', KEYS[3], KEYS[1])
-  local n = redis.call('LLEN', KEYS[1])
-  if n == 0 then setprio(id, p); redis.call('RPUSH', KEYS[1], id); return 0 end
-  if front then
-    local hp = prio(redis.call('LINDEX', KEYS[1], 0))
-    if hp > p then p = hp end
-    setprio(id, p); redis.call('LPUSH', KEYS[1], id); return 0
-  end
-  setprio(id, p)
-  if prio(redis.call('LINDEX', KEYS[1], -1)) >= p then redis.call('RPUSH', KEYS[1], id); return n end
-  if prio(redis.call('LINDEX', KEYS[1], 0)) < p then redis.call('LPUSH', KEYS[1], id); return 0 end
-  local start = 0
-  while start < n do
-    local items = redis.call('LRANGE', KEYS[1], start, start + 499)
-    for i, x in ipairs(items) do
-      if prio(x) < p then redis.call('LINSERT', KEYS[1], 'BEFORE', x, id); return start + i - 1 end
-    end
-    start = start + 500
-  end
-  redis.call('RPUSH', KEYS[1], id)
-  return n
-end
-"""
-
-# KEYS: list, priorities, rq:queues   ARGV: task id, priority, front (0/1)
-# Returns the 0-based position the task landed at.
-INSERT_LUA = PRIO_FN + INSERT_FN + "return insert(ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')\n"
-
-# KEYS: list, priorities   ARGV: task id, where ('top'|'bottom'|'index'), index
-# Returns the new 0-based position, or -1 when the task is not in this queue.
-MOVE_LUA = (
-    PRIO_FN
-    + """
-local id, where, idx = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if redis.call('LREM', KEYS[1], 1, id) == 0 then return -1 end
-local own = prio(id)
-local n = redis.call('LLEN', KEYS[1])
-if n == 0 then redis.call('RPUSH', KEYS[1], id); return 0 end
-if where == 'top' or (where == 'index' and idx <= 0) then
-  local hp = prio(redis.call('LINDEX', KEYS[1], 0))
-  if hp > own then own = hp end
-  setprio(id, own); redis.call('LPUSH', KEYS[1], id); return 0
-end
-if where == 'bottom' or idx >= n then
-  local tp = prio(redis.call('LINDEX', KEYS[1], -1))
-  if tp < own then own = tp end
-  setprio(id, own); redis.call('RPUSH', KEYS[1], id); return n
-end
-local pivot = redis.call('LINDEX', KEYS[1], idx)
-local lo, hi = prio(pivot), prio(redis.call('LINDEX', KEYS[1], idx - 1))
-if own < lo then own = lo end
-if own > hi then own = hi end
-setprio(id, own)
-redis.call('LINSERT', KEYS[1], 'BEFORE', pivot, id)
-return idx
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -124,8 +52,6 @@ class Broker:
 
     def __init__(self, connection: Redis):
         self.conn = connection
-        self._insert = connection.register_script(INSERT_LUA)
-        self._move = connection.register_script(MOVE_LUA)
 
     # -- registry ------------------------------------------------------------------------
     def create(self, name: str, description: str = "", exist_ok: bool = False, max_running: int = 0) -> QueueInfo:
@@ -233,9 +159,12 @@ class Broker:
 
     # -- list operations (called inside task transactions) --------------------------------
     def push(self, pipe, name: str, task_id: str, priority: int, front: bool) -> None:
-        self._insert(
-            keys=[keys.rq_queue(name), keys.priorities(name), keys.RQ_QUEUES],
-            args=[task_id, int(priority), "1" if front else "0"],
+        scripts.run(
+            self.conn,
+            "queue",
+            "push",
+            [keys.rq_queue(name), keys.priorities(name), keys.RQ_QUEUES],
+            [task_id, int(priority), "1" if front else "0"],
             client=pipe,
         )
 
@@ -249,7 +178,9 @@ class Broker:
             raise InvalidInput(f"unknown move target {where!r} (top, bottom or index)")
         if where == "index" and index < 0:
             raise InvalidInput(f"position must be 0 or more, got {index}")
-        pos = self._move(keys=[keys.rq_queue(name), keys.priorities(name)], args=[task_id, where, index])
+        pos = scripts.run(
+            self.conn, "queue", "move", [keys.rq_queue(name), keys.priorities(name)], [task_id, where, index]
+        )
         if pos < 0:
             raise InvalidInput(f"task {task_id} is not waiting in queue {name!r}")
         return int(pos)

@@ -21,70 +21,8 @@ from dataclasses import dataclass
 from redis import Redis
 
 from . import events, keys, rqjob
-from .broker import INSERT_FN, PRIO_FN
+from .backend import scripts
 from .record import TaskRecord
-
-# Per task, after the header: id, record JSON, score, status, project, queue, name-hint field,
-# name members (forward, reversed), job payload, job description, k, then k more index keys.
-_FIXED = 12
-
-CREATE_LUA = (
-    PRIO_FN
-    + INSERT_FN
-    + """
-local task_prefix, job_prefix, names, name_lex, name_rev = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local stream, maxlen, priority, ntasks = ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
-local i = 10
-local common = {}
-for j = 1, tonumber(ARGV[i]) do common[j] = ARGV[i + j] end
-i = i + #common + 1
-local job = {}
-for j = 1, tonumber(ARGV[i]) do job[j] = ARGV[i + j] end
-i = i + #job + 1
-local first = i
-for t = 1, ntasks do
-  if redis.call('EXISTS', task_prefix .. ARGV[i]) == 1 then return t end
-  i = i + FIXED + tonumber(ARGV[i + FIXED - 1])
-end
--- many members per ZADD / HSET (in chunks: Lua's unpack has a stack limit)
-local pending = {}
-local function add(cmd, key, a, b)
-  local list = pending[key]
-  if list == nil then list = {cmd = cmd}; pending[key] = list end
-  list[#list + 1] = a
-  if b ~= nil then list[#list + 1] = b end
-  if #list >= 1000 then redis.call(cmd, key, unpack(list)); pending[key] = nil end
-end
-local at_tail = false
-i = first
-for t = 1, ntasks do
-  local id, score = ARGV[i], ARGV[i + 2]
-  redis.call('SET', task_prefix .. id, ARGV[i + 1])
-  for j = 1, #common do add('ZADD', common[j], score, id) end
-  local k = tonumber(ARGV[i + FIXED - 1])
-  for j = 1, k do add('ZADD', ARGV[i + FIXED - 1 + j], score, id) end
-  add('HSET', names, ARGV[i + 6], id)
-  add('ZADD', name_lex, 0, ARGV[i + 7])
-  add('ZADD', name_rev, 0, ARGV[i + 8])
-  if #KEYS > 0 then
-    local jk = job_prefix .. id
-    redis.call('DEL', jk)
-    redis.call('HSET', jk, 'data', ARGV[i + 9], 'description', ARGV[i + 10], unpack(job))
-    if at_tail then  -- the previous one (same priority) went last: so does this one (first in, first out)
-      if priority ~= 0 then redis.call('HSET', KEYS[2], id, priority) end
-      redis.call('RPUSH', KEYS[1], id)
-    else
-      at_tail = insert(id, priority, false) == redis.call('LLEN', KEYS[1]) - 1
-    end
-  end
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'task', id, 'kind', 'created',
-             'status', ARGV[i + 3], 'prev', '', 'project', ARGV[i + 4], 'queue', ARGV[i + 5])
-  i = i + FIXED + k
-end
-for key, list in pairs(pending) do redis.call(list.cmd, key, unpack(list)) end
-return 0
-""".replace("FIXED", str(_FIXED))
-)
 
 
 @dataclass(frozen=True)
@@ -146,8 +84,7 @@ def create(conn: Redis, records: Sequence[TaskRecord], index_keys, born: Born | 
             len(extra),
             *extra,
         ]
-    script = conn.register_script(CREATE_LUA)
-    return int(script(keys=queue_keys, args=args)) == 0
+    return int(scripts.run(conn, "queue", "create", queue_keys, args)) == 0
 
 
 @contextlib.contextmanager

@@ -16,26 +16,11 @@ from dataclasses import dataclass
 from redis import Redis
 
 from . import events, keys, rqjob
+from .backend import scripts
 from .broker import Broker
 from .errors import IllegalTransition, TaskNotFound
 from .record import Attempt, TaskRecord, TaskStatus
 from .store import TaskStore
-
-# KEYS: list, priorities, claims, inflight, draining   ARGV: worker, host, ts, queue, expected head id, limit
-# Pops the head only if it is still ``expected`` and the queue is under its concurrency limit;
-# a worker marked draining gets -1 and nothing (the autoscaler's scale-down cannot race a claim).
-CLAIM_HEAD_LUA = """
-if redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 1 then return -1 end
-if tonumber(ARGV[6]) > 0 and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then return false end
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[5] then return false end
-local id = redis.call('LPOP', KEYS[1])
-redis.call('HDEL', KEYS[2], id)
-local claim = cjson.encode({worker = ARGV[1], host = ARGV[2], ts = tonumber(ARGV[3]), queue = ARGV[4]})
-redis.call('HSET', KEYS[3], id, claim)
-redis.call('ZADD', KEYS[4], ARGV[3], id)
-return id
-"""
-
 
 Edit = Callable[[TaskRecord], None]
 
@@ -58,15 +43,17 @@ class Dispatcher:
         self.host = host
         self.store = TaskStore(connection)
         self.broker = Broker(connection)
-        self._claim_head = connection.register_script(CLAIM_HEAD_LUA)
 
     def claim_head(self, queue: str, task_id: str, limit: int = 0) -> Claimed | str | None:
         """Take ``task_id`` if it is still the head of ``queue`` and the queue is under ``limit``
         running tasks (0: no limit); None when something else happened first, ``DRAINING`` when
         this worker was marked draining (it must take no more work)."""
-        got = self._claim_head(
-            keys=[keys.rq_queue(queue), keys.priorities(queue), keys.CLAIMS, keys.inflight(queue), keys.DRAINING],
-            args=[self.worker, self.host, time.time(), queue, task_id, int(limit)],
+        got = scripts.run(
+            self.conn,
+            "queue",
+            "claim",
+            [keys.rq_queue(queue), keys.priorities(queue), keys.CLAIMS, keys.inflight(queue), keys.DRAINING],
+            [self.worker, self.host, time.time(), queue, task_id, int(limit)],
         )
         if got == -1:
             return DRAINING

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 from redis import Redis
 
 from . import keys
+from .backend import scripts
 from .errors import InvalidInput
 
 
@@ -47,7 +49,7 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
     key = keys.worker(info.name)
     payload = info.model_dump_json()
     if conn.set(key, payload, nx=True, px=int(WORKER_TTL_S * 1000)):
-        _announce(conn, info.name)
+        _announce(conn, info)
         return
     raw = conn.get(key)
     if raw is not None:
@@ -58,12 +60,15 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
                 f"(last heartbeat {time.time() - holder.heartbeat:.0f}s ago); pick another --name"
             )
     conn.set(key, payload, px=int(WORKER_TTL_S * 1000))
-    _announce(conn, info.name)
+    _announce(conn, info)
 
 
-def _announce(conn: Redis, name: str) -> None:
+def _announce(conn: Redis, info: WorkerInfo) -> None:
+    name = info.name
     with conn.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.WORKERS, name)
+        fleet = {"host": info.host, "started": info.started, "queues": info.queues}
+        pipe.hset(keys.FLEET, name, json.dumps(fleet))
         pipe.srem(keys.DRAINING, name)  # a new worker under an old name is not draining
         pipe.xadd(
             keys.EVENTS,
@@ -87,25 +92,6 @@ def publish_state(conn: Redis, info: WorkerInfo) -> None:
         pipe.execute()
 
 
-# KEYS: claims   ARGV: worker, now, then task id / pgid pairs (pgid "" when unknown).
-# Refreshes only claims that still exist and are this worker's: a task that ended meanwhile (its
-# claim deleted by the finish) must not get its claim back.
-REFRESH_CLAIMS_LUA = """
-for i = 3, #ARGV, 2 do
-  local raw = redis.call('HGET', KEYS[1], ARGV[i])
-  if raw then
-    local claim = cjson.decode(raw)
-    if claim['worker'] == ARGV[1] then
-      claim['ts'] = tonumber(ARGV[2])
-      if ARGV[i + 1] ~= '' then claim['pgid'] = tonumber(ARGV[i + 1]) end
-      redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(claim))
-    end
-  end
-end
-return 0
-"""
-
-
 def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> str | None:
     """Refresh the entry and the worker's claims (with each task's process group, so a reaper on
     this host can end what a dead worker left); returns a pending command (drain/stop), if any."""
@@ -122,7 +108,7 @@ def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> 
         pipe.set(key, info.model_dump_json(), px=int(WORKER_TTL_S * 1000))
         pipe.sadd(keys.WORKERS, info.name)
         if pairs:
-            pipe.eval(REFRESH_CLAIMS_LUA, 1, keys.CLAIMS, info.name, repr(now), *pairs)
+            scripts.run(conn, "claims", "refresh", [keys.CLAIMS], [info.name, repr(now), *pairs], client=pipe)
         pipe.execute()
     return info.command
 
@@ -132,7 +118,37 @@ def unregister(conn: Redis, name: str) -> None:
         pipe.delete(keys.worker(name))
         pipe.srem(keys.WORKERS, name)
         pipe.srem(keys.DRAINING, name)
+        pipe.hdel(keys.FLEET, name)  # a clean exit: not lost
+        pipe.xadd(
+            keys.EVENTS,
+            {"task": "", "kind": "worker_down", "status": "down", "prev": "", "project": "", "queue": name},
+            maxlen=100_000,
+            approximate=True,
+        )
         pipe.execute()
+
+
+def lost(conn: Redis) -> dict[str, str]:
+    """Workers whose entry expired without a clean exit: name -> their fleet entry (JSON:
+    host, started, queues)."""
+    fleet = {k.decode(): v.decode() for k, v in conn.hgetall(keys.FLEET).items()}
+    if not fleet:
+        return {}
+    names = list(fleet)
+    alive = conn.mget([keys.worker(n) for n in names])
+    return {n: fleet[n] for n, raw in zip(names, alive) if raw is None}
+
+
+def forget(conn: Redis, name: str, seen: str) -> None:
+    """Drop a lost worker from the fleet, unless a new worker took the name meanwhile."""
+
+    def drop(pipe) -> None:
+        current = pipe.hget(keys.FLEET, name)
+        pipe.multi()
+        if current is not None and current.decode() == seen:
+            pipe.hdel(keys.FLEET, name)
+
+    conn.transaction(drop, keys.FLEET)
 
 
 def get(conn: Redis, name: str) -> WorkerInfo | None:

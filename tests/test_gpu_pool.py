@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from workerproc import FAST, WorkerProcess, wait_status, wait_worker_registered
@@ -187,3 +188,38 @@ def test_gpu_share_packs_small_tasks_while_memory_fits(gpus, conn):
     assert a.started < b.ended and b.started < a.ended  # the two small ones shared the GPU
     assert big.started >= min(a.ended, b.ended)  # 4 + 4 + 10 GB does not fit in 16 GB
     assert a.runtime.gpus == b.runtime.gpus == big.runtime.gpus == ["0"]
+
+
+def test_gpu_share_keeps_declared_memory_when_heartbeats_refresh_holds(gpus, conn, tmp_path):
+    """Heartbeats used to rewrite a running task's hold with 0 MB, so after the first one a task that
+    does not fit beside it (4 + 14 GB on 16 GB) was started all the same."""
+    env = gpus([{"name": "shared", "memory_total_mb": 16384}])
+    Queue.create("q")
+    Queue.create("later")
+    go = tmp_path / "go"
+    waits = f"import os, time\nprint('up', flush=True)\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)"
+    small = Task.create("small", command=["python", "-c", waits], gpus=1, gpu_memory_mb=4000).enqueue("q")
+    with WorkerProcess("--gpus", "0", "-q", "q", "-q", "later", "--gpu-share", "2", env=env):
+        first = _hold_value(conn, small.id, lambda value: True)
+        refreshed = _hold_value(conn, small.id, lambda value: value != first)  # a heartbeat has refreshed it
+        assert refreshed.split("|")[1] == "4000"
+        big = _task("big", "q", 0.1, gpus=1, gpu_memory_mb=14000)
+        tiny = _task("tiny", "later", 0.1, gpus=1, gpu_memory_mb=100)  # fits beside small: runs while big waits
+        assert wait_status(tiny).status == TaskStatus.COMPLETED
+        assert Task.get(big.id).status == TaskStatus.QUEUED
+        go.touch()
+        assert wait_status(big).status == TaskStatus.COMPLETED
+    assert Task.get(big.id).data.started >= Task.get(small.id).data.ended
+
+
+def _hold_value(conn, task_id: str, wanted, timeout: float = 60) -> str:
+    """The task's hold on GPU 0 (``worker|memory MB|expires``) once ``wanted(value)`` is true; holds
+    change without an event, so each look waits on the event stream up to 0.2 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for key in conn.scan_iter(match=keys.gpu_holds("*", 0)):
+            value = conn.hget(key, task_id)
+            if value is not None and wanted(value.decode()):
+                return value.decode()
+        conn.xread({keys.EVENTS: "$"}, block=200)
+    raise AssertionError(f"task {task_id}: no such hold on GPU 0 within {timeout}s")

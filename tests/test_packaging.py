@@ -37,7 +37,7 @@ def test_the_wheel_holds_every_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     in_wheel = {n[: -len("/__init__.py")].replace("/", ".") for n in names if n.endswith("/__init__.py")}
     assert _source_packages() <= in_wheel, sorted(_source_packages() - in_wheel)
-    assert "trainyard/worker/task_api.py" in names and "trainyard/cli/__init__.py" in names
+    assert "trainyard/runtime/task_api.py" in names and "trainyard/cli/__init__.py" in names
     # the web app's files: it must work with no internet, so its JavaScript libraries ship inside
     static = REPO / "trainyard" / "web" / "static"
     shipped = {f"trainyard/web/static/{p.relative_to(static).as_posix()}" for p in static.rglob("*") if p.is_file()}

@@ -5,7 +5,8 @@ from .controller.decorators import component, pipeline
 from .controller.local import use_step_worker_factory
 from .controller.pipeline import Pipeline
 from .controller.schedules import TaskScheduler
-from .queues.connection import use_connection_factory
+from .in_task import reader as _in_task_reader
+from .queues.connection import use_connection_factory, use_reader_factory
 from .queues.errors import (
     IllegalTransition,
     InvalidInput,
@@ -20,9 +21,10 @@ from .queues.params import secret_ref
 from .queues.queue import Queue
 from .queues.record import ExecutionMode, TaskStatus, TaskType
 from .queues.task import Task
-from .worker.task_api import current_task
+from .runtime.task_api import current_task
 
 use_connection_factory(connect)
+use_reader_factory(_in_task_reader)
 
 
 def _step_worker(conn, queue):

@@ -135,6 +135,7 @@ class Worker:
             ),
         )
         self.task_gpus: dict[str, list[int]] = {}
+        self.task_memory_mb: dict[str, int] = {}  # declared GPU memory: heartbeats refresh holds with it
         self.running: dict[str, TaskRun] = {}
         self._running_lock = threading.Lock()
         self.wake = threading.Event()
@@ -249,6 +250,7 @@ class Worker:
                 choice.task_id, gpus, choice.memory_mb, self.cfg.gpu_share, self.scheduler.totals(gpus)
             ):
                 return _RETRY  # another worker on this host took one of those GPUs
+            reached = time.monotonic()  # the claim below stamps its own time on the task's claim
             claimed = self.dispatcher.claim_head(choice.queue, choice.task_id, choice.limit)
             if claimed == DRAINING:  # marked draining in Redis (autoscaler, `worker drain`): take nothing more
                 self.holds.release(choice.task_id, gpus)
@@ -267,9 +269,13 @@ class Worker:
             time.sleep(1.0)
             return None
         run = TaskRun(self.settings, record, gpus, self.prepare)
+        run.contact = reached
+        if reached - self._contact > workers.HEARTBEAT_S:
+            self._beat.set()  # the link is back before the heartbeats noticed: refresh every claim now
         with self._running_lock:
             self.running[record.id] = run
             self.task_gpus[record.id] = gpus
+            self.task_memory_mb[record.id] = choice.memory_mb
         self.info.state, self.info.current = "busy", list(self.running)
         thread = threading.Thread(target=self._run_task, args=(run,), name=f"task-{record.id}", daemon=True)
         thread.start()
@@ -284,6 +290,7 @@ class Worker:
                 mine = self.running.get(run.task_id) is run
                 if mine:
                     self.running.pop(run.task_id, None)
+                    self.task_memory_mb.pop(run.task_id, None)
                 gpus = self.task_gpus.pop(run.task_id, []) if mine else []
             with contextlib.suppress(redis.RedisError):  # else the holds expire by themselves
                 self.holds.release(run.task_id, gpus)
@@ -387,7 +394,7 @@ class Worker:
                 self._command(workers.heartbeat(self.conn, self.info, claimed))
                 self._contact = started
                 with self._running_lock:
-                    holds = {tid: (g, 0) for tid, g in self.task_gpus.items() if g}
+                    holds = {tid: (g, self.task_memory_mb.get(tid, 0)) for tid, g in self.task_gpus.items() if g}
                 self.holds.refresh(holds)
                 self._check_abort_flags(list(claimed))
                 if time.monotonic() - last_reap >= REAP_EVERY_S:
@@ -399,23 +406,34 @@ class Worker:
                 log.exception("heartbeat error")
 
     def _fence_loop(self) -> None:
-        """Watchdog, apart from the heartbeat (whose Redis call may hang): when Redis has been out of
-        reach for FENCE_AFTER_S, end the running tasks before any reaper may hand them to another worker."""
+        """Watchdog, apart from the heartbeat (whose Redis call may hang): see ``fence_silent_runs``."""
         while not self._done.wait(min(0.25, FENCE_AFTER_S / 4)):
-            silent = time.monotonic() - self._contact
+            self.fence_silent_runs()
+
+    def fence_silent_runs(self) -> int:
+        """End every running task whose claim nothing refreshed for FENCE_AFTER_S, before any reaper
+        may hand it to another worker; returns how many were told to end.
+
+        A claim is refreshed by the heartbeats (all of this worker's claims at once) and written fresh
+        by the claim that started the attempt: a task taken right after the link came back, before the
+        next heartbeat, is in contact. Log and metric reports are not: they refresh no claim, and a
+        reaper reads only the claims."""
+        now = time.monotonic()
+        with self._running_lock:
+            runs = [run for run in self.running.values() if run.fence_reason is None and not run.exited]
+        fenced = 0
+        for run in runs:
+            silent = now - max(self._contact, run.contact)
             if silent < FENCE_AFTER_S:
                 continue
-            with self._running_lock:
-                runs = [run for run in self.running.values() if run.fence_reason is None and not run.exited]
-            for run in runs:
-                log.warning(
-                    "task %s: Redis out of reach for %.1fs; ending it so it cannot run twice", run.task_id, silent
-                )
-                self.fenced += 1
-                run.request_fence(
-                    f"worker {self.name} lost Redis for {silent:.0f}s; the task was ended so that it cannot run twice",
-                    FENCE_GRACE_S,
-                )
+            log.warning("task %s: Redis out of reach for %.1fs; ending it so it cannot run twice", run.task_id, silent)
+            self.fenced += 1
+            fenced += 1
+            run.request_fence(
+                f"worker {self.name} lost Redis for {silent:.0f}s; the task was ended so that it cannot run twice",
+                FENCE_GRACE_S,
+            )
+        return fenced
 
     def _sample_stats(self, monitor: Monitor) -> None:
         """Put a fresh snapshot in the registry entry and feed the running tasks' GPU summaries; never raises."""

@@ -60,6 +60,9 @@ class TaskRun:
         self.abort_reason: str | None = None
         self.requeue_reason: str | None = None
         self.fence_reason: str | None = None
+        # when this attempt's claim reached Redis (time.monotonic()): the claim's own timestamp, fresh
+        # until the heartbeats take over; the fence watchdog counts it as contact
+        self.contact = time.monotonic()
         self.timed_out = False
         self.gpu_usage = GpuUsage(record.runtime.gpus)  # fed by the worker's heartbeat samples
         self._lock = threading.Lock()

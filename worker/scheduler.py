@@ -25,30 +25,12 @@ from dataclasses import dataclass
 from redis import Redis
 
 from ..queues import keys
+from ..queues.backend import scripts
 from ..queues.record import TaskRecord
 from .gpus import Nvml
 from .leases import GpuHolds
 
 log = logging.getLogger("trainyard.worker")
-
-# KEYS: list   ARGV: id, task key prefix. Pops the head only if it is still ``id`` and no task has that id.
-DROP_HEAD_LUA = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] and redis.call('EXISTS', ARGV[2] .. ARGV[1]) == 0 then
-  redis.call('LPOP', KEYS[1])
-  return 1
-end
-return 0
-"""
-
-
-# KEYS: list   ARGV: id. Pops the head only if it is still ``id``.
-SET_ASIDE_LUA = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
-  redis.call('LPOP', KEYS[1])
-  return 1
-end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -130,7 +112,7 @@ class Scheduler:
                 return False
         except (ValueError, RecursionError):
             pass
-        removed = self.conn.eval(SET_ASIDE_LUA, 1, keys.rq_queue(queue), head)
+        removed = scripts.run(self.conn, "queue", "drop_head", [keys.rq_queue(queue)], [head, ""])
         if removed:
             log.warning("set aside %r from queue %s: its task record cannot be read", head[:40], queue)
         return bool(removed)
@@ -149,7 +131,7 @@ class Scheduler:
     def _drop_foreign_head(self, queue: str, head: bytes) -> bool:
         """An id at the head of a queue that is no trainyard task (a raw RQ job, a stray value)
         would block the queue forever: it is removed, never run and never deserialised."""
-        removed = self.conn.eval(DROP_HEAD_LUA, 1, keys.rq_queue(queue), head, keys.task(""))
+        removed = scripts.run(self.conn, "queue", "drop_head", [keys.rq_queue(queue)], [head, keys.task("")])
         if removed:
             log.warning("dropped %r from queue %s: it is not a trainyard task", head[:40], queue)
         return bool(removed)
@@ -160,7 +142,8 @@ class Scheduler:
         devices = {d.index: d for d in self.nvml.devices()} if self.nvml.available() else {}
         out = []
         for gpu in self.cfg.gpus:
-            held = len(holders.get(gpu, {}))
+            holds = holders.get(gpu, {})
+            held = len(holds)
             if held >= self.cfg.share:
                 continue
             info = devices.get(gpu)
@@ -168,7 +151,12 @@ class Scheduler:
                 foreign = sum(mb for _, mb in info.processes)
                 if foreign > self.cfg.foreign_mem_mb:
                     continue  # someone else is using this GPU
-            out.append((gpu, info.memory_free_mb if info is not None else None))
+            free_mb = info.memory_free_mb if info is not None else None
+            if held and info is not None and info.memory_total_mb > 0:
+                # a shared GPU: what its holders declared is taken even before they allocate it
+                unreserved = info.memory_total_mb - sum(mb for _, mb in holds.values())
+                free_mb = min(free_mb, unreserved)
+            out.append((gpu, free_mb))
         return out
 
     def totals(self, gpus: list[int]) -> list[int]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...queues.errors import InvalidInput
+from ...runtime import expr
+from ...runtime.jobrun import JOB_KEY, NEEDS_KEY
 from ..refs import Resolver
-from . import expr
-from .jobrun import JOB_KEY, NEEDS_KEY
 
 
 def job_condition(controller: Any, name: str, step: Any) -> bool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from proxy import CuttableProxy
 from workerproc import FAST, WorkerProcess, log_text, wait_for_log, wait_status, wait_worker_registered
 
 from trainyard import Queue, Task, TaskStatus
+from trainyard.worker.agent import FENCE_AFTER_S, Worker, WorkerConfig
 
 SLOW = """
 import fcntl, json, os, sys, time
@@ -102,3 +104,20 @@ def test_a_late_report_of_a_fenced_attempt_is_dropped(redis_server, conn, tmp_pa
         (1, "solo", "lost"),
         (2, "solo", "completed"),
     ]
+
+
+def test_a_task_taken_right_after_the_link_returns_is_not_fenced(conn, tmp_path):
+    """Issue 15, defect 1: the watchdog counted only heartbeats as contact, so a task claimed right
+    after Redis came back, before the next heartbeat, was ended as "lost" within a fraction of a
+    second (and, without retries, failed without ever running). The claim reached Redis: contact."""
+    Queue.create("back")
+    task = Task.create("quick", command=[sys.executable, "-c", "import time; time.sleep(1); print('ran')"])
+    task.enqueue("back")
+    worker = Worker(conn, WorkerConfig(queues=["back"], burst=True, home=tmp_path / "home"))
+    # the state right after an outage: the last heartbeat that reached Redis is older than the bound
+    worker._contact = time.monotonic() - 2 * FENCE_AFTER_S
+    assert worker.run() == 0
+    record = Task.get(task.id).data
+    assert [(a.attempt, a.outcome) for a in record.runtime.attempts] == [(1, "completed")], record.runtime.error
+    assert worker.fenced == 0
+    assert "ran" in log_text(conn, task.id).splitlines()
