@@ -287,3 +287,17 @@ def test_one_set_of_limits_for_every_entry_point(run_cli, conn):
     with pytest.raises(InvalidInput, match=f"at most {NAME_MAX} characters"):
         task.add_tags(big)
     assert Task.get(task.id).tags == []
+
+
+def test_the_cli_prints_only_through_the_escaping_helpers():
+    """Every human line goes through trainyard.cli.output (say, fail, table), which escapes control
+    characters; a new command that printed directly would bring raw escapes back."""
+    cli_dir = Path(__file__).resolve().parent.parent / "trainyard" / "cli"
+    direct = [
+        f"{path.name}:{number}"
+        for path in sorted(cli_dir.glob("*.py"))
+        if path.name != "output.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "click.echo(" in line or "click.secho(" in line or line.lstrip().startswith("print(")
+    ]
+    assert direct == []
