@@ -69,6 +69,6 @@ def task_env(record: TaskRecord, run_dir: Path, gpu_env: Mapping[str, str], redi
         TRAINYARD_RUN_DIR=str(run_dir),
         PYTHONUNBUFFERED="1",
     )
-    if record.type == TaskType.CONTROLLER and redis_url:
-        env["TRAINYARD_REDIS_URL"] = redis_url  # controllers clone and enqueue: they need Redis
+    if record.type in (TaskType.CONTROLLER, TaskType.OPTIMIZER) and redis_url:
+        env["TRAINYARD_REDIS_URL"] = redis_url  # controllers and optimisers clone and enqueue: they need Redis
     return env

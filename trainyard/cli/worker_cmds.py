@@ -14,7 +14,7 @@ from ..queues import workers as registry
 from ..settings import settings
 from ..worker.agent import Worker, WorkerConfig
 from ..worker.gpus import default_nvml, describe, resolve_worker_gpus
-from .output import ago, emit_json, json_option, table
+from .output import ago, emit_json, json_option, say, table
 
 
 @click.group(invoke_without_command=True)
@@ -168,7 +168,7 @@ def worker(
     if docker_image:
         config.mode = "docker"
     agent = Worker(connect(), config)
-    click.echo(
+    say(
         f"worker {agent.name}: queues {', '.join(config.queues)}; {describe(nvml)}"
         f"{'' if chosen else '; tasks get no GPU'}",
         err=True,
@@ -320,7 +320,7 @@ def show_cmd(name, as_json) -> None:
 def drain_cmd(name) -> None:
     """Ask a worker to finish its current work, take no more, and exit."""
     registry.send_command(connect(), name, "drain")
-    click.echo(f"{name}: drain requested")
+    say(f"{name}: drain requested")
 
 
 @worker.command("stop")
@@ -328,4 +328,4 @@ def drain_cmd(name) -> None:
 def stop_cmd(name) -> None:
     """Ask a worker to stop now; its current tasks go back to the front of their queues."""
     registry.send_command(connect(), name, "stop")
-    click.echo(f"{name}: stop requested")
+    say(f"{name}: stop requested")
