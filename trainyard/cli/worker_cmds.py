@@ -12,6 +12,7 @@ import click
 from ..connection import connect, redis_url
 from ..queues import workers as registry
 from ..settings import settings
+from ..worker import modes as execution_modes
 from ..worker.agent import Worker, WorkerConfig
 from ..worker.gpus import default_nvml, describe, resolve_worker_gpus
 from .output import ago, emit_json, json_option, say, table
@@ -64,7 +65,7 @@ from .output import ago, emit_json, json_option, say, table
 )
 @click.option(
     "--mode",
-    type=click.Choice(["local", "venv", "conda", "docker"]),
+    type=click.Choice(execution_modes.names()),
     default="local",
     show_default=True,
     help="Default way tasks run (a task may name its own): local uses this worker's Python; venv and "
