@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from ..queues.errors import TrainyardError
 from .alert_cmds import alerts
 from .autoscale_cmds import autoscale
+from .hpo_cmds import hpo
 from .output import fail
 from .pipefile_cmds import COMMANDS as PIPEFILE_COMMANDS
 from .pipeline_cmds import pipeline
@@ -56,6 +57,7 @@ cli.add_command(schedule)
 cli.add_command(web)
 cli.add_command(alerts)
 cli.add_command(autoscale)
+cli.add_command(hpo)
 for _command in PIPEFILE_COMMANDS:
     pipeline.add_command(_command)
 
