@@ -8,6 +8,8 @@ import click
 from pydantic import ValidationError
 
 from ..queues.errors import TrainyardError
+from .alert_cmds import alerts
+from .hpo_cmds import hpo
 from .output import fail
 from .pipefile_cmds import COMMANDS as PIPEFILE_COMMANDS
 from .pipeline_cmds import pipeline
@@ -52,6 +54,8 @@ cli.add_command(worker)
 cli.add_command(pipeline)
 cli.add_command(schedule)
 cli.add_command(web)
+cli.add_command(alerts)
+cli.add_command(hpo)
 for _command in PIPEFILE_COMMANDS:
     pipeline.add_command(_command)
 

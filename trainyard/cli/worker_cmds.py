@@ -12,9 +12,10 @@ import click
 from ..connection import connect, redis_url
 from ..queues import workers as registry
 from ..settings import settings
+from ..worker import modes as execution_modes
 from ..worker.agent import Worker, WorkerConfig
 from ..worker.gpus import default_nvml, describe, resolve_worker_gpus
-from .output import ago, emit_json, json_option, table
+from .output import ago, emit_json, json_option, say, table
 
 
 @click.group(invoke_without_command=True)
@@ -64,7 +65,7 @@ from .output import ago, emit_json, json_option, table
 )
 @click.option(
     "--mode",
-    type=click.Choice(["local", "venv", "conda", "docker"]),
+    type=click.Choice(execution_modes.names()),
     default="local",
     show_default=True,
     help="Default way tasks run (a task may name its own): local uses this worker's Python; venv and "
@@ -168,7 +169,7 @@ def worker(
     if docker_image:
         config.mode = "docker"
     agent = Worker(connect(), config)
-    click.echo(
+    say(
         f"worker {agent.name}: queues {', '.join(config.queues)}; {describe(nvml)}"
         f"{'' if chosen else '; tasks get no GPU'}",
         err=True,
@@ -320,7 +321,7 @@ def show_cmd(name, as_json) -> None:
 def drain_cmd(name) -> None:
     """Ask a worker to finish its current work, take no more, and exit."""
     registry.send_command(connect(), name, "drain")
-    click.echo(f"{name}: drain requested")
+    say(f"{name}: drain requested")
 
 
 @worker.command("stop")
@@ -328,4 +329,4 @@ def drain_cmd(name) -> None:
 def stop_cmd(name) -> None:
     """Ask a worker to stop now; its current tasks go back to the front of their queues."""
     registry.send_command(connect(), name, "stop")
-    click.echo(f"{name}: stop requested")
+    say(f"{name}: stop requested")
