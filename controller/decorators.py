@@ -49,12 +49,28 @@ class StepOutput:
             "component instead of using it in the pipeline function (or use .debug() to run it inline)"
         )
 
-    __bool__ = __int__ = __float__ = __index__ = __iter__ = __len__ = _unknown
-    __add__ = __radd__ = __sub__ = __mul__ = __truediv__ = __lt__ = __gt__ = __le__ = __ge__ = _unknown
-    __getitem__ = __contains__ = _unknown
+    __hash__ = object.__hash__  # (``__eq__`` is one of the refused uses below)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # copy, pickle and friends probe for dunders: those stay missing
+            raise AttributeError(name)
+        self._unknown()
 
     def __repr__(self) -> str:
         return f"<StepOutput {self.reference}>"
+
+
+# Every use of a StepOutput as a value — conversions, arithmetic on either side, comparisons,
+# indexing, printing — raises the designed message instead of Python's generic TypeError.
+_BINARY = ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "divmod", "pow", "lshift", "rshift")
+_UNARY = ("bool", "int", "float", "complex", "index", "iter", "len", "round", "trunc", "floor", "ceil")
+_OTHER = ("neg", "pos", "abs", "invert", "lt", "gt", "le", "ge", "eq", "ne", "getitem", "setitem", "contains")
+_VALUE_USES = (
+    *(f"__{prefix}{op}__" for op in (*_BINARY, "and", "or", "xor") for prefix in ("", "r", "i")),
+    *(f"__{op}__" for op in (*_UNARY, *_OTHER, "call", "str", "format", "bytes")),
+)
+for _name in _VALUE_USES:
+    setattr(StepOutput, _name, StepOutput._unknown)
 
 
 class _Builder:

@@ -1,8 +1,9 @@
 """Function steps: a plain module-level Python function turned into a standalone step script.
 
 The script holds the module's imports (minus trainyard's own), the function and the module-level
-helpers and constants it uses, and a runner stub. The stub reads the step's arguments from the
-task's ``kwargs/<name>`` parameters, calls the function and stores its return value(s) as outputs.
+helpers and constants it uses, and a stub that hands the function to the in-task runtime
+(``trainyard.runtime.funcstep``): it reads the step's arguments from the task's ``kwargs/<name>``
+parameters, calls the function and stores its return value(s) as outputs.
 When the module sits in a git checkout, the task records that checkout too: the worker checks it out
 and writes the script beside the module, so the module's local imports keep working.
 """
@@ -26,10 +27,11 @@ from ..queues.params import check_value
 from ..queues.record import Script, TaskRecord, TaskType
 from ..queues.store import new_task_id
 from ..queues.task import Task
+from ..runtime import funcstep
+from ..runtime.funcstep import SECTION_ENV
 from .model import FunctionSpec
 
 KWARGS_SECTION = "kwargs"
-SECTION_ENV = "TRAINYARD_KWARGS_SECTION"  # set on the task when its arguments live in another section
 _STEP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _SECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _RESERVED_TASK_KWARGS = (
@@ -43,83 +45,15 @@ _RESERVED_TASK_KWARGS = (
     "detect_repository",
 )
 
-# Runs inside the step (any Python 3.8+, standard library only) and in ``run_inline``: one text, so
-# both report the same problems with the same words.
-_RUNTIME = '''\
-def _trainyard_arguments(parameters, section):
-    """The step's arguments: its ``<section>/<name>`` parameters, typed."""
-    prefix = section + "/"
-    return {key[len(prefix):]: value for key, value in parameters.items() if key.startswith(prefix)}
-
-
-def _trainyard_check_call(func, kwargs):
-    """None when ``func(**kwargs)`` binds, else the problem in one line."""
-    import inspect
-
-    try:
-        inspect.signature(func).bind(**kwargs)
-    except TypeError as exc:
-        given = ", ".join(sorted(kwargs)) or "none"
-        return "step function %s() cannot take the arguments given (%s): %s" % (func.__name__, given, exc)
-    return None
-
-
-def _trainyard_outputs(function, returns, result):
-    """(values by return name, None) or (None, the problem in one line); values go through JSON."""
-    import json
-
-    if not returns:
-        return {}, None
-    if len(returns) == 1:
-        pairs = [(returns[0], result)]
-    elif not isinstance(result, (tuple, list)):
-        return None, "step function %s() must return %d values (%s), but returned one %s" % (
-            function, len(returns), ", ".join(returns), type(result).__name__)
-    elif len(result) != len(returns):
-        return None, "step function %s() returned %d values, but %d return names were declared (%s)" % (
-            function, len(result), len(returns), ", ".join(returns))
-    else:
-        pairs = list(zip(returns, result))
-    values = {}
-    for name, value in pairs:
-        try:
-            values[name] = json.loads(json.dumps(value, allow_nan=False))
-        except (TypeError, ValueError, RecursionError) as exc:
-            return None, "step function %s(): return value %r is not JSON (%s: %s)" % (
-                function, name, type(value).__name__, exc)
-    return values, None
-'''
-
+# The script's last block: the runtime (trainyard.runtime.funcstep, on every task's path as
+# ``trainyard_runtime``) reads the arguments, calls the function and stores its outputs.
 _STUB = """\
 if __name__ == "__main__":
-    import os as _trainyard_os
-    import sys as _trainyard_sys
+    from trainyard import current_task as _trainyard_current_task
+    from trainyard_runtime.funcstep import run_step as _trainyard_run_step
 
-    from trainyard import current_task
-
-{runtime}
-    _trainyard_task = current_task()
-    _trainyard_section = _trainyard_os.environ.get({section_env!r}) or {section!r}
-    _trainyard_kwargs = _trainyard_arguments(_trainyard_task.get_parameters(), _trainyard_section)
-    _trainyard_problem = _trainyard_check_call({function}, _trainyard_kwargs)
-    if _trainyard_problem:
-        _trainyard_sys.exit("trainyard: " + _trainyard_problem)
-    _trainyard_result = {function}(**_trainyard_kwargs)
-    _trainyard_values, _trainyard_problem = _trainyard_outputs({function!r}, {returns!r}, _trainyard_result)
-    if _trainyard_problem:
-        _trainyard_sys.exit("trainyard: " + _trainyard_problem)
-    for _trainyard_name, _trainyard_value in _trainyard_values.items():
-        try:
-            _trainyard_task.set_output(_trainyard_name, _trainyard_value)
-        except (TypeError, ValueError) as _trainyard_exc:
-            _trainyard_sys.exit(
-                "trainyard: step function %s(): return value %r cannot be stored: %s"
-                % ({function!r}, _trainyard_name, _trainyard_exc)
-            )
+    _trainyard_run_step(_trainyard_current_task(), {function}, {section!r}, {returns!r})
 """
-
-_RUNTIME_NAMESPACE: dict[str, Any] = {}
-exec(compile(_RUNTIME, "<trainyard function-step runtime>", "exec"), _RUNTIME_NAMESPACE)
 
 
 class FunctionStepError(TrainyardError):
@@ -287,10 +221,10 @@ def run_inline(
     func = _check_function(func)
     return_names = _check_returns(func, returns)
     arguments = dict(kwargs or {})
-    problem = _RUNTIME_NAMESPACE["_trainyard_check_call"](func, arguments)
+    problem = funcstep.check_call(func, arguments)
     if problem:
         raise FunctionStepError(problem)
-    values, problem = _RUNTIME_NAMESPACE["_trainyard_outputs"](func.__name__, return_names, func(**arguments))
+    values, problem = funcstep.outputs(func.__name__, return_names, func(**arguments))
     if problem:
         raise FunctionStepError(problem)
     return values
@@ -638,8 +572,6 @@ def _build_source(
         blocks.append("\n".join(constants))
     blocks.append(
         _STUB.format(
-            runtime=textwrap.indent(_RUNTIME, "    "),
-            section_env=SECTION_ENV,
             section=KWARGS_SECTION,
             function=node.name,
             returns=returns,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -49,7 +50,7 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
     """Claim the worker name. Refused while a live worker holds it; a dead holder on this host
     (its pid gone) is taken over at once."""
     payload = info.model_dump_json()
-    if fleet.add_worker(conn, info.name, payload, _ttl_ms(), only_new=True):
+    if fleet.add_worker(conn, info.name, payload, _fleet_entry(info), _ttl_ms(), only_new=True):
         return
     raw = fleet.worker_entry(conn, info.name)
     if raw is not None:
@@ -59,7 +60,12 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
                 f"worker name {info.name!r} is in use by pid {holder.pid} on {holder.host} "
                 f"(last heartbeat {time.time() - holder.heartbeat:.0f}s ago); pick another --name"
             )
-    fleet.add_worker(conn, info.name, payload, _ttl_ms(), only_new=False)
+    fleet.add_worker(conn, info.name, payload, _fleet_entry(info), _ttl_ms(), only_new=False)
+
+
+def _fleet_entry(info: WorkerInfo) -> str:
+    """What the fleet remembers of a worker until it exits cleanly (to tell a lost one)."""
+    return json.dumps({"host": info.host, "started": info.started, "queues": info.queues})
 
 
 def publish_state(conn: Redis, info: WorkerInfo) -> None:
@@ -84,6 +90,17 @@ def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> 
 
 def unregister(conn: Redis, name: str) -> None:
     fleet.remove_worker(conn, name)
+
+
+def lost(conn: Redis) -> dict[str, str]:
+    """Workers whose entry expired without a clean exit: name -> their fleet entry (JSON:
+    host, started, queues)."""
+    return fleet.lost_workers(conn)
+
+
+def forget(conn: Redis, name: str, seen: str) -> None:
+    """Drop a lost worker from the fleet, unless a new worker took the name meanwhile."""
+    fleet.forget_worker(conn, name, seen)
 
 
 def get(conn: Redis, name: str) -> WorkerInfo | None:

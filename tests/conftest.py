@@ -12,9 +12,17 @@ import pytest
 from trainyard.connection import reset_connections
 
 sys.path.insert(0, str(Path(__file__).parent))
+from leftovers import LeftoverCheck  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+LEFTOVERS = LeftoverCheck()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leftover_scope(tmp_path_factory):
+    """Processes and containers that use this run's temporary folders are this run's (see leftovers.py)."""
+    LEFTOVERS.basetemp = str(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +85,21 @@ def docker_image():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "embedded: uses the embedded Redis instead of the session server")
+    LEFTOVERS.begin()  # before any test starts a process: they all inherit the run's token
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A test run leaves nothing behind: a leftover process, container or write under the real
+    ~/.trainyard fails the run (and is ended, so the machine stays clean)."""
+    problems = LEFTOVERS.finish()
+    if not problems:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_sep("=", "left behind by the tests", red=True)
+        for line in problems:
+            reporter.write_line(line, red=True)
+    else:
+        print("left behind by the tests:", *problems, sep="\n", file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -313,3 +313,43 @@ def test_worker_fails_steps_whose_returns_do_not_fit(code, conn):
         assert record.runtime.exit_code == 1 and record.outputs == {}
         assert any(words in line for line in record.runtime.log_tail), record.runtime.log_tail
         assert words in log_text(conn, task.id)
+
+
+def _placeholder_step():
+    return {"model": 1}
+
+
+def test_a_step_output_used_as_a_value_in_the_pipeline_function_says_so():
+    """A component's result is a placeholder while the graph is built: arithmetic on either side,
+    comparisons, printing and attribute access raise the one designed message (issue 14, 2e: ``100 *
+    step()`` was a bare TypeError, ``print(step())`` printed ``<StepOutput ...>`` silently)."""
+    from trainyard.controller.decorators import component, pipeline
+
+    step = component(returns=["model"], name="step_three")(_placeholder_step)
+    uses = {
+        "100 * out": lambda out: 100 * out,
+        "out * 100": lambda out: out * 100,
+        "1 - out": lambda out: 1 - out,
+        "2 ** out": lambda out: 2**out,
+        "-out": lambda out: -out,
+        "out == 3": lambda out: out == 3,
+        "print(out)": print,
+        "f'{out}'": lambda out: f"{out}",
+        "out.shape": lambda out: out.shape,
+        "round(out)": round,
+    }
+
+    def flow_using(use):
+        @pipeline(name="placeholder")
+        def flow():
+            use(step())
+
+        return flow
+
+    for text, use in uses.items():
+        flow = flow_using(use)
+        with pytest.raises(
+            InvalidInput, match=r"value of \$\{step_three\.model\} is only known when the pipeline runs"
+        ):
+            flow.build()
+            pytest.fail(f"{text} was accepted")

@@ -262,7 +262,7 @@ def test_offline_mode(monkeypatch, capsys, tmp_path):
     assert current_task() is task
     defaults = {"lr": 0.1, "epochs": 2}
     cfg = task.connect(defaults)
-    assert cfg == defaults and cfg is not defaults
+    assert cfg == {"lr": 0.1, "epochs": 2} and cfg is defaults
     ns = task.connect(__import__("argparse").Namespace(seed=3), name="Args")
     assert vars(ns) == {"seed": 3}
     assert task.get_parameter("lr") == 0.1 and task.get_parameter("Args/seed") == 3
@@ -639,3 +639,40 @@ def test_artifacts_folder_replaced_by_a_symlink_is_refused(tmp_path):
         resolve_artifact(run, "artifacts/x/f")
     with pytest.raises(ValueError, match="escapes the run folder"):
         open_artifact(run, "artifacts/x/f")
+
+
+def test_the_runtime_on_a_task_path_needs_only_the_stdlib(tmp_path):
+    """worker/tasklib.py links the runtime (and, for environments without trainyard, the stand-in
+    package) into the run folder: nothing is copied, and a bare interpreter runs the API and the runners."""
+    from trainyard.worker import tasklib
+
+    run = create_run_folder(tmp_path / "run", TASK)
+    lib = tasklib.link(run, standalone=True)
+    assert (lib / tasklib.RUNTIME_NAME).resolve() == TASK_API_FILE.parent
+    assert not any(p.is_file() and not p.is_symlink() for p in lib.rglob("*") if lib in p.parents)
+    env = {**_env(run), "PYTHONPATH": str(lib)}
+    script = (
+        "import sys\nfrom trainyard import current_task\nimport trainyard_runtime.jobrun, trainyard_runtime.funcstep\n"
+        "current_task().set_output('ok', 1)\n"
+        "foreign = {n.split('.')[0] for n in sys.modules} - set(sys.stdlib_module_names) - {'__main__'}\n"
+        "assert foreign == {'trainyard', 'trainyard_runtime'}, foreign\n"
+    )
+    _run_child([sys.executable, "-S", "-c", script], env, tmp_path)
+    assert EventReader(run).poll_with_errors(final=True) == ([{"kind": "output", "name": "ok", "value": 1}], [])
+
+
+def test_connect_updates_the_given_dict_and_namespace_in_place(monkeypatch, tmp_path):
+    """Code written the ClearML way calls ``task.connect(params)`` without using the result: the
+    dict (or argparse namespace) it passed must carry the task's values afterwards (issue 14, 2h)."""
+    import argparse
+
+    monkeypatch.setattr(task_api, "_current", None)
+    monkeypatch.setattr(task_api, "_current_key", None)
+    monkeypatch.setenv(task_api.ENV_RUN_DIR, str(create_run_folder(tmp_path / "run", TASK)))
+    task = current_task()
+    params = {"lr": 0.1, "epochs": 1, "fresh": "kept"}
+    assert task.connect(params) is params
+    assert params == {"lr": 0.5, "epochs": 3, "fresh": "kept"}
+    args = argparse.Namespace(seed=1, opt="sgd")
+    assert task.connect(args, name="Args") is args
+    assert vars(args) == {"seed": 7, "opt": "sgd"}

@@ -2,9 +2,10 @@
 
 The task's code folder and run folder are mounted in, the pip/uv caches too; its GPUs become a
 device request for exactly those GPUs. No trainyard install is needed in the image: the task
-reports through the mounted run folder (a copy of the standard-library-only in-task API is put
-on its PYTHONPATH). Containers are never privileged, never get the Docker socket, run as a non-root
-user when the image allows (``container_user``), and get the task's memory and CPU limits.
+reports through the mounted run folder (the standard-library-only in-task runtime is mounted
+read-only and put on its PYTHONPATH, see tasklib.py). Containers are never privileged, never get
+the Docker socket, run as a non-root user when the image allows (``container_user``), and get the
+task's memory and CPU limits.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class DockerSpec:
     memory: str | None = None  # docker's notation: 512m, 2g
     cpus: float | None = None
     root_setup: bool = False  # the task installs packages or runs a setup script: it needs the image's user
+    mounts: dict[str, str] = field(default_factory=dict)  # host folder -> read-only mount point (the runtime)
 
 
 def client():
@@ -159,6 +161,8 @@ class DockerLaunch:
             volumes[str(spec.code_dir)] = {"bind": CODE_MOUNT, "mode": "rw"}
         if spec.cache_dir is not None:
             volumes[str(spec.cache_dir)] = {"bind": CACHE_MOUNT, "mode": "rw"}
+        for host, bind in spec.mounts.items():
+            volumes[host] = {"bind": bind, "mode": "ro"}
         requests = []
         if spec.gpus:
             requests = [docker.types.DeviceRequest(device_ids=[str(g) for g in spec.gpus], capabilities=[["gpu"]])]

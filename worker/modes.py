@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
-from ..runtime import task_api
+from . import tasklib
 from .docker_mode import CACHE_MOUNT, CODE_MOUNT, LABEL_TASK, LABEL_WORKER, RUN_MOUNT, DockerSpec
 from .envs import EnvCache, EnvSpec
 from .gpus import default_nvml, pinning_env
@@ -25,13 +24,6 @@ from .reporter import Reporter
 from .source import GitCredentials, SourceCache
 
 MODES = ("local", "venv", "conda", "docker")
-SHIM = '''"""Stand-in `trainyard` package for task environments without trainyard installed.
-
-Only the in-task API exists here (current_task); it reports through the run folder.
-"""
-
-from trainyard_task_api import RunContext, current_task  # noqa: F401
-'''
 
 
 @dataclass
@@ -108,6 +100,7 @@ class Preparer:
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable  # local mode: "python" means this worker's Python
         env = task_env(record, run_dir, pinning_env(_task_gpus(record)), self.s.redis_url)
+        env["PYTHONPATH"] = tasklib.with_path(str(tasklib.link(run_dir, standalone=False)), env.get("PYTHONPATH"))
         return LaunchSpec(argv, workdir or run_dir, env)
 
     def _env(self, kind: str, record: TaskRecord, run_dir: Path, code: Path | None, reporter: Reporter) -> LaunchSpec:
@@ -131,8 +124,8 @@ class Preparer:
             env = task_env(record, run_dir, pinning_env(_task_gpus(record)), self.s.redis_url)
             env["VIRTUAL_ENV" if kind == "venv" else "CONDA_PREFIX"] = str(built.path)
             env["PATH"] = f"{Path(built.python).parent}:{env.get('PATH', '')}"
-            if not any(r.lower().startswith("trainyard") for r in record.script.requirements):
-                env["PYTHONPATH"] = _join(str(install_shim(run_dir)), env.get("PYTHONPATH"))
+            standalone = not any(r.lower().startswith("trainyard") for r in record.script.requirements)
+            env["PYTHONPATH"] = tasklib.with_path(str(tasklib.link(run_dir, standalone)), env.get("PYTHONPATH"))
         except BaseException:
             holder.close()
             raise
@@ -144,7 +137,6 @@ class Preparer:
             raise PrepareError(
                 "docker mode needs an image: set the task's docker image or start the worker with --docker IMAGE"
             )
-        install_shim(run_dir)
         python = record.script.binary or "python"
         argv, _ = (
             self._argv(record, python, code)
@@ -164,7 +156,7 @@ class Preparer:
             "TRAINYARD_TASK_ID": record.id,
             "TRAINYARD_RUN_DIR": RUN_MOUNT,
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": f"{RUN_MOUNT}/lib",
+            "PYTHONPATH": tasklib.CONTAINER_LIB,
             "PIP_CACHE_DIR": f"{CACHE_MOUNT}/pip",
             "UV_CACHE_DIR": f"{CACHE_MOUNT}/uv",
         }
@@ -183,6 +175,7 @@ class Preparer:
             gpus=_task_gpus(record),
             labels={LABEL_TASK: record.id, LABEL_WORKER: self.s.worker},
             cache_dir=cache_dir,
+            mounts=tasklib.mounts(standalone=True),
             network=self.s.docker_network,
             memory=record.execution.memory,
             cpus=record.execution.cpus,
@@ -201,16 +194,3 @@ class Preparer:
 def _task_gpus(record: TaskRecord) -> list[int]:
     """The GPUs this task holds (given by its worker when it took the task)."""
     return [int(g) for g in record.runtime.gpus]
-
-
-def install_shim(run_dir: Path) -> Path:
-    """Put the in-task API, as a tiny ``trainyard`` package, in ``<run>/lib``; returns that folder."""
-    lib = run_dir / "lib"
-    (lib / "trainyard").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(task_api.__file__), lib / "trainyard_task_api.py")
-    (lib / "trainyard" / "__init__.py").write_text(SHIM)
-    return lib
-
-
-def _join(first: str, rest: str | None) -> str:
-    return f"{first}:{rest}" if rest else first

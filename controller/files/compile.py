@@ -1,21 +1,18 @@
 """Turning a checked pipeline file into a run of the pipeline engine: one job = one task.
 
-Each job becomes a step of the engine whose task runs the job runner (``jobrun.py`` and ``expr.py``,
-shipped as the task's source), so a job runs the same way in every execution mode. ``needs`` are
-the step's parents; the outputs of needed jobs reach the job as engine references
+Each job becomes a step of the engine whose task runs the job runner of the in-task runtime
+(``trainyard.runtime.jobrun``, on every task's path), so a job runs the same way in every execution
+mode. ``needs`` are the step's parents; the outputs of needed jobs reach the job as engine references
 (``${train.outputs.acc}``), resolved with their types when the job is launched.
 """
 
 from __future__ import annotations
 
-import base64
-from pathlib import Path
 from typing import Any
 
 from redis import Redis
 
 from ...queues.errors import InvalidInput
-from ...runtime import jobrun
 from ...runtime.jobrun import JOB_KEY, NEEDS_KEY, cast_input, duration_s
 from ..model import StepSpec
 from ..pipeline import Pipeline
@@ -24,26 +21,7 @@ from .check import order, param_type
 from .schema import Param, PipelineFile
 
 CONDITION_CALLBACK = "trainyard.controller.files.conditions:job_condition"
-ENTRY = "trainyard_job.py"
-_BOOT = '''"""A trainyard pipeline-file job: unpacks the job runner beside this file and runs it."""
-import base64, os, sys
-_HERE = os.path.dirname(os.path.abspath(__file__))
-for _name, _data in {files!r}.items():
-    with open(os.path.join(_HERE, _name), "wb") as _out:
-        _out.write(base64.b64decode(_data))
-sys.path.insert(0, _HERE)
-import trainyard_jobrun
-sys.exit(trainyard_jobrun.main())
-'''
-
-
-def runner_source() -> str:
-    here = Path(jobrun.__file__).parent
-    files = {
-        "trainyard_expr.py": base64.b64encode((here / "expr.py").read_bytes()).decode(),
-        "trainyard_jobrun.py": base64.b64encode((here / "jobrun.py").read_bytes()).decode(),
-    }
-    return _BOOT.format(files=files)
+RUNNER = ["python", "-m", "trainyard_runtime.jobrun"]  # the in-task runtime is on every task's path
 
 
 def typed_values(declared: dict[str, Param], given: dict[str, Any], what: str) -> dict[str, Any]:
@@ -75,15 +53,24 @@ def build(
     inputs: dict[str, Any] | None = None,
     event: dict[str, Any] | None = None,
     connection: Redis | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> Pipeline:
-    """The engine pipeline for one run of ``pf`` with these values (nothing is stored yet)."""
+    """The engine pipeline for one run of ``pf`` with these values (nothing is stored yet).
+
+    ``variables`` override the file's ``variables`` for this run (plain values, stored with the run).
+    """
     values = typed_values(pf.params, params or {}, "param")
+    unknown = sorted(set(variables or {}) - set(pf.variables))
+    if unknown:
+        known = ", ".join(pf.variables) or "none"
+        raise InvalidInput(f"unknown variable(s) {', '.join(unknown)} (declared: {known})")
+    run_vars = {**pf.variables, **(variables or {})}
     manual = pf.on.manual.inputs if pf.on.manual else {}
     scheduled = {key for schedule in pf.on.schedule for key in schedule.inputs}  # free-form, set in the file
     extra = {k: v for k, v in (inputs or {}).items() if k not in manual and k in scheduled}
     given = {k: v for k, v in (inputs or {}).items() if k not in extra}
     input_values = {**typed_values(manual, given, "input"), **extra}
-    context = {"params": values, "inputs": input_values, "event": dict(event or {})}
+    context = {"params": values, "inputs": input_values, "event": dict(event or {}), "vars": run_vars}
     pipe = Pipeline(
         pf.name,
         project=pf.project,
@@ -93,19 +80,20 @@ def build(
         connection=connection,
     )
     pipe.parameters = dict(values)
-    source = runner_source()
     for job_id in order(pf):
-        pipe._add(_job_step(pf, job_id, context, source))
+        pipe._add(_job_step(pf, job_id, context))
     return pipe
 
 
-def _job_step(pf: PipelineFile, job_id: str, context: dict, source: str) -> StepSpec:
+def _job_step(pf: PipelineFile, job_id: str, context: dict) -> StepSpec:
     job = pf.jobs[job_id]
     actions = pf.resolved_actions
     steps, used = [], {}
     for i, step in enumerate(job.steps):
         item: dict[str, Any] = {
             "id": step.id,
+            "name": step.name,
+            "cache": step.cache,
             "label": step.name or step.id or _label(step, i),
             "if": step.if_,
             "env": step.env,
@@ -128,6 +116,8 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict, source: str) -> Step
         "env": {**pf.env, **job.env},
         "if": job.if_,
         "steps": steps,
+        "step_ids": [step.id for step in job.steps if step.id],
+        "secrets": list(pf.secrets),
         "actions": used,
         "outputs": job.outputs,
     }
@@ -136,9 +126,9 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict, source: str) -> Step
         "type": "custom",
         "tags": ["pipeline-file"],
         "comment": job.name,
-        "script": {"source": source, "entry_point": ENTRY, "python": job.python},
+        "script": {"command": RUNNER, "python": job.python},
         "container": {"image": job.image},
-        "execution": {"gpus": {"count": job.gpus}},
+        "execution": {"gpus": {"count": job.gpus}, "secret_env": {name: name for name in pf.secrets}},
         "configuration": {JOB_KEY: spec},
     }
     return StepSpec(

@@ -11,9 +11,10 @@ from . import scripts, streams
 
 
 # -- worker registry -----------------------------------------------------------------------------
-def add_worker(conn: Redis, name: str, entry_json: str, ttl_ms: int, only_new: bool) -> bool:
-    """Write a worker's entry (only when no live one holds the name, with ``only_new``) and
-    announce it with a ``worker_up`` event; False when ``only_new`` and the name is taken."""
+def add_worker(conn: Redis, name: str, entry_json: str, fleet_json: str, ttl_ms: int, only_new: bool) -> bool:
+    """Write a worker's entry (only when no live one holds the name, with ``only_new``), remember
+    it in the fleet (``fleet_json``: what tells a lost worker later) and announce it with a
+    ``worker_up`` event; False when ``only_new`` and the name is taken."""
     if only_new:
         if not conn.set(keys.worker(name), entry_json, nx=True, px=ttl_ms):
             return False
@@ -21,6 +22,7 @@ def add_worker(conn: Redis, name: str, entry_json: str, ttl_ms: int, only_new: b
         conn.set(keys.worker(name), entry_json, px=ttl_ms)
     with conn.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.WORKERS, name)
+        pipe.hset(keys.FLEET, name, fleet_json)
         pipe.srem(keys.DRAINING, name)  # a new worker under an old name is not draining
         streams.publish_worker(pipe, "worker_up", name, "up")
         pipe.execute()
@@ -89,7 +91,31 @@ def remove_worker(conn: Redis, name: str) -> None:
         pipe.delete(keys.worker(name))
         pipe.srem(keys.WORKERS, name)
         pipe.srem(keys.DRAINING, name)
+        pipe.hdel(keys.FLEET, name)  # a clean exit: not lost
+        streams.publish_worker(pipe, "worker_down", name, "down")
         pipe.execute()
+
+
+def lost_workers(conn: Redis) -> dict[str, str]:
+    """Fleet members whose entry expired without a clean exit: name -> their fleet entry (JSON)."""
+    fleet = {k.decode(): v.decode() for k, v in conn.hgetall(keys.FLEET).items()}
+    if not fleet:
+        return {}
+    names = list(fleet)
+    alive = conn.mget([keys.worker(n) for n in names])
+    return {n: fleet[n] for n, raw in zip(names, alive) if raw is None}
+
+
+def forget_worker(conn: Redis, name: str, seen: str) -> None:
+    """Drop a lost worker from the fleet, unless a new worker took the name meanwhile."""
+
+    def drop(pipe) -> None:
+        current = pipe.hget(keys.FLEET, name)
+        pipe.multi()
+        if current is not None and current.decode() == seen:
+            pipe.hdel(keys.FLEET, name)
+
+    conn.transaction(drop, keys.FLEET)
 
 
 def worker_count(conn: Redis) -> int:
