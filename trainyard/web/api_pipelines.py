@@ -39,8 +39,13 @@ def list_runs(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis =
 def get_run(run_id: str, redis: Redis = Depends(conn)) -> dict[str, Any]:
     run = runs.load(redis, run_id)
     data = views.run_detail(run)
-    controller = TaskStore(redis).get_many([run.id])[0]
+    task_ids = [n["task_id"] for n in data["nodes"] if n["task_id"]]
+    records = TaskStore(redis).get_many([run.id, *task_ids])
+    controller, by_id = records[0], {r.id: r for r in records[1:] if r is not None}
     data["controller_status"] = controller.status.value if controller else None
+    for node in data["nodes"]:
+        node["tests"] = views.test_reports(by_id.get(node["task_id"]))
+    data["tests"] = views.test_totals(data["nodes"])
     return data
 
 
