@@ -637,6 +637,15 @@ class Task(metaclass=_TaskType):
         refuse_unknown("Task", name)
 
 
+def mark_failed(message: str) -> None:
+    """End the task this process runs as failed with ``message``: a task run here (Task.init
+    outside a worker) ends failed at exit; under a worker the script stops here with it."""
+    if _inside_worker():
+        raise SystemExit(message)
+    if _attached is not None:
+        _attached.fail_at_exit(message)
+
+
 def _native_of(task: Task | str | NativeTask | None) -> NativeTask:
     if task is None:
         raise InvalidInput("no task given")
