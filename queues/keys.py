@@ -126,3 +126,59 @@ TRIGGER_LAST = PREFIX + "trigger:last"  # hash: trigger id -> its last firing (J
 def trigger_claim(trigger_id: str, occurrence: str) -> str:
     """SET NX by the trigger service that fires this (trigger, tick or event): nothing fires twice."""
     return f"{PREFIX}trigger:claim:{trigger_id}:{occurrence}"
+
+
+# -- services: alerts (controller/alerts) and the autoscaler (controller/autoscale)
+FLEET = PREFIX + "fleet"  # hash: worker name -> JSON {host, started, queues}, register to clean exit (lost: entry gone)
+ALERT_RULES = PREFIX + "alert:rules"  # hash: rule id -> AlertRule JSON
+ALERT_OUTBOX = PREFIX + "alert:outbox"  # stream of messages to send (group "senders": each sent once)
+ALERT_HISTORY = PREFIX + "alert:history"  # stream: what was sent (or failed), newest last
+ALERT_DUE = PREFIX + "alert:due"  # zset: rule id -> when its held alerts go out as one digest
+ALERTS_GROUP = "alerts"  # consumer group of the alert services on EVENTS and ALERT_OUTBOX
+
+
+SERVICES = PREFIX + "services"  # set of "<kind>:<name>" of running services
+
+
+def service(kind: str, name: str) -> str:
+    """A running service's facts (alerts, autoscaler), expiring when its heartbeats stop."""
+    return f"{PREFIX}service:{kind}:{name}"
+
+
+def alert_seen(rule_id: str, subject: str, transition: str) -> str:
+    """SET NX when (rule, subject, transition) is raised: nothing is alerted twice."""
+    return f"{PREFIX}alert:seen:{rule_id}:{subject}:{transition}"
+
+
+def alert_rate(rule_id: str, window: int) -> str:
+    """Messages of a rule in one rate window (a counter that expires)."""
+    return f"{PREFIX}alert:rate:{rule_id}:{window}"
+
+
+def alert_held(rule_id: str) -> str:
+    """List of a rule's alerts over its rate, waiting for the digest."""
+    return f"{PREFIX}alert:held:{rule_id}"
+
+
+# -- hyper-parameter optimisation studies (controller/hpo, queues/studies.py)
+STUDIES = PREFIX + "idx:studies"  # zset of study ids (= their controller task ids) by creation time
+
+
+def study(study_id: str) -> str:
+    """A study's definition and state (JSON): space, objective, strategy, limits, status."""
+    return f"{PREFIX}study:{study_id}"
+
+
+def study_trials(study_id: str) -> str:
+    """Hash: trial number -> JSON {task, state, params, value, ...} (the controller's book of trials)."""
+    return f"{PREFIX}study:{study_id}:trials"
+
+
+def study_journal(study_id: str) -> str:
+    """List: the Optuna study as its journal of operations, one JSON entry each (never pickle)."""
+    return f"{PREFIX}study:{study_id}:journal"
+
+
+def study_stop(study_id: str) -> str:
+    """Set when someone asked the study to stop."""
+    return f"{PREFIX}study:{study_id}:stop"

@@ -11,7 +11,7 @@ from redis import Redis
 
 from . import bulk, capture, events, keys, lifecycle, reaper, rqjob
 from .broker import Broker, check_queue_name
-from .connection import resolve
+from .connection import reader_without_redis, resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
 from .gitinfo import strip_credentials
 from .params import check_parameters, check_value, normalize_key
@@ -181,6 +181,9 @@ class Task:
 
     @classmethod
     def get(cls, task_id: str, connection: Redis | None = None) -> Task:
+        reader = reader_without_redis(connection)
+        if reader is not None:  # inside a task: its worker answers
+            return cls(reader.get(task_id))
         conn = resolve(connection)
         return cls(TaskStore(conn).get(task_id), conn)
 
@@ -193,11 +196,14 @@ class Task:
         connection: Redis | None = None,
     ) -> Task:
         """By id, or the newest task with this exact name in ``project``."""
-        conn = resolve(connection)
         if task_id:
-            return cls.get(task_id, conn)
+            return cls.get(task_id, connection)
         if not name:
             raise InvalidInput("get_task needs task_id, or name (and project)")
+        reader = reader_without_redis(connection)
+        if reader is not None:  # inside a task: its worker answers
+            return cls(reader.find_by_name(project or "default", name))
+        conn = resolve(connection)
         return cls(TaskStore(conn).find_by_name(project or "default", name), conn)
 
     @classmethod
@@ -214,8 +220,11 @@ class Task:
         connection: Redis | None = None,
     ) -> list[Task]:
         """Tasks matching every given filter, newest first (``name`` is a glob or substring)."""
-        conn = resolve(connection)
         query = Query(project=project, status=status, tag=tag, queue=queue, name=name, parent=parent)
+        reader = reader_without_redis(connection)
+        if reader is not None:  # inside a task: its worker answers
+            return [cls(r) for r in reader.query(query, limit, offset)]
+        conn = resolve(connection)
         return [cls(r, conn) for r in TaskStore(conn).query(query, limit=limit, offset=offset)]
 
     # -- fields --------------------------------------------------------------------------
@@ -236,7 +245,8 @@ class Task:
     runtime = property(lambda self: self._record.runtime)
 
     def refresh(self) -> Task:
-        self._record = self._store.get(self.id)
+        reader = reader_without_redis(self._conn)
+        self._record = reader.get(self.id) if reader is not None else self._store.get(self.id)
         return self
 
     def get_parameters(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -48,7 +49,7 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
     key = keys.worker(info.name)
     payload = info.model_dump_json()
     if conn.set(key, payload, nx=True, px=int(WORKER_TTL_S * 1000)):
-        _announce(conn, info.name)
+        _announce(conn, info)
         return
     raw = conn.get(key)
     if raw is not None:
@@ -59,12 +60,15 @@ def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:
                 f"(last heartbeat {time.time() - holder.heartbeat:.0f}s ago); pick another --name"
             )
     conn.set(key, payload, px=int(WORKER_TTL_S * 1000))
-    _announce(conn, info.name)
+    _announce(conn, info)
 
 
-def _announce(conn: Redis, name: str) -> None:
+def _announce(conn: Redis, info: WorkerInfo) -> None:
+    name = info.name
     with conn.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.WORKERS, name)
+        fleet = {"host": info.host, "started": info.started, "queues": info.queues}
+        pipe.hset(keys.FLEET, name, json.dumps(fleet))
         pipe.srem(keys.DRAINING, name)  # a new worker under an old name is not draining
         pipe.xadd(
             keys.EVENTS,
@@ -114,7 +118,37 @@ def unregister(conn: Redis, name: str) -> None:
         pipe.delete(keys.worker(name))
         pipe.srem(keys.WORKERS, name)
         pipe.srem(keys.DRAINING, name)
+        pipe.hdel(keys.FLEET, name)  # a clean exit: not lost
+        pipe.xadd(
+            keys.EVENTS,
+            {"task": "", "kind": "worker_down", "status": "down", "prev": "", "project": "", "queue": name},
+            maxlen=100_000,
+            approximate=True,
+        )
         pipe.execute()
+
+
+def lost(conn: Redis) -> dict[str, str]:
+    """Workers whose entry expired without a clean exit: name -> their fleet entry (JSON:
+    host, started, queues)."""
+    fleet = {k.decode(): v.decode() for k, v in conn.hgetall(keys.FLEET).items()}
+    if not fleet:
+        return {}
+    names = list(fleet)
+    alive = conn.mget([keys.worker(n) for n in names])
+    return {n: fleet[n] for n, raw in zip(names, alive) if raw is None}
+
+
+def forget(conn: Redis, name: str, seen: str) -> None:
+    """Drop a lost worker from the fleet, unless a new worker took the name meanwhile."""
+
+    def drop(pipe) -> None:
+        current = pipe.hget(keys.FLEET, name)
+        pipe.multi()
+        if current is not None and current.decode() == seen:
+            pipe.hdel(keys.FLEET, name)
+
+    conn.transaction(drop, keys.FLEET)
 
 
 def get(conn: Redis, name: str) -> WorkerInfo | None:

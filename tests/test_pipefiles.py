@@ -293,6 +293,7 @@ def test_expressions_keep_types_and_interpolate_text():
         == 'lr=0.1 on=true t=["a", "b"]'
     )
     assert expr.render({"k": ["${{ params.n }}"]}, ctx) == {"k": [3]}
+    assert expr.render("${{ params.n }} and ${{ params.lr }}", ctx) == "3 and 0.1"  # two, not one whole
     assert expr.condition("${{ params.n > 2 && steps.s.outputs.x == 7 }}", ctx) is True
     assert expr.condition("!params.on || contains(params.tags, 'c')", ctx) is False
     assert expr.render("${{ format('{0}-{1}', params.n, 'x') }}", ctx) == "3-x"
@@ -391,7 +392,7 @@ jobs:
 
 def test_datatorch_action_file_and_printed_outputs(conn, tmp_path):
     """An action-datatorch.yaml action written for DataTorch: inputs as one JSON argument, outputs
-    printed as ::name::<json> (read for declared outputs only; other lines with '::' stay log lines)."""
+    printed as ::name::<json> (declared or not, as DataTorch reads them; other lines with '::' stay log lines)."""
     action = tmp_path / "actions" / "count"
     action.mkdir(parents=True)
     (action / "action-datatorch.yaml").write_text(
@@ -413,11 +414,11 @@ jobs:
       - id: c
         action: ./actions/count
         inputs: {items: [1, 2, 3]}
-    outputs: {total: "${{ steps.c.outputs.total }}"}
+    outputs: {total: "${{ steps.c.outputs.total }}", undeclared: "${{ steps.c.outputs.undeclared }}"}
 """
     run = run_here(load_text(text, "dt.yaml", base_dir=tmp_path), conn=conn)
     assert run.status == "completed", run.message
-    assert job_outputs(conn, run)["a"] == {"total": 3}
+    assert job_outputs(conn, run)["a"] == {"total": 3, "undeclared": 1}
     log = [line.text for line in logs.read(conn, run.state["a"].task_id)]
     assert "note: a::b::c stays a log line" in log and "::total::3" in log
 

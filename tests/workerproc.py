@@ -119,3 +119,61 @@ def wait_worker_state(conn: redis.Redis, name: str, state: str, timeout: float =
                 ):
                     return
     raise AssertionError(f"worker {name} never became {state}")
+
+
+class ServiceProcess:
+    """A service (``python -m trainyard.controller.<module>``) in the foreground of a subprocess."""
+
+    def __init__(self, module: str, env: dict | None = None):
+        full_env = {**os.environ, **FAST, **(env or {})}
+        self.log_path = Path(os.environ["TRAINYARD_HOME"]) / f"service-{time.monotonic_ns()}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"trainyard.controller.{module}"],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        if not self._log.closed:
+            self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_service(conn: redis.Redis, kind: str, count: int = 1, timeout: float = 30) -> None:
+    """Until ``count`` services of ``kind`` announce themselves (their first heartbeat)."""
+    from trainyard.queues import services
+
+    deadline = time.monotonic() + timeout
+    cursor = "0-0"
+    while len(services.running(conn, kind)) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} {kind} service(s) did not start")
+        reply = conn.xread({keys.EVENTS: cursor}, block=500, count=500)  # woken by service_up events
+        for _, entries in reply or []:
+            cursor = entries[-1][0]

@@ -5,7 +5,8 @@ from .controller.decorators import component, pipeline
 from .controller.local import use_step_worker_factory
 from .controller.pipeline import Pipeline
 from .controller.schedules import TaskScheduler
-from .queues.connection import use_connection_factory
+from .in_task import reader as _in_task_reader
+from .queues.connection import use_connection_factory, use_reader_factory
 from .queues.errors import (
     IllegalTransition,
     InvalidInput,
@@ -23,6 +24,7 @@ from .queues.task import Task
 from .runtime.task_api import current_task
 
 use_connection_factory(connect)
+use_reader_factory(_in_task_reader)
 
 
 def _step_worker(conn, queue):

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from .embedded import EmbeddedRedis
+from .in_task import inside_task, no_redis_here
 from .queues.errors import RedisUnavailable
 from .settings import settings
 
@@ -34,6 +35,8 @@ def redis_url(start_embedded: bool = True) -> str | None:
     configured = settings().redis_url
     if configured:
         return configured
+    if inside_task():  # never an embedded server in a task: it would be another, empty Redis
+        raise no_redis_here()
     embedded = EmbeddedRedis(settings().embedded_dir)
     return embedded.ensure() if start_embedded else embedded.url()
 

@@ -16,6 +16,7 @@ class Settings:
     redis_url: str | None
     artifacts_url: str
     user: str
+    run_dir: Path | None = None  # set by the worker for a task process (TRAINYARD_RUN_DIR)
 
     @property
     def embedded_dir(self) -> Path:
@@ -29,6 +30,7 @@ class Settings:
             redis_url=os.environ.get("TRAINYARD_REDIS_URL") or None,
             artifacts_url=os.environ.get("TRAINYARD_ARTIFACTS") or str(home / "artifacts"),
             user=os.environ.get("TRAINYARD_USER") or _login_name(),
+            run_dir=Path(os.environ["TRAINYARD_RUN_DIR"]) if os.environ.get("TRAINYARD_RUN_DIR") else None,
         )
 
 

@@ -20,8 +20,9 @@ import redis
 from ..queues import logs
 from ..queues.record import MetricSummary, TaskRecord, TaskStatus
 from ..queues.store import TaskStore
+from . import queries
 from .artifacts import ArtifactStore
-from .runfolder import EventReader, resolve_artifact
+from .runfolder import EventReader, resolve_artifact, write_reply
 from .secrets import Redactor
 
 FLUSH_S = 0.1
@@ -34,6 +35,7 @@ MAX_OUTPUTS = 256
 MAX_PARAMETERS = 1000
 MAX_ARTIFACTS = 1000
 MAX_SERIES = 1000  # metric (title, series) pairs summarised on the record
+QUERIES_PER_TICK = 50  # a task's questions about other tasks answered per tick (FLUSH_S); more are refused
 
 log = logging.getLogger("trainyard.worker")
 
@@ -70,6 +72,7 @@ class Reporter:
         self._changes: list[dict] = []
         self._names: dict[str, set] = {"output": set(), "parameters": set(), "artifact": set(), "metric": set()}
         self._refused: set[str] = set()
+        self._queries = 0  # questions answered on this tick
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"report-{task_id}", daemon=True)
         self._started = False
@@ -106,6 +109,7 @@ class Reporter:
     def _tick(self, final: bool = False) -> bool:
         """Read new task events and push what is pending; False when Redis refused."""
         events, errors = self.reader.poll_with_errors(final=final)
+        self._queries = 0
         for error in errors:
             self.system(f"ignored a bad line in events.jsonl: {error}")
         for event in events:
@@ -167,6 +171,9 @@ class Reporter:
     def _absorb(self, event: dict[str, Any]) -> None:
         event = self.redactor.value(event)  # a task that reports a secret gets it masked too
         kind = event["kind"]
+        if kind == "query":
+            self._answer(event)
+            return
         if not self._within_caps(event):
             return
         if kind == "metric":
@@ -185,6 +192,18 @@ class Reporter:
         else:
             with self._lock:
                 self._changes.append(event)
+
+    def _answer(self, event: dict[str, Any]) -> None:
+        """A read-only question about other tasks, answered from Redis into the run folder."""
+        self._queries += 1
+        if self._queries > QUERIES_PER_TICK:
+            reply = {"ok": False, "reason": "unavailable", "error": f"more than {QUERIES_PER_TICK} questions at once"}
+        else:
+            reply = self.redactor.value(queries.answer(self.store, event["op"], event["args"]))
+        try:
+            write_reply(self.run_dir, event["id"], reply)
+        except (ValueError, OSError) as exc:
+            self.system(f"could not answer the task's question: {exc}")
 
     def _update_record(self, points: list[dict], changes: list[dict]) -> None:
         def apply(record: TaskRecord) -> None:

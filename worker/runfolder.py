@@ -9,6 +9,7 @@ Everything in the run folder was written by the task and is treated as untrusted
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,12 +27,15 @@ from ..runtime.task_api import (
     MAX_LABEL,
     MAX_LINE_BYTES,
     PROTOCOL,
+    QUERY_ID,
+    QUERY_OPS,
+    REPLIES_DIR,
     TASK_FILE,
 )
 from ..runtime.task_api import SECTION_NAME as _SECTION
 
 _READ_CHUNK = 1 << 16
-EVENT_KINDS = ("metric", "output", "artifact", "parameters")
+EVENT_KINDS = ("metric", "output", "artifact", "parameters", "query")
 
 
 def create_run_folder(path: Path, task: Mapping[str, Any]) -> Path:
@@ -70,6 +74,7 @@ def create_run_folder(path: Path, task: Mapping[str, Any]) -> Path:
         raise FileExistsError(f"run folder {path} already exists and is not empty")
     os.chmod(path, 0o700)
     (path / ARTIFACTS_DIR).mkdir(mode=0o700)
+    (path / REPLIES_DIR).mkdir(mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=".task-", dir=str(path))
     with os.fdopen(fd, "wb") as out:
         out.write(data)
@@ -165,7 +170,33 @@ def validate_event(event: Any) -> dict:
         for key in values:
             _check_key(key)
         return {"kind": "parameters", "values": values}
+    if kind == "query":
+        query_id, op, args = event.get("id"), event.get("op"), event.get("args")
+        if not isinstance(query_id, str) or not QUERY_ID.fullmatch(query_id):
+            raise _BadEvent(f"query id {_short(query_id)} is not 32 lowercase hex digits")
+        if op not in QUERY_OPS:
+            raise _BadEvent(f"unknown query {_short(op)} (expected one of {', '.join(QUERY_OPS)})")
+        if not isinstance(args, dict):
+            raise _BadEvent(f"query 'args' must be an object, got {_short(args)}")
+        return {"kind": "query", "id": query_id, "op": op, "args": args}
     raise _BadEvent(f"unknown event kind {_short(kind)} (expected one of {', '.join(EVENT_KINDS)})")
+
+
+def write_reply(run_dir: Path | str, query_id: str, answer: Mapping[str, Any]) -> None:
+    """Answer a query: ``replies/<id>.json`` appears whole (written beside, then renamed)."""
+    folder = Path(run_dir) / REPLIES_DIR
+    if not QUERY_ID.fullmatch(query_id) or folder.is_symlink() or not folder.is_dir():
+        raise ValueError(f"cannot answer query {query_id!r} in {folder}")
+    fd, tmp = tempfile.mkstemp(prefix=".reply-", dir=str(folder))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(answer, out, allow_nan=False, separators=(",", ":"))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / f"{query_id}.json")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def parse_event_line(line: bytes) -> dict:

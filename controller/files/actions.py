@@ -3,7 +3,8 @@
 Where ``owner/repo`` comes from is set by ``TRAINYARD_ACTIONS_SOURCE``: a base URL (default
 ``https://github.com``; a mirror such as ``https://git.example.com/mirror``) giving
 ``<base>/<owner>/<repo>.git``, or a local folder of repositories giving ``<folder>/<owner>/<repo>``
-(``<repo>.git`` is tried too), so pipelines run on machines without internet.
+(``<repo>.git`` is tried too), so pipelines run on machines without internet. As in DataTorch,
+``datatorch/<name>`` is ``datatorch-actions/<name>`` and the tag ``latest`` is the default branch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from ...runtime.jobrun import StepFailed, fetch_git
+from .datatorch import published_name
 from .errors import FileError, PipelineFileError, field_path
 from .loader import line_of, parse
 from .schema import ActionFile, ActionObject
@@ -94,14 +96,15 @@ def resolve(action: str | ActionObject, base_dir: Path | None) -> ResolvedAction
         key = "path-" + hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:16]
         return ResolvedAction(key=key, display=action, kind="path", file=file, definition=definition, files=files)
     if isinstance(action, ActionObject):
-        name, tag, url, wanted_file = action.name, action.tag, action.git or repo_url(action.name), action.file
+        name, tag, wanted_file = published_name(action.name), action.tag, action.file
+        url = action.git or repo_url(name)
     else:
         name, at, tag = action.strip().partition("@")
         if not at or not tag:
             raise ValueError(f"action {action!r} needs a tag: owner/repo@tag (e.g. {action}@v1)")
         if name.count("/") != 1 or not all(name.split("/")):
             raise ValueError(f"action {action!r}: expected owner/repo@tag or a local path such as ./actions/x")
-        url, wanted_file = repo_url(name), None
+        url, wanted_file = repo_url(published_name(name)), None
     try:
         folder, sha = fetch_git(url, tag, cache_root())
     except StepFailed as exc:

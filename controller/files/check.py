@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ...runtime import expr
 from ...runtime.jobrun import cast_input
+from . import datatorch
 from .actions import ResolvedAction, describe, resolve
 from .errors import FileError, PipelineFileError, field_path
 from .loader import Lines, line_of, parse
@@ -55,11 +56,19 @@ def load_text(
     if not isinstance(data, dict):
         checker.add((), "a pipeline file must be a mapping with at least 'name' and 'jobs'")
         raise PipelineFileError(checker.errors)
+    if "name" not in data and filename != "<editor>":
+        data["name"] = Path(filename).stem  # as DataTorch names a file without one
+    refusals, problems = datatorch.translate(data, lines, filename)
+    if refusals:  # it needs DataTorch's web service: nothing else matters
+        raise PipelineFileError(refusals)
+    checker.errors.extend(problems)
     try:
         model = PipelineFile.model_validate(data)
     except ValidationError as exc:
         _schema_errors(checker, data, exc)
         raise PipelineFileError(checker.errors) from None
+    if checker.errors:
+        raise PipelineFileError(checker.errors)
     _check_params(checker, model)
     _check_graph(checker, model)
     actions: dict[str, ResolvedAction] = {}
@@ -278,6 +287,7 @@ def _check_references(checker: Checker, model: PipelineFile, actions: dict[str, 
     for schedule in model.on.schedule:
         inputs |= set(schedule.inputs)
     base = {"params": set(model.params), "inputs": inputs, "env": set(model.env), "jobs": {}, "steps": None}
+    base.update(vars=set(model.variables), secrets=set(model.secrets), variable=None)
     _refs(checker, ("env",), model.env, base)
     for job_id, job in model.jobs.items():
         jobs = {n: set(model.jobs[n].outputs) for n in job.needs if n in model.jobs}
@@ -285,20 +295,25 @@ def _check_references(checker: Checker, model: PipelineFile, actions: dict[str, 
         _refs(checker, ("jobs", job_id, "if"), job.if_, {**scope, "env": set()})
         _refs(checker, ("jobs", job_id, "env"), job.env, scope)
         steps: dict[str, set | None] = {}
+        ids = {step.id for step in job.steps if step.id}
+        earlier: set | None = set()  # every earlier step's outputs (None: one of them may print any)
         for i, step in enumerate(job.steps):
             path = ("jobs", job_id, "steps", i)
-            step_scope = {**scope, "steps": dict(steps)}
+            step_scope = {**scope, "steps": dict(steps), "variable": earlier}
             _refs(checker, (*path, "if"), step.if_, step_scope)
             _refs(checker, (*path, "env"), step.env, step_scope)
             with_env = {**step_scope, "env": scope["env"] | set(step.env)}
             _refs(checker, (*path, "run"), step.run, with_env)
             _refs(checker, (*path, "inputs"), step.inputs, with_env)
-            if step.id:
-                declared = None
-                if step.action is not None and describe(step.action) in actions:
-                    declared = set(actions[describe(step.action)].definition.get("outputs") or {})
-                steps[step.id] = declared
-        _refs(checker, ("jobs", job_id, "outputs"), job.outputs, {**scope, "steps": steps})
+            declared = None
+            resolved = actions.get(describe(step.action)) if step.action is not None else None
+            if resolved is not None and not resolved.file.startswith("action-datatorch"):
+                declared = set(resolved.definition.get("outputs") or {})  # DataTorch actions print any
+            for key in (step.id, step.name):
+                if key and (key == step.id or key not in ids):
+                    steps[key] = declared
+            earlier = None if earlier is None or declared is None else earlier | declared
+        _refs(checker, ("jobs", job_id, "outputs"), job.outputs, {**scope, "steps": steps, "variable": earlier})
 
 
 def _refs(checker: Checker, path: tuple, value: Any, scope: dict) -> None:
@@ -329,21 +344,32 @@ def _refs(checker: Checker, path: tuple, value: Any, scope: dict) -> None:
                 checker.add(path, f"${{{{ {'.'.join(str(p) for p in ref)} }}}}: {problem}")
 
 
+_WHAT = {"params": "param", "inputs": "input", "env": "env variable", "vars": "variable", "secrets": "secret"}
+
+
 def _ref_problem(ref: tuple, scope: dict) -> str | None:
     head = ref[0]
     if head == "needs":
         head = "jobs"
     if head not in expr.NAMESPACES:
-        return f"unknown name {head!r} (use params., inputs., steps., jobs., env. or event.)"
+        known = "params., inputs., vars., secrets., steps., variable., jobs., env. or event."
+        return f"unknown name {head!r} (use {known})"
     if head == "event":
         return None
     if len(ref) < 2:
         return f"{head} needs a name ({head}.<name>)"
     name = str(ref[1])
-    if head in ("params", "inputs", "env"):
+    if head in ("params", "inputs", "env", "vars", "secrets"):
         if name not in scope[head]:
             known = ", ".join(sorted(scope[head])) or "none"
-            return f"unknown {head[:-1] if head != 'env' else 'env variable'} {name!r} (known: {known})"
+            return f"unknown {_WHAT[head]} {name!r} (known: {known})"
+        return None
+    if head == "variable":
+        if scope["steps"] is None:
+            return "variable. (earlier steps' outputs) can only be used inside a job's steps and outputs"
+        if scope["variable"] is not None and name not in scope["variable"]:
+            known = ", ".join(sorted(scope["variable"])) or "none"
+            return f"no earlier step of the job gives output {name!r} (outputs so far: {known})"
         return None
     if head == "jobs":
         if name not in scope["jobs"]:
@@ -357,7 +383,7 @@ def _ref_problem(ref: tuple, scope: dict) -> str | None:
     if steps is None:
         return "steps can only be referred to inside a job's steps and outputs"
     if name not in steps:
-        return f"unknown step {name!r} (steps before this one with an id: {', '.join(steps) or 'none'})"
+        return f"unknown step {name!r} (steps before this one with an id or name: {', '.join(steps) or 'none'})"
     if len(ref) < 3 or ref[2] not in ("outputs", "outcome"):
         return "expected steps.<id>.outputs.<name> or steps.<id>.outcome"
     if ref[2] == "outputs":

@@ -53,15 +53,24 @@ def build(
     inputs: dict[str, Any] | None = None,
     event: dict[str, Any] | None = None,
     connection: Redis | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> Pipeline:
-    """The engine pipeline for one run of ``pf`` with these values (nothing is stored yet)."""
+    """The engine pipeline for one run of ``pf`` with these values (nothing is stored yet).
+
+    ``variables`` override the file's ``variables`` for this run (plain values, stored with the run).
+    """
     values = typed_values(pf.params, params or {}, "param")
+    unknown = sorted(set(variables or {}) - set(pf.variables))
+    if unknown:
+        known = ", ".join(pf.variables) or "none"
+        raise InvalidInput(f"unknown variable(s) {', '.join(unknown)} (declared: {known})")
+    run_vars = {**pf.variables, **(variables or {})}
     manual = pf.on.manual.inputs if pf.on.manual else {}
     scheduled = {key for schedule in pf.on.schedule for key in schedule.inputs}  # free-form, set in the file
     extra = {k: v for k, v in (inputs or {}).items() if k not in manual and k in scheduled}
     given = {k: v for k, v in (inputs or {}).items() if k not in extra}
     input_values = {**typed_values(manual, given, "input"), **extra}
-    context = {"params": values, "inputs": input_values, "event": dict(event or {})}
+    context = {"params": values, "inputs": input_values, "event": dict(event or {}), "vars": run_vars}
     pipe = Pipeline(
         pf.name,
         project=pf.project,
@@ -83,6 +92,8 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict) -> StepSpec:
     for i, step in enumerate(job.steps):
         item: dict[str, Any] = {
             "id": step.id,
+            "name": step.name,
+            "cache": step.cache,
             "label": step.name or step.id or _label(step, i),
             "if": step.if_,
             "env": step.env,
@@ -105,6 +116,8 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict) -> StepSpec:
         "env": {**pf.env, **job.env},
         "if": job.if_,
         "steps": steps,
+        "step_ids": [step.id for step in job.steps if step.id],
+        "secrets": list(pf.secrets),
         "actions": used,
         "outputs": job.outputs,
     }
@@ -115,7 +128,7 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict) -> StepSpec:
         "comment": job.name,
         "script": {"command": RUNNER, "python": job.python},
         "container": {"image": job.image},
-        "execution": {"gpus": {"count": job.gpus}},
+        "execution": {"gpus": {"count": job.gpus}, "secret_env": {name: name for name in pf.secrets}},
         "configuration": {JOB_KEY: spec},
     }
     return StepSpec(

@@ -90,20 +90,25 @@ def start(
     event: dict[str, Any] | None = None,
     conn: Redis | None = None,
     queue: str = SERVICES_QUEUE,
+    variables: dict[str, Any] | None = None,
 ) -> str:
     """Start a run on the workers: its controller on ``queue``; returns the run id."""
-    return build(pf, params, inputs, event, resolve(conn)).start(queue=queue)
+    return build(pf, params, inputs, event, resolve(conn), variables).start(queue=queue)
 
 
 def submit(
-    pf: PipelineFile, params: dict[str, Any] | None = None, conn: Redis | None = None, queue: str = SERVICES_QUEUE
+    pf: PipelineFile,
+    params: dict[str, Any] | None = None,
+    conn: Redis | None = None,
+    queue: str = SERVICES_QUEUE,
+    variables: dict[str, Any] | None = None,
 ) -> str:
     """Register (or update) the file, then start a run on the workers; returns the run id.
 
     The values are checked before anything is stored: bad params register nothing.
     """
     conn = resolve(conn)
-    pipe = build(pf, params, None, None, conn)
+    pipe = build(pf, params, None, None, conn, variables)
     pipe.validate()
     register(pf, conn)
     return pipe.start(queue=queue)
@@ -116,13 +121,14 @@ def trigger(
     project: str | None = None,
     params: dict[str, Any] | None = None,
     queue: str = SERVICES_QUEUE,
+    variables: dict[str, Any] | None = None,
 ) -> str:
     """Fire the manual trigger of a registered pipeline with ``inputs``; returns the run id."""
     conn = resolve(conn)
     pf = load_entry(find(name, project, conn))
     if pf.on.manual is None:
         raise InvalidInput(f"pipeline {pf.name!r} has no manual trigger (add 'on: {{manual: ...}}')")
-    return start(pf, params, inputs, None, conn, queue)
+    return start(pf, params, inputs, None, conn, queue, variables)
 
 
 def run_here(
@@ -130,6 +136,7 @@ def run_here(
     params: dict[str, Any] | None = None,
     inputs: dict[str, Any] | None = None,
     conn: Redis | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> PipelineRun:
     """Run the file in this process, its jobs on an in-process worker; returns the finished run."""
-    return build(pf, params, inputs, None, resolve(conn)).start_locally(run_steps_locally=True)
+    return build(pf, params, inputs, None, resolve(conn), variables).start_locally(run_steps_locally=True)

@@ -43,7 +43,7 @@ class ActionObject(_Model):
     """The object form of ``action``: a repository (``owner/repo``) at a tag, optionally from ``git``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-    tag: str = Field(min_length=1)
+    tag: str = Field(default="latest", min_length=1)  # latest: the default branch (DataTorch's default)
     git: str | None = None  # clone URL (or local path); default: the configured actions source
     file: str | None = None  # the action file's name; default action.yaml, then action-datatorch.yaml
 
@@ -59,6 +59,7 @@ class Step(_Model):
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     if_: str | bool | None = Field(default=None, alias="if")
     timeout: Duration | None = None
+    cache: bool | None = None  # action steps: reuse outputs for the same action commit and inputs
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
@@ -66,6 +67,8 @@ class Step(_Model):
             raise ValueError("a step needs exactly one of 'run' (a command) or 'action' (a reusable unit)")
         if self.run is not None and self.inputs:
             raise ValueError("'inputs' belong to 'action' steps ('run' steps read values through 'env')")
+        if self.run is not None and self.cache:
+            raise ValueError("'cache' applies to 'action' steps (their outputs are kept per action and inputs)")
         return self
 
 
@@ -166,6 +169,8 @@ class PipelineFile(_Model):
     queue: str | None = None  # default queue of every job
     fail_fast: bool = False  # True: the first failed job aborts the running ones and skips the rest
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    variables: dict[EnvName, EnvValue] = Field(default_factory=dict)  # plain values, overridable per run
+    secrets: list[EnvName] = Field(default_factory=list)  # names only: values are held by the workers
     params: dict[Id, Param] = Field(default_factory=dict)
     on: Triggers = Field(default_factory=lambda: Triggers(manual=ManualTrigger()))
     jobs: dict[JobId, Job] = Field(min_length=1)
@@ -217,7 +222,7 @@ class ActionEnv(_Model):
 class Runs(_Model):
     """How the action runs: a command, a Python file, a script, or a docker image."""
 
-    using: Literal["cmd", "command", "commandline", "python", "script", "shell", "docker"]
+    using: Literal["cmd", "command", "commandline", "python", "script", "shell", "docker", "node", "human"]
     command: str | None = None
     main: str | None = None
     script: str | None = None  # DataTorch's runtime key for 'script' actions (same as main)
@@ -229,7 +234,12 @@ class Runs(_Model):
     def _needs(self) -> Runs:
         if self.using in ("cmd", "command", "commandline") and not self.command:
             raise ValueError(f"runs.using {self.using!r} needs 'command'")
-        if self.using in ("python", "script", "shell") and not (self.main or self.script):
+        if self.using == "human":
+            raise ValueError(
+                "runs.using 'human': a human task is done by a person in DataTorch's web app, "
+                "which trainyard does not have"
+            )
+        if self.using in ("python", "script", "shell", "node") and not (self.main or self.script):
             raise ValueError(f"runs.using {self.using!r} needs 'main' (the file to run)")
         if self.using == "docker" and not self.image:
             raise ValueError("runs.using 'docker' needs 'image'")

@@ -8,6 +8,7 @@ import click
 from pydantic import ValidationError
 
 from ..queues.errors import TrainyardError
+from .alert_cmds import alerts
 from .output import fail
 from .pipefile_cmds import COMMANDS as PIPEFILE_COMMANDS
 from .pipeline_cmds import pipeline
@@ -52,6 +53,7 @@ cli.add_command(worker)
 cli.add_command(pipeline)
 cli.add_command(schedule)
 cli.add_command(web)
+cli.add_command(alerts)
 for _command in PIPEFILE_COMMANDS:
     pipeline.add_command(_command)
 

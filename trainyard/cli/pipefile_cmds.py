@@ -25,6 +25,9 @@ _param_option = click.option(
 _input_option = click.option(
     "--input", "-i", "inputs", multiple=True, metavar="NAME=VALUE", help="A trigger input (converted to its type)."
 )
+_var_option = click.option(
+    "--var", "-v", "variables", multiple=True, metavar="NAME=VALUE", help="Override one of the file's variables."
+)
 
 
 @click.command("validate")
@@ -55,14 +58,22 @@ def validate_cmd(files, as_json) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @_param_option
 @_input_option
+@_var_option
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary, not each job's output.")
-def run_cmd(file, params, inputs, quiet) -> None:
+def run_cmd(file, params, inputs, variables, quiet) -> None:
     """Run a pipeline file here: jobs run on an in-process worker (no worker to set up), their output
     is shown as it comes, and the exit code is 1 when any job failed."""
     pf = load_file(file)
     _check_local_gpus(pf)
     conn = connect()
-    pipe = build(pf, name_value_pairs(params, "--param"), name_value_pairs(inputs, "--input"), None, conn)
+    pipe = build(
+        pf,
+        name_value_pairs(params, "--param"),
+        name_value_pairs(inputs, "--input"),
+        None,
+        conn,
+        name_value_pairs(variables, "--var"),
+    )
     local_queue = f"local-steps-{os.urandom(4).hex()}"
     run = pipe._new_run(None, local_queue, False)
     click.echo(f"pipeline {pf.name} (run {run.id}): {len(pf.jobs)} job(s)")
@@ -131,9 +142,10 @@ def _follow(conn, run_id: str, done: threading.Event) -> None:
 @click.command("submit")
 @click.argument("file", type=click.Path(dir_okay=False))
 @_param_option
+@_var_option
 @click.option("--queue", default=registry.SERVICES_QUEUE, show_default=True, help="Where its controller runs.")
 @click.option("--register-only", is_flag=True, help="Register (or update) the file without starting a run.")
-def submit_cmd(file, params, queue, register_only) -> None:
+def submit_cmd(file, params, variables, queue, register_only) -> None:
     """Register (or update) a pipeline file by its project and name, and start a run on the workers."""
     pf = load_file(file)
     conn = connect()
@@ -141,7 +153,9 @@ def submit_cmd(file, params, queue, register_only) -> None:
         registry.register(pf, conn)
         click.echo(f"registered pipeline {pf.project}/{pf.name}")
         return
-    run_id = registry.submit(pf, name_value_pairs(params, "--param"), conn, queue=queue)
+    run_id = registry.submit(
+        pf, name_value_pairs(params, "--param"), conn, queue=queue, variables=name_value_pairs(variables, "--var")
+    )
     click.echo(f"registered pipeline {pf.project}/{pf.name}; run {run_id} started (controller on {queue!r})")
     click.echo(run_id)
 
@@ -150,11 +164,17 @@ def submit_cmd(file, params, queue, register_only) -> None:
 @click.argument("name")
 @_input_option
 @_param_option
+@_var_option
 @click.option("--queue", default=registry.SERVICES_QUEUE, show_default=True, help="Where its controller runs.")
-def trigger_cmd(name, inputs, params, queue) -> None:
+def trigger_cmd(name, inputs, params, variables, queue) -> None:
     """Start a run of a registered pipeline (NAME or PROJECT/NAME) with its manual trigger's inputs."""
     run_id = registry.trigger(
-        name, name_value_pairs(inputs, "--input"), connect(), params=name_value_pairs(params, "--param"), queue=queue
+        name,
+        name_value_pairs(inputs, "--input"),
+        connect(),
+        params=name_value_pairs(params, "--param"),
+        queue=queue,
+        variables=name_value_pairs(variables, "--var"),
     )
     click.echo(run_id)
 

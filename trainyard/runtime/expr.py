@@ -23,7 +23,10 @@ _TOKEN = re.compile(
     r"(?P<op>==|!=|<=|>=|&&|\|\||[<>!(),\[\].])|(?P<name>[A-Za-z_][A-Za-z0-9_-]*))"
 )
 FUNCTIONS = ("contains", "startsWith", "endsWith", "toJSON", "fromJSON", "join", "format")
-NAMESPACES = ("params", "inputs", "steps", "jobs", "env", "event", "needs")
+NAMESPACES = ("params", "inputs", "steps", "jobs", "env", "event", "needs", "vars", "secrets", "variable")
+# DataTorch's spellings: ``steps.<step name>.output.<key>`` (a name may hold spaces), ``input.<key>``
+_NAMED_STEP = re.compile(r"\bsteps\.([^.'\[\]()]+?)\.(outputs?|outcome)\b")
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
 class ExpressionError(ValueError):
@@ -134,7 +137,7 @@ class _Parser:
                     else:
                         raise ExpressionError(f"expected an index in brackets in expression {self.text!r}")
                     self.take("]")
-            return ("ref", tuple(parts))
+            return ("ref", _canonical(parts))
         raise ExpressionError(f"unexpected {value!r} in expression {self.text!r}")
 
     def call(self, name: str) -> Node:
@@ -151,8 +154,29 @@ class _Parser:
         return ("call", name, args)
 
 
+def _canonical(parts: list) -> tuple:
+    """DataTorch's aliases mapped onto trainyard's names: ``input.`` -> ``inputs.``, ``.output.`` -> ``.outputs.``."""
+    if parts[0] == "input":
+        parts[0] = "inputs"
+    if parts[0] in ("steps", "jobs", "needs") and len(parts) > 2 and parts[2] == "output":
+        parts[2] = "outputs"
+    return tuple(parts)
+
+
+def _quote_step_names(text: str) -> str:
+    """``steps.Download File.output.path`` -> ``steps['Download File'].output.path`` (names with spaces)."""
+
+    def swap(match: re.Match) -> str:
+        name = match.group(1).strip()
+        if _PLAIN_NAME.fullmatch(name):
+            return match.group(0)
+        return "steps['" + name.replace("'", "''") + "']." + match.group(2)
+
+    return _NAMED_STEP.sub(swap, text)
+
+
 def parse(text: str) -> Node:
-    return _Parser(text).parse()
+    return _Parser(_quote_step_names(text)).parse()
 
 
 def references(node: Node) -> Iterator[tuple]:
@@ -310,10 +334,16 @@ def as_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def _whole(text: str) -> re.Match | None:
+    """``${{ a }}`` alone (not ``${{ a }} and ${{ b }}``, which a lazy full match would also take)."""
+    match = TEMPLATE.fullmatch(text)
+    return match if match and "}}" not in match.group(1) else None
+
+
 def render(value: Any, context: dict[str, Any]) -> Any:
     """Every ``${{ }}`` in a (nested) value evaluated; a string that is one whole expression keeps its type."""
     if isinstance(value, str):
-        whole = TEMPLATE.fullmatch(value.strip())
+        whole = _whole(value.strip())
         if whole:
             return evaluate(parse(whole.group(1)), context)
         return TEMPLATE.sub(lambda m: as_text(evaluate(parse(m.group(1)), context)), value)
@@ -331,7 +361,7 @@ def condition(value: Any, context: dict[str, Any]) -> bool:
     if isinstance(value, bool):
         return value
     text = value.strip()
-    whole = TEMPLATE.fullmatch(text)
+    whole = _whole(text)
     return _truthy(evaluate(parse(whole.group(1) if whole else text), context))
 
 

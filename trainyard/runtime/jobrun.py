@@ -12,7 +12,13 @@ the job's outputs as the task's outputs. The first failing step stops the job (e
   environment variables and as arguments (``runs.args``, or the inputs as one JSON argument).
 * Outputs: every step gets ``TRAINYARD_OUTPUT`` (and ``GITHUB_OUTPUT``), a file it appends
   ``name=value`` lines (or ``name<<EOF`` ... ``EOF`` blocks) to. A value that parses as JSON keeps
-  that type; declared action outputs are cast to their declared type.
+  that type; declared action outputs are cast to their declared type. DataTorch actions
+  (``action-datatorch.yaml``) print ``::name::<json>`` lines instead, declared or not.
+* A step's outputs are ``steps.<id or name>.outputs``; ``variable`` holds every earlier step's
+  outputs (DataTorch's job-wide set, the last writer wins).
+* DataTorch actions find a stand-in ``datatorch`` module first on their path (``datatorch_path/``).
+* ``cache: true`` on an action step (or in the action file) reuses the outputs of an earlier run of
+  the same action commit with the same inputs on this machine.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ JOB_KEY = "trainyard.job"
 NEEDS_KEY = "trainyard.needs"
 ENV_NAME = re.compile(r"[^A-Z0-9]")
 GRACE_S = 5.0
+LATEST = "latest"  # DataTorch's tag for an action's default branch
+DATATORCH_PATH = Path(__file__).resolve().parent / "datatorch_path"  # holds the stand-in datatorch.py
 
 
 class StepFailed(Exception):
@@ -173,17 +181,29 @@ def git_cache_dir(cache_root: Path, url: str, tag: str) -> Path:
     return cache_root / digest / safe
 
 
+def _head(folder: Path) -> str:
+    proc = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip()
+
+
 def fetch_git(url: str, tag: str, cache_root: Path, sha: str | None = None) -> tuple[Path, str]:
     """A cached shallow clone of ``url`` at ``tag``: (folder, commit). With ``sha``, the tag must still
-    point at that commit (a moved tag is refused, not silently run)."""
+    point at that commit (a moved tag is refused, not silently run). ``latest`` is the default branch,
+    fetched again unless the cached clone is already at ``sha`` (DataTorch re-downloads it every run)."""
     target = git_cache_dir(cache_root, url, tag)
+    if tag == LATEST and (target / ".git").exists() and (sha is None or _head(target) != sha):
+        stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=str(target.parent)))
+        with contextlib.suppress(OSError):
+            os.rename(target, stale / "c")
+        shutil.rmtree(stale, ignore_errors=True)
     if not (target / ".git").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=str(target.parent)))
         try:
             env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+            branch = [] if tag == LATEST else ["--branch", tag]
             proc = subprocess.run(
-                ["git", "clone", "-q", "--depth", "1", "--single-branch", "--branch", tag, "--", url, str(tmp / "c")],
+                ["git", "clone", "-q", "--depth", "1", "--single-branch", *branch, "--", url, str(tmp / "c")],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -202,8 +222,7 @@ def fetch_git(url: str, tag: str, cache_root: Path, sha: str | None = None) -> t
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    head = subprocess.run(["git", "-C", str(target), "rev-parse", "HEAD"], capture_output=True, text=True)
-    commit = head.stdout.strip()
+    commit = _head(target)
     if sha and commit != sha:
         raise StepFailed(f"action {url}@{tag} is at commit {commit[:12]} here, but {sha[:12]} was checked")
     return target, commit
@@ -238,7 +257,10 @@ class JobRunner:
         self.context["jobs"] = {name: {"outputs": outs} for name, outs in (needs or {}).items()}
         self.context["needs"] = self.context["jobs"]
         self.context["steps"] = {}
+        self.context["variable"] = {}
         self.context["env"] = {}
+        self.context.setdefault("vars", {})
+        self.context["secrets"] = {name: os.environ.get(name, "") for name in spec.get("secrets") or ()}
         home = os.environ.get("TRAINYARD_HOME") or str(Path.home() / ".trainyard")
         self.cache_root = Path(os.environ.get("TRAINYARD_ACTIONS_CACHE") or Path(home) / "actions")
 
@@ -253,7 +275,6 @@ class JobRunner:
             return 1
         for index, step in enumerate(steps):
             label = step.get("label") or f"step {index + 1}"
-            sid = step.get("id")
             try:
                 wanted = expr.condition(step.get("if"), self.context)
             except expr.ExpressionError as exc:
@@ -261,8 +282,7 @@ class JobRunner:
                 return 1
             if not wanted:
                 say(f"- {label}: skipped (if: {step.get('if')})")
-                if sid:
-                    self.context["steps"][sid] = {"outputs": {}, "outcome": "skipped"}
+                self._record(step, {}, "skipped")
                 continue
             say(f"▶ {label}")
             start = time.monotonic()
@@ -270,15 +290,14 @@ class JobRunner:
                 outputs = self._step(index, step)
             except StepFailed as exc:
                 say(f"✗ {label}: {exc}")
-                if sid:
-                    self.context["steps"][sid] = {"outputs": {}, "outcome": "failure"}
+                self._record(step, {}, "failure")
                 rest = len(steps) - index - 1
                 if rest:
                     say(f"skipping the remaining {rest} step(s) of job {self.spec['job']}")
                 return 1
             say(f"✓ {label} ({time.monotonic() - start:.1f}s)")
-            if sid:
-                self.context["steps"][sid] = {"outputs": outputs, "outcome": "success"}
+            self._record(step, outputs, "success")
+            self.context["variable"].update(outputs)
         outputs = {}
         for name, value in (self.spec.get("outputs") or {}).items():
             try:
@@ -288,6 +307,12 @@ class JobRunner:
                 outputs[name] = None
         self._report(outputs)
         return 0
+
+    def _record(self, step: dict[str, Any], outputs: dict[str, Any], outcome: str) -> None:
+        """A step's outputs under its id and under its name (DataTorch refers to steps by name)."""
+        for key in (step.get("id"), step.get("name")):
+            if key and (key == step.get("id") or key not in self.spec.get("step_ids", ())):
+                self.context["steps"][key] = {"outputs": outputs, "outcome": outcome}
 
     def _render(self, value: Any, context: dict[str, Any] | None = None) -> Any:
         try:
@@ -300,6 +325,7 @@ class JobRunner:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text("")
         env = dict(os.environ)
+        env.update({k: expr.as_text(v) for k, v in self.context["vars"].items()})
         env.update(self.context["env"])
         step_env = {k: expr.as_text(self._render(v)) for k, v in (step.get("env") or {}).items()}
         env.update(step_env)
@@ -317,21 +343,40 @@ class JobRunner:
             inputs = check_inputs(definition.get("inputs") or {}, given)
         except ValueError as exc:
             raise StepFailed(f"action {action['display']}: {exc}") from None
+        cache_file = self._cache_file(action, step, inputs)
+        if cache_file is not None and cache_file.is_file():
+            say(f"results found in the step cache ({cache_file.name})")
+            return json.loads(cache_file.read_text())
         folder = self._action_folder(action)
         for name, value in inputs.items():
             env[input_env_name(name)] = expr.as_text(value)
         argv = self._action_argv(action, definition["runs"], folder, inputs, env, out_file)
         declared = definition.get("outputs") or {}
-        # DataTorch actions print "::name::<json>" lines: read for declared outputs of such actions only
-        printed = set(declared) if action["file"].startswith("action-datatorch") else None
-        outputs = {**self._exec(argv, env, timeout, printed), **read_outputs(out_file)}
+        datatorch = action["file"].startswith("action-datatorch")
+        if datatorch:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(DATATORCH_PATH), env.get("PYTHONPATH")) if p)
+        # DataTorch actions print "::name::<json>" lines, declared or not (DataTorch reads them all)
+        outputs = {**self._exec(argv, env, timeout, datatorch), **read_outputs(out_file)}
         for name, spec in declared.items():
             if name in outputs and spec.get("type"):
                 try:
                     outputs[name] = cast_input(name, spec["type"], outputs[name])
                 except ValueError as exc:
                     raise StepFailed(f"action {action['display']} output {exc}") from None
+        if cache_file is not None:
+            _write_atomic(cache_file, json.dumps(outputs))
         return outputs
+
+    def _cache_file(self, action: dict[str, Any], step: dict[str, Any], inputs: dict[str, Any]) -> Path | None:
+        """Where this action's outputs for these inputs are kept when caching is on (else None)."""
+        wanted = step.get("cache")
+        if wanted is None:
+            wanted = bool(action["definition"].get("cache"))
+        if not wanted:
+            return None
+        identity = [action.get("url") or action["key"], action.get("sha") or action["key"], inputs]
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+        return self.cache_root / "results" / f"{digest}.json"
 
     def _shell(self, text: str, context: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
         command, found = expr.shell_safe(text)
@@ -370,6 +415,8 @@ class JobRunner:
                 raise StepFailed(f"action {action['display']}: {main!r} is not a file in the action")
             if using == "python":
                 return [sys.executable, "-u", str(path), *args]
+            if using == "node":
+                return ["node", str(path), *args]
             if not os.access(path, os.X_OK):
                 return ["bash" if shutil.which("bash") else "sh", str(path), *args]
             return [str(path), *args]
@@ -391,20 +438,18 @@ class JobRunner:
             return [*argv, runs["image"], *(args if runs.get("args") else [])]
         raise StepFailed(f"action {action['display']}: unknown runs.using {using!r}")
 
-    def _exec(
-        self, argv: list[str], env: dict[str, str], timeout: float | None, printed: set | None = None
-    ) -> dict[str, Any]:
-        """Run one step's process; with ``printed``, also collect ``::name::value`` lines for those names."""
+    def _exec(self, argv: list[str], env: dict[str, str], timeout: float | None, printed: bool = False) -> dict:
+        """Run one step's process; with ``printed``, also collect its ``::name::value`` lines."""
         sys.stdout.flush()
-        capture = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if printed is not None else {}
+        capture = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if printed else {}
         try:
             proc = subprocess.Popen(argv, cwd=str(self.workspace), env=env, start_new_session=True, **capture)
         except OSError as exc:
             raise StepFailed(f"cannot start {argv[0]}: {exc}") from None
         found: dict[str, Any] = {}
         reader = None
-        if printed is not None:
-            reader = threading.Thread(target=_pump, args=(proc, printed, found), daemon=True)
+        if printed:
+            reader = threading.Thread(target=_pump, args=(proc, found), daemon=True)
             reader.start()
         try:
             code = proc.wait(timeout=timeout)
@@ -434,15 +479,23 @@ class JobRunner:
 _PRINTED = re.compile(r"::([A-Za-z_][A-Za-z0-9_-]*)::(.*)")
 
 
-def _pump(proc: subprocess.Popen, names: set, found: dict[str, Any]) -> None:
-    """Copy a process's output through, keeping ``::name::value`` lines for the declared ``names``."""
+def _pump(proc: subprocess.Popen, found: dict[str, Any]) -> None:
+    """Copy a process's output through, keeping its ``::name::value`` lines as outputs."""
     for raw in iter(proc.stdout.readline, b""):
         line = raw.decode(errors="replace").rstrip("\n")
         match = _PRINTED.fullmatch(line)
-        if match and match.group(1) in names:
+        if match:
             found[match.group(1)] = _json_or_text(match.group(2))
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=str(path.parent))
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
 
 
 def _docker_network() -> str:

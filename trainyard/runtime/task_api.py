@@ -4,6 +4,8 @@ A worker runs each task with ``TRAINYARD_RUN_DIR`` pointing at a private run fol
 ``task.json``. The task reads its parameters from there and reports metrics, outputs and artifacts
 by appending one JSON line per event to ``events.jsonl`` (one ``os.write`` on an ``O_APPEND`` file,
 so lines from several threads or processes never interleave) and copying files to ``artifacts/``.
+Read-only questions about other tasks (:meth:`RunContext.ask`) go the same way, as ``query``
+events; the worker answers each in ``replies/<id>.json`` — the task never holds Redis credentials.
 
 Without ``TRAINYARD_RUN_DIR`` the context is *offline*: parameters are the script's own defaults and
 everything reported is kept in memory, so the same script runs with or without trainyard.
@@ -38,13 +40,17 @@ ENV_TASK_ID = "TRAINYARD_TASK_ID"
 TASK_FILE = "task.json"
 EVENTS_FILE = "events.jsonl"
 ARTIFACTS_DIR = "artifacts"
+REPLIES_DIR = "replies"
+QUERY_OPS = ("get", "find", "list")  # a task by id; the newest by project and name; a filtered list
+QUERY_ID = re.compile(r"[0-9a-f]{32}")
+ASK_TIMEOUT_S = 60.0
 DEFAULT_SECTION = "General"
 MAX_LABEL = 200  # characters in an output name, metric title or series
 MAX_LINE_BYTES = 1 << 20  # one event line, without its newline; longer lines are refused by the worker
 ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
-__all__ = ["RunContext", "current_task", "PROTOCOL", "ENV_RUN_DIR", "ENV_TASK_ID"]
+__all__ = ["RunContext", "QueryRefused", "current_task", "PROTOCOL", "ENV_RUN_DIR", "ENV_TASK_ID"]
 
 
 def _check_label(kind: str, value: object) -> str:
@@ -108,6 +114,14 @@ def _load_task(run_dir: Path) -> dict:
         if not isinstance(data.get(key, {}), dict):
             raise RuntimeError(f"{path}: {key!r} must be a JSON object")
     return data
+
+
+class QueryRefused(Exception):
+    """The worker refused or could not answer a question (``reason``: not_found, invalid, unavailable)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RunContext:
@@ -335,6 +349,41 @@ class RunContext:
         """Artifacts given while offline: source path, or the bytes/dict/list itself."""
         with self._lock:
             return dict(self._artifacts)
+
+    # questions to the worker -----------------------------------------------------------------------
+
+    def ask(self, op: str, args: dict, timeout: float = ASK_TIMEOUT_S) -> Any:
+        """A read-only question about other tasks, answered by the worker from its Redis.
+
+        ``op`` is one of QUERY_OPS; returns the answer's value (task records as JSON objects). A
+        refusal raises :class:`QueryRefused` whose ``reason`` is ``not_found``, ``invalid`` or
+        ``unavailable`` and whose message is one line.
+        """
+        if op not in QUERY_OPS:
+            raise ValueError(f"unknown question {op!r} (expected one of {', '.join(QUERY_OPS)})")
+        if self._run_dir is None:
+            raise QueryRefused("unavailable", "offline (no TRAINYARD_RUN_DIR): there is no worker to ask")
+        query_id = os.urandom(16).hex()
+        reply = self._run_dir / REPLIES_DIR / f"{query_id}.json"
+        self._emit({"kind": "query", "id": query_id, "op": op, "args": args})
+        deadline, pause = time.monotonic() + timeout, 0.005
+        while True:  # the worker answers on its next reporting tick (a tenth of a second)
+            try:
+                with open(reply, encoding="utf-8") as handle:
+                    answer = json.load(handle)
+                break
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise QueryRefused("unavailable", f"the worker did not answer within {timeout:g}s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        with contextlib.suppress(OSError):
+            os.unlink(reply)
+        if not isinstance(answer, dict):
+            raise QueryRefused("unavailable", "the worker's answer is not a JSON object")
+        if not answer.get("ok"):
+            raise QueryRefused(str(answer.get("reason") or "invalid"), str(answer.get("error") or "refused"))
+        return answer.get("value")
 
     # internals ------------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The autoscaler service: workers started and stopped to follow the queues."""
