@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from clearml_ported import IRIS_URL, copy_example, run_script, write_iris_pickle
+from clearml_ported import FILES_COMMUNITY_URL, IRIS_URL, copy_example, run_script, write_iris_pickle
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -72,3 +72,55 @@ def test_pipeline_from_functions_passes_dataframes_between_steps_through_safe_ar
     reference = LogisticRegression(solver="liblinear").fit(expected[0], expected[2])
     np.testing.assert_allclose(model.coef_, reference.coef_)
     assert model.score(x_test, y_test) == reference.score(expected[1], expected[3])
+
+
+def test_pipeline_from_tasks_runs_the_three_template_steps_with_callbacks_on_the_services_worker(tmp_path, conn):
+    _queues()
+    iris = write_iris_pickle(tmp_path / "iris_dataset.pkl")
+    for step in ("step1_dataset_artifact", "step2_data_processing", "step3_train_model"):
+        # each registers itself as a template (execute_remotely() without a queue leaves a draft)
+        proc = run_script(copy_example(f"pipeline/{step}.py", tmp_path, {IRIS_URL: str(iris)} if "1" in step else {}))
+        assert proc.returncode == 0, proc.stderr
+    step2 = Task.get_task(project="examples", name="Pipeline step 2 process dataset")
+    assert step2.status == TaskStatus.DRAFT
+    assert step2.get_parameters() == {
+        "General/dataset_task_id": "",
+        "General/dataset_url": "",
+        "General/random_state": 42,
+        "General/test_size": 0.2,
+    }
+    script = copy_example("pipeline/pipeline_from_tasks.py", tmp_path, {FILES_COMMUNITY_URL: str(iris)})
+    local = run_script(script)
+    assert local.returncode == 0, local.stderr
+    controller = Task.get_task(project="examples", name="Pipeline demo")
+    assert controller.status == TaskStatus.QUEUED and "done" not in local.stdout
+
+    with WorkerProcess("-q", "services", "--services-mode", "2"), WorkerProcess("-q", "default"):
+        done = wait_status(controller, TaskStatus.COMPLETED, TaskStatus.FAILED, timeout=240)
+    assert done.status == TaskStatus.COMPLETED, "\n".join(
+        line for t in Task.list(project="examples", status="failed") for line in t.get_log()
+    )
+    run = runs.load(conn, controller.id)
+    states = run.state
+    assert {name: s.status for name, s in states.items()} == dict.fromkeys(
+        ("stage_data", "stage_process", "stage_train"), "completed"
+    )
+    log = "\n".join(done.get_log())
+    # the callbacks defined in the script ran in the controller on the services worker
+    assert f"Cloning Task id={step2.id} with parameters: {{'General/dataset_url': " in log
+    assert "'General/test_size': 0.25}" in log
+    assert f"Completed Task id={states['stage_process'].task_id}" in log
+    assert log.rstrip().endswith("done")  # as under ClearML, the script goes on after the pipeline
+
+    process = ClearmlTask.get_task(task_id=states["stage_process"].task_id)
+    assert (
+        process.get_parameter("General/dataset_url")
+        == ClearmlTask.get_task(task_id=states["stage_data"].task_id).artifacts["dataset"].url
+    )
+    x_train = process.artifacts["X_train"].get()
+    data = load_iris()
+    expected = train_test_split(data.data, data.target, test_size=0.25, random_state=42)
+    np.testing.assert_array_equal(x_train, expected[0])
+    assert process.artifacts["X_train"].url.endswith(".npy")
+    train_log = "\n".join(Task.get(states["stage_train"].task_id).get_log())
+    assert "Iris dataset loaded" in train_log and "model trained & stored" in train_log
