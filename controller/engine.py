@@ -200,8 +200,8 @@ class Controller:
         else:
             base = self._base_task(name, step)
             record = Task._clone_record(base, name, run.project, overrides, None, None)
-            if step.requirements is not None:
-                record.script.requirements = list(step.requirements)
+        if step.requirements is not None:  # every kind of step (a pipeline file's job is a template)
+            record.script.requirements = list(step.requirements)
         record.parent = run.id
         record.tags = list(dict.fromkeys([*record.tags, f"pipeline:{run.id}", f"step:{name}"]))
         record.configuration = {**record.configuration, **configuration}
@@ -304,6 +304,19 @@ class Controller:
             elif state.status == "running":
                 state.status, state.ended = "aborted", time.time()
         self.run.status, self.run.message = "aborted", reason
+
+    def end(self, status: str, reason: str) -> PipelineRun:
+        """End the run now, from outside its loop (its controller crashed, or is gone): running steps
+        are aborted without waiting, pending ones skipped, the run gets ``status`` and ``reason``."""
+        self._abort_running(reason)
+        for state in self.run.state.values():
+            if state.status == "pending":
+                state.status, state.message = "skipped", reason
+            elif state.status == "running":
+                state.status, state.ended = "aborted", time.time()
+        self.run.status, self.run.message, self.run.ended = status, reason, time.time()
+        self._save()
+        return self.run
 
     def _wait_aborted(self, timeout: float) -> None:
         """Give aborted step tasks a moment to end (their workers kill them), event-driven."""

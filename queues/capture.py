@@ -10,10 +10,25 @@ from .errors import InvalidInput
 from .record import Script
 
 
+def read_text(path: Path, what: str) -> str:
+    """A text file's content; a binary or unreadable file is refused in one line naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{what} {path} is not a text file (not UTF-8)") from None
+    if "\x00" in text:
+        raise InvalidInput(f"{what} {path} is not a text file (it holds NUL bytes)")
+    return text
+
+
 def read_requirements(path: Path) -> list[str]:
     """Requirement lines of a requirements file (comments and blank lines left out)."""
     lines = []
-    for raw in path.read_text().splitlines():
+    for raw in read_text(path, "requirements file").splitlines():
         line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("-") else raw.strip()
         if line:
             lines.append(line)
@@ -41,7 +56,7 @@ def fill_from_script(model: Script, path: Path, detect_repository: bool) -> None
         if path.stat().st_size > gitinfo.UNTRACKED_MAX_BYTES:
             raise InvalidInput(f"script {path} is over 1 MB and not in a git repository")
         model.entry_point = path.name
-        model.source = path.read_text()
+        model.source = read_text(path, "script")
         model.working_dir = "."
         return
     rel = path.relative_to(info.root)

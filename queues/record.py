@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 import time
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from .params import check_parameters
+
+# One set of limits for every entry point (CLI, Python API, web API, pipelines): the record checks them.
+NAME_MAX = 200  # characters of a task's name, project, and a tag
+TAGS_MAX = 100  # tags on one task
+COMMENT_MAX = 10_000  # characters of a comment
+
+Label = Annotated[str, StringConstraints(max_length=NAME_MAX)]
 
 
 class TaskStatus(str, Enum):
@@ -175,14 +182,14 @@ class TaskRecord(_Model):
     """A task: identity, code, environment, parameters, results and status."""
 
     id: str
-    name: str
-    project: str = "default"
+    name: Label
+    project: Label = "default"
     type: TaskType = TaskType.TRAINING
     status: TaskStatus = TaskStatus.DRAFT
     status_message: str | None = None
     parent: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    comment: str | None = None
+    tags: list[Label] = Field(default_factory=list, max_length=TAGS_MAX)
+    comment: Annotated[str, StringConstraints(max_length=COMMENT_MAX)] | None = None
     user: str | None = None
     created: float = Field(default_factory=time.time)
     updated: float = Field(default_factory=time.time)

@@ -345,14 +345,19 @@ class Task:
         def apply(record: TaskRecord) -> None:
             record.tags = list(dict.fromkeys([*record.tags, *tags]))
 
-        self._record = self._store.update(self.id, apply)
-        return self
+        return self._checked_update(apply)
 
     def set_comment(self, comment: str | None) -> Task:
         def apply(record: TaskRecord) -> None:
             record.comment = comment
 
-        self._record = self._store.update(self.id, apply)
+        return self._checked_update(apply)
+
+    def _checked_update(self, apply) -> Task:
+        try:
+            self._record = self._store.update(self.id, apply)
+        except ValueError as exc:  # pydantic validation of an assigned value (the record's limits)
+            raise InvalidInput(f"invalid value: {_first_error(exc)}") from None
         return self
 
     # -- clone ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from rq import Queue as RqQueue
 from workerproc import WorkerProcess, log_text
 
@@ -144,3 +145,159 @@ def test_artifact_paths_cannot_escape(conn, tmp_path):
     assert Path(record.artifacts["ok"].uri).read_text() == "fine" and store in Path(record.artifacts["ok"].uri).parents
     passwd = Path("/etc/passwd").read_bytes()
     assert not [p for p in store.rglob("*") if p.is_file() and p.read_bytes() == passwd]
+
+
+# -- the operator's hostile cases (issue 15): each ends in one clear line and an unchanged Redis ----
+
+
+def _redis_state(conn) -> dict:
+    """Every key with its serialised value: equal before and after means nothing was written."""
+    return {key: conn.dump(key) for key in conn.scan_iter(count=1000)}
+
+
+def _one_line(proc, *fragments: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def _yaml_bomb(levels: int = 9) -> str:
+    """A few hundred bytes of nested aliases that expand to 9**levels values."""
+    text = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+    previous = "a"
+    for name in "bcdefghijklmnop"[: levels - 1]:
+        text += f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    return text + f"name: bomb\njobs: *{previous}\n"
+
+
+def _merge_bomb(levels: int = 12) -> str:
+    """The same with ``<<`` merges, which copy every merged pair."""
+    text = "a: &a {x: 1, y: 2}\n"
+    previous = "a"
+    for name in "bcdefghijklmnop"[: levels - 1]:
+        text += f"{name}: &{name}\n  <<: [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    return text + "name: bomb\njobs: {}\n"
+
+
+def test_yaml_bombs_are_refused_with_one_line(run_cli, conn, tmp_path):
+    before = _redis_state(conn)
+    for name, text in [
+        ("alias", _yaml_bomb()),
+        ("merge", _merge_bomb()),
+        ("self", "name: x\njobs: &j [1, *j]\n"),
+        ("deep", "name: x\njobs: " + "[" * 5000 + "]" * 5000 + "\n"),
+    ]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        assert len(text) < 11_000
+        proc = run_cli("pipeline", "validate", str(path))
+        _one_line(proc, f"{path}", "too ")
+    assert _redis_state(conn) == before
+
+
+def test_validating_a_pipeline_file_needs_an_admin_token_and_bombs_cost_nothing(conn):
+    from fastapi.testclient import TestClient
+
+    from trainyard.web import auth, create_app
+
+    read, _ = auth.create_token(conn, "reader", "read")
+    admin, _ = auth.create_token(conn, "writer", "admin")
+    before = _redis_state(conn)
+    with TestClient(create_app(os.environ["TRAINYARD_REDIS_URL"])) as client:
+        body = {"text": _yaml_bomb()}
+        refused = client.post("/api/pipelines/validate", headers={"Authorization": f"Bearer {read}"}, json=body)
+        assert refused.status_code == 403
+        checked = client.post("/api/pipelines/validate", headers={"Authorization": f"Bearer {admin}"}, json=body)
+        assert checked.status_code == 200
+        errors = checked.json()["errors"]
+        assert len(errors) == 1 and errors[0]["message"].startswith("too big: more than 100,000 values")
+        assert client.get("/api/overview", headers={"Authorization": f"Bearer {read}"}).status_code == 200
+    assert _redis_state(conn) == before
+
+
+NASTY_NAME = "\x1b[31mRED\x1b[0m\x1b]0;title\x07\nline2\u202e"
+
+
+def test_control_characters_never_reach_the_terminal(run_cli, conn):
+    task_id = run_cli("task", "create", "--name", NASTY_NAME, "--tag", "t\x1b[2J", "--", "true", check=True).stdout
+    task_id = task_id.strip()
+    for args in (["task", "list"], ["task", "show", task_id]):
+        shown = run_cli(*args, check=True).stdout
+        assert not set(shown) & {"\x1b", "\x07", "\u202e"}, repr(shown)
+        assert "\\e[31mRED\\e[0m\\e]0;title\\x07\\nline2\\u202e" in shown
+        assert not [line for line in shown.splitlines() if line.lstrip("│ ").startswith("line2")]  # no split row
+    as_json = json.loads(run_cli("task", "show", task_id, "--json", check=True).stdout)
+    assert as_json["name"] == NASTY_NAME  # scripts get the value itself
+    missing = run_cli("task", "show", "nope\x1b]0;x\x07")
+    assert "]0;x" in _one_line(missing) and not set(missing.stderr) & {"\x1b", "\x07"}
+
+
+def test_a_binary_script_is_refused_with_one_line(run_cli, conn, tmp_path):
+    binary = tmp_path / "tool"
+    binary.write_bytes(Path("/bin/true").read_bytes() if Path("/bin/true").is_file() else bytes(range(256)))
+    before = _redis_state(conn)
+    proc = run_cli("task", "create", "--name", "bin", "--script", str(binary))
+    _one_line(proc, "is not a text file")
+    assert _redis_state(conn) == before
+
+
+def test_bad_redis_urls_give_one_line_and_never_a_password(run_cli, conn):
+    before = _redis_state(conn)
+    for url, problem in [
+        ("redis://u:S3cretPw@127.0.0.1:notaport/0", "port is not a number"),
+        ("redis//user:S3cretPw@127.0.0.1:6379/0", "must start with redis://"),
+        ("redis://user:S3cret/Pw:42@127.0.0.1:6379/0", "port is not a number"),
+        ("redis://user:S3cret@Pw@127.0.0.1:1/0", "cannot reach Redis"),
+    ]:
+        proc = run_cli("status", env={"TRAINYARD_REDIS_URL": url})
+        line = _one_line(proc, problem)
+        assert "S3cret" not in proc.stderr + proc.stdout and "Pw" not in line, line
+    assert _redis_state(conn) == before
+
+
+def test_one_set_of_limits_for_every_entry_point(run_cli, conn):
+    """Names, projects and tags are capped by the record itself: the CLI, the Python API and the web
+    API refuse the same oversized values, and nothing is written."""
+    from fastapi.testclient import TestClient
+
+    from trainyard.queues.errors import InvalidInput
+    from trainyard.queues.record import NAME_MAX
+    from trainyard.web import auth, create_app
+
+    admin, _ = auth.create_token(conn, "writer", "admin")
+    big = "x" * 100_000
+    before = _redis_state(conn)
+    for args in (["--name", big], ["--name", "n", "--project", big], ["--name", "n", "--tag", big]):
+        _one_line(run_cli("task", "create", *args, "--", "true"), f"at most {NAME_MAX} characters")
+    for kwargs in ({"name": "x" * 10_000_000}, {"name": "n", "project": big}, {"name": "n", "tags": [big]}):
+        with pytest.raises(InvalidInput, match=f"at most {NAME_MAX} characters"):
+            Task.create(command=["true"], **kwargs)
+    with TestClient(create_app(os.environ["TRAINYARD_REDIS_URL"])) as client:
+        headers = {"Authorization": f"Bearer {admin}"}
+        for body in ({"name": big}, {"name": "n", "tags": [big]}):
+            made = client.post("/api/tasks", headers=headers, json={"command": ["true"], **body})
+            assert made.status_code == 422, made.text
+    assert _redis_state(conn) == before
+    task = Task.create("fine", command=["true"])
+    with pytest.raises(InvalidInput, match=f"at most {NAME_MAX} characters"):
+        task.add_tags(big)
+    assert Task.get(task.id).tags == []
+
+
+def test_the_cli_prints_only_through_the_escaping_helpers():
+    """Every human line goes through trainyard.cli.output (say, fail, table), which escapes control
+    characters; a new command that printed directly would bring raw escapes back."""
+    cli_dir = Path(__file__).resolve().parent.parent / "trainyard" / "cli"
+    direct = [
+        f"{path.name}:{number}"
+        for path in sorted(cli_dir.glob("*.py"))
+        if path.name != "output.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "click.echo(" in line or "click.secho(" in line or line.lstrip().startswith("print(")
+    ]
+    assert direct == []

@@ -6,11 +6,16 @@ True)``, worker processes otherwise) against the test's redis-server.
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 import textwrap
+import time
 
 import optuna
+import psutil
 import pytest
+from workerproc import FAST, WorkerProcess
 
 from trainyard import InvalidInput, Queue, Task, TaskStatus, TrainyardError
 from trainyard.controller.hpo import (
@@ -22,7 +27,8 @@ from trainyard.controller.hpo import (
     UniformParameterRange,
 )
 from trainyard.controller.hpo.model import TrialEntry
-from trainyard.queues import keys, studies
+from trainyard.controller.hpo.storage import JournalStorage, RedisJournal
+from trainyard.queues import keys, logs, studies
 
 # A trial: loss/val at step s is (x - 0.3)^2 + 1/(s+1), or a function of x and a noise-free bump
 # that some trials take late, so a median pruner has something to prune.
@@ -192,3 +198,197 @@ def test_median_pruner_prunes_exactly_what_an_in_process_optuna_study_prunes(con
         )
         assert task.parent == opt.id and f"opt:{opt.id}" in task.tags and "optimization" in task.tags
         assert isinstance(task.get_parameter("Args/x"), float)
+
+
+# -- prune = abort at once; failures never stop the study; callbacks -------------------------------------
+SLOW_TRIAL = textwrap.dedent(
+    """
+    import time
+    from trainyard import current_task
+    task = current_task()
+    x = task.get_parameter("Args/x")
+    for s in range(4):
+        task.log_metric("loss", "val", x, step=s)
+    if x > 5:
+        print("bad trial waiting", flush=True)
+        time.sleep(600)
+    if x < 0:
+        raise SystemExit("this trial fails")
+    """
+)
+
+calls: list[tuple] = []
+
+
+def record_call(job_id, objective_value, objective_iteration, job_parameters, top_performance_job_id):
+    calls.append((job_id, objective_value, objective_iteration, job_parameters, top_performance_job_id))
+
+
+def test_a_pruned_trial_is_aborted_at_once_and_failures_do_not_stop_the_study(conn):
+    """Threshold pruner: a trial whose loss is above 5 is pruned at its first step and its task,
+    which would otherwise sleep ten minutes, is aborted. A trial that fails is told FAIL; the study
+    goes on. The callback runs once per completed trial, with the best task so far."""
+    Queue.create("trials")
+    base = Task.create("slow", "hpo", command=[sys.executable, "-c", SLOW_TRIAL], parameters={"Args/x": 1.0})
+    calls.clear()
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[DiscreteParameterRange("Args/x", [1.0, 9.0, -1.0, 2.0])],
+        optimizer_class="GridSearch",
+        optuna_pruner="ThresholdPruner",
+        optuna_pruner_kwargs={"upper": 5.0},
+        total_max_jobs=10,
+        max_number_of_concurrent_tasks=2,
+    )
+    opt.start_locally(job_complete_callback=record_call, run_trials_locally=True)
+    assert opt.wait()
+    entries = sorted(_entries(conn, opt.id).values(), key=lambda e: e.params["Args/x"])
+    assert [(e.params["Args/x"], e.state) for e in entries] == [
+        (-1.0, "failed"),
+        (1.0, "completed"),
+        (2.0, "completed"),
+        (9.0, "pruned"),
+    ]  # the grid has 4 points: total_max_jobs is cut to 4
+    pruned = Task.get(entries[3].task)
+    assert pruned.status == TaskStatus.ABORTED and "pruned at step 0" in pruned.data.status_message
+    # (it sleeps 600 s unless aborted: beyond the test's own time limit)
+    assert "this trial fails" in (Task.get(entries[0].task).data.runtime.error or "") or entries[0].reason
+    assert sorted((c[0], c[1], c[2]) for c in calls) == sorted((e.task, e.value, 3) for e in entries[1:3])
+    assert calls[-1][4] == entries[1].task  # x=1.0 has the lowest loss
+    assert [t.id for t in opt.get_top_experiments(2)] == [entries[1].task, entries[2].task]
+    details = opt.get_top_experiments_details(1)
+    assert details[0]["hyper_parameters"] == {"Args/x": 1.0} and details[0]["metrics"]["loss"]["val"]["last"] == 1.0
+    assert opt.study.best["task"] == entries[1].task and opt.study.status == "completed"
+
+
+NO_OBJECTIVE = 'from trainyard import current_task\ncurrent_task().log_metric("accuracy", "val", 0.5, step=0)'
+
+
+def test_an_objective_no_trial_reports_fails_the_study_with_one_line(conn):
+    Queue.create("trials")
+    base = Task.create("wrong-metric", "hpo", command=[sys.executable, "-c", NO_OBJECTIVE], parameters={"Args/x": 1})
+    opt = _optimizer(base.id, total_max_jobs=6, max_number_of_concurrent_tasks=1)
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    doc = opt.study
+    assert doc.status == "failed"
+    assert doc.message.startswith("objective metric loss/val is unknown: trial 0 (task ")
+    assert doc.message.endswith("completed without it and reported accuracy/val") and "\n" not in doc.message
+    assert len(_entries(conn, opt.id)) == 1  # nothing more was enqueued
+    assert len(Task.list(tag=f"opt:{opt.id}")) == 1
+
+
+# -- durable: kill -9 the optimiser's worker mid-study -----------------------------------------------------
+def test_killing_the_optimisers_worker_loses_and_duplicates_no_trial(conn, base):
+    """The services worker hosting the controller is SIGKILLed after two trials completed; the
+    controller task is re-queued (it has retries) and a new services worker resumes the study:
+    it re-attaches the running trials and launches the rest. Checked against the records."""
+    Queue.create("services")
+    total = 8
+    opt = _optimizer(
+        base.id,
+        total_max_jobs=total,
+        max_number_of_concurrent_tasks=2,
+        optuna_sampler="TPESampler",
+        optuna_sampler_kwargs={"seed": 3, "n_startup_trials": 3},
+    )
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.3})
+    with WorkerProcess("-q", "trials", "--cpu-only"), WorkerProcess("-q", "trials", "--cpu-only"):
+        victim = WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-1")
+        opt.start(queue="services")
+        _wait_trials(conn, opt.id, lambda es: sum(e.state == "completed" for e in es) >= 2)
+        controller = next(
+            p for p in psutil.Process(victim.proc.pid).children(recursive=True) if "hpo.run" in " ".join(p.cmdline())
+        )
+        victim.signal(signal.SIGKILL)
+        victim.wait()
+        psutil.wait_procs([controller], timeout=30)
+        with WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-2", env=FAST):
+            assert opt.wait(timeout=5)
+    doc = opt.study
+    assert doc.status == "completed", doc.message
+    entries = _entries(conn, opt.id)
+    assert sorted(entries) == list(range(total))
+    tasks = Task.list(tag=f"opt:{opt.id}", limit=100)
+    assert sorted(t.id for t in tasks) == sorted(e.task for e in entries.values())  # one task per trial
+    assert all(t.status in (TaskStatus.COMPLETED, TaskStatus.ABORTED) for t in tasks)
+    trials = optuna.load_study(study_name=opt.id, storage=JournalStorage(RedisJournal(conn, opt.id))).get_trials()
+    assert len(trials) == total and all(t.state.is_finished() for t in trials)
+    controller_task = Task.get(opt.id).data
+    assert controller_task.runtime.attempt == 2 and controller_task.status == TaskStatus.COMPLETED
+
+
+def _wait_trials(conn, study_id: str, done, timeout: float = 120) -> None:
+    """Block on the event stream until ``done(entries)`` holds."""
+    deadline = time.monotonic() + timeout
+    cursor = "0-0"
+    while time.monotonic() < deadline:
+        if done(list(_entries(conn, study_id).values())):
+            return
+        reply = conn.xread({keys.EVENTS: cursor}, block=500, count=1000)
+        for _, entries in reply or []:
+            cursor = entries[-1][0]
+    controller = Task.get(study_id)
+    log = "\n".join(line.text for line in logs.read(conn, study_id))
+    raise AssertionError(f"study {study_id}: trials did not get there in {timeout}s; {controller!r}:\n{log}")
+
+
+# -- the CLI -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--base-task", "nope"], "error: base task 'nope' does not exist"),
+        (["--param", "Args/x=uniform:1:0"], "error: parameter Args/x: the range is inverted (min 1 > max 0)"),
+        (["--param", "Args/x=choice:"], "error: parameter Args/x: no values to choose from"),
+        (["--param", "Args/x=normal:0:1"], "error: --param 'Args/x=normal:0:1': expected NAME=KIND:ARGS"),
+        (["--sampler-arg", "bogus=1"], "error: sampler TPESampler: unknown argument(s) bogus (it takes: "),
+        (["--sampler", "SimulatedAnnealing"], "error: unknown sampler 'SimulatedAnnealing' (known: "),
+        (["--objective", "loss"], "error: --objective 'loss': expected TITLE/SERIES"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_writes_nothing(conn, base, run_cli, args, message):
+    defaults = {"--base-task": base.id, "--param": "Args/x=uniform:0:1", "--objective": "loss/val", "--queue": "trials"}
+    given = dict(zip(args[::2], args[1::2]))
+    argv = [item for key, value in {**defaults, **given}.items() for item in (key, value)]
+    proc = run_cli("hpo", "start", *argv, "--controller-queue", "trials")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    _nothing_written(conn, base.id)
+
+
+def test_cli_runs_a_study_here_then_lists_shows_and_stops_it(conn, base, run_cli, tmp_path):
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(
+        textwrap.dedent(
+            """
+            base_task: hpo/trial
+            objective: {title: loss, series: val, sign: min}
+            parameters:
+              Args/x: uniform:0:1
+              Args/steps: {type: DiscreteParameterRange, values: [3, 4]}
+            optimizer: OptimizerOptuna
+            sampler: {name: tpe, kwargs: {seed: 5, n_startup_trials: 2}}
+            pruner: median
+            queue: trials
+            concurrency: 2
+            total: 3
+            """
+        )
+    )
+    proc = run_cli("hpo", "start", str(study_file), "--total", "4", "--here", "--local-trials", timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    study_id = proc.stdout.split()[1].rstrip(":")
+    shown = json.loads(run_cli("hpo", "show", study_id, "--json", check=True).stdout)
+    assert shown["study"]["status"] == "completed" and len(shown["trials"]) == 4  # --total won over the file
+    values = [t["value"] for t in shown["trials"] if t["state"] == "completed"]
+    assert values == sorted(values) and values  # best first
+    assert all(t["params"]["Args/steps"] in (3, 4) for t in shown["trials"])
+    table_text = run_cli("hpo", "show", study_id, check=True).stdout
+    assert f"study {study_id}" in table_text and "Args/x" in table_text and "completed" in table_text
+    listed = json.loads(run_cli("hpo", "list", "--json", check=True).stdout)
+    assert [d["id"] for d in listed] == [study_id]
+    assert study_id in run_cli("hpo", "list", check=True).stdout
+    assert run_cli("hpo", "stop", study_id, check=True).stdout.strip() == f"study {study_id}: stop requested"
+    missing = run_cli("hpo", "show", "nope")
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: no study 'nope'"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -18,16 +18,32 @@ _clients: dict[str, redis.Redis] = {}
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to print)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL with nothing shown that may be a credential (safe to print): everything before the
+    last ``@`` (a password with an unencoded ``@`` or ``/`` included) becomes ``user:***``, a
+    ``password=`` query value ``***``; a text that is not ``scheme://...`` is not shown at all."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.isalpha():
+        return "***" if "@" not in url else "***@" + _hide_query(url.rpartition("@")[2])
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        shown = f"{user}:***" if colon and "/" not in user else "***"
+        rest = f"{shown}@{rest}"
+    return f"{scheme}://{_hide_query(rest)}"
+
+
+def _hide_query(text: str) -> str:
+    return re.sub(r"(?i)((?:^|[?&;])[^=&;]*pass[^=&;]*=)[^&;]*", r"\1***", text)
+
+
+def _url_problem(exc: BaseException) -> str:
+    """What is wrong with a URL, in words that quote none of it (the parsers quote its parts)."""
+    text = str(exc)
+    if "scheme" in text:
+        return "it must start with redis://, rediss:// or unix://"
+    if "Port" in text or "port" in text:
+        return "its port is not a number (a password holding '@', '/' or ':' must be URL-encoded)"
+    return f"it cannot be parsed ({type(exc).__name__})"
 
 
 def redis_url(start_embedded: bool = True) -> str | None:
@@ -71,7 +87,7 @@ def client_for(url: str) -> redis.Redis:
         client = redis.Redis.from_url(url, **options)
         client.ping()
     except (ValueError, TypeError) as exc:  # a malformed URL or an option the URL's scheme refuses
-        raise RedisUnavailable(f"bad Redis URL {redact_url(url)!r}: {exc}") from None
+        raise RedisUnavailable(f"bad Redis URL {redact_url(url)!r}: {_url_problem(exc)}") from None
     except (redis.RedisError, OSError) as exc:
         raise RedisUnavailable(f"cannot reach Redis at {redact_url(url)}: {_cause(exc)}") from None
     return client

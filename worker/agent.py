@@ -35,8 +35,9 @@ from .executor import RunSettings, TaskRun
 from .gpus import default_nvml
 from .launch import LaunchSpec
 from .leases import GpuHolds
-from .modes import ModeSettings, Preparer
+from .modes import ModeSettings
 from .monitor import Monitor
+from .preparer import Preparer
 from .reporter import Reporter
 from .scheduler import Scheduler, SchedulerConfig
 from .secrets import Redactor, known_values
@@ -471,7 +472,7 @@ def _clean_up_after(local: list) -> None:
     """End what dead workers on this host left: task processes and containers."""
     try:
         process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})
-        from .docker_mode import remove_task_containers
+        from .containers import remove_task_containers
 
         remove_task_containers({d.task_id for d in local})  # any task may have run in docker mode
     except Exception:  # noqa: BLE001 - best effort, logged

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..queues.errors import TrainyardError
 from ..queues.params import section
@@ -26,16 +26,23 @@ WITHHELD_ENV = (
 WITHHELD_PREFIX = "TRAINYARD_SECRET_"
 
 
+if TYPE_CHECKING:
+    from .containers import DockerSpec
+
+
 class PrepareError(TrainyardError):
     """The task cannot be started here (missing entry point, bad source, failed install...)."""
 
 
 @dataclass
 class LaunchSpec:
+    """What a mode's ``prepare`` says to start; its ``launch`` starts it."""
+
     argv: list[str]
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
-    docker: Any = None  # a docker_mode.DockerSpec in docker mode
+    mode: str = "local"  # the mode (worker/modes/) whose launch starts it
+    docker: DockerSpec | None = None  # docker mode's container
     release: list[Callable[[], None]] = field(default_factory=list)  # run when the task has ended
 
 
@@ -69,6 +76,6 @@ def task_env(record: TaskRecord, run_dir: Path, gpu_env: Mapping[str, str], redi
         TRAINYARD_RUN_DIR=str(run_dir),
         PYTHONUNBUFFERED="1",
     )
-    if record.type == TaskType.CONTROLLER and redis_url:
-        env["TRAINYARD_REDIS_URL"] = redis_url  # controllers clone and enqueue: they need Redis
+    if record.type in (TaskType.CONTROLLER, TaskType.OPTIMIZER) and redis_url:
+        env["TRAINYARD_REDIS_URL"] = redis_url  # controllers and optimisers clone and enqueue: they need Redis
     return env

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
 
+from ...queues.record import ExecutionMode
 from .cron import CronExpression, TimeZoneName
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"  # job, step, input and output ids (the seeds' rule, max 64)
@@ -18,6 +19,7 @@ EnvValue = str | int | float | bool
 ParamType = Literal["string", "number", "integer", "boolean", "array", "object"]
 Duration = Annotated[float, Field(gt=0)] | Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?\s*(s|m|h)?$")]
 SCHEMA_ID = "https://trainyard.dev/schema/pipeline.v1.json"
+ModeName = Literal[tuple(m.value for m in ExecutionMode)]  # the execution modes, as plain strings
 
 
 class _Model(BaseModel):
@@ -79,7 +81,7 @@ class Job(_Model):
     needs: list[JobId] | JobId = Field(default_factory=list)  # always a list once validated
     queue: str | None = None
     gpus: int = Field(default=0, ge=0)
-    mode: Literal["local", "venv", "conda", "docker"] | None = None
+    mode: ModeName | None = None
     image: str | None = None
     requirements: list[str] = Field(default_factory=list)
     python: str | None = None

@@ -212,7 +212,7 @@ class StudyController:
     def _prune(self, entry: TrialEntry, trial: optuna.trial.Trial, step: int, entry_id: str) -> None:
         entry.decided, entry.decided_after = time.time(), entry_id
         self._abort_task(entry, f"pruned at step {step}")
-        self.study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        self._tell(trial.number, state=TrialState.PRUNED)
         entry.state, entry.reason, entry.iteration = "pruned", f"pruned at step {step}", step
         self._put(entry)
         log.info("study %s: trial %d pruned at step %d", self.doc.id, entry.number, step)
@@ -273,7 +273,7 @@ class StudyController:
             numbers = [v[0] for v in values]
             entry.value = numbers[0] if len(numbers) == 1 else numbers
             entry.iteration = values[0][1]
-            self.study.tell(entry.number, numbers if len(numbers) > 1 else numbers[0], skip_if_finished=True)
+            self._tell(entry.number, numbers if len(numbers) > 1 else numbers[0])
             entry.state = "completed"
             self._put(entry)
             self._after_completion(entry)
@@ -293,8 +293,18 @@ class StudyController:
         why = record.status_message or record.runtime.error or record.status.value
         self._tell_failed(entry, f"task {record.status.value}: {why}")
 
+    def _tell(self, number: int, values: Any = None, state: TrialState | None = None) -> None:
+        """Tell Optuna a trial's outcome. A sampler that calls ``study.stop()`` when it has nothing
+        left (grid, brute force) raises outside ``optimize``; the outcome is stored all the same."""
+        try:
+            self.study.tell(number, values, state=state, skip_if_finished=True)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
+            self.stopping = self.stopping or "the sampler has no more points to try"
+
     def _tell_failed(self, entry: TrialEntry, reason: str) -> None:
-        self.study.tell(entry.number, state=TrialState.FAIL, skip_if_finished=True)
+        self._tell(entry.number, state=TrialState.FAIL)
         entry.state, entry.reason, entry.ended = "failed", reason, entry.ended or time.time()
         self._put(entry)
         log.info("study %s: trial %d failed: %s", self.doc.id, entry.number, reason)

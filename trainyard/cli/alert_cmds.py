@@ -12,7 +12,7 @@ from ..controller.alerts import service as alert_service
 from ..queues import alertstore
 from ..queues.alertstore import AlertRule, Kind
 from ..queues.errors import InvalidInput
-from .output import ago, emit_json, json_option, table
+from .output import ago, emit_json, json_option, say, table
 
 KINDS = get_args(Kind)
 
@@ -53,7 +53,7 @@ def add_cmd(on, notify, pipelines, window_s, as_json, **fields) -> None:
     if as_json:
         emit_json(rule.public())
         return
-    click.echo(f"alert rule {rule.id}: on {rule.on}")
+    say(f"alert rule {rule.id}: on {rule.on}")
 
 
 @alerts.command("list")
@@ -101,7 +101,7 @@ def _filter(rule: dict) -> str:
 def remove_cmd(rule_id) -> None:
     """Remove a rule."""
     alertstore.remove_rule(connect(), rule_id)
-    click.echo(f"removed alert rule {rule_id}")
+    say(f"removed alert rule {rule_id}")
 
 
 @alerts.command("test")
@@ -112,7 +112,7 @@ def test_cmd(rule_id) -> None:
     error = alert_service.test_rule(conn, alertstore.get_rule(conn, rule_id))
     if error:
         raise InvalidInput(f"rule {rule_id}: {error}")
-    click.echo(f"rule {rule_id}: test message delivered")
+    say(f"rule {rule_id}: test message delivered")
 
 
 @alerts.command("history")
@@ -147,4 +147,4 @@ def service_cmd(queue, here) -> None:
     """Start an alerts service. Several can run: each alert is sent once."""
     if here:
         raise SystemExit(alert_service.main())
-    click.echo(alert_service.start_service(connect(), queue))
+    say(alert_service.start_service(connect(), queue))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -32,8 +33,33 @@ def console() -> Console:
     return Console(width=width, soft_wrap=False, highlight=False)
 
 
+# What must never reach a terminal raw: C0 and C1 control characters (escape sequences, bell,
+# carriage return, backspace), line and paragraph separators and bidirectional overrides.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\x1b": "\\e"}
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def printable(text: str, newlines: bool = False) -> str:
+    """``text`` with every control character shown escaped (``\\e[31m``, ``\\n``), so names, log
+    lines and errors from anyone can neither drive the terminal nor split a table's rows.
+    ``newlines``: keep line breaks (text that is several lines on purpose)."""
+    if newlines:
+        return "\n".join(_UNSAFE.sub(_escaped, line) for line in text.split("\n"))
+    return _UNSAFE.sub(_escaped, text)
+
+
+def say(message: object = "", err: bool = False) -> None:
+    """Print a line (or lines) for people, control characters escaped."""
+    click.echo(printable(str(message), newlines=True), err=err)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    say(f"error: {message}", err=True)
     raise SystemExit(code)
 
 
@@ -42,7 +68,7 @@ def emit_json(data: Any) -> None:
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
-    tab = Table(title=title, show_edge=False, header_style="bold")
+    tab = Table(title=escape(printable(title)) if title else None, show_edge=False, header_style="bold")
     for column in columns:
         tab.add_column(column, overflow="fold")
     for row in rows:
@@ -53,7 +79,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
 def _cell(value: Any) -> Text | str:
     if isinstance(value, Text):
         return value
-    return "" if value is None else escape(str(value))
+    return "" if value is None else escape(printable(str(value)))
 
 
 def styled_status(status: str) -> Text:

@@ -16,7 +16,7 @@ from ..controller.pipeline import run_here
 from ..controller.render import summary
 from ..queues import events, keys, logs
 from ..queues.errors import InvalidInput
-from .output import ago, emit_json, json_option, table
+from .output import ago, emit_json, json_option, say, table
 from .pairs import name_value_pairs
 
 _param_option = click.option(
@@ -47,9 +47,9 @@ def validate_cmd(files, as_json) -> None:
         emit_json({"valid": ok, "errors": [e.model_dump() for e in problems]})
     else:
         for item in ok:
-            click.echo(f"{item['file']}: ok: pipeline {item['name']!r} ({len(item['jobs'])} jobs)")
+            say(f"{item['file']}: ok: pipeline {item['name']!r} ({len(item['jobs'])} jobs)")
         for error in problems:
-            click.echo(f"error: {error}", err=True)
+            say(f"error: {error}", err=True)
     if problems:
         raise SystemExit(1)
 
@@ -76,7 +76,7 @@ def run_cmd(file, params, inputs, variables, quiet) -> None:
     )
     local_queue = f"local-steps-{os.urandom(4).hex()}"
     run = pipe._new_run(None, local_queue, False)
-    click.echo(f"pipeline {pf.name} (run {run.id}): {len(pf.jobs)} job(s)")
+    say(f"pipeline {pf.name} (run {run.id}): {len(pf.jobs)} job(s)")
     done = threading.Event()
     follower = None if quiet else threading.Thread(target=_follow, args=(conn, run.id, done), daemon=True)
     if follower:
@@ -87,7 +87,7 @@ def run_cmd(file, params, inputs, variables, quiet) -> None:
         done.set()
         if follower:
             follower.join(timeout=30)
-    click.echo(summary(result))
+    say(summary(result))
     if result.status != "completed":
         raise SystemExit(1)
 
@@ -120,7 +120,7 @@ def _follow(conn, run_id: str, done: threading.Event) -> None:
         for line in logs.follow(conn, task_id, block_s=1.0):
             if line.stream != "sys":
                 with lock:
-                    click.echo(f"[{job}] {line.text}")
+                    say(f"[{job}] {line.text}")
 
     while True:
         finished = done.is_set()
@@ -151,13 +151,13 @@ def submit_cmd(file, params, variables, queue, register_only) -> None:
     conn = connect()
     if register_only:
         registry.register(pf, conn)
-        click.echo(f"registered pipeline {pf.project}/{pf.name}")
+        say(f"registered pipeline {pf.project}/{pf.name}")
         return
     run_id = registry.submit(
         pf, name_value_pairs(params, "--param"), conn, queue=queue, variables=name_value_pairs(variables, "--var")
     )
-    click.echo(f"registered pipeline {pf.project}/{pf.name}; run {run_id} started (controller on {queue!r})")
-    click.echo(run_id)
+    say(f"registered pipeline {pf.project}/{pf.name}; run {run_id} started (controller on {queue!r})")
+    say(run_id)
 
 
 @click.command("trigger")
@@ -176,13 +176,13 @@ def trigger_cmd(name, inputs, params, variables, queue) -> None:
         queue=queue,
         variables=name_value_pairs(variables, "--var"),
     )
-    click.echo(run_id)
+    say(run_id)
 
 
 @click.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of pipeline files."""
-    click.echo(json.dumps(json_schema(), indent=2))
+    say(json.dumps(json_schema(), indent=2))
 
 
 @click.command("files")
@@ -204,7 +204,7 @@ def files_cmd(as_json) -> None:
 def unregister_cmd(name) -> None:
     """Remove a registered pipeline file (NAME or PROJECT/NAME); its runs stay."""
     registry.unregister(name, conn=connect())
-    click.echo(f"unregistered {name}")
+    say(f"unregistered {name}")
 
 
 COMMANDS = [validate_cmd, run_cmd, submit_cmd, trigger_cmd, schema_cmd, files_cmd, unregister_cmd]

@@ -8,7 +8,7 @@ from ..connection import connect
 from ..controller import runs
 from ..controller.pipeline import resume, retry_run, stop_run
 from ..controller.render import dag_text, duration, summary
-from .output import ago, console, emit_json, json_option, styled_status, table
+from .output import ago, console, emit_json, json_option, printable, say, styled_status, table
 
 
 @click.group()
@@ -53,8 +53,8 @@ def show_cmd(run_id, as_json) -> None:
     if as_json:
         emit_json(run.model_dump(mode="json"))
         return
-    console().print(summary(run).splitlines()[0], markup=False, highlight=False)
-    click.echo(dag_text(run))
+    console().print(printable(summary(run).splitlines()[0]), markup=False, highlight=False)
+    say(dag_text(run))
     table(
         ["step", "status", "task", "attempt", "duration", "note"],
         [
@@ -82,12 +82,12 @@ def retry_cmd(run_id, steps) -> None:
     conn = connect()
     run = retry_run(conn, run_id, steps or None)
     pending = [n for n, s in run.state.items() if s.status == "pending"]
-    click.echo(f"run {run_id}: re-running {', '.join(pending) or 'nothing'}")
+    say(f"run {run_id}: re-running {', '.join(pending) or 'nothing'}")
     result = resume(conn, run_id)
     if result is None:
-        click.echo(f"controller re-queued on {run.controller_queue}")
+        say(f"controller re-queued on {run.controller_queue}")
         return
-    click.echo(summary(result))
+    say(summary(result))
     if result.status != "completed":
         raise SystemExit(1)
 
@@ -96,5 +96,8 @@ def retry_cmd(run_id, steps) -> None:
 @click.argument("run_id")
 def abort_cmd(run_id) -> None:
     """Stop a run: running steps are aborted, pending ones skipped."""
-    stop_run(connect(), run_id)
-    click.echo(f"run {run_id}: stop requested")
+    run = stop_run(connect(), run_id)
+    if run.status in ("pending", "running"):
+        say(f"run {run_id}: stop requested")
+    else:
+        say(f"run {run_id}: {run.status}" + (f" ({run.message})" if run.message else ""))

@@ -7,7 +7,7 @@ import click
 from ..queues.errors import InvalidInput
 from ..queues.queue import Queue
 from ..queues.store import TaskStore
-from .output import ago, emit_json, json_option, table
+from .output import ago, emit_json, json_option, say, table
 
 
 @click.group()
@@ -25,7 +25,7 @@ def queue() -> None:
 def create_cmd(name, description, exist_ok, max_running) -> None:
     """Create a queue."""
     Queue.create(name, description, exist_ok=exist_ok, max_running=max_running)
-    click.echo(f"queue {name} created")
+    say(f"queue {name} created")
 
 
 @queue.command("limit")
@@ -34,7 +34,7 @@ def create_cmd(name, description, exist_ok, max_running) -> None:
 def limit_cmd(name, max_running) -> None:
     """Let at most MAX_RUNNING of a queue's tasks run at once, over all workers (0: no limit)."""
     Queue(name).set_limit(max_running)
-    click.echo(f"queue {name}: at most {max_running or 'unlimited'} running")
+    say(f"queue {name}: at most {max_running or 'unlimited'} running")
 
 
 @queue.command("list")
@@ -132,7 +132,7 @@ def delete_cmd(name, force) -> None:
     """Delete a queue (refused while tasks wait, unless --force)."""
     returned = Queue(name).delete(force=force)
     suffix = f"; {len(returned)} task(s) back to draft" if returned else ""
-    click.echo(f"queue {name} deleted{suffix}")
+    say(f"queue {name} deleted{suffix}")
 
 
 @queue.command("move")
@@ -149,4 +149,4 @@ def move_cmd(task_id, where, position) -> None:
         raise InvalidInput(f"task {task_id} is not waiting in any queue (it is {record.status.value})")
     q = Queue(record.execution.queue)
     new_position = q.move(task_id, position if position is not None else where)
-    click.echo(f"{task_id} now at position {new_position} in {q.name}")
+    say(f"{task_id} now at position {new_position} in {q.name}")

@@ -9,7 +9,7 @@ import click
 from ..connection import connect
 from ..controller import schedules, triggers
 from ..controller.files.cron import next_tick, utc_text
-from .output import emit_json, json_option, table
+from .output import emit_json, json_option, say, table
 from .pairs import name_value_pairs
 
 
@@ -42,7 +42,7 @@ def add_cmd(cron, task_id, queue, pipeline, tz, name, params, as_json) -> None:
     if as_json:
         emit_json(item.model_dump())
         return
-    click.echo(f"schedule {item.id}: next tick {utc_text(next_tick(item.cron, item.timezone, time.time()))}")
+    say(f"schedule {item.id}: next tick {utc_text(next_tick(item.cron, item.timezone, time.time()))}")
 
 
 @schedule.command("list")
@@ -80,7 +80,7 @@ def list_cmd(as_json) -> None:
 def remove_cmd(schedule_id) -> None:
     """Remove a user schedule (a pipeline file's schedules go with its file)."""
     schedules.remove(schedule_id, connect())
-    click.echo(f"removed schedule {schedule_id}")
+    say(f"removed schedule {schedule_id}")
 
 
 @schedule.command("service")
@@ -90,4 +90,4 @@ def service_cmd(queue, here) -> None:
     """Start a trigger service (schedules and task-event triggers). Several can run: none fires twice."""
     if here:
         raise SystemExit(triggers.main())
-    click.echo(triggers.start_service(connect(), queue))
+    say(triggers.start_service(connect(), queue))

@@ -8,7 +8,7 @@ from ..connection import client_for, redact_url, redis_url
 from ..embedded import EmbeddedRedis
 from ..queues import keys
 from ..settings import settings
-from .output import emit_json, json_option
+from .output import emit_json, json_option, say
 
 
 @click.command()
@@ -18,20 +18,20 @@ def up(print_url: bool) -> None:
     url = redis_url(start_embedded=True)
     client_for(url)
     if print_url:
-        click.echo(url)
+        say(url)
         return
     where = "configured" if settings().redis_url else f"embedded, data in {settings().embedded_dir}"
-    click.echo(f"Redis ready at {redact_url(url)} ({where})")
+    say(f"Redis ready at {redact_url(url)} ({where})")
 
 
 @click.command()
 def down() -> None:
     """Stop the embedded Redis cleanly (its data stays on disk)."""
     if settings().redis_url:
-        click.echo("TRAINYARD_REDIS_URL points at an external Redis: nothing to stop")
+        say("TRAINYARD_REDIS_URL points at an external Redis: nothing to stop")
         return
     stopped = EmbeddedRedis(settings().embedded_dir).stop()
-    click.echo("embedded Redis stopped" if stopped else "embedded Redis was not running")
+    say("embedded Redis stopped" if stopped else "embedded Redis was not running")
 
 
 @click.command()
@@ -43,7 +43,7 @@ def status(as_json: bool) -> None:
         if as_json:
             emit_json({"redis": None, "embedded": True, "running": False})
         else:
-            click.echo("embedded Redis is not running (start it with: trainyard up)")
+            say("embedded Redis is not running (start it with: trainyard up)")
         raise SystemExit(3)
     client = client_for(url)
     info = client.info()
@@ -60,4 +60,4 @@ def status(as_json: bool) -> None:
         emit_json(data)
         return
     for key, value in data.items():
-        click.echo(f"{key:>15}: {value}")
+        say(f"{key:>15}: {value}")

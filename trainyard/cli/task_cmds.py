@@ -10,7 +10,7 @@ from ..queues.errors import InvalidInput
 from ..queues.params import normalize_key, parse_assignments, secret_ref
 from ..queues.record import FINAL_STATUSES, ExecutionMode, TaskStatus, TaskType
 from ..queues.task import Task
-from .output import ago, console, duration, emit_json, json_option, styled_status, table
+from .output import ago, console, duration, emit_json, json_option, say, styled_status, table
 from .pairs import name_value_pairs
 
 _param_option = click.option(
@@ -89,7 +89,7 @@ def _print_task(t: Task, as_json: bool) -> None:
     if r.runtime.log_tail and r.status == TaskStatus.FAILED:
         console().print("[bold]last log lines[/]")
         for line in r.runtime.log_tail:
-            click.echo(f"  {line}")
+            say(f"  {line}")
 
 
 def _list_rows(tasks: list[Task]):
@@ -216,7 +216,7 @@ def create_cmd(
     if as_json:
         emit_json(t.to_dict())
     else:
-        click.echo(t.id)
+        say(t.id)
 
 
 @task.command("clone")
@@ -240,7 +240,7 @@ def clone_cmd(task_id, name, project, params, queue, priority, as_json) -> None:
     if as_json:
         emit_json(clone.to_dict())
     else:
-        click.echo(clone.id)
+        say(clone.id)
 
 
 @task.command("set")
@@ -302,7 +302,7 @@ def set_cmd(
             t.edit(**changes)
     if tags:
         t.add_tags(*tags)
-    _print_task(t, as_json) if as_json else click.echo(t.id)
+    _print_task(t, as_json) if as_json else say(t.id)
 
 
 @task.command("enqueue")
@@ -318,7 +318,7 @@ def enqueue_cmd(task_id, queue, priority, front, create_queue, as_json) -> None:
     if as_json:
         emit_json(t.to_dict())
     else:
-        click.echo(f"{t.id} queued on {queue}")
+        say(f"{t.id} queued on {queue}")
 
 
 @task.command("dequeue")
@@ -326,7 +326,7 @@ def enqueue_cmd(task_id, queue, priority, front, create_queue, as_json) -> None:
 def dequeue_cmd(task_id) -> None:
     """Take a queued task off its queue (back to draft)."""
     t = Task.get(task_id).dequeue()
-    click.echo(f"{t.id} back to draft")
+    say(f"{t.id} back to draft")
 
 
 @task.command("abort")
@@ -336,9 +336,9 @@ def abort_cmd(task_id, message) -> None:
     """Abort a queued or running task."""
     t = Task.get(task_id).abort(message)
     if t.status == TaskStatus.RUNNING:
-        click.echo(f"{t.id} abort requested (its worker stops it)")
+        say(f"{t.id} abort requested (its worker stops it)")
     else:
-        click.echo(f"{t.id} aborted")
+        say(f"{t.id} aborted")
 
 
 @task.command("reset")
@@ -346,7 +346,7 @@ def abort_cmd(task_id, message) -> None:
 def reset_cmd(task_id) -> None:
     """Put a finished task back to draft (results and log cleared)."""
     t = Task.get(task_id).reset()
-    click.echo(f"{t.id} reset to draft")
+    say(f"{t.id} reset to draft")
 
 
 @task.command("delete")
@@ -354,7 +354,7 @@ def reset_cmd(task_id) -> None:
 def delete_cmd(task_id) -> None:
     """Delete a task that is not queued or running."""
     Task.get(task_id).delete()
-    click.echo(f"{task_id} deleted")
+    say(f"{task_id} deleted")
 
 
 @task.command("show")
@@ -392,7 +392,7 @@ def list_cmd(project, statuses, tag, queue, name, parent, limit, offset, as_json
         return
     table(["id", "name", "project", "status", "queue", "created", "duration"], _list_rows(tasks))
     if len(tasks) == limit:
-        click.echo(f"(first {limit} from {offset}; --offset {offset + limit} for more)", err=True)
+        say(f"(first {limit} from {offset}; --offset {offset + limit} for more)", err=True)
 
 
 @task.command("wait")
@@ -408,7 +408,7 @@ def wait_cmd(task_id, timeout, as_json) -> None:
     if as_json:
         emit_json(t.to_dict())
     else:
-        click.echo(f"{t.id} {t.status.value}")
+        say(f"{t.id} {t.status.value}")
     if t.status != TaskStatus.COMPLETED:
         raise SystemExit(1)
 
@@ -425,8 +425,8 @@ def logs_cmd(task_id, follow, tail_n) -> None:
     conn = t.connection
     if follow:
         for line in logs.follow(conn, task_id):
-            click.echo(line.text, err=line.stream == "err")
+            say(line.text, err=line.stream == "err")
         return
     lines = logs.tail(conn, task_id, tail_n) if tail_n else logs.read(conn, task_id)
     for line in lines:
-        click.echo(line.text, err=line.stream == "err")
+        say(line.text, err=line.stream == "err")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..connection import connect, redact_url, redis_url
-from .output import ago, emit_json, json_option, table
+from .output import ago, emit_json, json_option, say, table
 
 
 @click.group(invoke_without_command=True)
@@ -28,11 +28,11 @@ def web(ctx: click.Context, host: str, port: int) -> None:
     app = create_app(url)
     token = auth.ensure_admin_token(app.state.conn)
     if token:
-        click.echo(f"admin token (shown once, keep it safe): {token}")
+        say(f"admin token (shown once, keep it safe): {token}")
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"trainyard web on http://{shown}:{port}  (Redis {redact_url(url)})", err=True)
+    say(f"trainyard web on http://{shown}:{port}  (Redis {redact_url(url)})", err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo("warning: listening beyond this machine; put it behind TLS (a reverse proxy)", err=True)
+        say("warning: listening beyond this machine; put it behind TLS (a reverse proxy)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 
 
@@ -55,8 +55,8 @@ def token_create(user: str, role: str) -> None:
     from ..web import auth
 
     secret, info = auth.create_token(connect(), user, role)
-    click.echo(secret)
-    click.echo(f"token {info.id} for {info.user} ({info.role})", err=True)
+    say(secret)
+    say(f"token {info.id} for {info.user} ({info.role})", err=True)
 
 
 @token.command("list")
@@ -79,4 +79,4 @@ def token_revoke(token_id: str) -> None:
     from ..web import auth
 
     info = auth.revoke(connect(), token_id)
-    click.echo(f"revoked token {info.id} of {info.user} ({info.role})")
+    say(f"revoked token {info.id} of {info.user} ({info.role})")

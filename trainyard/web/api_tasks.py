@@ -13,6 +13,7 @@ from redis import Redis
 
 from ..queues import keys, logs
 from ..queues.errors import InvalidInput
+from ..queues.record import COMMENT_MAX, NAME_MAX, TAGS_MAX, Label
 from ..queues.store import Query as TaskQuery
 from ..queues.store import TaskStore
 from ..queues.task import Task
@@ -29,31 +30,31 @@ class _Body(BaseModel):
 
 
 class CreateTask(_Body):
-    name: str = Field(min_length=1, max_length=200)
-    project: str = Field("default", min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    project: str = Field("default", min_length=1, max_length=NAME_MAX)
     command: list[str] = Field(min_length=1, description="argv, never run through a shell")
     parameters: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Label] = Field(default_factory=list, max_length=TAGS_MAX)
     requirements: list[str] = Field(default_factory=list)
     gpus: int = Field(0, ge=0)
     time_limit: float | None = Field(None, gt=0)
     retries: int = Field(0, ge=0)
-    comment: str | None = None
+    comment: str | None = Field(None, max_length=COMMENT_MAX)
 
 
 class CloneTask(_Body):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    project: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=NAME_MAX)
+    project: str | None = Field(None, min_length=1, max_length=NAME_MAX)
     parameters: dict[str, Any] = Field(default_factory=dict, description="overrides merged into the copy")
-    tags: list[str] | None = None
-    comment: str | None = None
+    tags: list[Label] | None = Field(None, max_length=TAGS_MAX)
+    comment: str | None = Field(None, max_length=COMMENT_MAX)
 
 
 class EditTask(_Body):
     parameters: dict[str, Any] | None = Field(None, description="replaces all parameters (drafts only)")
-    name: str | None = Field(None, min_length=1, max_length=200)
-    comment: str | None = None
-    tags: list[str] | None = None
+    name: str | None = Field(None, min_length=1, max_length=NAME_MAX)
+    comment: str | None = Field(None, max_length=COMMENT_MAX)
+    tags: list[Label] | None = Field(None, max_length=TAGS_MAX)
 
 
 class Enqueue(_Body):
