@@ -129,7 +129,7 @@ def get_file(
 @files_router.post("/validate", summary="Check a pipeline file; errors carry their line numbers (admin)")
 def validate(body: PipelineText, _admin=Depends(admin)) -> dict[str, Any]:
     """Needs the token that may create pipelines: checking costs work, and the editor is for writing."""
-    errors = _files().validate_text(body.text, filename=body.filename, resolve_actions=False)  # quick: no fetching
+    errors = _files().validate_text(body.text, filename=body.filename)  # what `pipeline validate` checks
     return {"ok": not errors, "errors": [_error_view(e) for e in errors]}
 
 
