@@ -20,7 +20,7 @@ from typing import Any
 
 from redis import Redis
 
-from ..queues import keys
+from ..queues.backend import documents
 from ..queues.broker import Broker
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
@@ -302,17 +302,34 @@ class Pipeline:
         return runs.load(self.connection, self.run_id)
 
 
-def stop_run(conn: Redis, run_id: str) -> None:
-    """Ask a run's controller to stop (a flag it checks, and an abort of its task)."""
+def stop_run(conn: Redis, run_id: str) -> PipelineRun:
+    """Stop a run: a flag its controller checks and an abort of the controller's task; a run whose
+    controller is gone (never started, crashed, aborted while queued) is ended here and now."""
     run = runs.load(conn, run_id)
-    conn.set(keys.pipeline(run_id) + ":stop", "1", ex=7 * 24 * 3600)
+    documents.set_stop(conn, run_id, True)
     with contextlib.suppress(TrainyardError):  # already finished, or not started: the flag is enough
         Task.get(run.id, conn).abort("pipeline stopped")
+    return end_if_orphaned(conn, runs.load(conn, run_id), "aborted", "aborted: the pipeline was stopped")
+
+
+def end_if_orphaned(conn: Redis, run: PipelineRun, status: str = "failed", reason: str | None = None) -> PipelineRun:
+    """A run that says pending/running while its controller task on a services queue has ended
+    (killed, crashed before it could say so, aborted while queued) is ended with ``status``."""
+    if run.status not in ("pending", "running") or not run.controller_queue:
+        return run
+    try:
+        controller = Task.get(run.id, conn)
+    except TrainyardError:
+        return run
+    if controller.status.value not in ("completed", "failed", "aborted"):
+        return run
+    why = controller.data.runtime.error or controller.data.status_message or controller.status.value
+    return Controller(conn, run.id).end(status, reason or f"the controller ended ({controller.status.value}): {why}")
 
 
 def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> PipelineRun:
     """Mark failed, aborted and skipped steps (or ``steps``) and everything downstream as pending."""
-    run = runs.load(conn, run_id)
+    run = end_if_orphaned(conn, runs.load(conn, run_id))
     if run.status == "running":
         raise InvalidInput(f"pipeline run {run_id} is still running")
     roots = set(steps) if steps else {n for n, s in run.state.items() if s.status in ("failed", "aborted", "skipped")}
@@ -324,7 +341,7 @@ def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> P
     for name in dag.descendants(run.steps, roots):
         run.state[name] = StepState()
     run.status, run.message, run.ended = "pending", None, None
-    conn.delete(keys.pipeline(run_id) + ":stop")
+    documents.set_stop(conn, run_id, False)
     runs.save(conn, run)
     return run
 
@@ -367,7 +384,7 @@ def resume(conn: Redis, run_id: str) -> PipelineRun | None:
         raise InvalidInput(f"pipeline run {run_id}'s controller is {task.status.value} already")
     if task.status.value != "draft":
         task.reset()
-    conn.delete(keys.pipeline(run_id) + ":stop")
+    documents.set_stop(conn, run_id, False)
     if run.controller_queue:
         task.enqueue(run.controller_queue)
         return None

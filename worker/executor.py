@@ -235,7 +235,8 @@ class TaskRun:
             return "failed", code, f"killed by signal {signal.Signals(-code).name}"
         if code in (137, 143) and spec.docker is not None:
             return "failed", code, f"container killed (exit code {code})"
-        return "failed", code, f"exit code {code}"
+        # the exception line, or trainyard's own refusal (function steps, the job runner): stderr's last line
+        return "failed", code, reporter.last_error_line or f"exit code {code}"
 
     def _finish(
         self, outcome: str, exit_code: int | None, error: str | None, reporter: Reporter, log_file: Path

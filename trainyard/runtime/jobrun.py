@@ -54,6 +54,10 @@ class StepFailed(Exception):
     """A step that did not succeed (the message says why)."""
 
 
+class ProcessFailed(StepFailed):
+    """A step's process exited non-zero: its own last stderr line says why, not this message."""
+
+
 # -- helpers shared with the controller side ------------------------------------------------------
 
 
@@ -247,6 +251,12 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def refuse(text: str) -> None:
+    """A failure the job runner found itself: on stderr, whose last line becomes the task's error."""
+    sys.stdout.flush()
+    print(text, file=sys.stderr, flush=True)
+
+
 class JobRunner:
     def __init__(self, spec: dict[str, Any], needs: dict[str, Any], run_dir: Path):
         self.spec = spec
@@ -271,14 +281,14 @@ class JobRunner:
             env = self.spec.get("env") or {}
             self.context["env"] = {k: expr.as_text(self._render(v)) for k, v in env.items()}
         except StepFailed as exc:
-            say(f"✗ job env: {exc}")
+            refuse(f"✗ job env: {exc}")
             return 1
         for index, step in enumerate(steps):
             label = step.get("label") or f"step {index + 1}"
             try:
                 wanted = expr.condition(step.get("if"), self.context)
             except expr.ExpressionError as exc:
-                say(f"✗ {label}: if: {exc}")
+                refuse(f"✗ {label}: if: {exc}")
                 return 1
             if not wanted:
                 say(f"- {label}: skipped (if: {step.get('if')})")
@@ -289,7 +299,7 @@ class JobRunner:
             try:
                 outputs = self._step(index, step)
             except StepFailed as exc:
-                say(f"✗ {label}: {exc}")
+                (say if isinstance(exc, ProcessFailed) else refuse)(f"✗ {label}: {exc}")
                 self._record(step, {}, "failure")
                 rest = len(steps) - index - 1
                 if rest:
@@ -441,7 +451,7 @@ class JobRunner:
     def _exec(self, argv: list[str], env: dict[str, str], timeout: float | None, printed: bool = False) -> dict:
         """Run one step's process; with ``printed``, also collect its ``::name::value`` lines."""
         sys.stdout.flush()
-        capture = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if printed else {}
+        capture = {"stdout": subprocess.PIPE} if printed else {}  # stderr stays the task's own
         try:
             proc = subprocess.Popen(argv, cwd=str(self.workspace), env=env, start_new_session=True, **capture)
         except OSError as exc:
@@ -462,7 +472,7 @@ class JobRunner:
             _kill(proc)
             raise
         if code != 0:
-            raise StepFailed(f"exit code {code}")
+            raise ProcessFailed(f"exit code {code}")
         return found
 
     def _report(self, outputs: dict[str, Any]) -> None:

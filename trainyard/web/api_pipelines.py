@@ -11,7 +11,6 @@ from redis import Redis
 
 from ..controller import runs
 from ..controller.pipeline import resume, retry_run, stop_run
-from ..queues import keys
 from ..queues.errors import InvalidInput
 from ..queues.store import TaskStore
 from . import views
@@ -25,7 +24,7 @@ trigger_router = APIRouter(prefix="/api/pipelines", tags=["pipeline files"])  # 
 @runs_router.get("", summary="Pipeline runs, newest first (paginated)")
 def list_runs(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis = Depends(conn)) -> dict[str, Any]:
     items = runs.list_runs(redis, limit, offset)
-    total = redis.zcard(keys.PIPELINES)
+    total = runs.count(redis)
     return {
         "items": [views.run_summary(r) for r in items],
         "offset": offset,
