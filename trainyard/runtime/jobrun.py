@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import expr
+from . import expr, junit
 from .task_api import ENV_RUN_DIR, TASK_FILE, current_task
 
 JOB_KEY = "trainyard.job"
@@ -296,10 +296,17 @@ class JobRunner:
                 continue
             say(f"▶ {label}")
             start = time.monotonic()
+            failure: StepFailed | None = None
             try:
                 outputs = self._step(index, step)
             except StepFailed as exc:
-                (say if isinstance(exc, ProcessFailed) else refuse)(f"✗ {label}: {exc}")
+                failure = exc
+            if step.get("tests"):
+                verdict = self._tests(index, step)
+                if failure is None and verdict:
+                    failure = StepFailed(verdict)
+            if failure is not None:
+                (say if isinstance(failure, ProcessFailed) else refuse)(f"✗ {label}: {failure}")
                 self._record(step, {}, "failure")
                 rest = len(steps) - index - 1
                 if rest:
@@ -317,6 +324,25 @@ class JobRunner:
                 outputs[name] = None
         self._report(outputs)
         return 0
+
+    def _tests(self, index: int, step: dict[str, Any]) -> str | None:
+        """Read the step's JUnit reports, store them as its artifact; why it fails, if it must."""
+        wanted = step["tests"]
+        files, problems = junit.find(self.workspace, wanted["junit"])
+        summary, combined = junit.read(files, self.workspace)
+        summary["problems"] = problems + summary["problems"]
+        summary.update(step=step.get("label") or f"step {index + 1}", index=index + 1)
+        say(f"{junit.line(summary)} ({', '.join(summary['files']) or 'no report'})")
+        for problem in summary["problems"]:
+            say(f"  ! {problem}")
+        for failed in summary["failures"][:20]:
+            say(f"  ✗ {failed['classname'] + '.' if failed['classname'] else ''}{failed['name']}: {failed['message']}")
+        path = junit.write(combined, self.run_dir / "junit" / f"tests-{index + 1}.xml")
+        try:
+            current_task().upload_artifact(f"tests-{index + 1}", str(path), metadata={"junit": summary})
+        except (OSError, TypeError, ValueError) as exc:
+            say(f"test report not stored: {exc}")
+        return junit.failure_text(summary) if wanted.get("fail_on_failure") else None
 
     def _record(self, step: dict[str, Any], outputs: dict[str, Any], outcome: str) -> None:
         """A step's outputs under its id and under its name (DataTorch refers to steps by name)."""
