@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from ...queues import config
 from ...runtime import expr
 from ...runtime.jobrun import StepFailed, fetch_git
 from .datatorch import published_name
@@ -48,12 +48,12 @@ class ResolvedAction(BaseModel):
 
 
 def actions_source() -> str:
-    return os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE
+    return config.current().actions_source or DEFAULT_SOURCE
 
 
 def cache_root() -> Path:
-    home = Path(os.environ.get("TRAINYARD_HOME") or Path.home() / ".trainyard").expanduser()
-    return Path(os.environ.get("TRAINYARD_ACTIONS_CACHE") or home / "actions")
+    settings = config.current()
+    return settings.actions_cache or settings.home / "actions"
 
 
 def repo_url(name: str, source: str | None = None) -> str:
