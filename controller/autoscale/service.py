@@ -19,12 +19,11 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 
 import redis
 from redis import Redis
 
-from ...queues import events, keys, scalestore, services, workers
+from ...queues import config, events, keys, scalestore, services, workers
 from ...queues.connection import default_connection
 from ...queues.scalestore import Instance, ScalerConfig
 from ...queues.task import Task
@@ -214,8 +213,8 @@ def start_service(conn: Redis, queue: str = "services") -> str:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    home = Path(os.environ.get("TRAINYARD_HOME") or Path.home() / ".trainyard").expanduser()
-    drivers = make_drivers(home, os.environ.get("TRAINYARD_REDIS_URL", ""))
+    settings = config.current()
+    drivers = make_drivers(settings.home, settings.redis_url or "")
     scaler = Autoscaler(default_connection(), drivers)
     signal.signal(signal.SIGTERM, lambda *_: scaler.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: scaler.stop_event.set())

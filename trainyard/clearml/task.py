@@ -27,7 +27,8 @@ from typing import Any
 from ..queues.errors import InvalidInput, TaskNotFound
 from ..queues.record import TaskStatus
 from ..queues.task import Task as NativeTask
-from ..runtime.task_api import ENV_RUN_DIR, RunContext, current_task
+from ..runtime.task_api import RunContext, current_task
+from ..settings import settings
 from . import artifacts as codec
 from . import params
 from .errors import install_hook, refuse_unknown, unsupported
@@ -77,7 +78,7 @@ _attached = None  # the AttachedRun of a script registered by Task.init outside 
 
 def _inside_worker() -> bool:
     """A worker runs this process (not a run attached by Task.init here)."""
-    return bool(os.environ.get(ENV_RUN_DIR)) and _attached is None
+    return settings().run_dir is not None and _attached is None
 
 
 class _TaskType(type):
@@ -156,7 +157,7 @@ class Task(metaclass=_TaskType):
         install_hook()
         if _current is not None:
             return _current
-        if os.environ.get(ENV_RUN_DIR):
+        if settings().run_dir is not None:
             task = cls(context=current_task())
         else:
             script = _main_script()
@@ -180,7 +181,7 @@ class Task(metaclass=_TaskType):
     def current_task(cls) -> Task | None:
         """The task this process runs (None before Task.init, unless a worker runs it)."""
         global _current
-        if _current is None and os.environ.get(ENV_RUN_DIR):
+        if _current is None and settings().run_dir is not None:
             _current = cls(context=current_task())
         return _current
 
