@@ -121,9 +121,11 @@ def test_datatorch_syntax_beside_trainyards(conn, actions, tmp_path):
     make_repo(
         actions / "acme" / "echo",
         {
-            "action-datatorch.yaml": "name: Echo\ninputs:\n  text: {type: string}\nruns: {using: python, main: m.py}\n",
-            "m.py": "import datatorch\nfrom datatorch.utils.files import mkdir_exists\n"
-            "from datatorch import agent\nmkdir_exists(agent.directories().temp)\n"
+            "action-datatorch.yaml": "name: Echo\ninputs:\n  text: {type: string}\n"
+            "  where: {type: string, default: '${{ directory.temp }}/echo'}\nruns: {using: python, main: m.py}\n",
+            "m.py": "import datatorch\nfrom datatorch.utils.files import mkdir_exists\nfrom datatorch import agent\n"
+            "assert datatorch.get_input('where') == agent.directories().temp + '/echo', datatorch.get_inputs()\n"
+            "mkdir_exists(datatorch.get_input('where'))\n"
             "datatorch.set_output('said', datatorch.get_input('text') + ' (first)')\n",
         },
     )
@@ -247,3 +249,25 @@ def test_stand_in_client_is_standard_library_only():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"importlib", "json", "os", "sys", "types"}
+
+
+def test_latest_is_fetched_again_for_every_run_of_a_registered_file(conn, actions, tmp_path):
+    """A registered file's @latest action: each triggered run is pinned to the default branch's commit
+    at that moment, not to the one seen at registration (a moved branch would fail the run)."""
+    from trainyard import Queue
+    from trainyard.controller.files import submit, trigger
+
+    Queue.create("services")
+    Queue.create("default")
+    repo = actions / "acme" / "hello"
+    first = make_repo(repo, {"action-datatorch.yaml": "name: Hi\nruns: {using: cmd, command: echo hi}\n"})
+    text = "name: latest\njobs:\n  a:\n    steps:\n      - action: acme/hello@latest\n"
+
+    def pinned(run_id: str) -> str:
+        job = runs.load(conn, run_id).steps["a"].template["configuration"]["trainyard.job"]
+        [action] = job["actions"].values()
+        return action["sha"]
+
+    assert pinned(submit(load_text(text, "latest.yaml"), conn=conn)) == first
+    second = commit(repo, {"README.md": "moved on\n"}, "second")
+    assert pinned(trigger("latest", conn=conn)) == second

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -376,7 +377,7 @@ class JobRunner:
         definition = action["definition"]
         try:
             given = self._render(step.get("inputs") or {})
-            inputs = check_inputs(definition.get("inputs") or {}, given)
+            inputs = check_inputs(self._declared(step, action), given)
         except ValueError as exc:
             raise StepFailed(f"action {action['display']}: {exc}") from None
         cache_file = self._cache_file(action, step, inputs)
@@ -402,6 +403,40 @@ class JobRunner:
         if cache_file is not None:
             _write_atomic(cache_file, json.dumps(outputs))
         return outputs
+
+    def _declared(self, step: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
+        """The action's declared inputs, defaults rendered: DataTorch's action files may use its
+        machine-local names there (``${{ directory.temp }}/download``), mapped onto this run."""
+        declared = action["definition"].get("inputs") or {}
+        if not any(isinstance(s.get("default"), str) and expr.TEMPLATE.search(s["default"]) for s in declared.values()):
+            return declared
+        temp = self.run_dir / "tmp"
+        temp.mkdir(exist_ok=True)
+        local = {
+            "agent": {"id": os.environ.get("TRAINYARD_TASK_ID", ""), "directory": str(self.run_dir)},
+            "directory": {
+                "agent": str(self.run_dir),
+                "actions": str(self.cache_root),
+                "logs": str(self.run_dir / "logs"),
+                "temp": str(temp),
+            },
+            "machine": {"name": platform.node(), "os": platform.system(), "version": platform.version()},
+            "python": {"version": platform.python_version(), "implementation": platform.python_implementation()},
+            "step": {"id": step.get("id"), "name": step.get("name")},
+            "action": {
+                "name": action["definition"].get("name"),
+                "tag": action.get("tag"),
+                "version": action.get("tag"),
+            },
+        }
+        context = {**self.context, **local}
+        out = {}
+        for name, spec in declared.items():
+            default = spec.get("default")
+            if isinstance(default, str) and expr.TEMPLATE.search(default):
+                spec = {**spec, "default": self._render(default, context)}
+            out[name] = spec
+        return out
 
     def _cache_file(self, action: dict[str, Any], step: dict[str, Any], inputs: dict[str, Any]) -> Path | None:
         """Where this action's outputs for these inputs are kept when caching is on (else None)."""
