@@ -264,7 +264,7 @@ def test_latest_is_fetched_again_for_every_run_of_a_registered_file(conn, action
     text = "name: latest\njobs:\n  a:\n    steps:\n      - action: acme/hello@latest\n"
 
     def pinned(run_id: str) -> str:
-        job = runs.load(conn, run_id).steps["a"].template["configuration"]["trainyard.job"]
+        job = run_store.load(conn, run_id).steps["a"].template["configuration"]["trainyard.job"]
         [action] = job["actions"].values()
         return action["sha"]
 
