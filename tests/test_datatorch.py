@@ -271,3 +271,36 @@ def test_latest_is_fetched_again_for_every_run_of_a_registered_file(conn, action
     assert pinned(submit(load_text(text, "latest.yaml"), conn=conn)) == first
     second = commit(repo, {"README.md": "moved on\n"}, "second")
     assert pinned(trigger("latest", conn=conn)) == second
+
+
+def test_stand_in_serves_what_published_actions_import(tmp_path):
+    """The imports of DataTorch's published actions (add, download-file, dextr, import-coco) load;
+    local calls work; the first call needing its web service ends the process with one line."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "entry.py"
+    script.write_text(
+        "import datatorch\n"
+        "from datatorch import agent, set_output, get_inputs, ApiClient\n"
+        "from datatorch.api.api import ApiClient as Client2\n"
+        "from datatorch.api.entity.sources.image import Segmentations, segmentations\n"
+        "from datatorch.api.scripts.import_coco import import_coco\n"
+        "from datatorch.utils.files import mkdir_exists\n"
+        "import datatorch.core\n"
+        "assert datatorch.get_input('n') == 2 and get_inputs() == {'n': 2}\n"
+        "mkdir_exists(agent.directories().temp)\n"
+        "set_output('ok', {'base': datatorch.core.BASE_URL})\n"
+        "s = Segmentations()\n"
+        "print('never here')\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "TRAINYARD_RUN_DIR": str(tmp_path)}
+    env["PYTHONPATH"] = str(REPO / "trainyard" / "runtime" / "datatorch_path")
+    proc = subprocess.run([sys.executable, str(script), '{"n": 2}'], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert proc.stdout == '::ok::{"base": "https://datatorch.io"}\n'
+    assert proc.stderr.strip().splitlines() == [
+        "datatorch: datatorch.api.entity.sources.image.Segmentations() needs DataTorch's web service, which trainyard"
+        " does not have (only get_inputs, get_input, set_output, agent.directories and utils.files work here)"
+    ]
+    assert (tmp_path / "tmp").is_dir()
