@@ -17,7 +17,7 @@ from gitrepo import commit, git, make_repo
 from workerproc import WorkerProcess
 
 from trainyard import Queue, Task
-from trainyard.controller import runs
+from trainyard.controller import run_store
 from trainyard.controller.files import load_file, load_text, run_here
 from trainyard.controller.files.errors import PipelineFileError
 from trainyard.queues import logs
@@ -84,10 +84,10 @@ def test_examples_on_workers_give_30_and_15(conn, actions, tmp_path, run_cli):
         for run_id in ids.values():
             Task.get(run_id, conn).wait(timeout=120)
     for name, run_id in ids.items():
-        assert runs.load(conn, run_id).status == "completed", (name, runs.load(conn, run_id).message)
-    assert outputs(conn, runs.load(conn, ids["average_outputs.yaml"]))["average"] == {"sum": 30, "result": 15}
-    assert "10 + 20 = 30" in log_text(conn, runs.load(conn, ids["add.yaml"]), "add")
-    assert "30 / 2 = 15" in log_text(conn, runs.load(conn, ids["average.yaml"]), "average")
+        assert run_store.load(conn, run_id).status == "completed", (name, run_store.load(conn, run_id).message)
+    assert outputs(conn, run_store.load(conn, ids["average_outputs.yaml"]))["average"] == {"sum": 30, "result": 15}
+    assert "10 + 20 = 30" in log_text(conn, run_store.load(conn, ids["add.yaml"]), "add")
+    assert "30 / 2 = 15" in log_text(conn, run_store.load(conn, ids["average.yaml"]), "average")
 
 
 def test_dextr_is_refused_with_one_line_naming_the_web_feature(actions, run_cli):
@@ -264,7 +264,7 @@ def test_latest_is_fetched_again_for_every_run_of_a_registered_file(conn, action
     text = "name: latest\njobs:\n  a:\n    steps:\n      - action: acme/hello@latest\n"
 
     def pinned(run_id: str) -> str:
-        job = runs.load(conn, run_id).steps["a"].template["configuration"]["trainyard.job"]
+        job = run_store.load(conn, run_id).steps["a"].template["configuration"]["trainyard.job"]
         [action] = job["actions"].values()
         return action["sha"]
 
