@@ -28,7 +28,7 @@ from ..queues.params import check_parameters
 from ..queues.record import TaskRecord, TaskStatus
 from ..queues.store import TaskStore, new_task_id
 from ..queues.task import Task
-from . import cache, dag, runs
+from . import cache, dag, run_store
 from .functions import function_record
 from .model import DONE_OK, FINISHED, PipelineRun, StepSpec, StepState
 from .refs import Resolver
@@ -76,7 +76,7 @@ class Controller:
         self.conn = conn
         self.store = TaskStore(conn)
         self.run_id = run_id
-        self.run = runs.load(conn, run_id)
+        self.run = run_store.load(conn, run_id)
         self.callbacks = callbacks or {}
         self.stop_event = threading.Event()
         self._last_queue_check = 0.0
@@ -410,7 +410,7 @@ class Controller:
         return run
 
     def _save(self) -> None:
-        runs.save(self.conn, self.run)
+        run_store.save(self.conn, self.run)
 
     # -- deadlock detection ----------------------------------------------------------------------
     def _check_queues(self) -> None:

@@ -28,7 +28,7 @@ from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
 from ..queues.record import TaskRecord, TaskType
 from ..queues.store import TaskStore
 from ..queues.task import Task
-from . import dag, runs
+from . import dag, run_store
 from .engine import Controller, check_queues
 from .model import PipelineRun, StepSpec, StepState
 from .refs import find_references
@@ -261,7 +261,7 @@ class Pipeline:
             controller_queue=controller_queue,
             local_queue=local_queue,
         )
-        runs.save(conn, run)
+        run_store.save(conn, run)
         self.run_id = run.id
         return run
 
@@ -293,7 +293,7 @@ class Pipeline:
         self._set_parameters(parameters)
         conn = self.connection
         try:
-            run = runs.load(conn, task_id)
+            run = run_store.load(conn, task_id)
         except TaskNotFound:
             self.validate()
             local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
@@ -312,7 +312,7 @@ class Pipeline:
             )
             if local_queue is None:
                 check_queues(conn, run)
-            runs.save(conn, run)
+            run_store.save(conn, run)
         self.run_id = run.id
         return run_here(conn, run.id, self.callbacks, hold=False)
 
@@ -355,7 +355,7 @@ class Pipeline:
         if self.run_id is None:
             raise InvalidInput("the pipeline has not been started")
         Task.get(self.run_id, self.connection).wait(timeout=timeout)
-        return runs.load(self.connection, self.run_id)
+        return run_store.load(self.connection, self.run_id)
 
     def stop(self) -> None:
         """Stop the run: its controller aborts the running steps and skips the rest."""
@@ -367,7 +367,7 @@ class Pipeline:
     def run(self) -> PipelineRun:
         if self.run_id is None:
             raise InvalidInput("the pipeline has not been started")
-        return runs.load(self.connection, self.run_id)
+        return run_store.load(self.connection, self.run_id)
 
 
 class OpenRun:
@@ -408,11 +408,11 @@ class OpenRun:
 def stop_run(conn: Redis, run_id: str) -> PipelineRun:
     """Stop a run: a flag its controller checks and an abort of the controller's task; a run whose
     controller is gone (never started, crashed, aborted while queued) is ended here and now."""
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     documents.set_stop(conn, run_id, True)
     with contextlib.suppress(TrainyardError):  # already finished, or not started: the flag is enough
         Task.get(run.id, conn).abort("pipeline stopped")
-    return end_if_orphaned(conn, runs.load(conn, run_id), "aborted", "aborted: the pipeline was stopped")
+    return end_if_orphaned(conn, run_store.load(conn, run_id), "aborted", "aborted: the pipeline was stopped")
 
 
 def end_if_orphaned(conn: Redis, run: PipelineRun, status: str = "failed", reason: str | None = None) -> PipelineRun:
@@ -432,7 +432,7 @@ def end_if_orphaned(conn: Redis, run: PipelineRun, status: str = "failed", reaso
 
 def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> PipelineRun:
     """Mark failed, aborted and skipped steps (or ``steps``) and everything downstream as pending."""
-    run = end_if_orphaned(conn, runs.load(conn, run_id))
+    run = end_if_orphaned(conn, run_store.load(conn, run_id))
     if run.status == "running":
         raise InvalidInput(f"pipeline run {run_id} is still running")
     roots = set(steps) if steps else {n for n, s in run.state.items() if s.status in ("failed", "aborted", "skipped")}
@@ -445,7 +445,7 @@ def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> P
         run.state[name] = StepState()
     run.status, run.message, run.ended = "pending", None, None
     documents.set_stop(conn, run_id, False)
-    runs.save(conn, run)
+    run_store.save(conn, run)
     return run
 
 
@@ -462,7 +462,7 @@ def run_here(
     from ..queues.queue import Queue
     from .local import LocalController, step_worker
 
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     local_queue = run.local_queue
     drain = thread = None
     try:
@@ -491,7 +491,7 @@ def run_here(
 def resume(conn: Redis, run_id: str) -> PipelineRun | None:
     """Start a run's controller again the way it ran: on its services queue (returns None), or
     here (returns the finished run). Finished steps are never re-run."""
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     task = Task.get(run_id, conn)
     if task.status.value in ("queued", "running"):
         raise InvalidInput(f"pipeline run {run_id}'s controller is {task.status.value} already")

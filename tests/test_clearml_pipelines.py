@@ -15,7 +15,7 @@ from workerproc import WorkerProcess, wait_status
 
 from trainyard import Queue, Task, TaskStatus
 from trainyard.clearml import Task as ClearmlTask
-from trainyard.controller import runs
+from trainyard.controller import run_store
 
 
 def _queues() -> None:
@@ -53,7 +53,7 @@ def test_pipeline_from_functions_passes_dataframes_between_steps_through_safe_ar
         line for t in Task.list(project="examples", status="failed") for line in t.get_log()
     )
     assert "pipeline completed" in done.get_log()
-    run = runs.load(conn, controller.id)
+    run = run_store.load(conn, controller.id)
     assert {name: state.status for name, state in run.state.items()} == dict.fromkeys(
         ("step_one", "step_two", "step_three"), "completed"
     )
@@ -100,7 +100,7 @@ def test_pipeline_from_tasks_runs_the_three_template_steps_with_callbacks_on_the
     assert done.status == TaskStatus.COMPLETED, "\n".join(
         line for t in Task.list(project="examples", status="failed") for line in t.get_log()
     )
-    run = runs.load(conn, controller.id)
+    run = run_store.load(conn, controller.id)
     states = run.state
     assert {name: s.status for name, s in states.items()} == dict.fromkeys(
         ("stage_data", "stage_process", "stage_train"), "completed"
