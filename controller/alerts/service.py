@@ -34,7 +34,7 @@ from ...queues.errors import TaskNotFound
 from ...queues.record import TaskRecord, TaskStatus
 from ...queues.store import TaskStore
 from ...queues.task import Task
-from .. import runs
+from .. import run_store
 from . import message
 
 log = logging.getLogger("trainyard.alerts")
@@ -141,7 +141,7 @@ class AlertService:
             return
         if pipeline:
             try:
-                run = runs.load(self.conn, event.task_id)
+                run = run_store.load(self.conn, event.task_id)
             except Exception:  # noqa: BLE001 - a run deleted meanwhile
                 return
             for rule in wanted:
