@@ -18,6 +18,7 @@ import redis
 from ..queues.dispatch import Dispatcher
 from ..queues.record import TaskRecord
 from .artifacts import ArtifactStore
+from .guard import Guard
 from .launch import LaunchSpec, PrepareError
 from .launchers import Launched, LocalLaunch
 from .monitor import GpuUsage
@@ -39,6 +40,7 @@ class RunSettings:
     grace_s: float = 10.0
     keep_runs: bool = False
     redactor: Redactor = field(default_factory=lambda: Redactor(()))
+    guard: Guard | None = None  # ends what runs if the worker dies (worker/guard.py)
 
 
 class TaskRun:
@@ -117,6 +119,7 @@ class TaskRun:
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> None:
         """Run the task; whatever goes wrong here, the task ends with a status (never left running)."""
+        self._guard("start")
         try:
             self._run()
         except Exception as exc:  # the run folder, the reporter, the disk: fail the task, keep the worker
@@ -128,6 +131,12 @@ class TaskRun:
                     return
                 except (redis.ConnectionError, redis.TimeoutError):
                     time.sleep(pause)
+        finally:
+            self._guard("end")
+
+    def _guard(self, op: str, extra: str = "") -> None:
+        if self.s.guard is not None:
+            self.s.guard.note(op, self.task_id, self.attempt, extra)
 
     def _run(self) -> None:
         record = self.record
@@ -195,6 +204,7 @@ class TaskRun:
         if spec.docker is not None:
             from .docker_mode import DockerLaunch
 
+            self._guard("docker", spec.docker.name)  # before the container exists
             return DockerLaunch(spec.docker, reporter.system)
         return LocalLaunch(spec)
 

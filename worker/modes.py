@@ -16,7 +16,7 @@ from pathlib import Path
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
 from . import tasklib
-from .docker_mode import CACHE_MOUNT, CODE_MOUNT, LABEL_TASK, LABEL_WORKER, RUN_MOUNT, DockerSpec
+from .docker_mode import CACHE_MOUNT, CODE_MOUNT, LABEL_RUNS, LABEL_TASK, LABEL_WORKER, RUN_MOUNT, DockerSpec
 from .envs import EnvCache, EnvSpec
 from .gpus import default_nvml, pinning_env
 from .launch import LaunchSpec, PrepareError, args_flags, task_env
@@ -173,7 +173,7 @@ class Preparer:
             working_dir=workdir or CODE_MOUNT,
             setup_script="\n".join(setup) or None,
             gpus=_task_gpus(record),
-            labels={LABEL_TASK: record.id, LABEL_WORKER: self.s.worker},
+            labels={LABEL_TASK: record.id, LABEL_WORKER: self.s.worker, LABEL_RUNS: str(run_dir.parent)},
             cache_dir=cache_dir,
             mounts=tasklib.mounts(standalone=True),
             network=self.s.docker_network,
