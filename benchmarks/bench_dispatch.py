@@ -554,7 +554,8 @@ PROFILE_FOCUS = [
     ("runfolder.py", "create_run_folder"),
     ("reporter.py", "__init__"),
     ("agent.py", "_prepare_local"),  # the worker's prepare step (older trainyard)
-    ("modes.py", "__call__"),  # the worker's prepare step (Preparer)
+    ("modes.py", "__call__"),  # the worker's prepare step (Preparer, older trainyard)
+    ("preparer.py", "__call__"),  # the worker's prepare step (Preparer)
     ("launch.py", "task_env"),
     ("process.py", "spawn"),
     ("subprocess.py", "_execute_child"),

@@ -6,7 +6,7 @@ Used by ``bench_envs.py`` for its venv-mode workers; can be run by hand::
 
 Nothing in trainyard is changed on disk; in this process:
 
-- ``--steps FILE``: every installer step the environment cache runs (``EnvCache._run``: creating
+- ``--steps FILE``: every installer step the environment cache runs (``EnvCache.run``: creating
   the virtualenv, the uv/pip install, the freeze) appends ``{"what", "start", "end"}``
   (``time.time()``) to FILE.
 - ``--forward-flags``: ``trainyard worker`` parses ``--installer``, ``--env-cache-size``,
@@ -48,7 +48,7 @@ def forward_flags() -> None:
 def time_steps(path: str) -> None:
     out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the process's life
     lock = threading.Lock()
-    original = EnvCache._run
+    original = EnvCache.run
 
     def timed(self, argv, what, env=None):
         start = time.time()
@@ -59,7 +59,7 @@ def time_steps(path: str) -> None:
             with lock:
                 out.write(line + "\n")
 
-    EnvCache._run = timed  # type: ignore[method-assign]
+    EnvCache.run = timed  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> int:

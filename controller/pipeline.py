@@ -20,7 +20,7 @@ from typing import Any
 
 from redis import Redis
 
-from ..queues import keys
+from ..queues.backend import documents
 from ..queues.broker import Broker
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
@@ -141,17 +141,25 @@ class Pipeline:
         force_rerun: bool = False,
         mode: str | None = None,
         docker_image: str | None = None,
+        parameter_override: Mapping[str, Any] | None = None,
+        runner: str | None = None,
     ) -> Pipeline:
         """A step that runs ``function(**kwargs)`` as a task; ``returns`` names its return values,
-        which later steps reference as ``${name.<return>}``."""
-        from .functions import function_spec, step_arguments
+        which later steps reference as ``${name.<return>}``. ``parameter_override`` sets more of the
+        step task's parameters (references allowed); ``runner`` (``module:function``) replaces the
+        in-task code that calls the function (see ``functions.function_spec``)."""
+        from ..queues.params import check_parameters
+        from .functions import DEFAULT_RUNNER, function_spec, step_arguments
 
-        fn = function_spec(function, returns=list(returns), name=name, requirements=list(requirements))
+        fn = function_spec(
+            function, returns=list(returns), name=name, requirements=list(requirements), runner=runner or DEFAULT_RUNNER
+        )
         step_arguments(fn, kwargs)  # argument names and JSON values are checked now, not at launch
         spec = StepSpec(
             name=name,
             function=fn,
             kwargs=dict(kwargs or {}),
+            parameter_override=check_parameters(parameter_override or {}),
             returns=list(returns),
             parents=list(parents),
             queue=queue,
@@ -274,6 +282,39 @@ class Pipeline:
         run = self._new_run(None, local_queue, force_rerun)
         return run_here(self.connection, run.id, self.callbacks)
 
+    def start_in_task(
+        self, task_id: str, run_steps_locally: bool = False, force_rerun: bool = False, **parameters: Any
+    ) -> PipelineRun:
+        """Run the controller in this process as ``task_id``: a task that is running as this very
+        process (a script that builds its pipeline and runs it as its own task, the way ClearML's
+        controllers do; ``trainyard.clearml`` uses this). Its run id is the task id; a run of that
+        task that exists already is resumed, and its finished steps are not run again."""
+        self._set_parameters(parameters)
+        conn = self.connection
+        try:
+            run = runs.load(conn, task_id)
+        except TaskNotFound:
+            self.validate()
+            local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
+            run = PipelineRun(
+                id=task_id,
+                name=self.name,
+                project=self.project,
+                version=self.version,
+                parameters=dict(self.parameters),
+                default_queue=self.default_queue,
+                abort_on_failure=self.abort_on_failure,
+                force_rerun=force_rerun,
+                steps=dict(self.steps),
+                controller_queue=Task.get(task_id, conn).data.execution.queue,
+                local_queue=local_queue,
+            )
+            if local_queue is None:
+                check_queues(conn, run)
+            runs.save(conn, run)
+        self.run_id = run.id
+        return run_here(conn, run.id, self.callbacks, hold=False)
+
     def _set_parameters(self, values: Mapping[str, Any]) -> None:
         for key, value in values.items():
             if key not in self.parameters:
@@ -302,17 +343,34 @@ class Pipeline:
         return runs.load(self.connection, self.run_id)
 
 
-def stop_run(conn: Redis, run_id: str) -> None:
-    """Ask a run's controller to stop (a flag it checks, and an abort of its task)."""
+def stop_run(conn: Redis, run_id: str) -> PipelineRun:
+    """Stop a run: a flag its controller checks and an abort of the controller's task; a run whose
+    controller is gone (never started, crashed, aborted while queued) is ended here and now."""
     run = runs.load(conn, run_id)
-    conn.set(keys.pipeline(run_id) + ":stop", "1", ex=7 * 24 * 3600)
+    documents.set_stop(conn, run_id, True)
     with contextlib.suppress(TrainyardError):  # already finished, or not started: the flag is enough
         Task.get(run.id, conn).abort("pipeline stopped")
+    return end_if_orphaned(conn, runs.load(conn, run_id), "aborted", "aborted: the pipeline was stopped")
+
+
+def end_if_orphaned(conn: Redis, run: PipelineRun, status: str = "failed", reason: str | None = None) -> PipelineRun:
+    """A run that says pending/running while its controller task on a services queue has ended
+    (killed, crashed before it could say so, aborted while queued) is ended with ``status``."""
+    if run.status not in ("pending", "running") or not run.controller_queue:
+        return run
+    try:
+        controller = Task.get(run.id, conn)
+    except TrainyardError:
+        return run
+    if controller.status.value not in ("completed", "failed", "aborted"):
+        return run
+    why = controller.data.runtime.error or controller.data.status_message or controller.status.value
+    return Controller(conn, run.id).end(status, reason or f"the controller ended ({controller.status.value}): {why}")
 
 
 def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> PipelineRun:
     """Mark failed, aborted and skipped steps (or ``steps``) and everything downstream as pending."""
-    run = runs.load(conn, run_id)
+    run = end_if_orphaned(conn, runs.load(conn, run_id))
     if run.status == "running":
         raise InvalidInput(f"pipeline run {run_id} is still running")
     roots = set(steps) if steps else {n for n, s in run.state.items() if s.status in ("failed", "aborted", "skipped")}
@@ -324,14 +382,15 @@ def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> P
     for name in dag.descendants(run.steps, roots):
         run.state[name] = StepState()
     run.status, run.message, run.ended = "pending", None, None
-    conn.delete(keys.pipeline(run_id) + ":stop")
+    documents.set_stop(conn, run_id, False)
     runs.save(conn, run)
     return run
 
 
-def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = None) -> PipelineRun:
+def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = None, hold: bool = True) -> PipelineRun:
     """Run (or resume) a run's controller in this process; its steps run on an in-process
-    worker when the run was started with ``run_steps_locally``."""
+    worker when the run was started with ``run_steps_locally``. With ``hold`` this process also
+    runs the controller task (it heartbeats and ends it); without, something else does (a worker)."""
     from ..queues.queue import Queue
     from .local import LocalController, step_worker
 
@@ -342,6 +401,8 @@ def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = N
         if local_queue:
             Broker(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
             drain, thread = step_worker(conn, local_queue)
+        if not hold:
+            return Controller(conn, run_id, callbacks).execute()
         with LocalController(conn, run_id) as holder:
             try:
                 result = Controller(conn, run_id, callbacks).execute()
@@ -367,7 +428,7 @@ def resume(conn: Redis, run_id: str) -> PipelineRun | None:
         raise InvalidInput(f"pipeline run {run_id}'s controller is {task.status.value} already")
     if task.status.value != "draft":
         task.reset()
-    conn.delete(keys.pipeline(run_id) + ":stop")
+    documents.set_stop(conn, run_id, False)
     if run.controller_queue:
         task.enqueue(run.controller_queue)
         return None

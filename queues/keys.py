@@ -182,3 +182,9 @@ def study_journal(study_id: str) -> str:
 def study_stop(study_id: str) -> str:
     """Set when someone asked the study to stop."""
     return f"{PREFIX}study:{study_id}:stop"
+
+
+SCALE_CONFIG = PREFIX + "scale:config"  # string: the autoscaler's ScalerConfig JSON
+SCALE_INSTANCES = PREFIX + "scale:instances"  # hash: instance id -> Instance JSON (what it started)
+SCALE_DECISIONS = PREFIX + "scale:decisions"  # stream: each scale-up/-down decision with its reason
+SCALE_LEADER = PREFIX + "scale:leader"  # the acting autoscaler's name (a lease)

@@ -121,9 +121,11 @@ def test_datatorch_syntax_beside_trainyards(conn, actions, tmp_path):
     make_repo(
         actions / "acme" / "echo",
         {
-            "action-datatorch.yaml": "name: Echo\ninputs:\n  text: {type: string}\nruns: {using: python, main: m.py}\n",
-            "m.py": "import datatorch\nfrom datatorch.utils.files import mkdir_exists\n"
-            "from datatorch import agent\nmkdir_exists(agent.directories().temp)\n"
+            "action-datatorch.yaml": "name: Echo\ninputs:\n  text: {type: string}\n"
+            "  where: {type: string, default: '${{ directory.temp }}/echo'}\nruns: {using: python, main: m.py}\n",
+            "m.py": "import datatorch\nfrom datatorch.utils.files import mkdir_exists\nfrom datatorch import agent\n"
+            "assert datatorch.get_input('where') == agent.directories().temp + '/echo', datatorch.get_inputs()\n"
+            "mkdir_exists(datatorch.get_input('where'))\n"
             "datatorch.set_output('said', datatorch.get_input('text') + ' (first)')\n",
         },
     )

@@ -79,3 +79,17 @@ def test_pipeline_decorators_example_fans_out_and_debugs_inline():
     assert "grand total: 105" in proc.stdout
     assert len(Task.list(project="examples", tag="step:shard_sum_2")) == 1
     assert "grand total: 105" in _run_example("pipeline_decorators.py", "--debug", "--shards", "3").stdout
+
+
+def test_hpo_example_runs_thirty_trials_and_prunes_the_bad_ones(conn):
+    proc = _run_example("hpo.py")
+    study_id = next(line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith("study "))
+    from trainyard.queues import studies
+
+    trials = studies.trials(conn, study_id)
+    states = [t["state"] for t in trials.values()]
+    assert len(trials) == 30 and set(states) <= {"completed", "pruned"} and "pruned" in states
+    assert f"study completed: {states.count('completed')} completed, {states.count('pruned')} pruned" in proc.stdout
+    assert proc.stdout.count("(best so far)") >= 1 and "#1 hpo-base: lr=" in proc.stdout
+    best = Task.get(studies.load(conn, study_id)["best"]["task"])
+    assert best.status == TaskStatus.COMPLETED and best.outputs["final_loss"] < 1.0

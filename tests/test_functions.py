@@ -311,6 +311,7 @@ def test_worker_fails_steps_whose_returns_do_not_fit(code, conn):
         record = Task.get(task.id).data
         assert record.status == TaskStatus.FAILED, (record.runtime, log_text(conn, task.id))
         assert record.runtime.exit_code == 1 and record.outputs == {}
+        assert record.runtime.error.startswith(f"trainyard: {words}"), record.runtime.error  # not "exit code 1"
         assert any(words in line for line in record.runtime.log_tail), record.runtime.log_tail
         assert words in log_text(conn, task.id)
 

@@ -6,6 +6,7 @@ True)``, worker processes otherwise) against the test's redis-server.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import textwrap
@@ -330,3 +331,64 @@ def _wait_trials(conn, study_id: str, done, timeout: float = 120) -> None:
     controller = Task.get(study_id)
     log = "\n".join(line.text for line in logs.read(conn, study_id))
     raise AssertionError(f"study {study_id}: trials did not get there in {timeout}s; {controller!r}:\n{log}")
+
+
+# -- the CLI -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--base-task", "nope"], "error: base task 'nope' does not exist"),
+        (["--param", "Args/x=uniform:1:0"], "error: parameter Args/x: the range is inverted (min 1 > max 0)"),
+        (["--param", "Args/x=choice:"], "error: parameter Args/x: no values to choose from"),
+        (["--param", "Args/x=normal:0:1"], "error: --param 'Args/x=normal:0:1': expected NAME=KIND:ARGS"),
+        (["--sampler-arg", "bogus=1"], "error: sampler TPESampler: unknown argument(s) bogus (it takes: "),
+        (["--sampler", "SimulatedAnnealing"], "error: unknown sampler 'SimulatedAnnealing' (known: "),
+        (["--objective", "loss"], "error: --objective 'loss': expected TITLE/SERIES"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_writes_nothing(conn, base, run_cli, args, message):
+    defaults = {"--base-task": base.id, "--param": "Args/x=uniform:0:1", "--objective": "loss/val", "--queue": "trials"}
+    given = dict(zip(args[::2], args[1::2]))
+    argv = [item for key, value in {**defaults, **given}.items() for item in (key, value)]
+    proc = run_cli("hpo", "start", *argv, "--controller-queue", "trials")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    _nothing_written(conn, base.id)
+
+
+def test_cli_runs_a_study_here_then_lists_shows_and_stops_it(conn, base, run_cli, tmp_path):
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(
+        textwrap.dedent(
+            """
+            base_task: hpo/trial
+            objective: {title: loss, series: val, sign: min}
+            parameters:
+              Args/x: uniform:0:1
+              Args/steps: {type: DiscreteParameterRange, values: [3, 4]}
+            optimizer: OptimizerOptuna
+            sampler: {name: tpe, kwargs: {seed: 5, n_startup_trials: 2}}
+            pruner: median
+            queue: trials
+            concurrency: 2
+            total: 3
+            """
+        )
+    )
+    proc = run_cli("hpo", "start", str(study_file), "--total", "4", "--here", "--local-trials", timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    study_id = proc.stdout.split()[1].rstrip(":")
+    shown = json.loads(run_cli("hpo", "show", study_id, "--json", check=True).stdout)
+    assert shown["study"]["status"] == "completed" and len(shown["trials"]) == 4  # --total won over the file
+    values = [t["value"] for t in shown["trials"] if t["state"] == "completed"]
+    assert values == sorted(values) and values  # best first
+    assert all(t["params"]["Args/steps"] in (3, 4) for t in shown["trials"])
+    table_text = run_cli("hpo", "show", study_id, check=True).stdout
+    assert f"study {study_id}" in table_text and "Args/x" in table_text and "completed" in table_text
+    listed = json.loads(run_cli("hpo", "list", "--json", check=True).stdout)
+    assert [d["id"] for d in listed] == [study_id]
+    assert study_id in run_cli("hpo", "list", check=True).stdout
+    assert run_cli("hpo", "stop", study_id, check=True).stdout.strip() == f"study {study_id}: stop requested"
+    missing = run_cli("hpo", "show", "nope")
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: no study 'nope'"

@@ -147,7 +147,8 @@ def test_missing_image_fails_the_task_with_the_reason(conn, docker_image):
 def test_gpus_become_a_device_request(tmp_path):
     """No GPU here: the container spec is checked, not run (the GPU machine script runs it)."""
     from trainyard.queues.record import TaskRecord
-    from trainyard.worker.modes import ModeSettings, Preparer
+    from trainyard.worker import modes
+    from trainyard.worker.modes import Job, ModeSettings
 
     record = TaskRecord(
         id="t1",
@@ -156,11 +157,10 @@ def test_gpus_become_a_device_request(tmp_path):
         container={"image": "cuda:12"},
         runtime={"gpus": ["1", "3"]},
     )  # the GPUs its worker gave it
-    preparer = Preparer(ModeSettings(home=tmp_path, worker="w", default_mode="docker"), store=None)
-    preparer._record_environment = lambda record, env: None
+    settings = ModeSettings(home=tmp_path, worker="w", default_mode="docker")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    spec = preparer._docker(record, run_dir, None, reporter=None).docker
+    spec = modes.get("docker").prepare(Job(record, run_dir, None, None, settings)).docker
     assert spec.gpus == [1, 3] and spec.env["CUDA_VISIBLE_DEVICES"] == "1,3"
     assert spec.env["NVIDIA_VISIBLE_DEVICES"] == "1,3" and "TRAINYARD_REDIS_URL" not in spec.env
     assert json.loads(json.dumps(spec.labels)) == {"trainyard.task": "t1", "trainyard.worker": "w"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ jobs:
   a:
     steps:
       - run: echo before
-      - run: exit 3
+      - run: echo "broken input" >&2; exit 3
       - run: echo never > never.txt
   b:
     needs: a
@@ -213,6 +214,9 @@ jobs:
     assert "exit code 3" in log and "skipping the remaining 1 step(s)" in log
     log = "\n".join(line.text for line in logs.read(conn, run.state["e"].task_id))
     assert "timed out after 0.5s" in log
+    # a failed job's error is its last meaningful line: the step's own, or the runner's refusal (issue 14, 2d)
+    assert Task.get(run.state["a"].task_id).data.runtime.error == "broken input"
+    assert Task.get(run.state["e"].task_id).data.runtime.error.endswith(": timed out after 0.5s")
 
 
 BAD = {
@@ -443,3 +447,114 @@ def test_gpu_jobs_run_locally_only_where_gpus_are(run_cli, tmp_path):
     refused = run_cli("pipeline", "run", str(path), env={"TRAINYARD_NVML": "off"})
     assert refused.returncode == 1
     assert "jobs.a.gpus: the job needs 1 GPU(s) and this machine has 0" in refused.stderr
+
+
+FIELDS_FILE = """
+name: fields
+queue: parked
+jobs:
+  requirements: {requirements: [six], steps: [{run: "true"}]}
+  python: {python: "3.10", steps: [{run: "true"}]}
+  image: {image: "busybox:1.36", steps: [{run: "true"}]}
+  env: {env: {GREETING: hi}, steps: [{run: "true"}]}
+  gpus: {gpus: 1, steps: [{run: "true"}]}
+  timeout: {timeout: 90s, steps: [{run: "true"}]}
+  retries: {retries: 2, steps: [{run: "true"}]}
+  mode: {mode: venv, steps: [{run: "true"}]}
+"""
+_LAUNCHED: dict = {}
+
+
+def _launched_jobs(conn) -> dict:
+    """The step and the task record the controller launched for each job of FIELDS_FILE (computed
+    once: the jobs wait on a queue no worker serves, and the run is stopped when all are queued)."""
+    if not _LAUNCHED:
+        from pipelinekit import wait_run
+
+        from trainyard.controller.engine import Controller
+        from trainyard.controller.files.compile import build
+
+        Queue.create("parked")
+        Queue.create("services")
+        run_id = build(load_text(FIELDS_FILE, "fields.yaml"), connection=conn).start(queue="services")
+        controller = Controller(conn, run_id)
+        thread = threading.Thread(target=controller.execute, daemon=True)
+        thread.start()
+        run = wait_run(
+            conn, run_id, lambda r: r.state and all(r.state.get(job) and r.state[job].task_id for job in r.steps)
+        )
+        controller.stop_event.set()
+        thread.join(timeout=120)
+        store = TaskStore(conn)
+        _LAUNCHED.update({job: (run.steps[job], store.get(s.task_id)) for job, s in run.state.items()})
+    return _LAUNCHED
+
+
+@pytest.mark.parametrize(
+    "field, reached",
+    [
+        ("requirements", lambda step, rec: rec.script.requirements == ["six"]),
+        ("python", lambda step, rec: rec.script.python == "3.10"),
+        ("image", lambda step, rec: rec.container.image == "busybox:1.36"),
+        ("env", lambda step, rec: rec.configuration["trainyard.job"]["env"] == {"GREETING": "hi"}),
+        ("gpus", lambda step, rec: rec.execution.gpus.count == 1),
+        ("timeout", lambda step, rec: rec.execution.time_limit == 90),
+        ("retries", lambda step, rec: step.retries == 2),  # the controller retries a step itself
+        ("mode", lambda step, rec: rec.execution.mode.value == "venv"),
+    ],
+)
+def test_every_job_field_reaches_the_task(conn, field, reached):
+    """Issue 14, 2a: a job's ``requirements`` never reached its task (only base-task steps got them)."""
+    step, record = _launched_jobs(conn)[field]
+    assert reached(step, record), record.model_dump(exclude={"configuration"})
+
+
+def test_json_pipeline_files_are_parsed_as_json(tmp_path):
+    """Issue 14, 2f: a .json file was read as YAML (comments and trailing commas accepted)."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"name": "j", "jobs": {"a": {"steps": [{"run": "true"}]}}}))
+    assert load_file(good).name == "j"
+    for text, line in [
+        ('{"name": "j", # a comment\n "jobs": {"a": {"steps": [{"run": "true"}]}}}', 1),
+        ('{"name": "j",\n "jobs": {"a": {"steps": [{"run": "true"},]}}}', 2),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(PipelineFileError) as caught:
+            load_file(bad)
+        [error] = caught.value.errors
+        assert (error.line, error.message.split(":")[0]) == (line, "not valid JSON"), error
+
+
+def test_an_action_file_s_expressions_and_defaults_are_checked(tmp_path):
+    """Issue 14, 2f: a misspelt input in an action's command passed validation and failed at run
+    time; an expression in an input's default reached the action as its literal text."""
+    action = tmp_path / "act"
+    action.mkdir()
+    (action / "action.yaml").write_text(
+        "name: greet\n"
+        "inputs:\n"
+        "  who: {type: string, default: '${{ 1 + 1 }}'}\n"
+        "runs:\n"
+        "  using: command\n"
+        "  command: echo hello ${{ inputs.whom }} from ${{ action.path }}\n"
+    )
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("name: p\njobs:\n  a:\n    steps:\n      - action: ./act\n")
+    errors = validate_text(pipeline.read_text(), str(pipeline), tmp_path)
+    found = [(Path(e.file).name, e.line, e.field, e.message) for e in errors]
+    assert found == [
+        ("p.yaml", 5, "jobs.a.steps[0].action", "action ./act: its action file is invalid"),
+        ("action.yaml", 3, "inputs.who.default", "a default is a plain value: ${{ }} is not evaluated there"),
+        ("action.yaml", 6, "runs.command", "${{ inputs.whom }}: unknown input 'whom' (declared: who)"),
+    ]
+
+
+def test_an_object_form_action_s_mistake_is_named_without_union_noise():
+    """Issue 14, 2f: an object-form action's error came after ``action.str: Input should be a valid string``."""
+    text = "name: p\njobs:\n  a:\n    steps:\n      - action: {tag: v1}\n      - action: {name: o/r, tagg: v1}\n"
+    found = [(e.line, e.field, e.message) for e in validate_text(text, resolve_actions=False)]
+    assert found == [
+        (5, "jobs.a.steps[0].action.name", "missing required key 'name'"),
+        (6, "jobs.a.steps[1].action.tagg", "unknown key 'tagg'"),
+    ]

@@ -157,7 +157,7 @@ def test_retry_reruns_only_the_failed_step_and_its_descendants(tpl, tmp_path, ru
     pipe.add_step("side", base_task=tpl["prep"], parents=["prep"], parameter_override={"Args/rows": 1})
     run = pipe.start_locally(run_steps_locally=True)
     assert run.status == "failed"
-    assert run.message.startswith("step 'process' failed: exit code 1")
+    assert run.message.startswith("step 'process' failed: process: flag file missing")  # its last line
     assert [run.state[n].status for n in ("prep", "process", "train", "side")] == [
         "completed",
         "failed",
@@ -307,3 +307,26 @@ def test_function_step_arguments_are_checked_when_added():
     with pytest.raises(InvalidInput, match="argument name 'not valid' is not a Python identifier"):
         pipe.add_function_step("double", _double, kwargs={"not valid": 1})
     assert pipe.steps == {}
+
+
+def test_a_crashed_controller_ends_its_run_and_abort_ends_a_run_without_one(tpl, conn, run_cli):
+    """Issue 14, 2c: a controller whose pre_callback cannot be imported died and its run stayed
+    "running" (retry refused, abort changed nothing); a run whose controller never ran stayed pending."""
+    pipe = Pipeline("crashy", default_queue="cpu")
+    pipe.add_step("prep", base_task=tpl["prep"], pre_callback="no_such_module_xyz:check")
+    with WorkerProcess("-q", "services", "--services-mode", "1"):
+        run_id = pipe.start(queue="services")
+        controller = Task.get(run_id).wait(timeout=120)
+    run = runs.load(conn, run_id)
+    reason = "controller error: ModuleNotFoundError: No module named 'no_such_module_xyz'"
+    assert (run.status, run.message) == ("failed", reason)
+    assert run.state["prep"].status == "skipped"
+    assert (controller.status, controller.data.runtime.error) == (TaskStatus.FAILED, reason)
+
+    idle = Pipeline("idle", default_queue="cpu")
+    idle.add_step("prep", base_task=tpl["prep"])
+    idle_id = idle.start(queue="services")  # no services worker: its controller stays queued
+    said = run_cli("pipeline", "abort", idle_id, check=True).stdout
+    assert said.strip() == f"run {idle_id}: aborted (aborted: the pipeline was stopped)"
+    assert runs.load(conn, idle_id).status == "aborted"
+    assert Task.get(idle_id).status == TaskStatus.ABORTED

@@ -108,6 +108,18 @@ def test_failing_task_records_exit_code_and_last_lines(conn):
     assert "about to fail" in record.runtime.log_tail
 
 
+def test_a_failed_task_s_error_is_its_exception_line(conn, run_cli):
+    """Not ``exit code 1``: the last meaningful line, wherever the error is shown (issue 14, 2d)."""
+    Queue.create("cpu")
+    task = Task.create("crash", command=["python", "-c", "print('working'); 1 / 0"]).enqueue("cpu")
+    with WorkerProcess("--queue", "cpu", "--cpu-only", "--burst") as worker:
+        assert worker.wait() == 0
+    record = Task.get(task.id).data
+    assert (record.status, record.runtime.exit_code) == (TaskStatus.FAILED, 1)
+    assert record.runtime.error == "ZeroDivisionError: division by zero"
+    assert "ZeroDivisionError: division by zero" in run_cli("task", "show", task.id, check=True).stdout
+
+
 def test_standalone_script_and_import_crash_then_worker_carries_on(tmp_path, conn):
     Queue.create("cpu")
     crash = tmp_path / "crash.py"

@@ -24,7 +24,9 @@ import psutil
 import redis
 
 from ..queues import events as ev
-from ..queues import keys, reaper, workers
+from ..queues import reaper, workers
+from ..queues.backend import fleet, streams
+from ..queues.backend import queues as queue_lists
 from ..queues.broker import Broker
 from ..queues.dispatch import DRAINING, Dispatcher
 from ..queues.errors import InvalidInput
@@ -33,11 +35,12 @@ from ..queues.store import TaskStore
 from . import guard
 from .artifacts import ArtifactStore
 from .executor import RunSettings, TaskRun
+from .gpu_holds import GpuHolds
 from .gpus import default_nvml
 from .launch import LaunchSpec
-from .leases import GpuHolds
-from .modes import ModeSettings, Preparer
+from .modes import ModeSettings
 from .monitor import Monitor
+from .preparer import Preparer
 from .reporter import Reporter
 from .scheduler import Scheduler, SchedulerConfig
 from .secrets import Redactor, known_values
@@ -98,7 +101,7 @@ class Worker:
             artifacts=ArtifactStore(config.artifacts_url or str(config.home / "artifacts")),
             grace_s=config.grace_s,
             keep_runs=config.keep_runs,
-            redactor=Redactor(known_values(os.environ, [config.redis_url])),
+            redactor=Redactor(known_values(urls=[config.redis_url])),
         )
         self.prepare = prepare or Preparer(
             ModeSettings(
@@ -211,7 +214,7 @@ class Worker:
             """A registry entry, and (for a worker of this host) its process: a worker killed moments
             ago keeps its entry until it expires."""
             if name not in known:
-                entry = self.conn.get(keys.worker(name))
+                entry = fleet.worker_entry(self.conn, name)
                 try:
                     facts = json.loads(entry) if entry else None
                 except ValueError:
@@ -230,7 +233,7 @@ class Worker:
                 guard.kill_task(task_id, int(attempt) if attempt and attempt.isdigit() else None)
 
         def containers() -> None:
-            from .docker_mode import remove_containers_of
+            from .containers import remove_containers_of
 
             try:
                 removed = remove_containers_of(runs.rstrip(os.sep), lambda name: bool(name) and not alive(name))
@@ -282,7 +285,7 @@ class Worker:
         """Burst mode: is anything still waiting that this worker could run (after GPUs free up)?"""
         if not self.running:
             return False
-        return any(self.conn.llen(keys.rq_queue(q)) for q in self.cfg.queues)
+        return queue_lists.any_waiting(self.conn, self.cfg.queues)
 
     def _ordered_queues(self) -> list[str]:
         queues = self.cfg.queues
@@ -395,17 +398,16 @@ class Worker:
         while not self._done.is_set():
             try:
                 if cursor is None:
-                    cursor = ev.last_id(self.conn)
-                reply = self.conn.xread({keys.EVENTS: cursor}, block=ev.block_ms(self.conn, BACKSTOP_S), count=500)
+                    cursor = streams.last_event_id(self.conn)
+                got = streams.follow_events(self.conn, cursor, BACKSTOP_S, count=500)
             except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
                 # Redis away, or the connection closed under us at shutdown
                 if self._done.wait(1.0):
                     return
                 continue
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    cursor = entry_id
-                    self._on_event(ev.Event.from_fields(entry_id, fields))
+            for event in got:
+                cursor = event.id
+                self._on_event(event)
 
     def _on_event(self, event: ev.Event) -> None:
         if event.kind == "abort_requested":  # first: its previous status is "running" too
@@ -416,7 +418,7 @@ class Worker:
             self.wake.set()
         elif event.previous == "running" and event.status != "running" and not (self.draining or self.stopping):
             self.wake.set()  # a task ended somewhere: GPUs or a queue's concurrency slot may be free now
-        elif event.kind == "worker_command" and event.queue == self.name:
+        elif event.kind == "worker_command" and event.worker == self.name:
             self._command(event.status)
 
     def _command(self, command: str | None) -> None:
@@ -535,7 +537,7 @@ def _clean_up_after(local: list, own_name: str) -> None:
     dead = {(d.task_id, d.worker) for d in local if d.worker != own_name}  # a same-name predecessor: at start
     try:
         guard.kill_matching(lambda m: (m.get("TRAINYARD_TASK_ID"), m.get("TRAINYARD_WORKER")) in dead)
-        from .docker_mode import remove_task_containers
+        from .containers import remove_task_containers
 
         remove_task_containers(dead)  # any task may have run in docker mode
     except Exception:  # noqa: BLE001 - best effort, logged

@@ -17,10 +17,11 @@ import redis
 
 from ..queues.dispatch import Dispatcher
 from ..queues.record import TaskRecord
+from . import modes
 from .artifacts import ArtifactStore
 from .guard import Guard
 from .launch import LaunchSpec, PrepareError
-from .launchers import Launched, LocalLaunch
+from .modes import Launched
 from .monitor import GpuUsage
 from .reporter import Reporter
 from .runfolder import create_run_folder
@@ -202,11 +203,8 @@ class TaskRun:
 
     def _launch(self, spec: LaunchSpec, reporter: Reporter) -> Launched:
         if spec.docker is not None:
-            from .docker_mode import DockerLaunch
-
             self._guard("docker", spec.docker.name)  # before the container exists
-            return DockerLaunch(spec.docker, reporter.system)
-        return LocalLaunch(spec)
+        return modes.get(spec.mode).launch(spec, reporter.system)
 
     def _execute(self, spec: LaunchSpec, reporter: Reporter) -> tuple[str, int | None, str | None]:
         record = self.record
@@ -248,7 +246,8 @@ class TaskRun:
             return "failed", code, f"killed by signal {signal.Signals(-code).name}"
         if code in (137, 143) and spec.docker is not None:
             return "failed", code, f"container killed (exit code {code})"
-        return "failed", code, f"exit code {code}"
+        # the exception line, or trainyard's own refusal (function steps, the job runner): stderr's last line
+        return "failed", code, reporter.last_error_line or f"exit code {code}"
 
     def _finish(
         self, outcome: str, exit_code: int | None, error: str | None, reporter: Reporter, log_file: Path

@@ -7,23 +7,21 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..queues.config import SECRET_PREFIX, VARIABLES
 from ..queues.errors import TrainyardError
 from ..queues.params import section
 from ..queues.record import TaskRecord, TaskType
 
-# never handed to task code (controllers get the connection explicitly), nor any TRAINYARD_SECRET_*
-# (a task gets the secrets it names, under the names it asks for)
-WITHHELD_ENV = (
-    "TRAINYARD_REDIS_URL",
-    "TRAINYARD_REDIS_PASSWORD",
-    "TRAINYARD_GIT_USER",
-    "TRAINYARD_GIT_TOKEN",
-    "TRAINYARD_REGISTRY_USER",
-    "TRAINYARD_REGISTRY_PASSWORD",
-)
-WITHHELD_PREFIX = "TRAINYARD_SECRET_"
+# never handed to task code (controllers get the connection explicitly): the secret settings,
+# nor any TRAINYARD_SECRET_* (a task gets the secrets it names, under the names it asks for)
+WITHHELD_ENV = tuple(v.name for v in VARIABLES if v.secret and "<" not in v.name)
+WITHHELD_PREFIX = SECRET_PREFIX
+
+
+if TYPE_CHECKING:
+    from .containers import DockerSpec
 
 
 class PrepareError(TrainyardError):
@@ -32,10 +30,13 @@ class PrepareError(TrainyardError):
 
 @dataclass
 class LaunchSpec:
+    """What a mode's ``prepare`` says to start; its ``launch`` starts it."""
+
     argv: list[str]
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
-    docker: Any = None  # a docker_mode.DockerSpec in docker mode
+    mode: str = "local"  # the mode (worker/modes/) whose launch starts it
+    docker: DockerSpec | None = None  # docker mode's container
     release: list[Callable[[], None]] = field(default_factory=list)  # run when the task has ended
 
 

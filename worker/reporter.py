@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from ..queues import logs
+from ..queues.backend import streams
 from ..queues.record import MetricSummary, TaskRecord, TaskStatus
 from ..queues.store import TaskStore
 from . import queries
@@ -28,6 +28,7 @@ from .secrets import Redactor
 FLUSH_S = 0.1
 PENDING_LINES_MAX = 50_000
 TAIL_LINES = 30
+MAX_ERROR_CHARS = 500  # of the line that becomes a failed task's error
 # What one task may put in its record, so that a runaway task cannot fill Redis (its log stream is
 # capped in queues/logs.py; the metric history stream too). Beyond these, reports are refused with a line in the log.
 MAX_VALUE_BYTES = 64 * 1024  # one output, one connected parameter, one artifact's metadata (as JSON)
@@ -67,6 +68,7 @@ class Reporter:
         self._pending: collections.deque[tuple[str, str]] = collections.deque()
         self._dropped = 0
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.last_error_line = ""  # the task's last non-blank stderr line: a failed task's error
         self._log = open(log_file, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._points: list[dict] = []
         self._changes: list[dict] = []
@@ -92,6 +94,8 @@ class Reporter:
             self._log.write(text + "\n")
             if stream != "sys":
                 self.tail.append(text)
+            if stream == "err" and text.strip():
+                self.last_error_line = text.strip()[:MAX_ERROR_CHARS]
             if len(self._pending) >= PENDING_LINES_MAX:
                 self._pending.popleft()
                 self._dropped += 1
@@ -123,10 +127,7 @@ class Reporter:
             return True
         try:
             if lines or points:
-                with self.conn.pipeline(transaction=False) as pipe:
-                    logs.append_lines(pipe, self.task_id, lines)
-                    logs.append_metrics(pipe, self.task_id, points)
-                    pipe.execute()
+                streams.append_report(self.conn, self.task_id, lines, points)
             if changes or points:
                 self._update_record(points, changes)
         except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
 
+from ...queues.record import ExecutionMode
 from .cron import CronExpression, TimeZoneName
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"  # job, step, input and output ids (the seeds' rule, max 64)
@@ -18,6 +19,7 @@ EnvValue = str | int | float | bool
 ParamType = Literal["string", "number", "integer", "boolean", "array", "object"]
 Duration = Annotated[float, Field(gt=0)] | Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?\s*(s|m|h)?$")]
 SCHEMA_ID = "https://trainyard.dev/schema/pipeline.v1.json"
+ModeName = Literal[tuple(m.value for m in ExecutionMode)]  # the execution modes, as plain strings
 
 
 class _Model(BaseModel):
@@ -48,6 +50,22 @@ class ActionObject(_Model):
     file: str | None = None  # the action file's name; default action.yaml, then action-datatorch.yaml
 
 
+class TestReports(_Model):
+    """JUnit XML reports a step writes: stored, counted per step, shown in the web app."""
+
+    junit: list[str] = Field(min_length=1)  # paths or globs relative to the job's folder
+    fail_on_failure: bool = False  # a failed or erroring test (or a missing report) fails the step
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forms(cls, value: Any) -> Any:
+        if isinstance(value, (str, list)):
+            value = {"junit": value}
+        if isinstance(value, dict) and isinstance(value.get("junit"), str):
+            value = {**value, "junit": [value["junit"]]}
+        return value
+
+
 class Step(_Model):
     """One step of a job: a ``run`` command or an ``action`` with ``inputs``."""
 
@@ -60,6 +78,7 @@ class Step(_Model):
     if_: str | bool | None = Field(default=None, alias="if")
     timeout: Duration | None = None
     cache: bool | None = None  # action steps: reuse outputs for the same action commit and inputs
+    tests: TestReports | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
@@ -79,7 +98,7 @@ class Job(_Model):
     needs: list[JobId] | JobId = Field(default_factory=list)  # always a list once validated
     queue: str | None = None
     gpus: int = Field(default=0, ge=0)
-    mode: Literal["local", "venv", "conda", "docker"] | None = None
+    mode: ModeName | None = None
     image: str | None = None
     requirements: list[str] = Field(default_factory=list)
     python: str | None = None

@@ -462,3 +462,19 @@ def run_here(
         if doc.local_queue:
             with contextlib.suppress(TrainyardError):
                 Queue(doc.local_queue, conn).delete(force=True)
+
+
+def resume_study(conn: Redis, study_id: str) -> StudyDoc | None:
+    """Start a study's controller again the way it ran: on its services queue (returns None), or
+    here (returns the finished study). Finished trials stay; running ones are re-attached."""
+    doc = StudyDoc.model_validate(studies.load(conn, study_id))
+    task = Task.get(study_id, conn)
+    if task.status.value in ("queued", "running"):
+        raise InvalidInput(f"study {study_id}'s controller is {task.status.value} already")
+    if task.status.value != "draft":
+        task.reset()
+    studies.clear_stop(conn, study_id)
+    if doc.controller_queue:
+        task.enqueue(doc.controller_queue)
+        return None
+    return run_here(conn, study_id)

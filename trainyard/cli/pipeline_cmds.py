@@ -96,5 +96,8 @@ def retry_cmd(run_id, steps) -> None:
 @click.argument("run_id")
 def abort_cmd(run_id) -> None:
     """Stop a run: running steps are aborted, pending ones skipped."""
-    stop_run(connect(), run_id)
-    say(f"run {run_id}: stop requested")
+    run = stop_run(connect(), run_id)
+    if run.status in ("pending", "running"):
+        say(f"run {run_id}: stop requested")
+    else:
+        say(f"run {run_id}: {run.status}" + (f" ({run.message})" if run.message else ""))

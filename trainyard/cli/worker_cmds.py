@@ -10,8 +10,10 @@ from typing import Any
 import click
 
 from ..connection import connect, redis_url
+from ..queues import services
 from ..queues import workers as registry
 from ..settings import settings
+from ..worker import modes as execution_modes
 from ..worker.agent import Worker, WorkerConfig
 from ..worker.gpus import default_nvml, describe, resolve_worker_gpus
 from .output import ago, emit_json, json_option, say, table
@@ -64,7 +66,7 @@ from .output import ago, emit_json, json_option, say, table
 )
 @click.option(
     "--mode",
-    type=click.Choice(["local", "venv", "conda", "docker"]),
+    type=click.Choice(execution_modes.names()),
     default="local",
     show_default=True,
     help="Default way tasks run (a task may name its own): local uses this worker's Python; venv and "
@@ -193,8 +195,10 @@ def _parse_queues(specs) -> tuple[list[str], dict[str, int]]:
 @worker.command("list")
 @json_option
 def list_cmd(as_json) -> None:
-    """Live workers: host, queues, GPUs, state, current task, last heartbeat."""
-    infos = registry.list_workers(connect())
+    """Live workers: host, queues, GPUs, state, current task, last heartbeat; then the running
+    services (alerts, autoscaler)."""
+    conn = connect()
+    infos = registry.list_workers(conn)
     if as_json:
         emit_json([i.model_dump(mode="json") for i in infos])
         return
@@ -216,6 +220,18 @@ def list_cmd(as_json) -> None:
             for i in infos
         ],
     )
+    running = services.running(conn)
+    if running:
+        table(
+            ["service", "name", "host", "pid", "state", "heartbeat"],
+            [(s["kind"], s["name"], s.get("host"), s.get("pid"), _service_state(s), ago(s.get("at"))) for s in running],
+        )
+
+
+def _service_state(entry: dict[str, Any]) -> str:
+    if entry["kind"] == "autoscaler":
+        return "acting" if entry.get("leading") else "standing by"
+    return f"{entry.get('sent', 0)} sent"
 
 
 def _pct(value: Any) -> str:

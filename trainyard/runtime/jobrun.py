@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -39,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import expr
+from . import expr, junit
 from .task_api import ENV_RUN_DIR, TASK_FILE, current_task
 
 JOB_KEY = "trainyard.job"
@@ -52,6 +53,10 @@ DATATORCH_PATH = Path(__file__).resolve().parent / "datatorch_path"  # holds the
 
 class StepFailed(Exception):
     """A step that did not succeed (the message says why)."""
+
+
+class ProcessFailed(StepFailed):
+    """A step's process exited non-zero: its own last stderr line says why, not this message."""
 
 
 # -- helpers shared with the controller side ------------------------------------------------------
@@ -247,6 +252,12 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def refuse(text: str) -> None:
+    """A failure the job runner found itself: on stderr, whose last line becomes the task's error."""
+    sys.stdout.flush()
+    print(text, file=sys.stderr, flush=True)
+
+
 class JobRunner:
     def __init__(self, spec: dict[str, Any], needs: dict[str, Any], run_dir: Path):
         self.spec = spec
@@ -271,14 +282,14 @@ class JobRunner:
             env = self.spec.get("env") or {}
             self.context["env"] = {k: expr.as_text(self._render(v)) for k, v in env.items()}
         except StepFailed as exc:
-            say(f"✗ job env: {exc}")
+            refuse(f"✗ job env: {exc}")
             return 1
         for index, step in enumerate(steps):
             label = step.get("label") or f"step {index + 1}"
             try:
                 wanted = expr.condition(step.get("if"), self.context)
             except expr.ExpressionError as exc:
-                say(f"✗ {label}: if: {exc}")
+                refuse(f"✗ {label}: if: {exc}")
                 return 1
             if not wanted:
                 say(f"- {label}: skipped (if: {step.get('if')})")
@@ -286,10 +297,17 @@ class JobRunner:
                 continue
             say(f"▶ {label}")
             start = time.monotonic()
+            failure: StepFailed | None = None
             try:
                 outputs = self._step(index, step)
             except StepFailed as exc:
-                say(f"✗ {label}: {exc}")
+                failure = exc
+            if step.get("tests"):
+                verdict = self._tests(index, step)
+                if failure is None and verdict:
+                    failure = StepFailed(verdict)
+            if failure is not None:
+                (say if isinstance(failure, ProcessFailed) else refuse)(f"✗ {label}: {failure}")
                 self._record(step, {}, "failure")
                 rest = len(steps) - index - 1
                 if rest:
@@ -307,6 +325,25 @@ class JobRunner:
                 outputs[name] = None
         self._report(outputs)
         return 0
+
+    def _tests(self, index: int, step: dict[str, Any]) -> str | None:
+        """Read the step's JUnit reports, store them as its artifact; why it fails, if it must."""
+        wanted = step["tests"]
+        files, problems = junit.find(self.workspace, wanted["junit"])
+        summary, combined = junit.read(files, self.workspace)
+        summary["problems"] = problems + summary["problems"]
+        summary.update(step=step.get("label") or f"step {index + 1}", index=index + 1)
+        say(f"{junit.line(summary)} ({', '.join(summary['files']) or 'no report'})")
+        for problem in summary["problems"]:
+            say(f"  ! {problem}")
+        for failed in summary["failures"][:20]:
+            say(f"  ✗ {failed['classname'] + '.' if failed['classname'] else ''}{failed['name']}: {failed['message']}")
+        path = junit.write(combined, self.run_dir / "junit" / f"tests-{index + 1}.xml")
+        try:
+            current_task().upload_artifact(f"tests-{index + 1}", str(path), metadata={"junit": summary})
+        except (OSError, TypeError, ValueError) as exc:
+            say(f"test report not stored: {exc}")
+        return junit.failure_text(summary) if wanted.get("fail_on_failure") else None
 
     def _record(self, step: dict[str, Any], outputs: dict[str, Any], outcome: str) -> None:
         """A step's outputs under its id and under its name (DataTorch refers to steps by name)."""
@@ -340,7 +377,7 @@ class JobRunner:
         definition = action["definition"]
         try:
             given = self._render(step.get("inputs") or {})
-            inputs = check_inputs(definition.get("inputs") or {}, given)
+            inputs = check_inputs(self._declared(step, action), given)
         except ValueError as exc:
             raise StepFailed(f"action {action['display']}: {exc}") from None
         cache_file = self._cache_file(action, step, inputs)
@@ -366,6 +403,40 @@ class JobRunner:
         if cache_file is not None:
             _write_atomic(cache_file, json.dumps(outputs))
         return outputs
+
+    def _declared(self, step: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
+        """The action's declared inputs, defaults rendered: DataTorch's action files may use its
+        machine-local names there (``${{ directory.temp }}/download``), mapped onto this run."""
+        declared = action["definition"].get("inputs") or {}
+        if not any(isinstance(s.get("default"), str) and expr.TEMPLATE.search(s["default"]) for s in declared.values()):
+            return declared
+        temp = self.run_dir / "tmp"
+        temp.mkdir(exist_ok=True)
+        local = {
+            "agent": {"id": os.environ.get("TRAINYARD_TASK_ID", ""), "directory": str(self.run_dir)},
+            "directory": {
+                "agent": str(self.run_dir),
+                "actions": str(self.cache_root),
+                "logs": str(self.run_dir / "logs"),
+                "temp": str(temp),
+            },
+            "machine": {"name": platform.node(), "os": platform.system(), "version": platform.version()},
+            "python": {"version": platform.python_version(), "implementation": platform.python_implementation()},
+            "step": {"id": step.get("id"), "name": step.get("name")},
+            "action": {
+                "name": action["definition"].get("name"),
+                "tag": action.get("tag"),
+                "version": action.get("tag"),
+            },
+        }
+        context = {**self.context, **local}
+        out = {}
+        for name, spec in declared.items():
+            default = spec.get("default")
+            if isinstance(default, str) and expr.TEMPLATE.search(default):
+                spec = {**spec, "default": self._render(default, context)}
+            out[name] = spec
+        return out
 
     def _cache_file(self, action: dict[str, Any], step: dict[str, Any], inputs: dict[str, Any]) -> Path | None:
         """Where this action's outputs for these inputs are kept when caching is on (else None)."""
@@ -441,7 +512,7 @@ class JobRunner:
     def _exec(self, argv: list[str], env: dict[str, str], timeout: float | None, printed: bool = False) -> dict:
         """Run one step's process; with ``printed``, also collect its ``::name::value`` lines."""
         sys.stdout.flush()
-        capture = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if printed else {}
+        capture = {"stdout": subprocess.PIPE} if printed else {}  # stderr stays the task's own
         try:
             proc = subprocess.Popen(argv, cwd=str(self.workspace), env=env, start_new_session=True, **capture)
         except OSError as exc:
@@ -462,7 +533,7 @@ class JobRunner:
             _kill(proc)
             raise
         if code != 0:
-            raise StepFailed(f"exit code {code}")
+            raise ProcessFailed(f"exit code {code}")
         return found
 
     def _report(self, outputs: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Started tasks, behind one interface: a local process group, or a docker container."""
+"""local mode: the task runs as a process group on the worker's host, with the worker's Python."""
 
 from __future__ import annotations
 
@@ -7,35 +7,35 @@ import os
 import select
 import shutil
 import signal
+import sys
 import threading
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
 
-from . import guard, process
-from .launch import LaunchSpec, PrepareError
+from .. import guard, process, tasklib
+from ..launch import LaunchSpec, PrepareError
+from .base import Job, Launched
 
 READ_CHUNK = 65536
 
 
-class Launched(Protocol):
-    """A started task: stream its output, wait for it, end it."""
+class LocalMode:
+    name = "local"
 
-    pgid: int | None
+    def prepare(self, job: Job) -> LaunchSpec:
+        argv, workdir = job.argv(sys.executable)
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable  # local mode: "python" means this worker's Python
+        env = job.host_env()
+        env["PYTHONPATH"] = tasklib.with_path(str(tasklib.link(job.run_dir, standalone=False)), env.get("PYTHONPATH"))
+        return LaunchSpec(argv, workdir or job.run_dir, env, mode=self.name)
 
-    def streams(self) -> list[tuple[str, Iterator[bytes]]]: ...
-
-    def wait(self, timeout: float | None) -> int:
-        """The exit code; raises subprocess.TimeoutExpired when ``timeout`` passes first."""
-
-    def terminate(self, grace_s: float, exited: threading.Event) -> None:
-        """SIGTERM, up to ``grace_s`` seconds, then SIGKILL."""
-
-    def cleanup(self) -> None:
-        """Make sure nothing of the task is left (grandchildren, the container)."""
+    def launch(self, spec: LaunchSpec, log: Callable[[str], None]) -> Launched:
+        return LocalLaunch(spec)
 
 
 class LocalLaunch:
-    """A process started as the leader of its own session and process group."""
+    """A process started as the leader of its own session and process group (also what venv and
+    conda modes start)."""
 
     def __init__(self, spec: LaunchSpec):
         program = spec.argv[0]
@@ -93,3 +93,6 @@ def _chunks(stream, ended: threading.Event) -> Iterator[bytes]:
     finally:
         with contextlib.suppress(OSError):
             stream.close()
+
+
+MODE = LocalMode()

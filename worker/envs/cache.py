@@ -24,9 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
-import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -34,211 +31,19 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
-from ..queues.record import ExecutionMode, Script
-from .launch import PrepareError
+from ..launch import PrepareError
+from .spec import BUILDERS, BuiltEnv, EnvSpec, InstallError, env_key, plural, python_version, requirement_lines
+from .tools import install_env
 
 METADATA = "trainyard-env.json"
 REQUIREMENTS = "trainyard-requirements.txt"
-KINDS = ("venv", "conda")
 INSTALLERS = ("auto", "uv", "pip")
-CONDA_TOOLS = ("micromamba", "mamba", "conda")
-TAIL_LINES = 10
-TAIL_CHARS = 1500
-# settings of the worker's own environment that would send installs or imports elsewhere
-_SCRUBBED_ENV = ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "PIP_USER", "PIP_TARGET", "PIP_PREFIX", "CONDA_PREFIX")
 _KEY_RE = re.compile(r"^[0-9a-f]{16}$")
-_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_VERSION_RE = re.compile(r"^(?:python)?(\d+)\.(\d+)(?:\.\d+)?$")
-_NAME_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(.*)$")
-
-
-class InstallError(PrepareError):
-    """An environment could not be built: what failed, then the installer's last lines."""
-
-    def __init__(self, what: str, output: str = ""):
-        self.what = what
-        self.tail = last_lines(output)
-        super().__init__(f"{what}: {' | '.join(self.tail)}" if self.tail else what)
-
-
-def last_lines(output: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> list[str]:
-    """The last non-blank lines of an installer's output, colour codes removed, at most ``chars`` long."""
-    kept = [s for s in (_ANSI_RE.sub("", line).strip() for line in output.splitlines()) if s][-lines:]
-    while kept and sum(len(s) + 3 for s in kept) > chars:
-        if len(kept) == 1:
-            kept[0] = "..." + kept[0][-(chars - 3) :]
-            break
-        kept.pop(0)
-    return kept
-
-
-# -- what defines an environment ------------------------------------------------------------------
-
-
-def python_version(wanted: str | None) -> str:
-    """``"major.minor"`` for a wanted version ("3.11", "3.11.4", "python3.11"); None: the worker's own."""
-    if wanted is None or not str(wanted).strip():
-        return f"{sys.version_info.major}.{sys.version_info.minor}"
-    match = _VERSION_RE.match(str(wanted).strip())
-    if not match:
-        raise PrepareError(f"python version {wanted!r} is not of the form 3.11")
-    return f"{match.group(1)}.{match.group(2)}"
-
-
-def requirement_lines(requirements: Sequence[str]) -> list[str]:
-    """The lines pip reads: stripped, without blank lines and comments."""
-    lines = []
-    for raw in requirements:
-        line = re.sub(r"(^|\s+)#.*$", "", raw).strip()
-        if line:
-            lines.append(line)
-    return lines
-
-
-def normalise_requirement(line: str) -> str:
-    """One canonical spelling: PEP 503 project name, no blanks around operators."""
-    line = " ".join(line.split())
-    match = _NAME_RE.match(line)
-    if not match or line.startswith("-"):
-        return line
-    name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
-    rest = re.sub(r"\s*([<>=!~;,@\[\]()])\s*", r"\1", match.group(2))
-    return name + rest
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """Everything that defines a task's environment."""
-
-    kind: str  # "venv" | "conda"
-    python: str | None = None  # "3.11"; None: the worker's own version
-    requirements: tuple[str, ...] = ()
-    conda_packages: tuple[str, ...] = ()
-    extra_index_urls: tuple[str, ...] = ()
-    cuda: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"environment kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-
-    @classmethod
-    def from_script(cls, kind: str | ExecutionMode, script: Script, cuda: str | None = None) -> EnvSpec:
-        """The spec of a task record's ``script`` section for ``kind`` (venv or conda)."""
-        return cls(
-            kind=kind.value if isinstance(kind, ExecutionMode) else str(kind),
-            python=script.python,
-            requirements=tuple(script.requirements),
-            conda_packages=tuple(script.conda_packages),
-            extra_index_urls=tuple(script.extra_index_urls),
-            cuda=cuda,
-        )
-
-
-def installer_family(kind: str, installer: str) -> str:
-    """What decides how requirements get resolved: "uv" or "pip" for a venv, "conda" for conda."""
-    return "conda" if kind == "conda" else ("uv" if installer == "uv" else "pip")
-
-
-def env_key(spec: EnvSpec, family: str | None = None) -> str:
-    """First 16 hex chars of the sha256 of a canonical JSON of ``spec`` and the installer family.
-
-    ``family`` defaults to what ``EnvCache(installer="auto")`` picks on this host."""
-    if family is None:
-        family = installer_family(spec.kind, "uv" if spec.kind == "venv" and _find_uv() else "pip")
-    canonical = {
-        "kind": spec.kind,
-        "python": python_version(spec.python),
-        "requirements": sorted({normalise_requirement(r) for r in requirement_lines(spec.requirements)}),
-        "conda_packages": sorted({" ".join(p.split()) for p in spec.conda_packages if p.strip()}),
-        "extra_index_urls": [u.strip() for u in spec.extra_index_urls if u.strip()],
-        "cuda": spec.cuda,
-        "installer": family,
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass
-class BuiltEnv:
-    """A ready environment in the cache."""
-
-    key: str
-    path: Path
-    python: Path  # the interpreter to run the task with
-    cached: bool  # True: reused, not built by this call
-    installer: str  # "uv", "pip", or "<conda tool>+pip"
-    packages: list[str] = field(default_factory=list)  # pip-freeze lines
-
-
-# -- tools on this host ---------------------------------------------------------------------------
-
-
-def _works(argv: list[str]) -> str | None:
-    """stdout of a quick probe command, or None when it cannot run or fails."""
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
-@functools.cache
-def _find_uv() -> list[str] | None:
-    """argv prefix that runs uv: the ``uv`` executable on PATH, else ``python -m uv``; None without uv.
-    Looked up once per worker process (it runs ``uv --version``)."""
-    exe = shutil.which("uv")
-    if exe and _works([exe, "--version"]) is not None:
-        return [exe]
-    if importlib.util.find_spec("uv") is not None and _works([sys.executable, "-m", "uv", "--version"]) is not None:
-        return [sys.executable, "-m", "uv"]
-    return None
-
-
-def find_python(version: str) -> str:
-    """The interpreter for ``major.minor``: the worker's own, else ``python3.X`` on PATH."""
-    if version == python_version(None):
-        return sys.executable
-    exe = shutil.which(f"python{version}")
-    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
-    if exe and (_works([exe, "-c", probe]) or "").strip() == version:
-        return exe
-    raise PrepareError(f"python {version} is not available on this worker")
-
-
-def find_conda() -> str:
-    """``TRAINYARD_CONDA_EXE``, else micromamba, mamba or conda on PATH."""
-    configured = os.environ.get("TRAINYARD_CONDA_EXE", "").strip()
-    if configured:
-        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
-            raise PrepareError(f"TRAINYARD_CONDA_EXE={configured} is not an executable file")
-        return configured
-    for tool in CONDA_TOOLS:
-        exe = shutil.which(tool)
-        if exe:
-            return exe
-    raise PrepareError("conda mode needs conda, mamba or micromamba on the worker's PATH; none found")
-
-
-def conda_tool_name(exe: str) -> str:
-    name = Path(exe).name.split(".")[0].lower()
-    return name if name in CONDA_TOOLS else "conda"
-
-
-def _install_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
-    env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-    env.setdefault("PIP_NO_INPUT", "1")
-    return env
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # -- locks ----------------------------------------------------------------------------------------
@@ -298,13 +103,11 @@ class EnvCache:
         self.max_envs = max_envs
         self.installer = installer
         self.timeout_s = timeout_s
-        self._uv: list[str] | None = None  # argv prefix running uv, once looked up
-        self._uv_checked = False
 
     # -- public API -------------------------------------------------------------------------------
     def key(self, spec: EnvSpec) -> str:
         """The cache key of ``spec`` with this cache's installer."""
-        return env_key(spec, installer_family(spec.kind, self._venv_installer() if spec.kind == "venv" else "pip"))
+        return env_key(spec, BUILDERS[spec.kind].family(self))
 
     def ensure(self, spec: EnvSpec) -> BuiltEnv:
         """Build ``spec``'s env unless cached. Holds nothing on return: a task that is about to run
@@ -488,10 +291,7 @@ class EnvCache:
         requirements = requirement_lines(spec.requirements)
         started = time.monotonic()
         try:
-            if spec.kind == "venv":
-                installer, packages = self._build_venv(key, spec, folder, version, requirements)
-            else:
-                installer, packages = self._build_conda(key, spec, folder, version, requirements)
+            installer, packages = BUILDERS[spec.kind].build(self, key, spec, folder, requirements)
             now = time.time()
             meta = {
                 "key": key,
@@ -512,81 +312,17 @@ class EnvCache:
             self._remove_build_folders(key)
             raise
         self.log(
-            f"environment {key}: installed {_plural(len(packages), 'package')} in {time.monotonic() - started:.1f}s"
+            f"environment {key}: installed {plural(len(packages), 'package')} in {time.monotonic() - started:.1f}s"
         )
         return self._built(key, meta, cached=False)
 
-    def _venv_installer(self) -> str:
-        if self.installer == "pip":
-            return "pip"
-        if not self._uv_checked:
-            self._uv, self._uv_checked = _find_uv(), True
-        if self._uv is None and self.installer == "uv":
-            raise PrepareError("installer uv is not available on this worker (no uv on PATH, no uv module)")
-        return "uv" if self._uv else "pip"
-
-    def _build_venv(
-        self, key: str, spec: EnvSpec, folder: Path, version: str, requirements: list[str]
-    ) -> tuple[str, list[str]]:
-        interpreter = find_python(version)
-        installer = self._venv_installer()
-        self.log(
-            f"environment {key}: building venv (python {version}, "
-            f"{_plural(len(requirements), 'requirement')}) with {installer}"
-        )
-        self._run([sys.executable, "-m", "virtualenv", "--python", interpreter, str(folder)], "creating the virtualenv")
-        python = folder / "bin" / "python"
-        uv = self._uv if installer == "uv" else None
-        if requirements:
-            req_file = self._requirements_file(folder, requirements)
-            extra = [arg for url in spec.extra_index_urls if url.strip() for arg in ("--extra-index-url", url.strip())]
-            if uv:
-                argv = [*uv, "pip", "install", "--python", str(python), *extra, "-r", str(req_file)]
-            else:
-                argv = [str(python), "-m", "pip", "install", *extra, "-r", str(req_file)]
-            self._run(argv, f"{installer} install of {_plural(len(requirements), 'requirement')}")
-        if uv:
-            frozen = self._run([*uv, "pip", "freeze", "--python", str(python)], "listing installed packages")
-        else:
-            frozen = self._run([str(python), "-m", "pip", "freeze", "--all"], "listing installed packages")
-        return installer, [s.strip() for s in frozen.splitlines() if s.strip()]
-
-    def _build_conda(
-        self, key: str, spec: EnvSpec, folder: Path, version: str, requirements: list[str]
-    ) -> tuple[str, list[str]]:
-        exe = find_conda()
-        installer = f"{conda_tool_name(exe)}+pip"
-        packages = [" ".join(p.split()) for p in spec.conda_packages if p.strip()]
-        self.log(
-            f"environment {key}: building conda (python {version}, {_plural(len(packages), 'conda package')}, "
-            f"{_plural(len(requirements), 'requirement')}) with {installer}"
-        )
-        env = _install_env()
-        if spec.cuda:
-            env["CONDA_OVERRIDE_CUDA"] = spec.cuda  # pick CUDA builds even where no driver is visible
-        self._run(
-            [exe, "create", "-y", "-p", str(folder), f"python={version}", *packages],
-            f"{conda_tool_name(exe)} create",
-            env=env,
-        )
-        python = folder / "bin" / "python"
-        if requirements:
-            req_file = self._requirements_file(folder, requirements)
-            extra = [arg for url in spec.extra_index_urls if url.strip() for arg in ("--extra-index-url", url.strip())]
-            self._run(
-                [str(python), "-m", "pip", "install", *extra, "-r", str(req_file)],
-                f"pip install of {_plural(len(requirements), 'requirement')}",
-            )
-        frozen = self._run([str(python), "-m", "pip", "freeze", "--all"], "listing installed packages")
-        return installer, [s.strip() for s in frozen.splitlines() if s.strip()]
-
     @staticmethod
-    def _requirements_file(folder: Path, requirements: list[str]) -> Path:
+    def requirements_file(folder: Path, requirements: list[str]) -> Path:
         path = folder / REQUIREMENTS
         path.write_text("".join(f"{line}\n" for line in requirements))
         return path
 
-    def _run(self, argv: list[str], what: str, env: dict[str, str] | None = None) -> str:
+    def run(self, argv: list[str], what: str, env: dict[str, str] | None = None) -> str:
         """Run an installer step in its own process group; its stdout, or InstallError naming
         ``what`` with the last lines of its output (stdout, then stderr)."""
         try:
@@ -597,7 +333,7 @@ class EnvCache:
                 stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                env=env if env is not None else _install_env(),
+                env=env if env is not None else install_env(),
                 start_new_session=True,
             )
         except OSError as exc:
