@@ -142,7 +142,7 @@ def test_bad_variables_and_missing_secrets(conn, pipeline, monkeypatch):
 def test_web_api_runs_take_variables(conn, redis_server):
     """Submit and trigger through the HTTP API with this run's variables (no worker: the stored run is read)."""
     from trainyard import Queue
-    from trainyard.controller import runs
+    from trainyard.controller import run_store
 
     Queue.create("default")
     Queue.create("services")
@@ -155,7 +155,7 @@ def test_web_api_runs_take_variables(conn, redis_server):
     seen = []
     for answer in (submitted, fired):
         assert answer.status_code in (200, 201), answer.text
-        job = runs.load(conn, answer.json()["run_id"]).steps["a"].template["configuration"]["trainyard.job"]
+        job = run_store.load(conn, answer.json()["run_id"]).steps["a"].template["configuration"]["trainyard.job"]
         seen.append(job["context"]["vars"])
     assert seen == [{"WHO": "web"}, {"WHO": "hook"}]
     assert refused.status_code == 422 and "unknown variable(s) NO" in refused.json()["error"]["message"]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ...queues import config
 from ...runtime import expr
-from ...runtime.jobrun import StepFailed, fetch_git
+from ...runtime.jobrun import LATEST, StepFailed, fetch_git
 from .datatorch import published_name
 from .errors import FileError, PipelineFileError, field_path
 from .loader import line_of, parse
@@ -117,6 +117,18 @@ def resolve(action: str | ActionObject, base_dir: Path | None) -> ResolvedAction
     return ResolvedAction(
         key=key, display=describe(action), kind="git", url=stored, tag=tag, sha=sha, file=file, definition=definition
     )
+
+
+def refresh_latest(action: ResolvedAction) -> ResolvedAction:
+    """A git action at ``latest`` (the default branch) pinned to the branch's commit now, not the one
+    seen when the file was registered; any other action as it is."""
+    if action.kind != "git" or action.tag != LATEST or not action.url:
+        return action
+    try:
+        _, sha = fetch_git(action.url, LATEST, cache_root())
+    except StepFailed as exc:
+        raise ValueError(redact(str(exc))) from None
+    return action.model_copy(update={"sha": sha})
 
 
 def load_action(folder: Path, wanted: str | None = None) -> tuple[str, dict]:

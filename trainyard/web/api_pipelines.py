@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
-from ..controller import runs
+from ..controller import run_store
 from ..controller.pipeline import resume, retry_run, stop_run
 from ..queues.errors import InvalidInput
 from ..queues.store import TaskStore
@@ -23,8 +23,8 @@ trigger_router = APIRouter(prefix="/api/pipelines", tags=["pipeline files"])  # 
 
 @runs_router.get("", summary="Pipeline runs, newest first (paginated)")
 def list_runs(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    items = runs.list_runs(redis, limit, offset)
-    total = runs.count(redis)
+    items = run_store.list_runs(redis, limit, offset)
+    total = run_store.count(redis)
     return {
         "items": [views.run_summary(r) for r in items],
         "offset": offset,
@@ -36,7 +36,7 @@ def list_runs(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis =
 
 @runs_router.get("/{run_id}", summary="One run: its DAG (nodes with each step's state, edges)")
 def get_run(run_id: str, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    run = runs.load(redis, run_id)
+    run = run_store.load(redis, run_id)
     data = views.run_detail(run)
     task_ids = [n["task_id"] for n in data["nodes"] if n["task_id"]]
     records = TaskStore(redis).get_many([run.id, *task_ids])
@@ -51,12 +51,12 @@ def get_run(run_id: str, redis: Redis = Depends(conn)) -> dict[str, Any]:
 @runs_router.post("/{run_id}/abort", summary="Stop a run: running steps aborted, pending skipped")
 def abort_run(run_id: str, redis: Redis = Depends(conn), _admin=Depends(admin)) -> dict[str, Any]:
     stop_run(redis, run_id)
-    return views.run_summary(runs.load(redis, run_id))
+    return views.run_summary(run_store.load(redis, run_id))
 
 
 @runs_router.post("/{run_id}/retry", summary="Re-run failed steps and their descendants (services runs)")
 def retry(run_id: str, redis: Redis = Depends(conn), _admin=Depends(admin)) -> dict[str, Any]:
-    run = runs.load(redis, run_id)
+    run = run_store.load(redis, run_id)
     if not run.controller_queue:
         raise InvalidInput(
             f"run {run_id} ran its controller in a user's process: retry it there (trainyard pipeline retry {run_id})"
@@ -66,7 +66,7 @@ def retry(run_id: str, redis: Redis = Depends(conn), _admin=Depends(admin)) -> d
         raise InvalidInput(f"pipeline run {run_id}'s controller is {controller.status.value} already")
     retry_run(redis, run_id)
     resume(redis, run_id)
-    return views.run_summary(runs.load(redis, run_id))
+    return views.run_summary(run_store.load(redis, run_id))
 
 
 # -- pipeline files (YAML) ---------------------------------------------------------------------
