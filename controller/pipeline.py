@@ -338,7 +338,7 @@ class Pipeline:
             controller_queue=Task.get(task_id, conn).data.execution.queue,
             local_queue=local_queue,
         )
-        runs.save(conn, run)
+        run_store.save(conn, run)
         self.run_id = run.id
         return OpenRun(self, Controller(conn, run.id, self.callbacks, open_ended=True))
 
