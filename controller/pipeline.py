@@ -21,9 +21,9 @@ from typing import Any
 from redis import Redis
 
 from ..queues.backend import documents
-from ..queues.broker import Broker
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
+from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord, TaskType
 from ..queues.store import TaskStore
 from ..queues.task import Task
@@ -229,7 +229,7 @@ class Pipeline:
         if local_queue is None:
             check_queues(conn, probe)
         if controller_queue:
-            Broker(conn).require(controller_queue)
+            QueueRegistry(conn).require(controller_queue)
         task = Task.create(
             f"{self.name} v{self.version}",
             self.project,
@@ -357,7 +357,7 @@ def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = N
     drain = thread = None
     try:
         if local_queue:
-            Broker(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
+            QueueRegistry(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
             drain, thread = step_worker(conn, local_queue)
         with LocalController(conn, run_id) as holder:
             try:

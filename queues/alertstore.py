@@ -21,8 +21,8 @@ from redis import Redis
 
 from . import keys
 from .backend import scripts
-from .broker import Broker
 from .errors import InvalidInput
+from .queue_registry import QueueRegistry
 
 SEEN_TTL_S = 30 * 24 * 3600  # how long "already alerted" is remembered
 HISTORY_MAXLEN = 10_000
@@ -111,7 +111,7 @@ class AlertRule(BaseModel):
 
 # -- rules ---------------------------------------------------------------------------------------
 def add_rule(conn: Redis, rule: AlertRule) -> AlertRule:
-    if rule.queue and not Broker(conn).exists(rule.queue):
+    if rule.queue and not QueueRegistry(conn).exists(rule.queue):
         raise InvalidInput(f"no queue named {rule.queue!r}: an alert rule can only watch a queue that exists")
     conn.hset(keys.ALERT_RULES, rule.id, rule.model_dump_json())
     return rule

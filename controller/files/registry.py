@@ -17,7 +17,7 @@ from redis import Redis
 from ...queues import keys
 from ...queues.backend import documents
 from ...queues.connection import resolve
-from ...queues.errors import InvalidInput, TaskNotFound
+from ...queues.errors import InvalidInput, PipelineNotFound
 from ..model import PipelineRun
 from .actions import ResolvedAction
 from .check import load_text
@@ -60,11 +60,11 @@ def find(name: str, project: str | None = None, conn: Redis | None = None) -> di
     if project is not None:
         raw = documents.get(conn, "pipefiles", _field(project, name))
         if raw is None:
-            raise TaskNotFound(f"no registered pipeline {name!r} in project {project!r}")
+            raise PipelineNotFound(f"no registered pipeline {name!r} in project {project!r}")
         return json.loads(raw)
     found = [e for e in entries(conn) if e["name"] == name]
     if not found:
-        raise TaskNotFound(f"no registered pipeline named {name!r} (trainyard pipeline submit FILE registers one)")
+        raise PipelineNotFound(f"no registered pipeline named {name!r} (trainyard pipeline submit FILE registers one)")
     if len(found) > 1:
         projects = ", ".join(e["project"] for e in found)
         raise InvalidInput(f"pipeline {name!r} is registered in several projects ({projects}): use PROJECT/NAME")
