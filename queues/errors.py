@@ -18,8 +18,8 @@ class TaskNotFound(TrainyardError):
 
 
 class PipelineNotFound(TaskNotFound):
-    """No pipeline run with that id, or no registered pipeline file with that name (a kind of
-    TaskNotFound, so everything that answers a missing task answers it the same way)."""
+    """No pipeline run with that id, or no registered pipeline file with that name (a TaskNotFound
+    to callers that treat every missing thing alike: the web app's 404)."""
 
 
 class QueueNotFound(TrainyardError):

@@ -100,7 +100,7 @@ class Worker:
             artifacts=ArtifactStore(config.artifacts_url or str(config.home / "artifacts")),
             grace_s=config.grace_s,
             keep_runs=config.keep_runs,
-            redactor=Redactor(known_values(os.environ, [config.redis_url])),
+            redactor=Redactor(known_values(urls=[config.redis_url])),
         )
         self.prepare = prepare or Preparer(
             ModeSettings(

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..queues import config
 from .launch import PrepareError
 
 RUN_MOUNT = "/trainyard/run"
@@ -71,7 +72,8 @@ def default_network(engine) -> str:
 def registry_auth() -> dict[str, str] | None:
     """Registry credentials for pulls, from the worker's TRAINYARD_REGISTRY_USER/_PASSWORD (never
     given to tasks, masked in their logs)."""
-    user, password = os.environ.get("TRAINYARD_REGISTRY_USER"), os.environ.get("TRAINYARD_REGISTRY_PASSWORD")
+    settings = config.current()
+    user, password = settings.registry_user, settings.registry_password
     return {"username": user or "", "password": password} if password else None
 
 

@@ -9,21 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..queues.config import SECRET_PREFIX, VARIABLES
 from ..queues.errors import TrainyardError
 from ..queues.params import section
 from ..queues.record import TaskRecord, TaskType
 
-# never handed to task code (controllers get the connection explicitly), nor any TRAINYARD_SECRET_*
-# (a task gets the secrets it names, under the names it asks for)
-WITHHELD_ENV = (
-    "TRAINYARD_REDIS_URL",
-    "TRAINYARD_REDIS_PASSWORD",
-    "TRAINYARD_GIT_USER",
-    "TRAINYARD_GIT_TOKEN",
-    "TRAINYARD_REGISTRY_USER",
-    "TRAINYARD_REGISTRY_PASSWORD",
-)
-WITHHELD_PREFIX = "TRAINYARD_SECRET_"
+# never handed to task code (controllers get the connection explicitly): the secret settings,
+# nor any TRAINYARD_SECRET_* (a task gets the secrets it names, under the names it asks for)
+WITHHELD_ENV = tuple(v.name for v in VARIABLES if v.secret and "<" not in v.name)
+WITHHELD_PREFIX = SECRET_PREFIX
 
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from ...queues.backend import documents
 from ...queues.connection import resolve
 from ...queues.errors import InvalidInput, PipelineNotFound
 from ..model import PipelineRun
-from .actions import ResolvedAction
+from .actions import ResolvedAction, refresh_latest
 from .check import load_text
 from .compile import build
 from .schema import PipelineFile
@@ -93,7 +93,15 @@ def start(
     queue: str = SERVICES_QUEUE,
     variables: dict[str, Any] | None = None,
 ) -> str:
-    """Start a run on the workers: its controller on ``queue``; returns the run id."""
+    """Start a run on the workers: its controller on ``queue``; returns the run id.
+
+    ``@latest`` actions are fetched again first and the run pinned to their commit now (DataTorch
+    fetches them for every run), not to the one seen when the file was registered.
+    """
+    try:
+        pf._actions = {k: refresh_latest(a) for k, a in pf.resolved_actions.items()}
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     return build(pf, params, inputs, event, resolve(conn), variables).start(queue=queue)
 
 

@@ -142,3 +142,8 @@ def unregister(conn: Redis, name: str) -> None:
         pipe.srem(keys.RQ_QUEUES, keys.rq_queue(name))
         pipe.delete(keys.rq_queue(name), keys.priorities(name))
         pipe.execute()
+
+
+def length(conn: Redis, queue: str) -> int:
+    """How many tasks wait on ``queue``."""
+    return conn.llen(keys.rq_queue(queue))

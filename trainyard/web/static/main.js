@@ -13,6 +13,7 @@
     [/^\/runs\/([0-9a-zA-Z_-]+)$/, "run", "pipelines"],
     [/^\/pipelines$/, "pipelines", "pipelines"],
     [/^\/editor$/, "editor", "editor"],
+    [/^\/services$/, "services", "services"],
   ];
   let cleanup = null;
 
