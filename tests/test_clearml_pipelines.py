@@ -151,7 +151,7 @@ def test_pipeline_from_decorator_runs_locally_with_lazy_results_fetched_when_use
         "Args/pickle_url": str(iris),
         "Args/mock_parameter": "mock",
     }
-    run = runs.load(conn, controller.id)
+    run = run_store.load(conn, controller.id)
     assert list(run.state) == ["step_one", "step_two", "step_three", "step_four"]
     assert all(state.status == "completed" for state in run.state.values())
     assert Task.get(run.state["step_four"].task_id).outputs == {"accuracy": accuracy / 100}
