@@ -13,7 +13,7 @@ import json
 
 from redis import Redis
 
-from ..queues import keys
+from ..queues.backend import documents
 from ..queues.errors import TaskNotFound
 from ..queues.record import TaskRecord, TaskStatus
 from ..queues.store import TaskStore
@@ -37,16 +37,16 @@ def cache_key(record: TaskRecord, artifact_hashes: list[str]) -> str:
 
 def lookup(conn: Redis, key: str) -> TaskRecord | None:
     """The completed task stored under ``key``, if it is still there and completed."""
-    task_id = conn.get(keys.step_cache(key))
+    task_id = documents.cached_task(conn, key)
     if task_id is None:
         return None
     try:
-        record = TaskStore(conn).get(task_id.decode())
+        record = TaskStore(conn).get(task_id)
     except TaskNotFound:
-        conn.delete(keys.step_cache(key))
+        documents.cache_task(conn, key, None)
         return None
     return record if record.status == TaskStatus.COMPLETED else None
 
 
 def remember(conn: Redis, key: str, task_id: str) -> None:
-    conn.set(keys.step_cache(key), task_id)
+    documents.cache_task(conn, key, task_id)

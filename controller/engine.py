@@ -19,7 +19,8 @@ from collections.abc import Callable
 import redis
 from redis import Redis
 
-from ..queues import events, keys, workers
+from ..queues import workers
+from ..queues.backend import documents, streams
 from ..queues.broker import Broker
 from ..queues.errors import IllegalTransition, InvalidInput, TaskNotFound, TrainyardError
 from ..queues.params import check_parameters
@@ -85,7 +86,7 @@ class Controller:
         run.status, run.started, run.ended, run.message = "running", run.started or time.time(), None, None
         for name in run.steps:
             run.state.setdefault(name, run.state.get(name) or _new_state())
-        cursor = events.last_id(self.conn)
+        cursor = streams.last_event_id(self.conn)
         self._sync_all()
         self._save()
         box = [cursor]  # the event stream position, moved on by each pass
@@ -118,18 +119,16 @@ class Controller:
         self._check_queues()
         if changed:
             self._save()
-        reply = self.conn.xread({keys.EVENTS: cursor_box[0]}, block=events.block_ms(self.conn, RECONCILE_S), count=1000)
+        got = streams.follow_events(self.conn, cursor_box[0], RECONCILE_S)
         mine = {state.task_id: name for name, state in run.state.items() if state.task_id}
         touched = set()
-        for _, entries in reply or []:
-            for entry_id, fields in entries:
-                cursor_box[0] = entry_id
-                task_id = fields.get(b"task", b"").decode()
-                if task_id in mine:
-                    touched.add(mine[task_id])
+        for event in got:
+            cursor_box[0] = event.id
+            if event.task_id in mine:
+                touched.add(mine[event.task_id])
         for name in touched:
             self._sync(name)
-        if not reply:
+        if not got:
             self._sync_all()
         if touched:
             self._save()
@@ -285,7 +284,7 @@ class Controller:
 
     # -- stopping and finishing --------------------------------------------------------------------
     def _stop_flag(self) -> bool:
-        return bool(self.conn.exists(keys.pipeline(self.run_id) + ":stop"))
+        return documents.stop_requested(self.conn, self.run_id)
 
     def _abort_running(self, reason: str) -> None:
         for state in self.run.state.values():

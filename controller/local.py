@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from redis import Redis
 
-from ..queues import keys, workers
+from ..queues import workers
+from ..queues.backend import fleet
 from ..queues.dispatch import Dispatcher
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
@@ -42,7 +43,7 @@ class LocalController:
     def __enter__(self) -> LocalController:
         workers.register(self.conn, self.info, lambda pid: False)
         claim = {"worker": self.name, "host": self.host, "ts": time.time(), "queue": ""}
-        self.conn.hset(keys.CLAIMS, self.task_id, json.dumps(claim))
+        fleet.put_claim(self.conn, self.task_id, json.dumps(claim))
 
         def apply(record: TaskRecord) -> None:
             record.started = time.time()

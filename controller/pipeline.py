@@ -20,7 +20,7 @@ from typing import Any
 
 from redis import Redis
 
-from ..queues import keys
+from ..queues.backend import documents
 from ..queues.broker import Broker
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
@@ -306,7 +306,7 @@ def stop_run(conn: Redis, run_id: str) -> PipelineRun:
     """Stop a run: a flag its controller checks and an abort of the controller's task; a run whose
     controller is gone (never started, crashed, aborted while queued) is ended here and now."""
     run = runs.load(conn, run_id)
-    conn.set(keys.pipeline(run_id) + ":stop", "1", ex=7 * 24 * 3600)
+    documents.set_stop(conn, run_id, True)
     with contextlib.suppress(TrainyardError):  # already finished, or not started: the flag is enough
         Task.get(run.id, conn).abort("pipeline stopped")
     return end_if_orphaned(conn, runs.load(conn, run_id), "aborted", "aborted: the pipeline was stopped")
@@ -341,7 +341,7 @@ def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> P
     for name in dag.descendants(run.steps, roots):
         run.state[name] = StepState()
     run.status, run.message, run.ended = "pending", None, None
-    conn.delete(keys.pipeline(run_id) + ":stop")
+    documents.set_stop(conn, run_id, False)
     runs.save(conn, run)
     return run
 
@@ -384,7 +384,7 @@ def resume(conn: Redis, run_id: str) -> PipelineRun | None:
         raise InvalidInput(f"pipeline run {run_id}'s controller is {task.status.value} already")
     if task.status.value != "draft":
         task.reset()
-    conn.delete(keys.pipeline(run_id) + ":stop")
+    documents.set_stop(conn, run_id, False)
     if run.controller_queue:
         task.enqueue(run.controller_queue)
         return None

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
 from ..queues import keys
+from ..queues.backend import documents, streams
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound
 from ..queues.store import TaskStore
@@ -79,18 +80,18 @@ def add(
 
         entry = find(pipeline, conn=conn)
         schedule.pipeline = f"{entry['project']}/{entry['name']}"
-    conn.hset(SCHEDULES, schedule.id, schedule.model_dump_json())
+    documents.put(conn, "schedules", schedule.id, schedule.model_dump_json())
     return schedule
 
 
 def remove(schedule_id: str, conn: Redis | None = None) -> None:
-    if not resolve(conn).hdel(SCHEDULES, schedule_id):
+    if not documents.drop(resolve(conn), "schedules", schedule_id):
         raise TaskNotFound(f"no schedule {schedule_id!r}")
 
 
 def user_schedules(conn: Redis | None = None) -> list[Schedule]:
-    raw = resolve(conn).hgetall(SCHEDULES)
-    return sorted((Schedule.model_validate_json(v) for v in raw.values()), key=lambda s: s.created)
+    raw = documents.all_docs(resolve(conn), "schedules")
+    return sorted((Schedule.model_validate_json(v) for v in raw), key=lambda s: s.created)
 
 
 def file_schedules(entries: list[dict[str, Any]], cache: dict | None = None) -> list[Schedule]:
@@ -128,7 +129,7 @@ def all_schedules(conn: Redis | None = None) -> list[Schedule]:
 
 
 def last_fired(conn: Redis, schedule_id: str) -> dict | None:
-    raw = conn.hget(keys.TRIGGER_LAST, schedule_id)
+    raw = streams.last_firing(conn, schedule_id)
     return json.loads(raw) if raw else None
 
 

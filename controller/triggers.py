@@ -24,6 +24,7 @@ from typing import Any
 from redis import Redis
 
 from ..queues import events, keys
+from ..queues.backend import documents, streams
 from ..queues.connection import default_connection
 from ..queues.errors import TaskNotFound, TrainyardError
 from ..queues.record import TaskType
@@ -51,17 +52,14 @@ class TriggerService:
         self._parsed: dict[tuple, PipelineFile] = {}  # (project, name, updated) -> the registered file
 
     def run(self) -> None:
-        cursor = events.last_id(self.conn)
+        cursor = streams.last_event_id(self.conn)
         print(f"trigger service {self.name} started", flush=True)
         while not self.stop_event.is_set():
             file_entries = registry.entries(self.conn)
             wait = self.fire_due(file_entries, time.time())
-            block = events.block_ms(self.conn, max(wait, 0.001))
-            reply = self.conn.xread({keys.EVENTS: cursor}, block=block, count=500)
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    cursor = entry_id
-                    self._on_event(events.Event.from_fields(entry_id, fields), file_entries)
+            for event in streams.follow_events(self.conn, cursor, max(wait, 0.001), count=500):
+                cursor = event.id
+                self._on_event(event, file_entries)
 
     def fire_due(self, file_entries: list[dict[str, Any]], now: float) -> float:
         """Fire every schedule whose tick has come; returns how long until the next one (at most REFRESH_S)."""
@@ -162,15 +160,12 @@ class TriggerService:
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _claim(self, trigger_id: str, occurrence: str) -> bool:
-        return bool(self.conn.set(keys.trigger_claim(trigger_id, occurrence), self.name, nx=True, ex=CLAIM_TTL_S))
+        return documents.claim_occurrence(self.conn, trigger_id, occurrence, self.name, CLAIM_TTL_S)
 
     def _record(self, trigger_id: str, **fields: Any) -> None:
         entry = {"trigger": trigger_id, "by": self.name, "at": time.time(), **fields}
         print(f"fired {trigger_id}: {json.dumps(fields)}", flush=True)
-        with self.conn.pipeline(transaction=True) as pipe:
-            pipe.xadd(FIRES, {"data": json.dumps(entry)}, maxlen=10_000, approximate=True)
-            pipe.hset(keys.TRIGGER_LAST, trigger_id, json.dumps(entry))
-            pipe.execute()
+        streams.record_firing(self.conn, trigger_id, json.dumps(entry))
 
 
 def _task_triggers(entry: dict[str, Any], cache: dict) -> list[dict[str, Any]]:
@@ -198,9 +193,8 @@ def _matches(trigger: dict[str, Any], details: dict[str, Any], own_pipeline: str
 
 
 def fires(conn: Redis, after: str = "0-0") -> list[tuple[str, dict]]:
-    return [
-        (i.decode(), json.loads(f[b"data"])) for i, f in conn.xrange(FIRES, min=f"({after}" if after != "0-0" else "-")
-    ]
+    """Firings after ``after`` (a stream id), oldest first."""
+    return [(entry_id, json.loads(data)) for entry_id, data in streams.firings(conn, after)]
 
 
 def start_service(conn: Redis, queue: str = "services") -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from . import keys
-from .backend import scripts
+from .backend import queues as queue_lists
 from .errors import InvalidInput, QueueNotEmpty, QueueNotFound
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -159,18 +159,10 @@ class Broker:
 
     # -- list operations (called inside task transactions) --------------------------------
     def push(self, pipe, name: str, task_id: str, priority: int, front: bool) -> None:
-        scripts.run(
-            self.conn,
-            "queue",
-            "push",
-            [keys.rq_queue(name), keys.priorities(name), keys.RQ_QUEUES],
-            [task_id, int(priority), "1" if front else "0"],
-            client=pipe,
-        )
+        queue_lists.push(self.conn, pipe, name, task_id, priority, front)
 
     def remove(self, pipe, name: str, task_id: str) -> None:
-        pipe.lrem(keys.rq_queue(name), 1, task_id)
-        pipe.hdel(keys.priorities(name), task_id)
+        queue_lists.remove(pipe, name, task_id)
 
     def move(self, name: str, task_id: str, where: str, index: int = 0) -> int:
         """Move a queued task to ``top``, ``bottom`` or ``index``; returns its new position."""
@@ -178,9 +170,7 @@ class Broker:
             raise InvalidInput(f"unknown move target {where!r} (top, bottom or index)")
         if where == "index" and index < 0:
             raise InvalidInput(f"position must be 0 or more, got {index}")
-        pos = scripts.run(
-            self.conn, "queue", "move", [keys.rq_queue(name), keys.priorities(name)], [task_id, where, index]
-        )
+        pos = queue_lists.move(self.conn, name, task_id, where, index)
         if pos < 0:
             raise InvalidInput(f"task {task_id} is not waiting in queue {name!r}")
         return int(pos)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from . import events, keys, rqjob
-from .backend import scripts
+from . import keys, rqjob
+from .backend import queues as queue_lists
+from .backend import streams
 from .broker import Broker
 from .errors import IllegalTransition, TaskNotFound
 from .record import Attempt, TaskRecord, TaskStatus
@@ -48,14 +49,8 @@ class Dispatcher:
         """Take ``task_id`` if it is still the head of ``queue`` and the queue is under ``limit``
         running tasks (0: no limit); None when something else happened first, ``DRAINING`` when
         this worker was marked draining (it must take no more work)."""
-        got = scripts.run(
-            self.conn,
-            "queue",
-            "claim",
-            [keys.rq_queue(queue), keys.priorities(queue), keys.CLAIMS, keys.inflight(queue), keys.DRAINING],
-            [self.worker, self.host, time.time(), queue, task_id, int(limit)],
-        )
-        if got == -1:
+        got = queue_lists.claim(self.conn, queue, task_id, self.worker, self.host, limit)
+        if got is None:
             return DRAINING
         return Claimed(task_id, queue) if got else None
 
@@ -229,6 +224,4 @@ def _close_attempt(rec: TaskRecord, now: float, outcome: str, exit_code: int | N
 
 def wake_workers(conn: Redis, task_id: str, queue: str) -> None:
     """Tell idle workers a task waits on ``queue`` (after a reaper put it back)."""
-    with conn.pipeline(transaction=False) as pipe:
-        events.publish(pipe, "requeued", task_id, TaskStatus.QUEUED.value, TaskStatus.QUEUED.value, "", queue)
-        pipe.execute()
+    streams.announce(conn, "requeued", task_id, TaskStatus.QUEUED.value, queue)

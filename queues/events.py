@@ -1,14 +1,13 @@
-"""The event stream: every status change is appended to one Redis stream that waiters block on."""
+"""The event stream's entries: every status change, worker change and pipeline save is one.
+
+Writing and reading the stream is the backend's (``backend.streams``): publish inside a write's
+transaction, the newest id, blocking reads.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-
-from redis import Redis
-from redis.client import Pipeline
-
-from . import keys
 
 STREAM_MAXLEN = 100_000
 RECONCILE_S = 5.0  # a blocked reader re-checks the record at least this often
@@ -20,11 +19,12 @@ class Event:
 
     id: str
     task_id: str
-    kind: str  # created | status | abort_requested | deleted
+    kind: str  # created | status | requeued | abort_requested | deleted | pipeline | worker_*
     status: str
     previous: str
     project: str
-    queue: str
+    queue: str  # the task's queue ("" for worker and pipeline events)
+    worker: str = ""  # the worker a worker_* event is about
 
     @classmethod
     def from_fields(cls, entry_id: bytes | str, fields: dict) -> Event:
@@ -33,42 +33,40 @@ class Event:
             return value.decode() if isinstance(value, bytes) else str(value)
 
         entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        return cls(entry, get("task"), get("kind"), get("status"), get("prev"), get("project"), get("queue"))
-
-
-def publish(
-    pipe: Pipeline, kind: str, task_id: str, status: str, previous: str = "", project: str = "", queue: str = ""
-) -> None:
-    """Append an event (inside the caller's transaction)."""
-    pipe.xadd(
-        keys.EVENTS,
-        {"task": task_id, "kind": kind, "status": status, "prev": previous, "project": project, "queue": queue},
-        maxlen=STREAM_MAXLEN,
-        approximate=True,
-    )
-
-
-def last_id(conn: Redis) -> str:
-    """The id of the newest event, or ``0-0``: read before a state check so no change is missed."""
-    newest = conn.xrevrange(keys.EVENTS, count=1)
-    if not newest:
-        return "0-0"
-    entry = newest[0][0]
-    return entry.decode() if isinstance(entry, bytes) else entry
-
-
-# redis-py 8 gives a client made with ``from_url`` a 5 s socket timeout that its connection_kwargs
-# do not show; when none is shown, blocking reads assume that one (a few more wake-ups at worst).
-_UNSHOWN_SOCKET_TIMEOUT_S = 5.0
-
-
-def block_ms(conn: Redis, seconds: float) -> int:
-    """A blocking-read time in ms that stays under the connection's socket timeout."""
-    timeout = conn.connection_pool.connection_kwargs.get("socket_timeout", _UNSHOWN_SOCKET_TIMEOUT_S)
-    if timeout:
-        seconds = min(seconds, max(0.05, float(timeout) - 1.0))
-    return max(1, int(seconds * 1000))
+        return cls(
+            entry,
+            get("task"),
+            get("kind"),
+            get("status"),
+            get("prev"),
+            get("project"),
+            get("queue"),
+            get("worker"),
+        )
 
 
 def deadline_after(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
+
+
+# The stream's reads and writes are the backend's (``backend.streams``); these names forward
+# there for callers that know them from here.
+def publish(pipe, kind: str, task_id: str, status: str, previous: str = "", project: str = "", queue: str = ""):
+    """Append a task event inside the caller's transaction (``backend.streams.publish``)."""
+    from .backend import streams
+
+    streams.publish(pipe, kind, task_id, status, previous, project, queue)
+
+
+def last_id(conn) -> str:
+    """The newest event's id (``backend.streams.last_event_id``)."""
+    from .backend import streams
+
+    return streams.last_event_id(conn)
+
+
+def block_ms(conn, seconds: float) -> int:
+    """A blocking-read time under the socket timeout (``backend.streams.block_ms``)."""
+    from .backend import streams
+
+    return streams.block_ms(conn, seconds)

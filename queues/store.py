@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from redis import Redis, WatchError
 from redis.client import Pipeline
 
-from . import bulk, events, keys, lifecycle, rqjob
+from . import bulk, keys, lifecycle, rqjob
+from .backend import streams
 from .errors import IllegalTransition, InvalidInput, TaskNotFound
 from .record import TaskRecord, TaskStatus
 
@@ -348,7 +349,7 @@ class TaskStore:
                         hook(pipe, old, new)
                     kind = event_kind or ("status" if new.status != old.status else None)
                     if kind:
-                        events.publish(
+                        streams.publish(
                             pipe,
                             kind,
                             task_id,
@@ -385,7 +386,7 @@ class TaskStore:
                     pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, task_id))
                     if hook is not None:
                         hook(pipe, old, old)
-                    events.publish(pipe, "deleted", task_id, old.status.value, old.status.value, old.project)
+                    streams.publish(pipe, "deleted", task_id, old.status.value, old.status.value, old.project)
                     pipe.execute()
                     self._drop_name_hint(old)
                     return old

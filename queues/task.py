@@ -10,6 +10,7 @@ from typing import Any
 from redis import Redis
 
 from . import bulk, capture, events, keys, lifecycle, reaper, rqjob
+from .backend import streams
 from .broker import Broker, check_queue_name
 from .connection import reader_without_redis, resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
@@ -551,7 +552,7 @@ class Task:
         wanted = {TaskStatus(s) for s in statuses} if statuses else set(FINAL_STATUSES)
         conn = self.connection
         deadline = events.deadline_after(timeout)
-        cursor = events.last_id(conn)
+        cursor = streams.last_event_id(conn)
         self.refresh()
         while self.status not in wanted:
             block = events.RECONCILE_S
@@ -562,15 +563,14 @@ class Task:
                         f"task {self.id} is still {self.status.value} after {timeout:g}s "
                         f"(waiting for {', '.join(sorted(s.value for s in wanted))})"
                     )
-            reply = conn.xread({keys.EVENTS: cursor}, block=events.block_ms(conn, block), count=1000)
+            got = streams.follow_events(conn, cursor, block)
             hit = False
-            for entry_id, fields in reply[0][1] if reply else []:
-                event = events.Event.from_fields(entry_id, fields)
+            for event in got:
                 cursor = event.id
                 hit = hit or (event.task_id == self.id)
-            if not reply:
+            if not got:
                 reaper.reap(conn)  # a quiet tick: make sure a dead worker's task is not left running
-            if hit or not reply:
+            if hit or not got:
                 try:
                     self.refresh()
                 except TaskNotFound:

@@ -25,6 +25,7 @@ import psutil
 TOKEN_ENV = "TRAINYARD_TEST_SESSION"
 WAIT_S = 15.0  # processes still shutting down (a worker ending its last task) get this long to exit
 MAX_FILES = 20_000  # the listing of the real ~/.trainyard is bounded
+OWN_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 def real_trainyard_home() -> Path:
@@ -77,6 +78,10 @@ class LeftoverCheck:
     def processes(self) -> list[psutil.Process]:
         me = os.getpid()
         mine = {me, *(p.pid for p in psutil.Process(me).parents())}
+        for child in psutil.Process(me).children():  # the test process's own helpers end with it
+            with contextlib.suppress(psutil.Error):
+                if any(helper in " ".join(child.cmdline()) for helper in OWN_HELPERS):
+                    mine.add(child.pid)
         uid = os.getuid()
         found = []
         for proc in psutil.process_iter(["pid", "uids"]):

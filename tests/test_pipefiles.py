@@ -507,3 +507,54 @@ def test_every_job_field_reaches_the_task(conn, field, reached):
     """Issue 14, 2a: a job's ``requirements`` never reached its task (only base-task steps got them)."""
     step, record = _launched_jobs(conn)[field]
     assert reached(step, record), record.model_dump(exclude={"configuration"})
+
+
+def test_json_pipeline_files_are_parsed_as_json(tmp_path):
+    """Issue 14, 2f: a .json file was read as YAML (comments and trailing commas accepted)."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"name": "j", "jobs": {"a": {"steps": [{"run": "true"}]}}}))
+    assert load_file(good).name == "j"
+    for text, line in [
+        ('{"name": "j", # a comment\n "jobs": {"a": {"steps": [{"run": "true"}]}}}', 1),
+        ('{"name": "j",\n "jobs": {"a": {"steps": [{"run": "true"},]}}}', 2),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(PipelineFileError) as caught:
+            load_file(bad)
+        [error] = caught.value.errors
+        assert (error.line, error.message.split(":")[0]) == (line, "not valid JSON"), error
+
+
+def test_an_action_file_s_expressions_and_defaults_are_checked(tmp_path):
+    """Issue 14, 2f: a misspelt input in an action's command passed validation and failed at run
+    time; an expression in an input's default reached the action as its literal text."""
+    action = tmp_path / "act"
+    action.mkdir()
+    (action / "action.yaml").write_text(
+        "name: greet\n"
+        "inputs:\n"
+        "  who: {type: string, default: '${{ 1 + 1 }}'}\n"
+        "runs:\n"
+        "  using: command\n"
+        "  command: echo hello ${{ inputs.whom }} from ${{ action.path }}\n"
+    )
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("name: p\njobs:\n  a:\n    steps:\n      - action: ./act\n")
+    errors = validate_text(pipeline.read_text(), str(pipeline), tmp_path)
+    found = [(Path(e.file).name, e.line, e.field, e.message) for e in errors]
+    assert found == [
+        ("p.yaml", 5, "jobs.a.steps[0].action", "action ./act: its action file is invalid"),
+        ("action.yaml", 3, "inputs.who.default", "a default is a plain value: ${{ }} is not evaluated there"),
+        ("action.yaml", 6, "runs.command", "${{ inputs.whom }}: unknown input 'whom' (declared: who)"),
+    ]
+
+
+def test_an_object_form_action_s_mistake_is_named_without_union_noise():
+    """Issue 14, 2f: an object-form action's error came after ``action.str: Input should be a valid string``."""
+    text = "name: p\njobs:\n  a:\n    steps:\n      - action: {tag: v1}\n      - action: {name: o/r, tagg: v1}\n"
+    found = [(e.line, e.field, e.message) for e in validate_text(text, resolve_actions=False)]
+    assert found == [
+        (5, "jobs.a.steps[0].action.name", "missing required key 'name'"),
+        (6, "jobs.a.steps[1].action.tagg", "unknown key 'tagg'"),
+    ]

@@ -537,3 +537,33 @@ def test_redis_outage_is_a_503_json(app, client, tokens):
     app.state.conn = redis.Redis(port=free_port(), socket_connect_timeout=1)  # nothing listens there
     body = _error(client.get("/api/tasks", headers=tokens["read"]), 503, "unavailable")
     assert "Redis" in body["message"]
+
+
+def test_the_editor_checks_what_pipeline_validate_checks(client, tokens, tmp_path, monkeypatch):
+    """Issue 14, 2f: the editor answered ok for a missing action, an unknown input and an undeclared
+    output that ``trainyard pipeline validate`` refuses (it skipped resolving actions)."""
+    from gitrepo import git, make_repo
+
+    repos = tmp_path / "repos"
+    add = Path(__file__).resolve().parent.parent / "examples" / "pipelines" / "actions" / "add"
+    make_repo(repos / "examples" / "add", {p.name: p.read_text() for p in add.iterdir()})
+    git(repos / "examples" / "add", "tag", "v1")
+    monkeypatch.setenv("TRAINYARD_ACTIONS_SOURCE", str(repos))
+    text = """name: editor
+jobs:
+  a:
+    steps:
+      - id: sum
+        action: examples/add@v1
+        inputs: {a: 1, c: 2}
+      - action: examples/missing@v1
+    outputs: {total: "${{ steps.sum.outputs.total }}"}
+"""
+    answer = client.post("/api/pipelines/validate", headers=tokens["admin"], json={"text": text}).json()
+    messages = [(e["line"], e["message"]) for e in answer["errors"]]
+    assert not answer["ok"]
+    assert (7, "unknown input 'c' of action examples/add@v1 (declared: a, b)") in messages
+    assert any(line == 8 and "cannot fetch action" in message for line, message in messages), messages
+    assert (9, "${{ steps.sum.outputs.total }}: step 'sum''s action declares no output 'total' (outputs: sum)") in (
+        messages
+    )

@@ -114,7 +114,7 @@ def wait_worker_state(conn: redis.Redis, name: str, state: str, timeout: float =
                 cursor = entry_id
                 if (
                     fields.get(b"kind") == b"worker_state"
-                    and fields.get(b"queue") == name.encode()
+                    and fields.get(b"worker") == name.encode()
                     and fields.get(b"status") == state.encode()
                 ):
                     return

@@ -10,6 +10,7 @@ import redis
 
 from .embedded import EmbeddedRedis
 from .in_task import inside_task, no_redis_here
+from .queues.backend import server
 from .queues.errors import RedisUnavailable
 from .settings import settings
 
@@ -85,7 +86,7 @@ def client_for(url: str) -> redis.Redis:
         options.update(tls_options())
     try:
         client = redis.Redis.from_url(url, **options)
-        client.ping()
+        server.ping(client)
     except (ValueError, TypeError) as exc:  # a malformed URL or an option the URL's scheme refuses
         raise RedisUnavailable(f"bad Redis URL {redact_url(url)!r}: {_url_problem(exc)}") from None
     except (redis.RedisError, OSError) as exc:

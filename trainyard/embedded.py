@@ -21,6 +21,7 @@ from pathlib import Path
 
 import redis
 
+from .queues.backend import server
 from .queues.errors import TrainyardError
 
 START_TIMEOUT_S = 15.0
@@ -122,7 +123,7 @@ class EmbeddedRedis:
                 return False
             client = redis.Redis.from_url(url, socket_connect_timeout=2)
             with contextlib.suppress(redis.ConnectionError):
-                client.shutdown()
+                server.shutdown(client)
             self._wait_until_down(url)
             self.state_file.unlink(missing_ok=True)
             return True

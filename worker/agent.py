@@ -23,7 +23,9 @@ import psutil
 import redis
 
 from ..queues import events as ev
-from ..queues import keys, reaper, workers
+from ..queues import reaper, workers
+from ..queues.backend import queues as queue_lists
+from ..queues.backend import streams
 from ..queues.broker import Broker
 from ..queues.dispatch import DRAINING, Dispatcher
 from ..queues.errors import InvalidInput
@@ -32,9 +34,9 @@ from ..queues.store import TaskStore
 from . import process
 from .artifacts import ArtifactStore
 from .executor import RunSettings, TaskRun
+from .gpu_holds import GpuHolds
 from .gpus import default_nvml
 from .launch import LaunchSpec
-from .leases import GpuHolds
 from .modes import ModeSettings
 from .monitor import Monitor
 from .preparer import Preparer
@@ -230,7 +232,7 @@ class Worker:
         """Burst mode: is anything still waiting that this worker could run (after GPUs free up)?"""
         if not self.running:
             return False
-        return any(self.conn.llen(keys.rq_queue(q)) for q in self.cfg.queues)
+        return queue_lists.any_waiting(self.conn, self.cfg.queues)
 
     def _ordered_queues(self) -> list[str]:
         queues = self.cfg.queues
@@ -343,17 +345,16 @@ class Worker:
         while not self._done.is_set():
             try:
                 if cursor is None:
-                    cursor = ev.last_id(self.conn)
-                reply = self.conn.xread({keys.EVENTS: cursor}, block=ev.block_ms(self.conn, BACKSTOP_S), count=500)
+                    cursor = streams.last_event_id(self.conn)
+                got = streams.follow_events(self.conn, cursor, BACKSTOP_S, count=500)
             except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
                 # Redis away, or the connection closed under us at shutdown
                 if self._done.wait(1.0):
                     return
                 continue
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    cursor = entry_id
-                    self._on_event(ev.Event.from_fields(entry_id, fields))
+            for event in got:
+                cursor = event.id
+                self._on_event(event)
 
     def _on_event(self, event: ev.Event) -> None:
         if event.kind == "abort_requested":  # first: its previous status is "running" too
@@ -364,7 +365,7 @@ class Worker:
             self.wake.set()
         elif event.previous == "running" and event.status != "running" and not (self.draining or self.stopping):
             self.wake.set()  # a task ended somewhere: GPUs or a queue's concurrency slot may be free now
-        elif event.kind == "worker_command" and event.queue == self.name:
+        elif event.kind == "worker_command" and event.worker == self.name:
             self._command(event.status)
 
     def _command(self, command: str | None) -> None:

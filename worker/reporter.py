@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from ..queues import logs
+from ..queues.backend import streams
 from ..queues.record import MetricSummary, TaskRecord, TaskStatus
 from ..queues.store import TaskStore
 from . import queries
@@ -127,10 +127,7 @@ class Reporter:
             return True
         try:
             if lines or points:
-                with self.conn.pipeline(transaction=False) as pipe:
-                    logs.append_lines(pipe, self.task_id, lines)
-                    logs.append_metrics(pipe, self.task_id, points)
-                    pipe.execute()
+                streams.append_report(self.conn, self.task_id, lines, points)
             if changes or points:
                 self._update_record(points, changes)
         except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from ..queues import keys
-from ..queues.backend import scripts
+from ..queues.backend import queues as queue_lists
+from ..queues.backend import records
 from ..queues.record import TaskRecord
+from .gpu_holds import GpuHolds
 from .gpus import Nvml
-from .leases import GpuHolds
 
 log = logging.getLogger("trainyard.worker")
 
@@ -64,14 +64,10 @@ class Scheduler:
 
     def choose(self, queues: list[str]) -> Choice | None:
         """The next task to take (and its GPUs), or None: nothing fits now, or the line is held."""
-        with self.conn.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.lindex(keys.rq_queue(queue), 0)
-            pipe.hmget(keys.QUEUES, queues)
-            replies = pipe.execute()
-        raw_heads = replies[: len(queues)]
+        found = queue_lists.heads(self.conn, queues)
+        raw_heads = [h for h, _ in found]
         heads = [h.decode("utf-8", "replace") if h else None for h in raw_heads]
-        limits = [int(json.loads(m).get("max_running") or 0) if m else 0 for m in replies[-1]]
+        limits = [limit for _, limit in found]
         raw = dict(zip(heads, raw_heads))
         waiting = [(q, h, lim) for q, h, lim in zip(queues, heads, limits) if h]
         if not waiting:
@@ -85,7 +81,7 @@ class Scheduler:
                 if self._drop_foreign_head(queue, raw[head]) or self._set_aside(queue, raw[head]):
                     return self.choose(queues)
                 continue
-            if limit and self.conn.zcard(keys.inflight(queue)) >= limit:
+            if limit and queue_lists.running_count(self.conn, queue) >= limit:
                 continue  # this queue is at its concurrency limit: others may go on
             need = self.need(queue, record)
             memory = record.execution.gpus.min_memory_mb or 0
@@ -104,7 +100,7 @@ class Scheduler:
         """A task record that is not even JSON (corrupted, or written by hand) at the head of a queue
         would block it forever: its id leaves the queue, the record stays for a person to look at.
         A JSON record this worker's schema refuses (a newer trainyard's?) only makes it skip the queue."""
-        raw = self.conn.get(keys.task(head.decode("utf-8", "replace")))
+        raw = records.record_json(self.conn, head.decode("utf-8", "replace"))
         if raw is None:
             return False
         try:
@@ -112,7 +108,7 @@ class Scheduler:
                 return False
         except (ValueError, RecursionError):
             pass
-        removed = scripts.run(self.conn, "queue", "drop_head", [keys.rq_queue(queue)], [head, ""])
+        removed = queue_lists.drop_head(self.conn, queue, head, unless_a_task=False)
         if removed:
             log.warning("set aside %r from queue %s: its task record cannot be read", head[:40], queue)
         return bool(removed)
@@ -120,7 +116,7 @@ class Scheduler:
     def _records(self, task_ids: list[str]) -> dict[str, TaskRecord | None]:
         """Head records by id; None for a missing one or one that does not parse."""
         out: dict[str, TaskRecord | None] = {}
-        for task_id, raw in zip(task_ids, self.conn.mget([keys.task(t) for t in task_ids])):
+        for task_id, raw in zip(task_ids, records.records_json(self.conn, task_ids)):
             try:
                 out[task_id] = TaskRecord.from_json(raw) if raw is not None else None
             except ValueError as exc:
@@ -131,7 +127,7 @@ class Scheduler:
     def _drop_foreign_head(self, queue: str, head: bytes) -> bool:
         """An id at the head of a queue that is no trainyard task (a raw RQ job, a stray value)
         would block the queue forever: it is removed, never run and never deserialised."""
-        removed = scripts.run(self.conn, "queue", "drop_head", [keys.rq_queue(queue)], [head, keys.task("")])
+        removed = queue_lists.drop_head(self.conn, queue, head, unless_a_task=True)
         if removed:
             log.warning("dropped %r from queue %s: it is not a trainyard task", head[:40], queue)
         return bool(removed)

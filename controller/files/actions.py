@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from ...runtime import expr
 from ...runtime.jobrun import StepFailed, fetch_git
 from .datatorch import published_name
 from .errors import FileError, PipelineFileError, field_path
@@ -139,7 +140,58 @@ def load_action(folder: Path, wanted: str | None = None) -> tuple[str, dict]:
                 for e in exc.errors()
             ]
         ) from None
-    return name, model.model_dump(mode="json", by_alias=False, exclude={"schema_"})
+    definition = model.model_dump(mode="json", by_alias=False, exclude={"schema_"})
+    problems = [
+        FileError(file=str(path), line=line_of(lines, where), field=field_path(where), message=message)
+        for where, message in action_expression_problems(definition)
+    ]
+    if problems:
+        raise PipelineFileError(problems)
+    return name, definition
+
+
+def action_expression_problems(definition: dict[str, Any]) -> list[tuple[tuple, str]]:
+    """What validation can tell about an action file's ``${{ }}`` before it runs: names in its
+    command and args (``inputs.<declared>``, ``action.path``, the job's contexts) and input
+    defaults, which are plain values (an expression there would reach the action as its text)."""
+    declared = definition.get("inputs") or {}
+    problems: list[tuple[tuple, str]] = []
+    for name, spec in declared.items():
+        default = (spec or {}).get("default")
+        if isinstance(default, str) and expr.TEMPLATE.search(default):
+            where = ("inputs", name, "default")
+            problems.append((where, "a default is a plain value: ${{ }} is not evaluated there"))
+    runs = definition.get("runs") or {}
+    texts = [(("runs", "command"), runs.get("command"))]
+    texts += [(("runs", "args", i), arg) for i, arg in enumerate(runs.get("args") or [])]
+    for where, text in texts:
+        if not isinstance(text, str):
+            continue
+        for found in expr.expressions(text):
+            try:
+                refs = list(expr.references(expr.parse(found)))
+            except expr.ExpressionError as exc:
+                problems.append((where, str(exc)))
+                continue
+            for ref in refs:
+                problem = _action_ref_problem(ref, declared)
+                if problem:
+                    problems.append((where, f"${{{{ {'.'.join(str(p) for p in ref)} }}}}: {problem}"))
+    return problems
+
+
+def _action_ref_problem(ref: tuple, declared: dict[str, Any]) -> str | None:
+    head = ref[0]
+    if head == "action":
+        return None if ref[1:] in ((), ("path",)) else "the action's context has only action.path"
+    if head not in expr.NAMESPACES:
+        return f"unknown name {head!r} (an action's inputs are inputs.<name>)"
+    if head == "inputs":
+        if len(ref) < 2:
+            return "inputs needs a name (inputs.<name>)"
+        if str(ref[1]) not in declared:
+            return f"unknown input {ref[1]!r} (declared: {', '.join(declared) or 'none'})"
+    return None
 
 
 def _embed(folder: Path) -> dict[str, dict[str, Any]]:

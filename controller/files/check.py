@@ -35,6 +35,9 @@ _TYPE_ERRORS = {
 }
 
 
+_BRANCH_TAGS = {"str", "int", "float", "bool", "list", "dict"}  # pydantic's names of a union's plain branches
+
+
 class Checker:
     def __init__(self, filename: str, lines: Lines):
         self.filename = filename
@@ -146,7 +149,7 @@ def _data_path(data: Any, loc: tuple) -> tuple:
                 current = current[part]
                 out.append(part)
             elif part == "[key]" or last:
-                if part != "[key]":
+                if part != "[key]" and part not in _BRANCH_TAGS:  # ``action.str``: the union's other branch
                     out.append(part)
             elif part in ("if_", "schema_") and part.rstrip("_") in current:
                 out.append(part.rstrip("_"))

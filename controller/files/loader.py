@@ -8,6 +8,7 @@ to billions of values) are capped, with one clear error.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -71,6 +72,16 @@ def parse(text: str, filename: str) -> tuple[Any, Lines]:
     files too big, too deep or expanding too far."""
     if len(text) > MAX_TEXT:
         raise PipelineFileError([FileError(file=filename, message=f"too big: over {MAX_TEXT:,} characters")])
+    if filename.lower().endswith(".json"):  # JSON, not YAML: no comments, no trailing commas
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            line = getattr(exc, "lineno", None)
+            message = f"not valid JSON: {getattr(exc, 'msg', str(exc))}"
+            raise PipelineFileError([FileError(file=filename, line=line, message=message)]) from None
+        except RecursionError:
+            message = f"too deep: nested more than {MAX_DEPTH} levels deep"
+            raise PipelineFileError([FileError(file=filename, message=message)]) from None
     try:
         node = yaml.compose(text, Loader=_Loader)
     except RecursionError:

@@ -15,6 +15,7 @@ from typing import Any
 from redis import Redis
 
 from ...queues import keys
+from ...queues.backend import documents
 from ...queues.connection import resolve
 from ...queues.errors import InvalidInput, TaskNotFound
 from ..model import PipelineRun
@@ -42,13 +43,13 @@ def register(pf: PipelineFile, conn: Redis | None = None) -> dict[str, Any]:
         "actions": {k: a.model_dump(mode="json") for k, a in pf.resolved_actions.items()},
         "updated": time.time(),
     }
-    conn.hset(REGISTRY, _field(pf.project, pf.name), json.dumps(entry))
+    documents.put(conn, "pipefiles", _field(pf.project, pf.name), json.dumps(entry))
     return entry
 
 
 def entries(conn: Redis | None = None) -> list[dict[str, Any]]:
-    raw = resolve(conn).hgetall(REGISTRY)
-    return sorted((json.loads(v) for v in raw.values()), key=lambda e: (e["project"], e["name"]))
+    raw = documents.all_docs(resolve(conn), "pipefiles")
+    return sorted((json.loads(v) for v in raw), key=lambda e: (e["project"], e["name"]))
 
 
 def find(name: str, project: str | None = None, conn: Redis | None = None) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def find(name: str, project: str | None = None, conn: Redis | None = None) -> di
     if project is None and "/" in name:
         project, _, name = name.rpartition("/")
     if project is not None:
-        raw = conn.hget(REGISTRY, _field(project, name))
+        raw = documents.get(conn, "pipefiles", _field(project, name))
         if raw is None:
             raise TaskNotFound(f"no registered pipeline {name!r} in project {project!r}")
         return json.loads(raw)
@@ -73,7 +74,7 @@ def find(name: str, project: str | None = None, conn: Redis | None = None) -> di
 def unregister(name: str, project: str | None = None, conn: Redis | None = None) -> None:
     conn = resolve(conn)
     entry = find(name, project, conn)
-    conn.hdel(REGISTRY, _field(entry["project"], entry["name"]))
+    documents.drop(conn, "pipefiles", _field(entry["project"], entry["name"]))
 
 
 def load_entry(entry: dict[str, Any]) -> PipelineFile:

@@ -14,7 +14,8 @@ from ..controller.files.compile import build
 from ..controller.files.errors import PipelineFileError
 from ..controller.pipeline import run_here
 from ..controller.render import summary
-from ..queues import events, keys, logs
+from ..queues import logs
+from ..queues.backend import streams
 from ..queues.errors import InvalidInput
 from .output import ago, emit_json, json_option, say, table
 from .pairs import name_value_pairs
@@ -114,7 +115,7 @@ def _follow(conn, run_id: str, done: threading.Event) -> None:
 
     lock = threading.Lock()
     followers: dict[str, threading.Thread] = {}
-    cursor = events.last_id(conn)
+    cursor = streams.last_event_id(conn)
 
     def tail(job: str, task_id: str) -> None:
         for line in logs.follow(conn, task_id, block_s=1.0):
@@ -132,9 +133,8 @@ def _follow(conn, run_id: str, done: threading.Event) -> None:
                 thread.start()
         if finished:
             break
-        reply = conn.xread({keys.EVENTS: cursor}, block=500, count=1000)
-        for _, entries in reply or []:
-            cursor = entries[-1][0]
+        for event in streams.follow_events(conn, cursor, 0.5):
+            cursor = event.id
     for thread in followers.values():
         thread.join(timeout=30)
 

@@ -6,7 +6,8 @@ import click
 
 from ..connection import client_for, redact_url, redis_url
 from ..embedded import EmbeddedRedis
-from ..queues import keys
+from ..queues.backend import queues as queue_lists
+from ..queues.backend import records, server
 from ..settings import settings
 from .output import emit_json, json_option, say
 
@@ -46,15 +47,15 @@ def status(as_json: bool) -> None:
             say("embedded Redis is not running (start it with: trainyard up)")
         raise SystemExit(3)
     client = client_for(url)
-    info = client.info()
+    info = server.info(client)
     data = {
         "redis": redact_url(url),
         "embedded": not settings().redis_url,
         "running": True,
         "server_version": info.get("redis_version"),
         "used_memory": info.get("used_memory_human"),
-        "tasks": client.zcard(keys.ALL),
-        "queues": client.hlen(keys.QUEUES),
+        "tasks": records.counts(client, [])[1],
+        "queues": queue_lists.count(client),
     }
     if as_json:
         emit_json(data)

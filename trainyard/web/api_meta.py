@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
-from ..queues import keys
+from ..queues.backend import documents, fleet, records
+from ..queues.backend import queues as queue_lists
 from ..queues.record import TaskStatus
 from . import auth
 from .deps import COOKIE, ApiError, conn, principal
@@ -59,18 +60,11 @@ def me(who: auth.Principal = Depends(principal)) -> dict[str, Any]:
 @router.get("/overview", summary="Counts: tasks by status, queues, live workers, pipeline runs")
 def overview(redis: Redis = Depends(conn)) -> dict[str, Any]:
     statuses = [s.value for s in TaskStatus]
-    with redis.pipeline(transaction=False) as pipe:
-        for status in statuses:
-            pipe.zcard(keys.status_index(status))
-        pipe.zcard(keys.ALL)
-        pipe.hlen(keys.QUEUES)
-        pipe.scard(keys.WORKERS)
-        pipe.zcard(keys.PIPELINES)
-        replies = pipe.execute()
+    by_status, total = records.counts(redis, statuses)
     return {
-        "tasks": dict(zip(statuses, replies[: len(statuses)])),
-        "tasks_total": replies[len(statuses)],
-        "queues": replies[len(statuses) + 1],
-        "workers": replies[len(statuses) + 2],
-        "runs": replies[len(statuses) + 3],
+        "tasks": by_status,
+        "tasks_total": total,
+        "queues": queue_lists.count(redis),
+        "workers": fleet.worker_count(redis),
+        "runs": documents.run_count(redis),
     }

@@ -11,7 +11,6 @@ from redis import Redis
 
 from ..controller import runs
 from ..controller.pipeline import resume, retry_run, stop_run
-from ..queues import keys
 from ..queues.errors import InvalidInput
 from ..queues.store import TaskStore
 from . import views
@@ -25,7 +24,7 @@ trigger_router = APIRouter(prefix="/api/pipelines", tags=["pipeline files"])  # 
 @runs_router.get("", summary="Pipeline runs, newest first (paginated)")
 def list_runs(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis = Depends(conn)) -> dict[str, Any]:
     items = runs.list_runs(redis, limit, offset)
-    total = redis.zcard(keys.PIPELINES)
+    total = runs.count(redis)
     return {
         "items": [views.run_summary(r) for r in items],
         "offset": offset,
@@ -130,7 +129,7 @@ def get_file(
 @files_router.post("/validate", summary="Check a pipeline file; errors carry their line numbers (admin)")
 def validate(body: PipelineText, _admin=Depends(admin)) -> dict[str, Any]:
     """Needs the token that may create pipelines: checking costs work, and the editor is for writing."""
-    errors = _files().validate_text(body.text, filename=body.filename, resolve_actions=False)  # quick: no fetching
+    errors = _files().validate_text(body.text, filename=body.filename)  # what `pipeline validate` checks
     return {"ok": not errors, "errors": [_error_view(e) for e in errors]}
 
 

@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
-from ..queues import keys, logs
+from ..queues import logs
+from ..queues.backend import streams
 from ..queues.errors import InvalidInput
 from ..queues.record import COMMENT_MAX, NAME_MAX, TAGS_MAX, Label
 from ..queues.store import Query as TaskQuery
@@ -218,7 +219,7 @@ def get_metrics(
     redis: Redis = Depends(conn),
 ) -> dict[str, Any]:
     TaskStore(redis).get(task_id)
-    newest = redis.xrevrange(keys.metrics(task_id), count=1)
+    newest = streams.newest_metric_id(redis, task_id)
     charts: dict[str, dict[str, dict[str, list]]] = {}
     for point in logs.metric_points(redis, task_id):
         series = charts.setdefault(point["title"], {}).setdefault(point["series"], {"steps": [], "values": []})
@@ -227,7 +228,7 @@ def get_metrics(
     for title in charts.values():
         for name, series in title.items():
             title[name] = _thin(series, max_points)
-    return {"charts": charts, "last_id": newest[0][0].decode() if newest else None}
+    return {"charts": charts, "last_id": newest}
 
 
 def _thin(series: dict[str, list], most: int) -> dict[str, list]:

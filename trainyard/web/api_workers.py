@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from redis import Redis
 
-from ..queues import keys, workers
+from ..queues import workers
 from . import views
 from .deps import OFFSET, ApiError, admin, conn, limit_query
 
@@ -18,21 +18,15 @@ router = APIRouter(prefix="/api/workers", tags=["workers"])
 
 @router.get("", summary="Live workers by name (paginated; only the page's entries are read)")
 def list_workers(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    names = sorted(n.decode() for n in redis.smembers(keys.WORKERS))
-    page = names[offset : offset + limit]
-    raws = redis.mget([keys.worker(n) for n in page]) if page else []
-    gone = [n for n, r in zip(page, raws) if r is None]
-    if gone:  # expired entries: prune, as the registry does
-        redis.srem(keys.WORKERS, *gone)
+    found, total = workers.page(redis, offset, limit)  # expired entries are pruned, as the registry does
     now = time.time()
-    items = [views.worker_view(workers.WorkerInfo.model_validate_json(r), now) for r in raws if r is not None]
-    total = len(names) - len(gone)
+    items = [views.worker_view(info, now) for info in found]
     return {
         "items": items,
         "offset": offset,
         "limit": limit,
         "total": total,
-        "next_offset": offset + limit if offset + limit < len(names) else None,
+        "next_offset": offset + limit if offset + limit < total else None,
     }
 
 

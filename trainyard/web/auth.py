@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 from redis import Redis
 
-from ..queues import keys
+from ..queues.backend import documents
 from ..queues.errors import InvalidInput
 
 ROLES = ("read", "admin", "trigger")  # trigger: may only fire pipelines' manual triggers (for CI, webhooks)
@@ -62,27 +62,27 @@ def create_token(conn: Redis, user: str, role: str) -> tuple[str, TokenInfo]:
     token = "ty_" + secrets.token_urlsafe(32)
     hashed = digest(token)
     info = TokenInfo(hashed[:12], user, role, time.time())
-    conn.hset(keys.WEB_TOKENS, hashed, json.dumps(asdict(info)))
+    documents.put_token(conn, hashed, json.dumps(asdict(info)))
     return token, info
 
 
 def list_tokens(conn: Redis) -> list[TokenInfo]:
-    infos = [TokenInfo(**json.loads(raw)) for raw in conn.hvals(keys.WEB_TOKENS)]
+    infos = [TokenInfo(**json.loads(raw)) for _, raw in documents.tokens(conn)]
     return sorted(infos, key=lambda t: t.created)
 
 
 def revoke(conn: Redis, token_id: str) -> TokenInfo:
     """Remove the token whose id is ``token_id``; its browser sessions stop working at once."""
-    for hashed, raw in conn.hscan_iter(keys.WEB_TOKENS):
+    for hashed, raw in documents.tokens(conn):
         info = TokenInfo(**json.loads(raw))
         if info.id == token_id:
-            conn.hdel(keys.WEB_TOKENS, hashed)
+            documents.drop_token(conn, hashed)
             return info
     raise InvalidInput(f"no token with id {token_id!r} (see: trainyard web token list)")
 
 
 def lookup(conn: Redis, token: str) -> Principal | None:
-    raw = conn.hget(keys.WEB_TOKENS, digest(token))
+    raw = documents.token(conn, digest(token))
     if raw is None:
         return None
     info = json.loads(raw)
@@ -91,7 +91,7 @@ def lookup(conn: Redis, token: str) -> Principal | None:
 
 def ensure_admin_token(conn: Redis) -> str | None:
     """On first start: make an admin token and return it (to print once); None when one exists."""
-    if not conn.set(keys.WEB_BOOTSTRAP, "1", nx=True, ex=30):
+    if not documents.bootstrap_lock(conn, take=True):
         return None  # another process is making it right now
     try:
         if any(t.role == "admin" for t in list_tokens(conn)):
@@ -99,7 +99,7 @@ def ensure_admin_token(conn: Redis) -> str | None:
         token, _ = create_token(conn, "admin", "admin")
         return token
     finally:
-        conn.delete(keys.WEB_BOOTSTRAP)
+        documents.bootstrap_lock(conn, take=False)
 
 
 def create_session(conn: Redis, principal: Principal) -> str:
@@ -107,20 +107,20 @@ def create_session(conn: Redis, principal: Principal) -> str:
     payload = json.dumps(
         {"user": principal.user, "role": principal.role, "token": principal.token_id, "hash": principal.token_hash}
     )
-    conn.set(keys.web_session(digest(session)), payload, ex=SESSION_TTL_S)
+    documents.put_session(conn, digest(session), payload, SESSION_TTL_S)
     return session
 
 
 def session_principal(conn: Redis, session: str) -> Principal | None:
     """The session's principal, while the session lives and its token is not revoked."""
-    raw = conn.get(keys.web_session(digest(session)))
+    raw = documents.session(conn, digest(session))
     if raw is None:
         return None
     data = json.loads(raw)
-    if not conn.hexists(keys.WEB_TOKENS, data["hash"]):
+    if not documents.token_exists(conn, data["hash"]):
         return None
     return Principal(data["user"], data["role"], data["token"], data["hash"])
 
 
 def drop_session(conn: Redis, session: str) -> None:
-    conn.delete(keys.web_session(digest(session)))
+    documents.drop_session(conn, digest(session))

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..queues import keys
+from ..queues.backend import streams
 from ..queues.events import Event
 from ..queues.record import TaskRecord
 from . import views
@@ -81,19 +81,17 @@ class EventHub:
         while True:
             try:
                 if cursor == "$":
-                    newest = await self.client.xrevrange(keys.EVENTS, count=1)
-                    cursor = newest[0][0].decode() if newest else "0-0"
-                reply = await self.client.xread({keys.EVENTS: cursor}, block=BLOCK_MS, count=1000)
+                    cursor = await streams.async_last_event_id(self.client)
+                got = await streams.async_follow_events(self.client, cursor, BLOCK_MS)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away: say so once per attempt, try again shortly
                 log.warning("event reader: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    cursor = entry_id.decode()
-                    self._publish(_event_view(Event.from_fields(entry_id, fields)))
+            for event in got:
+                cursor = event.id
+                self._publish(_event_view(event))
 
     def _publish(self, event: dict) -> None:
         for sub in list(self.subscribers):
@@ -114,6 +112,7 @@ def _event_view(event: Event) -> dict[str, str]:
         "prev": event.previous,
         "project": event.project,
         "queue": event.queue,
+        "worker": event.worker,
     }
 
 
@@ -151,7 +150,7 @@ async def events(request: Request) -> StreamingResponse:
 @router.get("/tasks/{task_id}/stream", summary="Server-sent events for one task: log lines, metric points, status")
 async def task_stream(task_id: str, request: Request, log_after: str = "0-0", metric_after: str = "0-0"):
     client: aioredis.Redis = request.app.state.aioredis
-    raw = await client.get(keys.task(task_id))
+    raw = await streams.async_record_json(client, task_id)
     if raw is None:
         raise ApiError(404, "not_found", f"no task with id {task_id!r}")
     resumed = request.headers.get("last-event-id", "")
@@ -163,49 +162,29 @@ async def task_stream(task_id: str, request: Request, log_after: str = "0-0", me
             raise ApiError(422, "invalid", f"bad stream cursor {value!r} (like 1700000000000-0)")
 
     async def stream() -> AsyncIterator[str]:
-        cursors = {keys.log(task_id): log_after, keys.metrics(task_id): metric_after}
-        newest = await client.xrevrange(keys.EVENTS, count=1)
-        cursors[keys.EVENTS] = newest[0][0].decode() if newest else "0-0"
+        cursors = {"log": log_after, "metrics": metric_after}
+        cursors["events"] = await streams.async_last_event_id(client)
         yield sse(views.task_summary(TaskRecord.from_json(raw)), event="task")
         while True:
-            reply = await client.xread(cursors, block=BLOCK_MS, count=1000)
-            if not reply:
+            chunks = await streams.async_follow_task(client, task_id, cursors, BLOCK_MS)
+            if not chunks:
                 yield ": keepalive\n\n"
                 continue
             changed = False
-            for stream_key, entries in reply:
-                name = stream_key.decode()
-                cursors[name] = entries[-1][0].decode()
-                if name == keys.EVENTS:
-                    changed = changed or any(f.get(b"task") == task_id.encode() for _, f in entries)
-                    continue
-                mark = f"{cursors[keys.log(task_id)]}|{cursors[keys.metrics(task_id)]}"
-                if name == keys.log(task_id):
-                    yield sse({"lines": [_line(i, f) for i, f in entries]}, event="log", event_id=mark)
+            for kind, items, mark in chunks:
+                if kind == "events":
+                    changed = changed or any(e.task_id == task_id for e in items)
+                elif kind == "log":
+                    lines = [{"id": line.id, "stream": line.stream, "text": line.text} for line in items]
+                    yield sse({"lines": lines}, event="log", event_id=mark)
                 else:
-                    yield sse({"points": [_point(f) for _, f in entries]}, event="metric", event_id=mark)
+                    points = [{k: p[k] for k in ("title", "series", "value", "step")} for p in items]
+                    yield sse({"points": points}, event="metric", event_id=mark)
             if changed:
-                fresh = await client.get(keys.task(task_id))
+                fresh = await streams.async_record_json(client, task_id)
                 if fresh is None:
                     yield sse({"id": task_id}, event="deleted")
                     return
                 yield sse(views.task_summary(TaskRecord.from_json(fresh)), event="task")
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE_HEADERS)
-
-
-def _point(fields: dict) -> dict[str, Any]:
-    return {
-        "title": fields[b"t"].decode(),
-        "series": fields[b"s"].decode(),
-        "value": float(fields[b"v"]),
-        "step": int(fields[b"i"]) if b"i" in fields else None,
-    }
-
-
-def _line(entry_id: bytes, fields: dict) -> dict[str, str]:
-    return {
-        "id": entry_id.decode(),
-        "stream": fields.get(b"s", b"out").decode(),
-        "text": fields.get(b"l", b"").decode(errors="replace"),
-    }

@@ -16,6 +16,7 @@
     [/^\/studies\/([0-9a-zA-Z_-]+)$/, "study", "studies"],
     [/^\/studies$/, "studies", "studies"],
     [/^\/compare$/, "compare", "tasks"],
+    [/^\/services$/, "services", "services"],
   ];
   let cleanup = null;
 

@@ -104,7 +104,7 @@
     }
     load();
     const timer = setInterval(load, 2000); // a worker reports with each heartbeat (~2 s)
-    const off = TY.onChange((ev) => { if (ev.kind.startsWith("worker") && ev.queue === name) load(); });
+    const off = TY.onChange((ev) => { if (ev.kind.startsWith("worker") && ev.worker === name) load(); });
     return () => { closed = true; clearInterval(timer); off(); if (plots) plots.list.forEach((p) => p.destroy()); };
   };
 })();

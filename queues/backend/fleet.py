@@ -1,0 +1,185 @@
+"""The fleet: worker registry entries, claims (which worker holds which task) and GPU holds."""
+
+from __future__ import annotations
+
+import time
+
+from redis import Redis
+
+from .. import keys
+from . import scripts, streams
+
+
+# -- worker registry -----------------------------------------------------------------------------
+def add_worker(conn: Redis, name: str, entry_json: str, fleet_json: str, ttl_ms: int, only_new: bool) -> bool:
+    """Write a worker's entry (only when no live one holds the name, with ``only_new``), remember
+    it in the fleet (``fleet_json``: what tells a lost worker later) and announce it with a
+    ``worker_up`` event; False when ``only_new`` and the name is taken."""
+    if only_new:
+        if not conn.set(keys.worker(name), entry_json, nx=True, px=ttl_ms):
+            return False
+    else:
+        conn.set(keys.worker(name), entry_json, px=ttl_ms)
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.sadd(keys.WORKERS, name)
+        pipe.hset(keys.FLEET, name, fleet_json)
+        pipe.srem(keys.DRAINING, name)  # a new worker under an old name is not draining
+        streams.publish_worker(pipe, "worker_up", name, "up")
+        pipe.execute()
+    return True
+
+
+def worker_entry(conn: Redis, name: str) -> bytes | None:
+    """A live worker's entry (JSON), or None."""
+    return conn.get(keys.worker(name))
+
+
+def worker_entries(conn: Redis, names: list[str]) -> list[bytes | None]:
+    return conn.mget([keys.worker(n) for n in names]) if names else []
+
+
+def worker_names(conn: Redis) -> list[str]:
+    """Registered worker names, sorted (some entries may have expired: see ``prune_workers``)."""
+    return sorted(n.decode() for n in conn.smembers(keys.WORKERS))
+
+
+def prune_workers(conn: Redis, gone: list[str]) -> None:
+    """Forget names whose entries expired."""
+    if gone:
+        conn.srem(keys.WORKERS, *gone)
+        conn.srem(keys.DRAINING, *gone)
+
+
+def set_worker_state(conn: Redis, name: str, entry_json: str, state: str, ttl_ms: int) -> None:
+    """Write the entry and announce its new state (draining, stopping) with a ``worker_state`` event."""
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.set(keys.worker(name), entry_json, px=ttl_ms)
+        streams.publish_worker(pipe, "worker_state", name, state)
+        pipe.execute()
+
+
+def send_worker_command(conn: Redis, name: str, entry_json: str, command: str, ttl_ms: int) -> None:
+    """Write the entry carrying ``command`` (keeping its expiry), mark the worker draining (from
+    that moment its claims refuse new work, whether or not it has seen the command) and tell it
+    by an event, in one transaction."""
+    ttl = conn.pttl(keys.worker(name))
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.sadd(keys.DRAINING, name)
+        pipe.set(keys.worker(name), entry_json, px=ttl if ttl and ttl > 0 else ttl_ms)
+        streams.publish_worker(pipe, "worker_command", name, command)
+        pipe.execute()
+
+
+def is_draining(conn: Redis, name: str) -> bool:
+    """Has the worker been marked draining (its claims refuse new work)?"""
+    return bool(conn.sismember(keys.DRAINING, name))
+
+
+def heartbeat(conn: Redis, name: str, entry_json: str, ttl_ms: int, now: float, claimed: list[str]) -> None:
+    """Refresh the entry and this worker's claims (``claimed``: task id / process group pairs,
+    the group "" when unknown) in one round trip."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.set(keys.worker(name), entry_json, px=ttl_ms)
+        pipe.sadd(keys.WORKERS, name)
+        if claimed:
+            scripts.run(conn, "claims", "refresh", [keys.CLAIMS], [name, repr(now), *claimed], client=pipe)
+        pipe.execute()
+
+
+def remove_worker(conn: Redis, name: str) -> None:
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.worker(name))
+        pipe.srem(keys.WORKERS, name)
+        pipe.srem(keys.DRAINING, name)
+        pipe.hdel(keys.FLEET, name)  # a clean exit: not lost
+        streams.publish_worker(pipe, "worker_down", name, "down")
+        pipe.execute()
+
+
+def lost_workers(conn: Redis) -> dict[str, str]:
+    """Fleet members whose entry expired without a clean exit: name -> their fleet entry (JSON)."""
+    fleet = {k.decode(): v.decode() for k, v in conn.hgetall(keys.FLEET).items()}
+    if not fleet:
+        return {}
+    names = list(fleet)
+    alive = conn.mget([keys.worker(n) for n in names])
+    return {n: fleet[n] for n, raw in zip(names, alive) if raw is None}
+
+
+def forget_worker(conn: Redis, name: str, seen: str) -> None:
+    """Drop a lost worker from the fleet, unless a new worker took the name meanwhile."""
+
+    def drop(pipe) -> None:
+        current = pipe.hget(keys.FLEET, name)
+        pipe.multi()
+        if current is not None and current.decode() == seen:
+            pipe.hdel(keys.FLEET, name)
+
+    conn.transaction(drop, keys.FLEET)
+
+
+def worker_count(conn: Redis) -> int:
+    return conn.scard(keys.WORKERS)
+
+
+# -- claims ----------------------------------------------------------------------------------------
+def put_claim(conn: Redis, task_id: str, claim_json: str) -> None:
+    """Record that a worker holds ``task_id`` (a local pipeline controller claims its own run)."""
+    conn.hset(keys.CLAIMS, task_id, claim_json)
+
+
+# -- GPU holds -------------------------------------------------------------------------------------
+def hold_gpus(
+    conn: Redis,
+    host: str,
+    task_id: str,
+    worker: str,
+    gpus: list[int],
+    memory_mb: int,
+    ttl_s: float,
+    share: int,
+    totals_mb: list[int],
+) -> bool:
+    """Hold ``gpus`` of ``host`` for ``task_id`` (all or none)."""
+    got = scripts.run(
+        conn,
+        "gpus",
+        "hold",
+        [keys.gpu_holds(host, g) for g in gpus],
+        [task_id, worker, int(memory_mb), time.time(), ttl_s, max(1, share), *totals_mb],
+    )
+    return int(got) == 0
+
+
+def refresh_gpu_holds(conn: Redis, host: str, worker: str, holds: dict[str, tuple[list[int], int]], ttl_s: float):
+    """Keep the holds of running tasks alive: ``{task id: (gpus, memory MB)}``."""
+    expires = time.time() + ttl_s
+    with conn.pipeline(transaction=False) as pipe:
+        for task_id, (gpus, memory) in holds.items():
+            for gpu in gpus:
+                pipe.hset(keys.gpu_holds(host, gpu), task_id, f"{worker}|{int(memory)}|{expires:.3f}")
+        pipe.execute()
+
+
+def release_gpus(conn: Redis, host: str, task_id: str, worker: str, gpus: list[int]) -> None:
+    """Drop ``worker``'s holds for ``task_id`` (never another worker's hold on the same task)."""
+    scripts.run(conn, "gpus", "release", [keys.gpu_holds(host, g) for g in gpus], [task_id, worker])
+
+
+def gpu_holders(conn: Redis, host: str, gpus: list[int]) -> dict[int, dict[str, tuple[str, int]]]:
+    """Live holds per GPU: ``{gpu: {task id: (worker, declared memory MB)}}`` (expired ones left out)."""
+    now = time.time()
+    with conn.pipeline(transaction=False) as pipe:
+        for gpu in gpus:
+            pipe.hgetall(keys.gpu_holds(host, gpu))
+        replies = pipe.execute()
+    out: dict[int, dict[str, tuple[str, int]]] = {}
+    for gpu, holds in zip(gpus, replies):
+        live = {}
+        for field, value in holds.items():
+            worker, _, rest = value.decode().partition("|")
+            memory, _, expires = rest.rpartition("|")
+            if float(expires or 0) >= now:
+                live[field.decode()] = (worker, int(memory or 0))
+        out[gpu] = live
+    return out
