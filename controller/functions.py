@@ -47,10 +47,12 @@ _RESERVED_TASK_KWARGS = (
 
 # The script's last block: the runtime (trainyard.runtime.funcstep, on every task's path as
 # ``trainyard_runtime``) reads the arguments, calls the function and stores its outputs.
+DEFAULT_RUNNER = "trainyard_runtime.funcstep:run_step"
+_RUNNER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*")
 _STUB = """\
 if __name__ == "__main__":
     from trainyard import current_task as _trainyard_current_task
-    from trainyard_runtime.funcstep import run_step as _trainyard_run_step
+    from {runner_module} import {runner_name} as _trainyard_run_step
 
     _trainyard_run_step(_trainyard_current_task(), {function}, {section!r}, {returns!r})
 """
@@ -68,8 +70,15 @@ def function_spec(
     returns: Sequence[str] = (),
     name: str | None = None,
     requirements: Sequence[str] = (),
+    runner: str = DEFAULT_RUNNER,
 ) -> FunctionSpec:
-    """Turn a module-level function into a :class:`FunctionSpec` whose ``source`` is a standalone step script."""
+    """Turn a module-level function into a :class:`FunctionSpec` whose ``source`` is a standalone step script.
+
+    ``runner`` (``module:function``, importable in the step) is called as ``runner(task, function,
+    section, returns)`` to run it; the default stores JSON return values as outputs.
+    """
+    if not isinstance(runner, str) or not _RUNNER.fullmatch(runner):
+        raise InvalidInput(f"function step runner {runner!r} must be 'module:function'")
     func = _check_function(func)
     return_names = _check_returns(func, returns)
     step_name = name if name is not None else func.__name__
@@ -94,7 +103,7 @@ def function_spec(
         depth = len(package.split(".")) if package else 0
         if 0 < depth <= len(rel.parts):
             bootstrap_depth = depth  # the package root is inside the checkout: put it on sys.path
-    source = _build_source(func, module, node, return_names, package, bootstrap_depth)
+    source = _build_source(func, module, node, return_names, package, bootstrap_depth, runner)
     return FunctionSpec(
         name=step_name,
         source=source,
@@ -516,7 +525,13 @@ class _RelativeImports(ast.NodeTransformer):
 
 
 def _build_source(
-    func: Any, module: _Module, node: ast.FunctionDef, returns: list[str], package: str, bootstrap_depth: int
+    func: Any,
+    module: _Module,
+    node: ast.FunctionDef,
+    returns: list[str],
+    package: str,
+    bootstrap_depth: int,
+    runner: str = DEFAULT_RUNNER,
 ) -> str:
     """The standalone script: imports, the function with its helpers and constants, the runner stub."""
     imports = _Imports(module, package)
@@ -572,6 +587,8 @@ def _build_source(
         blocks.append("\n".join(constants))
     blocks.append(
         _STUB.format(
+            runner_module=runner.partition(":")[0],
+            runner_name=runner.partition(":")[2],
             section=KWARGS_SECTION,
             function=node.name,
             returns=returns,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -27,9 +28,9 @@ from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
 from ..queues.record import TaskRecord, TaskType
 from ..queues.store import TaskStore
 from ..queues.task import Task
-from . import dag, runs
+from . import dag, run_store
 from .engine import Controller, check_queues
-from .model import PipelineRun, StepSpec
+from .model import PipelineRun, StepSpec, StepState
 from .refs import find_references
 
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -141,17 +142,25 @@ class Pipeline:
         force_rerun: bool = False,
         mode: str | None = None,
         docker_image: str | None = None,
+        parameter_override: Mapping[str, Any] | None = None,
+        runner: str | None = None,
     ) -> Pipeline:
         """A step that runs ``function(**kwargs)`` as a task; ``returns`` names its return values,
-        which later steps reference as ``${name.<return>}``."""
-        from .functions import function_spec, step_arguments
+        which later steps reference as ``${name.<return>}``. ``parameter_override`` sets more of the
+        step task's parameters (references allowed); ``runner`` (``module:function``) replaces the
+        in-task code that calls the function (see ``functions.function_spec``)."""
+        from ..queues.params import check_parameters
+        from .functions import DEFAULT_RUNNER, function_spec, step_arguments
 
-        fn = function_spec(function, returns=list(returns), name=name, requirements=list(requirements))
+        fn = function_spec(
+            function, returns=list(returns), name=name, requirements=list(requirements), runner=runner or DEFAULT_RUNNER
+        )
         step_arguments(fn, kwargs)  # argument names and JSON values are checked now, not at launch
         spec = StepSpec(
             name=name,
             function=fn,
             kwargs=dict(kwargs or {}),
+            parameter_override=check_parameters(parameter_override or {}),
             returns=list(returns),
             parents=list(parents),
             queue=queue,
@@ -252,7 +261,7 @@ class Pipeline:
             controller_queue=controller_queue,
             local_queue=local_queue,
         )
-        runs.save(conn, run)
+        run_store.save(conn, run)
         self.run_id = run.id
         return run
 
@@ -274,6 +283,65 @@ class Pipeline:
         run = self._new_run(None, local_queue, force_rerun)
         return run_here(self.connection, run.id, self.callbacks)
 
+    def start_in_task(
+        self, task_id: str, run_steps_locally: bool = False, force_rerun: bool = False, **parameters: Any
+    ) -> PipelineRun:
+        """Run the controller in this process as ``task_id``: a task that is running as this very
+        process (a script that builds its pipeline and runs it as its own task, the way ClearML's
+        controllers do; ``trainyard.clearml`` uses this). Its run id is the task id; a run of that
+        task that exists already is resumed, and its finished steps are not run again."""
+        self._set_parameters(parameters)
+        conn = self.connection
+        try:
+            run = run_store.load(conn, task_id)
+        except TaskNotFound:
+            self.validate()
+            local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
+            run = PipelineRun(
+                id=task_id,
+                name=self.name,
+                project=self.project,
+                version=self.version,
+                parameters=dict(self.parameters),
+                default_queue=self.default_queue,
+                abort_on_failure=self.abort_on_failure,
+                force_rerun=force_rerun,
+                steps=dict(self.steps),
+                controller_queue=Task.get(task_id, conn).data.execution.queue,
+                local_queue=local_queue,
+            )
+            if local_queue is None:
+                check_queues(conn, run)
+            run_store.save(conn, run)
+        self.run_id = run.id
+        return run_here(conn, run.id, self.callbacks, hold=False)
+
+    def open_in_task(self, task_id: str, run_steps_locally: bool = False, force_rerun: bool = False) -> OpenRun:
+        """Like :meth:`start_in_task`, but the run takes its steps while it runs: the controller
+        runs in a thread of this process, :meth:`OpenRun.add_step` adds a step (built here with
+        ``add_step`` / ``add_function_step``), :meth:`OpenRun.wait_step` blocks until one is over,
+        and :meth:`OpenRun.close` ends the run once its steps are over (ClearML's decorator
+        pipelines, whose steps are known only when the pipeline function calls them)."""
+        conn = self.connection
+        local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
+        if local_queue is None and self.default_queue:
+            Broker(conn).require(self.default_queue)
+        run = PipelineRun(
+            id=task_id,
+            name=self.name,
+            project=self.project,
+            version=self.version,
+            parameters=dict(self.parameters),
+            default_queue=self.default_queue,
+            abort_on_failure=self.abort_on_failure,
+            force_rerun=force_rerun,
+            controller_queue=Task.get(task_id, conn).data.execution.queue,
+            local_queue=local_queue,
+        )
+        run_store.save(conn, run)
+        self.run_id = run.id
+        return OpenRun(self, Controller(conn, run.id, self.callbacks, open_ended=True))
+
     def _set_parameters(self, values: Mapping[str, Any]) -> None:
         for key, value in values.items():
             if key not in self.parameters:
@@ -287,7 +355,7 @@ class Pipeline:
         if self.run_id is None:
             raise InvalidInput("the pipeline has not been started")
         Task.get(self.run_id, self.connection).wait(timeout=timeout)
-        return runs.load(self.connection, self.run_id)
+        return run_store.load(self.connection, self.run_id)
 
     def stop(self) -> None:
         """Stop the run: its controller aborts the running steps and skips the rest."""
@@ -299,17 +367,52 @@ class Pipeline:
     def run(self) -> PipelineRun:
         if self.run_id is None:
             raise InvalidInput("the pipeline has not been started")
-        return runs.load(self.connection, self.run_id)
+        return run_store.load(self.connection, self.run_id)
+
+
+class OpenRun:
+    """A run whose controller runs in a thread of this process and takes steps as they come."""
+
+    def __init__(self, pipeline: Pipeline, controller: Controller):
+        self.pipeline = pipeline
+        self.controller = controller
+        self.result: PipelineRun | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"pipeline-{controller.run_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = run_here(self.controller.conn, self.controller.run_id, hold=False, controller=self.controller)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()
+            self._error = exc
+            self.controller._notify(over=True)
+
+    def add_step(self, name: str) -> None:
+        """Launch the pipeline's step ``name`` (added to it with add_step / add_function_step)."""
+        self.controller.add_step(self.pipeline.steps[name])
+
+    def wait_step(self, name: str, timeout: float | None = None) -> StepState:
+        return self.controller.wait_step(name, timeout)
+
+    def close(self) -> PipelineRun:
+        """No more steps; wait for the run to end and return it."""
+        self.controller.close()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self.result is not None
+        return self.result
 
 
 def stop_run(conn: Redis, run_id: str) -> PipelineRun:
     """Stop a run: a flag its controller checks and an abort of the controller's task; a run whose
     controller is gone (never started, crashed, aborted while queued) is ended here and now."""
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     documents.set_stop(conn, run_id, True)
     with contextlib.suppress(TrainyardError):  # already finished, or not started: the flag is enough
         Task.get(run.id, conn).abort("pipeline stopped")
-    return end_if_orphaned(conn, runs.load(conn, run_id), "aborted", "aborted: the pipeline was stopped")
+    return end_if_orphaned(conn, run_store.load(conn, run_id), "aborted", "aborted: the pipeline was stopped")
 
 
 def end_if_orphaned(conn: Redis, run: PipelineRun, status: str = "failed", reason: str | None = None) -> PipelineRun:
@@ -329,7 +432,7 @@ def end_if_orphaned(conn: Redis, run: PipelineRun, status: str = "failed", reaso
 
 def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> PipelineRun:
     """Mark failed, aborted and skipped steps (or ``steps``) and everything downstream as pending."""
-    run = end_if_orphaned(conn, runs.load(conn, run_id))
+    run = end_if_orphaned(conn, run_store.load(conn, run_id))
     if run.status == "running":
         raise InvalidInput(f"pipeline run {run_id} is still running")
     roots = set(steps) if steps else {n for n, s in run.state.items() if s.status in ("failed", "aborted", "skipped")}
@@ -342,26 +445,36 @@ def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> P
         run.state[name] = StepState()
     run.status, run.message, run.ended = "pending", None, None
     documents.set_stop(conn, run_id, False)
-    runs.save(conn, run)
+    run_store.save(conn, run)
     return run
 
 
-def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = None) -> PipelineRun:
+def run_here(
+    conn: Redis,
+    run_id: str,
+    callbacks: dict[str, Callable] | None = None,
+    hold: bool = True,
+    controller: Controller | None = None,
+) -> PipelineRun:
     """Run (or resume) a run's controller in this process; its steps run on an in-process
-    worker when the run was started with ``run_steps_locally``."""
+    worker when the run was started with ``run_steps_locally``. With ``hold`` this process also
+    runs the controller task (it heartbeats and ends it); without, something else does (a worker)."""
     from ..queues.queue import Queue
     from .local import LocalController, step_worker
 
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     local_queue = run.local_queue
     drain = thread = None
     try:
         if local_queue:
             Broker(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
             drain, thread = step_worker(conn, local_queue)
+        controller = controller or Controller(conn, run_id, callbacks)
+        if not hold:
+            return controller.execute()
         with LocalController(conn, run_id) as holder:
             try:
-                result = Controller(conn, run_id, callbacks).execute()
+                result = controller.execute()
             except BaseException as exc:
                 holder.finish("failed", f"controller error: {exc}")
                 raise
@@ -378,7 +491,7 @@ def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = N
 def resume(conn: Redis, run_id: str) -> PipelineRun | None:
     """Start a run's controller again the way it ran: on its services queue (returns None), or
     here (returns the finished run). Finished steps are never re-run."""
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     task = Task.get(run_id, conn)
     if task.status.value in ("queued", "running"):
         raise InvalidInput(f"pipeline run {run_id}'s controller is {task.status.value} already")

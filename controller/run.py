@@ -7,11 +7,11 @@ SIGTERM (abort of the controller task) stops the pipeline: its running steps are
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import traceback
 
+from ..queues import config
 from ..queues.connection import default_connection
 from .engine import Controller
 from .render import summary
@@ -19,7 +19,7 @@ from .render import summary
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    run_id = argv[0] if argv else os.environ.get("TRAINYARD_TASK_ID")
+    run_id = argv[0] if argv else config.current().task_id
     if not run_id:
         print("usage: python -m trainyard.controller.run RUN_ID", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ from ..queues.errors import TaskNotFound, TrainyardError
 from ..queues.record import TaskType
 from ..queues.store import TaskStore
 from ..queues.task import Task
-from . import runs
+from . import run_store
 from .files import registry
 from .files.cron import next_tick
 from .files.schema import PipelineFile
@@ -147,7 +147,7 @@ class TriggerService:
     def _details(self, event: events.Event, kind: str) -> dict[str, Any] | None:
         try:
             if kind == "pipeline":
-                run = runs.load(self.conn, event.task_id)
+                run = run_store.load(self.conn, event.task_id)
                 return {"name": run.name, "tags": [], "pipeline": run.name}
             record = TaskStore(self.conn).get(event.task_id)
         except TaskNotFound:
@@ -155,7 +155,7 @@ class TriggerService:
         pipeline = None
         if "pipeline-file" in record.tags and record.parent:
             with contextlib.suppress(TaskNotFound):
-                pipeline = runs.load(self.conn, record.parent).name
+                pipeline = run_store.load(self.conn, record.parent).name
         return {"name": record.name, "tags": record.tags, "pipeline": pipeline, "type": record.type.value}
 
     # -- bookkeeping ------------------------------------------------------------------------------

@@ -113,8 +113,16 @@ class AlertRule(BaseModel):
 def add_rule(conn: Redis, rule: AlertRule) -> AlertRule:
     if rule.queue and not Broker(conn).exists(rule.queue):
         raise InvalidInput(f"no queue named {rule.queue!r}: an alert rule can only watch a queue that exists")
-    conn.hset(keys.ALERT_RULES, rule.id, rule.model_dump_json())
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.ALERT_RULES, rule.id, rule.model_dump_json())
+        pipe.incr(keys.ALERT_RULES_VERSION)
+        pipe.execute()
     return rule
+
+
+def rules_version(conn: Redis) -> int:
+    """Changes with every rule added or removed (services re-read the rules when it moves)."""
+    return int(conn.get(keys.ALERT_RULES_VERSION) or 0)
 
 
 def rules(conn: Redis) -> list[AlertRule]:
@@ -130,7 +138,11 @@ def get_rule(conn: Redis, rule_id: str) -> AlertRule:
 
 
 def remove_rule(conn: Redis, rule_id: str) -> None:
-    if not conn.hdel(keys.ALERT_RULES, rule_id):
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.hdel(keys.ALERT_RULES, rule_id)
+        pipe.incr(keys.ALERT_RULES_VERSION)
+        removed, _ = pipe.execute()
+    if not removed:
         raise InvalidInput(f"no alert rule {rule_id!r}")
 
 

@@ -17,6 +17,11 @@ class TaskNotFound(TrainyardError):
     """No task with that id, or no task matching project and name."""
 
 
+class PipelineNotFound(TaskNotFound):
+    """No pipeline run with that id, or no registered pipeline file with that name (a TaskNotFound
+    to callers that treat every missing thing alike: the web app's 404)."""
+
+
 class QueueNotFound(TrainyardError):
     """The queue does not exist (and was not asked to be created)."""
 

@@ -31,13 +31,10 @@ from .store import Query, TaskStore, new_task_id
 
 
 def _user() -> str | None:
-    import getpass
-    import os
+    from .config import current
 
-    try:
-        return os.environ.get("TRAINYARD_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return None
+    user = current().user
+    return None if user == "unknown" else user
 
 
 class Task:

@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 
 from trainyard import Task
-from trainyard.controller import runs
+from trainyard.controller import run_store
 from trainyard.controller.model import PipelineRun
 from trainyard.queues import keys
 
@@ -84,7 +84,7 @@ def wait_run(conn: redis.Redis, run_id: str, predicate, timeout: float = 120) ->
     cursor = "0-0"
     while time.monotonic() < deadline:
         try:
-            run = runs.load(conn, run_id)
+            run = run_store.load(conn, run_id)
             if predicate(run):
                 return run
         except Exception:  # not saved yet
@@ -92,4 +92,4 @@ def wait_run(conn: redis.Redis, run_id: str, predicate, timeout: float = 120) ->
         reply = conn.xread({keys.EVENTS: cursor}, block=500, count=1000)
         for _, entries in reply or []:
             cursor = entries[-1][0]
-    raise AssertionError(f"run {run_id} never got there: {runs.load(conn, run_id)}")
+    raise AssertionError(f"run {run_id} never got there: {run_store.load(conn, run_id)}")

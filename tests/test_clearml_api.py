@@ -258,3 +258,21 @@ def test_a_script_registers_itself_reports_and_runs_remotely_after_execute_remot
         worker.stop()
     found = Task.get_tasks(project_name="demo", task_name=r"lr=0\.\d", task_filter={"status": ["completed"]})
     assert [t.name for t in found] == ["train lr=0.5"]
+
+
+def test_a_function_step_returning_what_only_pickle_can_carry_stops_with_one_line(in_task, capsys):
+    from trainyard.clearml.steps import run_step
+    from trainyard.runtime.task_api import current_task
+
+    class Model:
+        pass
+
+    def train(rows):
+        return Model()
+
+    in_task({"kwargs/rows": 3})
+    with pytest.raises(SystemExit) as stopped:
+        run_step(current_task(), train, "kwargs", ["model"])
+    assert str(stopped.value).startswith(
+        "trainyard: step function train(): artifact 'model': a test_clearml_api.Model can only be stored with pickle"
+    )

@@ -17,7 +17,7 @@ from gitrepo import commit, git, make_repo
 from workerproc import WorkerProcess
 
 from trainyard import Queue, Task
-from trainyard.controller import runs
+from trainyard.controller import run_store
 from trainyard.controller.files import load_file, load_text, run_here
 from trainyard.controller.files.errors import PipelineFileError
 from trainyard.queues import logs
@@ -84,10 +84,10 @@ def test_examples_on_workers_give_30_and_15(conn, actions, tmp_path, run_cli):
         for run_id in ids.values():
             Task.get(run_id, conn).wait(timeout=120)
     for name, run_id in ids.items():
-        assert runs.load(conn, run_id).status == "completed", (name, runs.load(conn, run_id).message)
-    assert outputs(conn, runs.load(conn, ids["average_outputs.yaml"]))["average"] == {"sum": 30, "result": 15}
-    assert "10 + 20 = 30" in log_text(conn, runs.load(conn, ids["add.yaml"]), "add")
-    assert "30 / 2 = 15" in log_text(conn, runs.load(conn, ids["average.yaml"]), "average")
+        assert run_store.load(conn, run_id).status == "completed", (name, run_store.load(conn, run_id).message)
+    assert outputs(conn, run_store.load(conn, ids["average_outputs.yaml"]))["average"] == {"sum": 30, "result": 15}
+    assert "10 + 20 = 30" in log_text(conn, run_store.load(conn, ids["add.yaml"]), "add")
+    assert "30 / 2 = 15" in log_text(conn, run_store.load(conn, ids["average.yaml"]), "average")
 
 
 def test_dextr_is_refused_with_one_line_naming_the_web_feature(actions, run_cli):
@@ -121,9 +121,11 @@ def test_datatorch_syntax_beside_trainyards(conn, actions, tmp_path):
     make_repo(
         actions / "acme" / "echo",
         {
-            "action-datatorch.yaml": "name: Echo\ninputs:\n  text: {type: string}\nruns: {using: python, main: m.py}\n",
-            "m.py": "import datatorch\nfrom datatorch.utils.files import mkdir_exists\n"
-            "from datatorch import agent\nmkdir_exists(agent.directories().temp)\n"
+            "action-datatorch.yaml": "name: Echo\ninputs:\n  text: {type: string}\n"
+            "  where: {type: string, default: '${{ directory.temp }}/echo'}\nruns: {using: python, main: m.py}\n",
+            "m.py": "import datatorch\nfrom datatorch.utils.files import mkdir_exists\nfrom datatorch import agent\n"
+            "assert datatorch.get_input('where') == agent.directories().temp + '/echo', datatorch.get_inputs()\n"
+            "mkdir_exists(datatorch.get_input('where'))\n"
             "datatorch.set_output('said', datatorch.get_input('text') + ' (first)')\n",
         },
     )
@@ -247,3 +249,85 @@ def test_stand_in_client_is_standard_library_only():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"importlib", "json", "os", "sys", "types"}
+
+
+def test_latest_is_fetched_again_for_every_run_of_a_registered_file(conn, actions, tmp_path):
+    """A registered file's @latest action: each triggered run is pinned to the default branch's commit
+    at that moment, not to the one seen at registration (a moved branch would fail the run)."""
+    from trainyard import Queue
+    from trainyard.controller.files import submit, trigger
+
+    Queue.create("services")
+    Queue.create("default")
+    repo = actions / "acme" / "hello"
+    first = make_repo(repo, {"action-datatorch.yaml": "name: Hi\nruns: {using: cmd, command: echo hi}\n"})
+    text = "name: latest\njobs:\n  a:\n    steps:\n      - action: acme/hello@latest\n"
+
+    def pinned(run_id: str) -> str:
+        job = run_store.load(conn, run_id).steps["a"].template["configuration"]["trainyard.job"]
+        [action] = job["actions"].values()
+        return action["sha"]
+
+    assert pinned(submit(load_text(text, "latest.yaml"), conn=conn)) == first
+    second = commit(repo, {"README.md": "moved on\n"}, "second")
+    assert pinned(trigger("latest", conn=conn)) == second
+
+
+def test_stand_in_serves_what_published_actions_import(tmp_path):
+    """The imports of DataTorch's published actions (add, download-file, dextr, import-coco) load;
+    local calls work; the first call needing its web service ends the process with one line."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "entry.py"
+    script.write_text(
+        "import datatorch\n"
+        "from datatorch import agent, set_output, get_inputs, ApiClient\n"
+        "from datatorch.api.api import ApiClient as Client2\n"
+        "from datatorch.api.entity.sources.image import Segmentations, segmentations\n"
+        "from datatorch.api.scripts.import_coco import import_coco\n"
+        "from datatorch.utils.files import mkdir_exists\n"
+        "import datatorch.core\n"
+        "assert datatorch.get_input('n') == 2 and get_inputs() == {'n': 2}\n"
+        "mkdir_exists(agent.directories().temp)\n"
+        "set_output('ok', {'base': datatorch.core.BASE_URL})\n"
+        "s = Segmentations()\n"
+        "print('never here')\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "TRAINYARD_RUN_DIR": str(tmp_path)}
+    env["PYTHONPATH"] = str(REPO / "trainyard" / "runtime" / "datatorch_path")
+    proc = subprocess.run([sys.executable, str(script), '{"n": 2}'], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert proc.stdout == '::ok::{"base": "https://datatorch.io"}\n'
+    assert proc.stderr.strip().splitlines() == [
+        "datatorch: datatorch.api.entity.sources.image.Segmentations() needs DataTorch's web service, which trainyard"
+        " does not have (only get_inputs, get_input, set_output, agent.directories and utils.files work here)"
+    ]
+    assert (tmp_path / "tmp").is_dir()
+
+
+def test_node_actions_run_with_their_inputs_as_json(conn, tmp_path):
+    """DataTorch declares node actions but never ran them (its NodeRunner is empty); trainyard runs
+    ``node <main> '<inputs json>'`` with the INPUT_* variables, like its python actions."""
+    import shutil
+
+    if shutil.which("node") is None:
+        pytest.skip("no node on this machine (apt-get install nodejs)")
+    folder = tmp_path / "actions" / "count"
+    folder.mkdir(parents=True)
+    (folder / "action-datatorch.yaml").write_text(
+        "name: Count\ninputs:\n  items: {type: array, required: true}\nruns: {using: node, main: index.js}\n"
+    )
+    (folder / "index.js").write_text(
+        "const inputs = JSON.parse(process.argv[process.argv.length - 1]);\n"
+        "console.log(`::count::${inputs.items.length}`);\n"
+        "console.log(`env saw ${process.env.INPUT_ITEMS}`);\n"
+    )
+    text = (
+        "name: node\njobs:\n  a:\n    steps:\n      - name: Count It\n        action: ./actions/count\n"
+        "        inputs: {items: [1, 2, 3]}\n    outputs: {count: '${{ steps.Count It.output.count }}'}\n"
+    )
+    run = run_here(load_text(text, "node.yaml", base_dir=tmp_path), conn=conn)
+    assert run.status == "completed", log_text(conn, run, "a")
+    assert outputs(conn, run)["a"] == {"count": 3}
+    assert "env saw [1, 2, 3]" in log_text(conn, run, "a")

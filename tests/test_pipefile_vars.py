@@ -139,6 +139,28 @@ def test_bad_variables_and_missing_secrets(conn, pipeline, monkeypatch):
         load_text("name: x\nsecrets: [bad-name]\njobs:\n  a:\n    steps: [{run: 'true'}]\n")
 
 
+def test_web_api_runs_take_variables(conn, redis_server):
+    """Submit and trigger through the HTTP API with this run's variables (no worker: the stored run is read)."""
+    from trainyard import Queue
+    from trainyard.controller import run_store
+
+    Queue.create("default")
+    Queue.create("services")
+    text = "name: web-vars\nvariables: {WHO: world}\njobs:\n  a:\n    steps:\n      - run: echo $WHO\n"
+    headers = {"Authorization": f"Bearer {auth.create_token(conn, 'admin', 'admin')[0]}"}
+    with TestClient(create_app(redis_server.url)) as client:
+        submitted = client.post("/api/pipelines", json={"text": text, "variables": {"WHO": "web"}}, headers=headers)
+        fired = client.post("/api/pipelines/web-vars/trigger", json={"variables": {"WHO": "hook"}}, headers=headers)
+        refused = client.post("/api/pipelines/web-vars/trigger", json={"variables": {"NO": "1"}}, headers=headers)
+    seen = []
+    for answer in (submitted, fired):
+        assert answer.status_code in (200, 201), answer.text
+        job = run_store.load(conn, answer.json()["run_id"]).steps["a"].template["configuration"]["trainyard.job"]
+        seen.append(job["context"]["vars"])
+    assert seen == [{"WHO": "web"}, {"WHO": "hook"}]
+    assert refused.status_code == 422 and "unknown variable(s) NO" in refused.json()["error"]["message"]
+
+
 def test_cli_overrides_variables(conn, tmp_path, run_cli):
     path = tmp_path / "v.yaml"
     path.write_text('variables: {WHO: world}\njobs:\n  a:\n    steps:\n      - run: echo "hello $WHO"\n')

@@ -14,7 +14,7 @@ from workerproc import WorkerProcess
 
 from trainyard import Queue, Task
 from trainyard.cli import cli
-from trainyard.controller import runs
+from trainyard.controller import run_store
 from trainyard.controller.files import json_schema, load_file, load_text, registry, run_here, validate_text
 from trainyard.controller.files.errors import PipelineFileError
 from trainyard.queues import keys, logs
@@ -66,7 +66,7 @@ def test_local_run_order_and_outputs(conn, tmp_path):
     assert records["join"].started >= max(records["left"].ended, records["right"].ended)
     assert records["join"].outputs == {"total": 25, "message": "hi there", "seen": 10}
     assert records["right"].outputs == {"sum": 15}
-    assert runs.load(conn, run.id).name == "three-jobs"  # listed with the Python pipelines
+    assert run_store.load(conn, run.id).name == "three-jobs"  # listed with the Python pipelines
 
 
 def test_submitted_file_runs_on_workers_with_the_same_result(conn, tmp_path, run_cli):
@@ -82,9 +82,9 @@ def test_submitted_file_runs_on_workers_with_the_same_result(conn, tmp_path, run
         Task.get(triggered, conn).wait(timeout=120)
         refused = run_cli("pipeline", "trigger", "three-jobs", "-i", "nope=1")
         assert refused.returncode == 1 and "unknown input(s) nope" in refused.stderr
-    manual = runs.load(conn, triggered)
+    manual = run_store.load(conn, triggered)
     assert manual.status == "completed" and job_outputs(conn, manual)["join"]["message"] == "by hand"
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     assert run.status == "completed", run.message
     assert run.controller_queue == "services" and run.local_queue is None
     assert job_outputs(conn, run) == job_outputs(conn, local)

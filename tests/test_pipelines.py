@@ -11,7 +11,7 @@ from pipelinekit import templates, wait_run
 from workerproc import FAST, WorkerProcess, log_text, wait_for_log
 
 from trainyard import InvalidInput, Pipeline, Queue, QueueNotFound, Task, TaskStatus
-from trainyard.controller import runs
+from trainyard.controller import run_store
 from trainyard.controller.pipeline import resume
 
 
@@ -105,7 +105,7 @@ def test_refused_before_anything_is_enqueued(tpl):
     with pytest.raises(InvalidInput, match="unknown pipeline parameter 'nope'"):
         unknown_param.start_locally()
     assert {t.id for t in Task.list(limit=100)} == before  # no task, no controller, nothing queued
-    assert runs.list_runs(Queue("cpu").connection) == []
+    assert run_store.list_runs(Queue("cpu").connection) == []
     assert len(Queue("cpu")) == 0 and len(Queue("services")) == 0
 
 
@@ -169,7 +169,7 @@ def test_retry_reruns_only_the_failed_step_and_its_descendants(tpl, tmp_path, ru
     proc = run_cli("pipeline", "retry", run.id, env={"FAIL_UNLESS": str(flag)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"run {run.id}: re-running process, train" in proc.stdout
-    after = runs.load(Queue("cpu").connection, run.id)
+    after = run_store.load(Queue("cpu").connection, run.id)
     assert after.status == "completed"
     assert after.state["prep"].task_id == before["prep"] and after.state["side"].task_id == before["side"]
     assert after.state["process"].task_id != before["process"]
@@ -317,7 +317,7 @@ def test_a_crashed_controller_ends_its_run_and_abort_ends_a_run_without_one(tpl,
     with WorkerProcess("-q", "services", "--services-mode", "1"):
         run_id = pipe.start(queue="services")
         controller = Task.get(run_id).wait(timeout=120)
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     reason = "controller error: ModuleNotFoundError: No module named 'no_such_module_xyz'"
     assert (run.status, run.message) == ("failed", reason)
     assert run.state["prep"].status == "skipped"
@@ -328,5 +328,5 @@ def test_a_crashed_controller_ends_its_run_and_abort_ends_a_run_without_one(tpl,
     idle_id = idle.start(queue="services")  # no services worker: its controller stays queued
     said = run_cli("pipeline", "abort", idle_id, check=True).stdout
     assert said.strip() == f"run {idle_id}: aborted (aborted: the pipeline was stopped)"
-    assert runs.load(conn, idle_id).status == "aborted"
+    assert run_store.load(conn, idle_id).status == "aborted"
     assert Task.get(idle_id).status == TaskStatus.ABORTED

@@ -10,7 +10,7 @@ from workerproc import WorkerProcess
 
 from trainyard import Queue, Task, TaskScheduler
 from trainyard.cli import cli
-from trainyard.controller import runs, schedules, triggers
+from trainyard.controller import run_store, schedules, triggers
 from trainyard.controller.files import load_text, registry
 from trainyard.queues.store import Query, TaskStore
 
@@ -81,7 +81,7 @@ def test_two_trigger_services_fire_each_tick_once_and_task_events_start_pipeline
     assert len({f["tick"] for f in all_fires}) == len(all_fires)
     clones = TaskStore(conn).query(Query(tag=f"schedule:{every_2s.id}"))
     assert len(clones) == len(all_fires) and all(f["started"] in {c.id for c in clones} for f in all_fires)
-    run = runs.load(conn, run_id)
+    run = run_store.load(conn, run_id)
     assert run.status == "completed", run.message
     react = TaskStore(conn).get(run.state["react"].task_id)
     assert react.outputs == {"task": watched.id}
@@ -141,7 +141,7 @@ def test_file_schedule_and_pipeline_schedule_start_runs(conn):
         service.stop_event.set()
         thread.join(timeout=30)
     for fire, n in ((from_file, 7), (from_user, 9)):
-        run = runs.load(conn, fire["started"])
+        run = run_store.load(conn, fire["started"])
         assert run.name == "ticking" and run.parameters == {"n": n} and run.controller_queue == "services"
         assert fire["by"] == "in-test" and fire["late"] >= 0
 
@@ -188,7 +188,7 @@ jobs:
         ("file:default/filtered:task0", tagged.id),
         ("file:default/filtered:task1", up_run),
     ]
-    started = runs.load(conn, fired[0]["started"])
+    started = run_store.load(conn, fired[0]["started"])
     assert started.name == "filtered"
     job = started.steps["a"].template["configuration"]["trainyard.job"]
     assert job["context"]["event"]["id"] == tagged.id and job["context"]["event"]["tags"] == ["nightly", "more"]

@@ -16,7 +16,7 @@ from redis_server import free_port
 
 from trainyard import Queue, Task
 from trainyard.cli import cli
-from trainyard.controller import runs
+from trainyard.controller import run_store
 from trainyard.controller.model import PipelineRun, StepSpec, StepState
 from trainyard.queues import keys, logs, workers
 from trainyard.queues.store import TaskStore
@@ -402,7 +402,7 @@ def _run(conn, controller_queue: str | None = None) -> PipelineRun:
         controller_queue=controller_queue,
         started=time.time(),
     )
-    runs.save(conn, run)
+    run_store.save(conn, run)
     return run
 
 
@@ -425,7 +425,7 @@ def test_retry_a_failed_services_run(client, conn, tokens):
     Queue.create("services")
     run = _run(conn, controller_queue="services")
     run.status, run.state["train"] = "failed", StepState(status="failed", error="boom")
-    runs.save(conn, run)
+    run_store.save(conn, run)
     retried = client.post(f"/api/runs/{run.id}/retry", headers=tokens["admin"])
     assert retried.status_code == 200, retried.text
     assert retried.json()["status"] == "pending"

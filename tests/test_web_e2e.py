@@ -314,6 +314,26 @@ def test_editor_validates_as_you_type_then_the_dag_colours_step_by_step(page, st
     shot(page, stack, "pipelines")
 
 
+def test_run_page_shows_each_steps_test_results(page, stack, conn, tmp_path):
+    """A pipeline-file step's JUnit report (a real pytest run) with a failing test: the run page names
+    the failing test and its message, per step and in the run's totals."""
+    from test_pipefile_junit import pipeline
+
+    from trainyard.controller.files import load_text, run_here
+
+    run = run_here(load_text(pipeline(fail=True), "junit.yaml"), conn=conn)
+    assert run.status == "failed"
+    login(page, stack, conn, "read")
+    page.goto(stack.url + f"/#/runs/{run.id}")
+    page.wait_for_selector("#run-tests:has-text('tests: 1 passed, 1 failed, 1 skipped')")
+    report = page.wait_for_selector("#step-panel .test-report[data-step='run tests']")  # the failed job, shown
+    assert "run tests: 1 passed, 1 failed, 1 skipped" in report.inner_text()
+    failing = page.wait_for_selector("#step-panel .test-failures li[data-test=test_div]")
+    assert "test_unit.test_div" in failing.inner_text() and "ZeroDivisionError" in failing.inner_text()
+    assert page.inner_text("#steps-table tr[data-step=unit] .tests-cell") == "1 passed, 1 failed, 1 skipped"
+    shot(page, stack, "pipeline-tests")
+
+
 # -- scale -------------------------------------------------------------------------------------
 def _seed(conn, tasks: int, fleet: int) -> list[str]:
     """10,000 tasks on one queue (bulk, one transaction per 2,000) and 100 live workers."""

@@ -118,6 +118,11 @@ def test_a_failed_task_s_error_is_its_exception_line(conn, run_cli):
     assert (record.status, record.runtime.exit_code) == (TaskStatus.FAILED, 1)
     assert record.runtime.error == "ZeroDivisionError: division by zero"
     assert "ZeroDivisionError: division by zero" in run_cli("task", "show", task.id, check=True).stdout
+    # framing (issue 14, 2g): the worker's starting line ends before the task's first output
+    stored = Path(record.runtime.log_uri.removeprefix("file://")).read_text().splitlines()
+    starting = [line for line in stored if line.startswith("[trainyard] starting: ")]
+    assert len(starting) == 1 and starting[0].endswith("1 / 0"), stored
+    assert "working" in stored and "ZeroDivisionError: division by zero" in stored
 
 
 def test_standalone_script_and_import_crash_then_worker_carries_on(tmp_path, conn):

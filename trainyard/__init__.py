@@ -6,6 +6,7 @@ from .controller.local import use_step_worker_factory
 from .controller.pipeline import Pipeline
 from .controller.schedules import TaskScheduler
 from .in_task import reader as _in_task_reader
+from .queues.config import use_settings
 from .queues.connection import use_connection_factory, use_reader_factory
 from .queues.errors import (
     IllegalTransition,
@@ -22,8 +23,10 @@ from .queues.queue import Queue
 from .queues.record import ExecutionMode, TaskStatus, TaskType
 from .queues.task import Task
 from .runtime.task_api import current_task
+from .settings import settings
 
 use_connection_factory(connect)
+use_settings(settings)
 use_reader_factory(_in_task_reader)
 
 

@@ -115,6 +115,10 @@ class AttachedRun:
         self._error = (lines[-1].strip() if lines else kind.__name__)[:500]
         (self._previous_hook or sys.__excepthook__)(kind, value, tb)
 
+    def fail_at_exit(self, error: str) -> None:
+        """End the task failed with ``error`` when the process exits (it goes on running until then)."""
+        self._error = error[:500]
+
     def end(self, outcome: str | None = None, error: str | None = None) -> None:
         """Flush everything and end the task (completed unless an exception ended the process)."""
         if self._ended:

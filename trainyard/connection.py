@@ -58,18 +58,19 @@ def redis_url(start_embedded: bool = True) -> str | None:
     return embedded.ensure() if start_embedded else embedded.url()
 
 
-TLS_VARS = {  # rediss:// settings from the environment (the URL's own query parameters win)
-    "TRAINYARD_REDIS_CA": "ssl_ca_certs",  # the CA that signed the server's certificate
-    "TRAINYARD_REDIS_CERT": "ssl_certfile",  # a client certificate, for servers that ask for one
-    "TRAINYARD_REDIS_KEY": "ssl_keyfile",
+TLS_VARS = {  # rediss:// settings (variable, Settings field, redis-py option); the URL's own query parameters win
+    "TRAINYARD_REDIS_CA": ("redis_ca", "ssl_ca_certs"),  # the CA that signed the server's certificate
+    "TRAINYARD_REDIS_CERT": ("redis_cert", "ssl_certfile"),  # a client certificate, for servers that ask for one
+    "TRAINYARD_REDIS_KEY": ("redis_key", "ssl_keyfile"),
 }
 
 
 def tls_options() -> dict[str, str]:
     """TLS files named by TRAINYARD_REDIS_CA / _CERT / _KEY; a missing file is refused by name."""
     out = {}
-    for var, option in TLS_VARS.items():
-        path = os.environ.get(var)
+    current = settings()
+    for var, (name, option) in TLS_VARS.items():
+        path = getattr(current, name)
         if path:
             if not os.path.isfile(path):
                 raise RedisUnavailable(f"{var}={path}: no such file")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from ..queues import config
 from ..queues.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,9 @@ class Nvml:
 def _init_backend() -> _State:
     """Import and initialise the backend chosen by TRAINYARD_NVML."""
     pid = os.getpid()
-    choice = os.environ.get(BACKEND_ENV, "").strip().lower() or "pynvml"
+    choice = config.current().nvml
     if choice not in BACKENDS:
-        raise InvalidInput(f"bad {BACKEND_ENV}={os.environ[BACKEND_ENV]!r}: use one of {', '.join(BACKENDS)}")
+        raise InvalidInput(f"bad {BACKEND_ENV}={choice!r}: use one of {', '.join(BACKENDS)}")
     if choice == "off":
         return _State(pid, choice, None, f"NVML disabled ({BACKEND_ENV}=off)")
     try:

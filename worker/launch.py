@@ -9,21 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..queues.config import SECRET_PREFIX, VARIABLES
 from ..queues.errors import TrainyardError
 from ..queues.params import section
 from ..queues.record import TaskRecord, TaskType
 
-# never handed to task code (controllers get the connection explicitly), nor any TRAINYARD_SECRET_*
-# (a task gets the secrets it names, under the names it asks for)
-WITHHELD_ENV = (
-    "TRAINYARD_REDIS_URL",
-    "TRAINYARD_REDIS_PASSWORD",
-    "TRAINYARD_GIT_USER",
-    "TRAINYARD_GIT_TOKEN",
-    "TRAINYARD_REGISTRY_USER",
-    "TRAINYARD_REGISTRY_PASSWORD",
-)
-WITHHELD_PREFIX = "TRAINYARD_SECRET_"
+# never handed to task code (controllers get the connection explicitly): the secret settings,
+# nor any TRAINYARD_SECRET_* (a task gets the secrets it names, under the names it asks for)
+WITHHELD_ENV = tuple(v.name for v in VARIABLES if v.secret and "<" not in v.name)
+WITHHELD_PREFIX = SECRET_PREFIX
 
 
 if TYPE_CHECKING:
@@ -73,6 +67,8 @@ def task_env(record: TaskRecord, run_dir: Path, gpu_env: Mapping[str, str], redi
     env.update(gpu_env)
     env.update(
         TRAINYARD_TASK_ID=record.id,
+        TRAINYARD_ATTEMPT=str(record.runtime.attempt),  # with the id: how every process of the attempt
+        TRAINYARD_WORKER=record.runtime.worker or "",  # is found, however it detached (worker/guard.py)
         TRAINYARD_RUN_DIR=str(run_dir),
         PYTHONUNBUFFERED="1",
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from ..queues import config
 from .gpus import GpuInfo, Nvml
 
 MB = 1024 * 1024
@@ -35,7 +36,7 @@ MIN_CPU_INTERVAL_S = 0.1  # a shorter window is noise; a quicker repeat reuses t
 
 
 def _home() -> Path:
-    return Path(os.environ.get("TRAINYARD_HOME") or Path.home() / ".trainyard").expanduser()
+    return config.current().home
 
 
 def _existing(path: Path) -> Path:

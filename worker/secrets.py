@@ -11,19 +11,18 @@ the stored log file, the log tail, errors and outputs.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from ..queues import config
+from ..queues.config import SECRET_PREFIX, Settings
 from ..queues.params import is_secret_ref
 from ..queues.record import TaskRecord
 from .launch import PrepareError
 
-SECRET_PREFIX = "TRAINYARD_SECRET_"
-CREDENTIAL_VARS = ("TRAINYARD_REDIS_PASSWORD", "TRAINYARD_GIT_TOKEN", "TRAINYARD_REGISTRY_PASSWORD")
-URL_VARS = ("TRAINYARD_REDIS_URL",)
+CREDENTIALS = ("redis_password", "git_token", "registry_password")  # Settings fields masked as they are
 MASK = "***"
 MIN_LENGTH = 4  # shorter values would mask ordinary text
 
@@ -33,12 +32,12 @@ def env_name(secret: str) -> str:
     return SECRET_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", secret).upper()
 
 
-def known_values(environ: Mapping[str, str] | None = None, urls: Iterable[str | None] = ()) -> list[str]:
+def known_values(settings: Settings | None = None, urls: Iterable[str | None] = ()) -> list[str]:
     """Every secret value the worker holds: its secrets, its credentials, passwords in its URLs."""
-    environ = os.environ if environ is None else environ
-    values = [v for k, v in environ.items() if k.startswith(SECRET_PREFIX)]
-    values += [environ.get(k, "") for k in CREDENTIAL_VARS]
-    for url in [*(environ.get(k) for k in URL_VARS), *urls]:
+    settings = config.current() if settings is None else settings
+    values = list(settings.secrets.values())
+    values += [getattr(settings, name) or "" for name in CREDENTIALS]
+    for url in [settings.redis_url, *urls]:
         if url:
             password = urlsplit(url).password
             if password:
@@ -93,10 +92,11 @@ def _resolve(value: Any, environ: Mapping[str, str], where: str) -> Any:
     return value
 
 
-def resolve_record(record: TaskRecord, environ: Mapping[str, str] | None = None) -> TaskRecord:
+def resolve_record(record: TaskRecord, secrets: Mapping[str, str] | None = None) -> TaskRecord:
     """A copy of ``record`` with its secret references filled in, for the task process only
-    (never stored). Raises PrepareError naming a secret this worker does not hold."""
-    environ = os.environ if environ is None else environ
+    (never stored), from ``secrets`` (``TRAINYARD_SECRET_<NAME>`` -> value; default: the worker's
+    settings). Raises PrepareError naming a secret this worker does not hold."""
+    environ = config.current().secrets if secrets is None else secrets
     params = {k: _resolve(v, environ, f"parameter {k}") for k, v in record.parameters.items()}
     env = dict(record.execution.env)
     for var, name in record.execution.secret_env.items():

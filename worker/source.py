@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from ..queues import config
 from ..queues.gitinfo import strip_credentials
 from ..queues.record import Script
 from .launch import PrepareError
@@ -68,7 +69,8 @@ class GitCredentials:
     @classmethod
     def from_env(cls) -> GitCredentials | None:
         """From ``TRAINYARD_GIT_USER`` / ``TRAINYARD_GIT_TOKEN``; None when neither is set."""
-        username, token = os.environ.get(USER_VAR) or None, os.environ.get(TOKEN_VAR) or None
+        settings = config.current()
+        username, token = settings.git_user, settings.git_token
         return cls(username, token) if username or token else None
 
     def redact(self, text: str) -> str:

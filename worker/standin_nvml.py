@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..queues import config
+
 NVML_SUCCESS = 0
 NVML_ERROR_UNINITIALIZED = 1
 NVML_ERROR_INVALID_ARGUMENT = 2
@@ -117,15 +119,16 @@ def _default_gpus() -> list[dict[str, Any]]:
 
 def _load() -> list[dict[str, Any]]:
     """The current GPU description (file, then JSON variable, then the default)."""
-    path = os.environ.get(FILE_ENV)
+    settings = config.current()
+    path = settings.standin_gpus_file
     if path:
         source = f"{FILE_ENV}={path}"
         try:
             text = Path(path).read_text()
         except OSError as exc:
             raise NVMLError(NVML_ERROR_UNKNOWN, f"stand-in NVML: cannot read {source}: {exc.strerror}") from None
-    elif os.environ.get(JSON_ENV):
-        source, text = JSON_ENV, os.environ[JSON_ENV]
+    elif settings.standin_gpus:
+        source, text = JSON_ENV, settings.standin_gpus
     else:
         return _default_gpus()
     try:

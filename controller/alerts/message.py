@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from ...queues import config
 from ...queues.alertstore import DIGEST_MAX_ITEMS, AlertRule
 from ...queues.record import TaskRecord
 
@@ -13,7 +13,7 @@ MAX_LOG_CHARS = 2048  # of the last log lines, as ClearML's Slack monitor keeps
 
 def web_link(path: str) -> str:
     """A link into the web app when ``TRAINYARD_WEB_URL`` says where it is, else ''."""
-    base = os.environ.get("TRAINYARD_WEB_URL", "").rstrip("/")
+    base = config.current().web_url
     return f"{base}/#/{path}" if base else ""
 
 

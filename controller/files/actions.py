@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from ...queues import config
 from ...runtime import expr
-from ...runtime.jobrun import StepFailed, fetch_git
+from ...runtime.jobrun import LATEST, StepFailed, fetch_git
 from .datatorch import published_name
 from .errors import FileError, PipelineFileError, field_path
 from .loader import line_of, parse
@@ -29,6 +29,7 @@ SOURCE_ENV = "TRAINYARD_ACTIONS_SOURCE"
 DEFAULT_SOURCE = "https://github.com"
 ACTION_FILES = ("action.yaml", "action.yml", "action-datatorch.yaml", "action-datatorch.yml")
 MAX_EMBED_BYTES = 1 << 20
+MACHINE_LOCAL = {"agent", "directory", "machine", "python", "step", "action"}  # DataTorch's, in action defaults
 _CREDENTIALS = re.compile(r"(://)[^/@\s]+@")  # a local action folder travels inside the job (bigger ones: use git)
 
 
@@ -47,12 +48,12 @@ class ResolvedAction(BaseModel):
 
 
 def actions_source() -> str:
-    return os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE
+    return config.current().actions_source or DEFAULT_SOURCE
 
 
 def cache_root() -> Path:
-    home = Path(os.environ.get("TRAINYARD_HOME") or Path.home() / ".trainyard").expanduser()
-    return Path(os.environ.get("TRAINYARD_ACTIONS_CACHE") or home / "actions")
+    settings = config.current()
+    return settings.actions_cache or settings.home / "actions"
 
 
 def repo_url(name: str, source: str | None = None) -> str:
@@ -118,6 +119,18 @@ def resolve(action: str | ActionObject, base_dir: Path | None) -> ResolvedAction
     )
 
 
+def refresh_latest(action: ResolvedAction) -> ResolvedAction:
+    """A git action at ``latest`` (the default branch) pinned to the branch's commit now, not the one
+    seen when the file was registered; any other action as it is."""
+    if action.kind != "git" or action.tag != LATEST or not action.url:
+        return action
+    try:
+        _, sha = fetch_git(action.url, LATEST, cache_root())
+    except StepFailed as exc:
+        raise ValueError(redact(str(exc))) from None
+    return action.model_copy(update={"sha": sha})
+
+
 def load_action(folder: Path, wanted: str | None = None) -> tuple[str, dict]:
     """The action file in ``folder`` (``action.yaml``, or DataTorch's ``action-datatorch.yaml``) checked."""
     names = (wanted,) if wanted else ACTION_FILES
@@ -153,14 +166,14 @@ def load_action(folder: Path, wanted: str | None = None) -> tuple[str, dict]:
 def action_expression_problems(definition: dict[str, Any]) -> list[tuple[tuple, str]]:
     """What validation can tell about an action file's ``${{ }}`` before it runs: names in its
     command and args (``inputs.<declared>``, ``action.path``, the job's contexts) and input
-    defaults, which are plain values (an expression there would reach the action as its text)."""
+    defaults, which are plain values but for DataTorch's machine-local names
+    (``${{ directory.temp }}/download``, what its published actions use)."""
     declared = definition.get("inputs") or {}
     problems: list[tuple[tuple, str]] = []
     for name, spec in declared.items():
         default = (spec or {}).get("default")
-        if isinstance(default, str) and expr.TEMPLATE.search(default):
-            where = ("inputs", name, "default")
-            problems.append((where, "a default is a plain value: ${{ }} is not evaluated there"))
+        if isinstance(default, str) and not all(_machine_local(e) for e in expr.expressions(default)):
+            problems.append((("inputs", name, "default"), "a default is a plain value: ${{ }} is not evaluated there"))
     runs = definition.get("runs") or {}
     texts = [(("runs", "command"), runs.get("command"))]
     texts += [(("runs", "args", i), arg) for i, arg in enumerate(runs.get("args") or [])]
@@ -178,6 +191,15 @@ def action_expression_problems(definition: dict[str, Any]) -> list[tuple[tuple, 
                 if problem:
                     problems.append((where, f"${{{{ {'.'.join(str(p) for p in ref)} }}}}: {problem}"))
     return problems
+
+
+def _machine_local(text: str) -> bool:
+    """An expression of DataTorch's machine-local names only (``directory.temp``), known when the step runs."""
+    try:
+        heads = {ref[0] for ref in expr.references(expr.parse(text))}
+    except expr.ExpressionError:
+        return False
+    return bool(heads) and heads <= MACHINE_LOCAL
 
 
 def _action_ref_problem(ref: tuple, declared: dict[str, Any]) -> str | None:

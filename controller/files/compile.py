@@ -94,6 +94,7 @@ def _job_step(pf: PipelineFile, job_id: str, context: dict) -> StepSpec:
             "id": step.id,
             "name": step.name,
             "cache": step.cache,
+            "tests": step.tests.model_dump() if step.tests else None,
             "label": step.name or step.id or _label(step, i),
             "if": step.if_,
             "env": step.env,

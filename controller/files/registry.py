@@ -17,9 +17,9 @@ from redis import Redis
 from ...queues import keys
 from ...queues.backend import documents
 from ...queues.connection import resolve
-from ...queues.errors import InvalidInput, TaskNotFound
+from ...queues.errors import InvalidInput, PipelineNotFound
 from ..model import PipelineRun
-from .actions import ResolvedAction
+from .actions import ResolvedAction, refresh_latest
 from .check import load_text
 from .compile import build
 from .schema import PipelineFile
@@ -60,11 +60,11 @@ def find(name: str, project: str | None = None, conn: Redis | None = None) -> di
     if project is not None:
         raw = documents.get(conn, "pipefiles", _field(project, name))
         if raw is None:
-            raise TaskNotFound(f"no registered pipeline {name!r} in project {project!r}")
+            raise PipelineNotFound(f"no registered pipeline {name!r} in project {project!r}")
         return json.loads(raw)
     found = [e for e in entries(conn) if e["name"] == name]
     if not found:
-        raise TaskNotFound(f"no registered pipeline named {name!r} (trainyard pipeline submit FILE registers one)")
+        raise PipelineNotFound(f"no registered pipeline named {name!r} (trainyard pipeline submit FILE registers one)")
     if len(found) > 1:
         projects = ", ".join(e["project"] for e in found)
         raise InvalidInput(f"pipeline {name!r} is registered in several projects ({projects}): use PROJECT/NAME")
@@ -93,7 +93,15 @@ def start(
     queue: str = SERVICES_QUEUE,
     variables: dict[str, Any] | None = None,
 ) -> str:
-    """Start a run on the workers: its controller on ``queue``; returns the run id."""
+    """Start a run on the workers: its controller on ``queue``; returns the run id.
+
+    ``@latest`` actions are fetched again first and the run pinned to their commit now (DataTorch
+    fetches them for every run), not to the one seen when the file was registered.
+    """
+    try:
+        pf._actions = {k: refresh_latest(a) for k, a in pf.resolved_actions.items()}
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     return build(pf, params, inputs, event, resolve(conn), variables).start(queue=queue)
 
 

@@ -50,6 +50,22 @@ class ActionObject(_Model):
     file: str | None = None  # the action file's name; default action.yaml, then action-datatorch.yaml
 
 
+class TestReports(_Model):
+    """JUnit XML reports a step writes: stored, counted per step, shown in the web app."""
+
+    junit: list[str] = Field(min_length=1)  # paths or globs relative to the job's folder
+    fail_on_failure: bool = False  # a failed or erroring test (or a missing report) fails the step
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forms(cls, value: Any) -> Any:
+        if isinstance(value, (str, list)):
+            value = {"junit": value}
+        if isinstance(value, dict) and isinstance(value.get("junit"), str):
+            value = {**value, "junit": [value["junit"]]}
+        return value
+
+
 class Step(_Model):
     """One step of a job: a ``run`` command or an ``action`` with ``inputs``."""
 
@@ -62,6 +78,7 @@ class Step(_Model):
     if_: str | bool | None = Field(default=None, alias="if")
     timeout: Duration | None = None
     cache: bool | None = None  # action steps: reuse outputs for the same action commit and inputs
+    tests: TestReports | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:

@@ -7,10 +7,10 @@ the controller task) stops the study: running trials are aborted.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
+from ...queues import config
 from ...queues.connection import default_connection
 from ...queues.errors import TrainyardError
 from ..engine import import_callable
@@ -19,7 +19,7 @@ from .engine import Detached, StudyController
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    study_id = argv[0] if argv else os.environ.get("TRAINYARD_TASK_ID")
+    study_id = argv[0] if argv else config.current().task_id
     if not study_id:
         print("usage: python -m trainyard.controller.hpo.run STUDY_ID", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ from workerproc import FAST, WorkerProcess
 
 from trainyard import Pipeline, Queue, Task, TaskStatus
 from trainyard.connection import reset_connections
-from trainyard.controller import runs
+from trainyard.controller import run_store
 from trainyard.controller.pipeline import resume
 from trainyard.queues import keys
 from trainyard.queues.record import FINAL_STATUSES, TaskRecord
@@ -413,7 +413,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
             resume(conn, pipeline_run)
             resumes += 1
             controller = Task.get(pipeline_run).wait(timeout=240)
-        run = runs.load(conn, pipeline_run)
+        run = run_store.load(conn, pipeline_run)
         rt = controller.data.runtime
         figures.pipeline = f"{run.status} (controller attempts: {rt.attempt}, resumed {resumes}x)"
         controller_said = (controller.status.value, rt.error, rt.log_tail, [a.outcome for a in rt.attempts])

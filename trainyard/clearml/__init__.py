@@ -18,7 +18,7 @@ __all__ = ["Logger", "StorageManager", "Task", "TaskTypes", "UnsupportedCall"]
 
 def __getattr__(name: str):
     if name in ("PipelineController", "PipelineDecorator"):
-        from .automation import controller
+        import importlib
 
-        return getattr(controller, name)
+        return getattr(importlib.import_module(".automation.controller", __name__), name)
     refuse_unknown("", name)

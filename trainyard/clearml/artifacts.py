@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from ..settings import settings
 from .errors import UnsupportedCall
 
 PICKLE_ENV = "TRAINYARD_CLEARML_PICKLE"
@@ -39,7 +39,7 @@ class UnsafeArtifact(UnsupportedCall):
 
 def pickle_allowed() -> bool:
     """The process asked for pickle explicitly (``TRAINYARD_CLEARML_PICKLE=1``)."""
-    return os.environ.get(PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+    return settings().clearml_pickle
 
 
 def _module(obj: Any) -> str:

@@ -27,7 +27,8 @@ from typing import Any
 from ..queues.errors import InvalidInput, TaskNotFound
 from ..queues.record import TaskStatus
 from ..queues.task import Task as NativeTask
-from ..runtime.task_api import ENV_RUN_DIR, RunContext, current_task
+from ..runtime.task_api import RunContext, current_task
+from ..settings import settings
 from . import artifacts as codec
 from . import params
 from .errors import install_hook, refuse_unknown, unsupported
@@ -77,16 +78,7 @@ _attached = None  # the AttachedRun of a script registered by Task.init outside 
 
 def _inside_worker() -> bool:
     """A worker runs this process (not a run attached by Task.init here)."""
-    return bool(os.environ.get(ENV_RUN_DIR)) and _attached is None
-
-
-def _check_reads() -> None:
-    """Inside an ordinary task (no Redis URL, by design) other tasks cannot be read yet."""
-    if _inside_worker() and not os.environ.get("TRAINYARD_REDIS_URL"):
-        raise InvalidInput(
-            "reading or changing other tasks from inside a task needs the Redis URL, which workers hand "
-            "only to controller tasks (Task.init(task_type=Task.TaskTypes.controller))"
-        )
+    return settings().run_dir is not None and _attached is None
 
 
 class _TaskType(type):
@@ -165,7 +157,7 @@ class Task(metaclass=_TaskType):
         install_hook()
         if _current is not None:
             return _current
-        if os.environ.get(ENV_RUN_DIR):
+        if settings().run_dir is not None:
             task = cls(context=current_task())
         else:
             script = _main_script()
@@ -189,7 +181,7 @@ class Task(metaclass=_TaskType):
     def current_task(cls) -> Task | None:
         """The task this process runs (None before Task.init, unless a worker runs it)."""
         global _current
-        if _current is None and os.environ.get(ENV_RUN_DIR):
+        if _current is None and settings().run_dir is not None:
             _current = cls(context=current_task())
         return _current
 
@@ -205,7 +197,6 @@ class Task(metaclass=_TaskType):
         task_filter: Mapping | None = None,
     ) -> Task:
         """By id, or the newest task named exactly ``task_name`` in ``project_name``."""
-        _check_reads()
         if task_id:
             return cls(NativeTask.get(str(task_id)))
         if not task_name:
@@ -230,7 +221,6 @@ class Task(metaclass=_TaskType):
     ) -> list[Task]:
         """Newest first, at most 500; ``task_name`` is a regular expression (ClearML's meaning),
         ``tags`` with ``-tag`` excluding; ``task_filter`` may hold ``status``, ``type`` and ``parent``."""
-        _check_reads()
         if task_ids:
             return [cls(NativeTask.get(str(i))) for i in task_ids]
         task_filter = dict(task_filter or {})
@@ -281,7 +271,6 @@ class Task(metaclass=_TaskType):
         project: str | None = None,
     ) -> Task:
         """A draft copy of ``source_task`` (a Task or its id); its parent is the source."""
-        _check_reads()
         native = _native_of(source_task)
         return cls(native.clone(name=name, project=project, comment=comment))
 
@@ -291,7 +280,6 @@ class Task(metaclass=_TaskType):
     ) -> dict:
         """Put a draft on ``queue_name`` (queue ids are queue names in trainyard); ``force`` resets a
         finished task first. Returns ClearML's answer shape."""
-        _check_reads()
         if queue_name and queue_id:
             raise InvalidInput("Task.enqueue takes queue_name or queue_id, not both")
         queue = queue_name or queue_id
@@ -305,7 +293,6 @@ class Task(metaclass=_TaskType):
 
     @classmethod
     def dequeue(cls, task: Task | str) -> dict:
-        _check_reads()
         _native_of(task).dequeue()
         return {"dequeued": 1, "updated": 1, "fields": {"status": "created"}}
 
@@ -620,7 +607,6 @@ class Task(metaclass=_TaskType):
 
     def _require_native(self) -> NativeTask:
         if self._native is None:
-            _check_reads()
             self._native = NativeTask.get(self._ctx.id)  # type: ignore[union-attr]
         return self._native
 
@@ -635,6 +621,15 @@ class Task(metaclass=_TaskType):
 
     def __getattr__(self, name: str):
         refuse_unknown("Task", name)
+
+
+def mark_failed(message: str) -> None:
+    """End the task this process runs as failed with ``message``: a task run here (Task.init
+    outside a worker) ends failed at exit; under a worker the script stops here with it."""
+    if _inside_worker():
+        raise SystemExit(message)
+    if _attached is not None:
+        _attached.fail_at_exit(message)
 
 
 def _native_of(task: Task | str | NativeTask | None) -> NativeTask:

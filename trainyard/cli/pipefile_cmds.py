@@ -111,7 +111,7 @@ def _check_local_gpus(pf) -> None:
 
 def _follow(conn, run_id: str, done: threading.Event) -> None:
     """Print every job's log lines as they arrive, prefixed with the job id."""
-    from ..controller import runs
+    from ..controller import run_store
 
     lock = threading.Lock()
     followers: dict[str, threading.Thread] = {}
@@ -125,7 +125,7 @@ def _follow(conn, run_id: str, done: threading.Event) -> None:
 
     while True:
         finished = done.is_set()
-        run = runs.load(conn, run_id)
+        run = run_store.load(conn, run_id)
         for job, state in run.state.items():
             if state.task_id and state.task_id not in followers and state.status not in ("cached", "skipped"):
                 thread = threading.Thread(target=tail, args=(job, state.task_id), daemon=True)

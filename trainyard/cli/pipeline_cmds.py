@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..connection import connect
-from ..controller import runs
+from ..controller import run_store
 from ..controller.pipeline import resume, retry_run, stop_run
 from ..controller.render import dag_text, duration, summary
 from .output import ago, console, emit_json, json_option, printable, say, styled_status, table
@@ -23,7 +23,7 @@ def pipeline() -> None:
 @json_option
 def list_cmd(limit, offset, as_json) -> None:
     """Pipeline runs, newest first."""
-    items = runs.list_runs(connect(), limit, offset)
+    items = run_store.list_runs(connect(), limit, offset)
     if as_json:
         emit_json([r.model_dump(mode="json") for r in items])
         return
@@ -49,7 +49,7 @@ def list_cmd(limit, offset, as_json) -> None:
 @json_option
 def show_cmd(run_id, as_json) -> None:
     """One run: the DAG as text and each step's state, task id and duration."""
-    run = runs.load(connect(), run_id)
+    run = run_store.load(connect(), run_id)
     if as_json:
         emit_json(run.model_dump(mode="json"))
         return

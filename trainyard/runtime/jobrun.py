@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -39,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import expr
+from . import expr, junit
 from .task_api import ENV_RUN_DIR, TASK_FILE, current_task
 
 JOB_KEY = "trainyard.job"
@@ -296,10 +297,17 @@ class JobRunner:
                 continue
             say(f"▶ {label}")
             start = time.monotonic()
+            failure: StepFailed | None = None
             try:
                 outputs = self._step(index, step)
             except StepFailed as exc:
-                (say if isinstance(exc, ProcessFailed) else refuse)(f"✗ {label}: {exc}")
+                failure = exc
+            if step.get("tests"):
+                verdict = self._tests(index, step)
+                if failure is None and verdict:
+                    failure = StepFailed(verdict)
+            if failure is not None:
+                (say if isinstance(failure, ProcessFailed) else refuse)(f"✗ {label}: {failure}")
                 self._record(step, {}, "failure")
                 rest = len(steps) - index - 1
                 if rest:
@@ -317,6 +325,25 @@ class JobRunner:
                 outputs[name] = None
         self._report(outputs)
         return 0
+
+    def _tests(self, index: int, step: dict[str, Any]) -> str | None:
+        """Read the step's JUnit reports, store them as its artifact; why it fails, if it must."""
+        wanted = step["tests"]
+        files, problems = junit.find(self.workspace, wanted["junit"])
+        summary, combined = junit.read(files, self.workspace)
+        summary["problems"] = problems + summary["problems"]
+        summary.update(step=step.get("label") or f"step {index + 1}", index=index + 1)
+        say(f"{junit.line(summary)} ({', '.join(summary['files']) or 'no report'})")
+        for problem in summary["problems"]:
+            say(f"  ! {problem}")
+        for failed in summary["failures"][:20]:
+            say(f"  ✗ {failed['classname'] + '.' if failed['classname'] else ''}{failed['name']}: {failed['message']}")
+        path = junit.write(combined, self.run_dir / "junit" / f"tests-{index + 1}.xml")
+        try:
+            current_task().upload_artifact(f"tests-{index + 1}", str(path), metadata={"junit": summary})
+        except (OSError, TypeError, ValueError) as exc:
+            say(f"test report not stored: {exc}")
+        return junit.failure_text(summary) if wanted.get("fail_on_failure") else None
 
     def _record(self, step: dict[str, Any], outputs: dict[str, Any], outcome: str) -> None:
         """A step's outputs under its id and under its name (DataTorch refers to steps by name)."""
@@ -350,7 +377,7 @@ class JobRunner:
         definition = action["definition"]
         try:
             given = self._render(step.get("inputs") or {})
-            inputs = check_inputs(definition.get("inputs") or {}, given)
+            inputs = check_inputs(self._declared(step, action), given)
         except ValueError as exc:
             raise StepFailed(f"action {action['display']}: {exc}") from None
         cache_file = self._cache_file(action, step, inputs)
@@ -376,6 +403,40 @@ class JobRunner:
         if cache_file is not None:
             _write_atomic(cache_file, json.dumps(outputs))
         return outputs
+
+    def _declared(self, step: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
+        """The action's declared inputs, defaults rendered: DataTorch's action files may use its
+        machine-local names there (``${{ directory.temp }}/download``), mapped onto this run."""
+        declared = action["definition"].get("inputs") or {}
+        if not any(isinstance(s.get("default"), str) and expr.TEMPLATE.search(s["default"]) for s in declared.values()):
+            return declared
+        temp = self.run_dir / "tmp"
+        temp.mkdir(exist_ok=True)
+        local = {
+            "agent": {"id": os.environ.get("TRAINYARD_TASK_ID", ""), "directory": str(self.run_dir)},
+            "directory": {
+                "agent": str(self.run_dir),
+                "actions": str(self.cache_root),
+                "logs": str(self.run_dir / "logs"),
+                "temp": str(temp),
+            },
+            "machine": {"name": platform.node(), "os": platform.system(), "version": platform.version()},
+            "python": {"version": platform.python_version(), "implementation": platform.python_implementation()},
+            "step": {"id": step.get("id"), "name": step.get("name")},
+            "action": {
+                "name": action["definition"].get("name"),
+                "tag": action.get("tag"),
+                "version": action.get("tag"),
+            },
+        }
+        context = {**self.context, **local}
+        out = {}
+        for name, spec in declared.items():
+            default = spec.get("default")
+            if isinstance(default, str) and expr.TEMPLATE.search(default):
+                spec = {**spec, "default": self._render(default, context)}
+            out[name] = spec
+        return out
 
     def _cache_file(self, action: dict[str, Any], step: dict[str, Any], inputs: dict[str, Any]) -> Path | None:
         """Where this action's outputs for these inputs are kept when caching is on (else None)."""
@@ -419,7 +480,7 @@ class JobRunner:
             env.update(extra)
             return argv
         main = runs.get("main") or runs.get("script")
-        if using in ("python", "script", "shell"):
+        if using in ("python", "script", "shell", "node"):
             path = (folder / main).resolve()
             if folder.resolve() not in path.parents or not path.is_file():
                 raise StepFailed(f"action {action['display']}: {main!r} is not a file in the action")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
-from ..controller import runs
+from ..controller import run_store
 from ..controller.pipeline import resume, retry_run, stop_run
 from ..queues.errors import InvalidInput
 from ..queues.store import TaskStore
@@ -23,8 +23,8 @@ trigger_router = APIRouter(prefix="/api/pipelines", tags=["pipeline files"])  # 
 
 @runs_router.get("", summary="Pipeline runs, newest first (paginated)")
 def list_runs(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    items = runs.list_runs(redis, limit, offset)
-    total = runs.count(redis)
+    items = run_store.list_runs(redis, limit, offset)
+    total = run_store.count(redis)
     return {
         "items": [views.run_summary(r) for r in items],
         "offset": offset,
@@ -36,22 +36,27 @@ def list_runs(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis =
 
 @runs_router.get("/{run_id}", summary="One run: its DAG (nodes with each step's state, edges)")
 def get_run(run_id: str, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    run = runs.load(redis, run_id)
+    run = run_store.load(redis, run_id)
     data = views.run_detail(run)
-    controller = TaskStore(redis).get_many([run.id])[0]
+    task_ids = [n["task_id"] for n in data["nodes"] if n["task_id"]]
+    records = TaskStore(redis).get_many([run.id, *task_ids])
+    controller, by_id = records[0], {r.id: r for r in records[1:] if r is not None}
     data["controller_status"] = controller.status.value if controller else None
+    for node in data["nodes"]:
+        node["tests"] = views.test_reports(by_id.get(node["task_id"]))
+    data["tests"] = views.test_totals(data["nodes"])
     return data
 
 
 @runs_router.post("/{run_id}/abort", summary="Stop a run: running steps aborted, pending skipped")
 def abort_run(run_id: str, redis: Redis = Depends(conn), _admin=Depends(admin)) -> dict[str, Any]:
     stop_run(redis, run_id)
-    return views.run_summary(runs.load(redis, run_id))
+    return views.run_summary(run_store.load(redis, run_id))
 
 
 @runs_router.post("/{run_id}/retry", summary="Re-run failed steps and their descendants (services runs)")
 def retry(run_id: str, redis: Redis = Depends(conn), _admin=Depends(admin)) -> dict[str, Any]:
-    run = runs.load(redis, run_id)
+    run = run_store.load(redis, run_id)
     if not run.controller_queue:
         raise InvalidInput(
             f"run {run_id} ran its controller in a user's process: retry it there (trainyard pipeline retry {run_id})"
@@ -61,7 +66,7 @@ def retry(run_id: str, redis: Redis = Depends(conn), _admin=Depends(admin)) -> d
         raise InvalidInput(f"pipeline run {run_id}'s controller is {controller.status.value} already")
     retry_run(redis, run_id)
     resume(redis, run_id)
-    return views.run_summary(runs.load(redis, run_id))
+    return views.run_summary(run_store.load(redis, run_id))
 
 
 # -- pipeline files (YAML) ---------------------------------------------------------------------
@@ -73,11 +78,17 @@ class PipelineText(BaseModel):
 
 class SubmitPipeline(PipelineText):
     parameters: dict[str, Any] = Field(default_factory=dict, description="values for the file's parameters")
+    variables: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="this run's values for the file's variables"
+    )
 
 
 class Trigger(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: dict[str, Any] = Field(default_factory=dict)
+    variables: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="this run's values for the file's variables"
+    )
 
 
 def _files():
@@ -143,7 +154,7 @@ def submit(body: SubmitPipeline, redis: Redis = Depends(conn), _admin=Depends(ad
         first = details[0] if details else {"line": None, "message": str(exc)}
         where = f"line {first['line']}: " if first["line"] else ""
         raise ApiError(422, "invalid", f"{where}{first['message']}", details) from None
-    run_id = files.submit(pipeline_file, body.parameters, conn=redis)
+    run_id = files.submit(pipeline_file, body.parameters, conn=redis, variables=body.variables)
     return {"run_id": run_id, "name": pipeline_file.name, "project": pipeline_file.project}
 
 
@@ -156,7 +167,7 @@ def trigger(
     project: str | None = Query(None, description="needed when the name is registered in several projects"),
     redis: Redis = Depends(conn),
 ) -> dict[str, Any]:
-    run_id = _files().trigger(name, body.inputs, conn=redis, project=project)
+    run_id = _files().trigger(name, body.inputs, conn=redis, project=project, variables=body.variables)
     return {"run_id": run_id}
 
 

@@ -74,6 +74,29 @@ def run_summary(run: PipelineRun) -> dict[str, Any]:
     }
 
 
+TEST_COUNTS = ("tests", "passed", "failed", "errors", "skipped")
+
+
+def test_reports(record: Any) -> list[dict[str, Any]]:
+    """A job task's JUnit results, one per step that declared reports (from its ``tests-<n>`` artifacts)."""
+    if record is None:
+        return []
+    found = []
+    for artifact in record.artifacts.values():
+        junit = artifact.metadata.get("junit")
+        if isinstance(junit, dict):
+            found.append({**junit, "artifact": artifact.name})
+    return sorted(found, key=lambda r: r.get("index") or 0)
+
+
+def test_totals(nodes: list[dict[str, Any]]) -> dict[str, int] | None:
+    """The run's test counts over every step of every job (None when no step has reports)."""
+    reports = [r for n in nodes for r in n.get("tests") or ()]
+    if not reports:
+        return None
+    return {k: sum(int(r.get(k) or 0) for r in reports) for k in TEST_COUNTS}
+
+
 def run_detail(run: PipelineRun) -> dict[str, Any]:
     """The run with its DAG as nodes (each step's state) and edges, ready to draw."""
     nodes = []

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ...queues import config
 from ..launch import PrepareError
 
 CONDA_TOOLS = ("micromamba", "mamba", "conda")
@@ -63,7 +64,7 @@ def find_python(version: str) -> str:
 
 def find_conda() -> str:
     """``TRAINYARD_CONDA_EXE``, else micromamba, mamba or conda on PATH."""
-    configured = os.environ.get("TRAINYARD_CONDA_EXE", "").strip()
+    configured = config.current().conda_exe
     if configured:
         if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
             raise PrepareError(f"TRAINYARD_CONDA_EXE={configured} is not an executable file")

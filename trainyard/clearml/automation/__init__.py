@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from ..errors import refuse_unknown
+from .controller import PipelineController, PipelineDecorator
+
+__all__ = ["PipelineController", "PipelineDecorator"]
 
 
 def __getattr__(name: str):
-    if name in ("PipelineController", "PipelineDecorator"):
-        from . import controller
-
-        return getattr(controller, name)
     refuse_unknown("automation", name)

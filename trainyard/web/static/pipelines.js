@@ -58,6 +58,20 @@
     return TY.onChange((ev) => { if (ev.kind === "pipeline" || ev.kind === "resync") { refresh(); loadFiles(); } });
   };
 
+  /* -- test results (JUnit reports of pipeline-file steps) ------------------------------------ */
+  const sumTests = (reports) => Object.fromEntries(["passed", "failed", "errors", "skipped"].map((k) => [k, reports.reduce((a, r) => a + (r[k] || 0), 0)]));
+  const testCounts = (t) => `${t.passed} passed, ${t.failed + t.errors} failed, ${t.skipped} skipped`;
+
+  function testsView(reports) {
+    if (!reports || !reports.length) return null;
+    return h("div", { class: "tests" }, reports.map((r) => h("div", { class: "test-report", dataset: { step: r.step } },
+      h("h3", {}, `${r.step}: `, h("span", { class: r.failed + r.errors ? "bad" : "good" }, testCounts(r))),
+      r.failures.length ? h("ul", { class: "test-failures" }, r.failures.map((f) => h("li", { dataset: { test: f.name } },
+        h("span", { class: "mono" }, f.classname ? `${f.classname}.${f.name}` : f.name), " ",
+        h("span", { class: "muted" }, f.message)))) : null,
+      (r.problems || []).map((p) => h("p", { class: "muted" }, p)))));
+  }
+
   /* -- one run: the DAG -------------------------------------------------------------------- */
   TY.pages.run = function runPage(main, params, id) {
     const title = h("h1", {}, "run ", h("span", { class: "mono" }, id));
@@ -85,7 +99,7 @@
         ["kind", n.kind], ["template", n.base_task], ["queue", n.queue],
         ["task", n.task_id ? TY.taskLink(n.task_id) : null], ["attempt", n.attempt ? String(n.attempt) : null],
         ["duration", TY.duration(n.started, n.ended)], ["error", n.error], ["note", n.message],
-      ]));
+      ]), testsView(n.tests) || "");
     }
 
     function draw(r) {
@@ -94,7 +108,8 @@
         h("div", { class: "actions admin-only" },
           ["running", "pending"].includes(r.status) ? h("button", { type: "button", class: "danger", onclick: () => TY.act(() => TY.post(`/api/runs/${id}/abort`), "stop requested") }, "Abort") : null,
           ["failed", "aborted"].includes(r.status) && r.controller_queue ? h("button", { type: "button", onclick: () => TY.act(() => TY.post(`/api/runs/${id}/retry`), "retrying") }, "Retry failed steps") : null),
-        r.message ? h("span", { class: "muted", style: "font-size:13px;font-weight:normal" }, r.message) : null].filter((x) => x));
+        r.message ? h("span", { class: "muted", style: "font-size:13px;font-weight:normal" }, r.message) : null,
+        r.tests ? h("span", { id: "run-tests", class: r.tests.failed + r.tests.errors ? "bad" : "good", style: "font-size:13px;font-weight:normal" }, ` tests: ${testCounts(r.tests)}`) : null].filter((x) => x));
       const nextShape = JSON.stringify([r.nodes.map((n) => n.id), r.edges]);
       if (!cy || nextShape !== shape) {
         shape = nextShape;
@@ -124,10 +139,11 @@
       }
       graph.dataset.statuses = JSON.stringify(Object.fromEntries(r.nodes.map((n) => [n.id, n.status])));
       table.replaceChildren(h("table", { id: "steps-table" },
-        h("thead", {}, h("tr", {}, ["step", "status", "task", "attempt", "duration", "note"].map((c) => h("th", {}, c)))),
+        h("thead", {}, h("tr", {}, ["step", "status", "task", "attempt", "duration", "tests", "note"].map((c) => h("th", {}, c)))),
         h("tbody", {}, r.nodes.map((n) => h("tr", { dataset: { step: n.id } },
           h("td", {}, n.id), h("td", {}, TY.badge(n.status)), h("td", {}, n.task_id ? TY.taskLink(n.task_id) : ""),
           h("td", {}, n.attempt ? String(n.attempt) : ""), h("td", {}, TY.duration(n.started, n.ended)),
+          h("td", { class: "tests-cell" }, (n.tests || []).length ? testCounts(sumTests(n.tests)) : ""),
           h("td", { class: "muted" }, n.error || n.message || ""))))));
       const focus = selected || (r.nodes.find((n) => ["failed", "running", "queued"].includes(n.status)) || {}).id || shown;
       if (focus) showStep(focus);

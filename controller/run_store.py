@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis import Redis
 
 from ..queues.backend import documents
-from ..queues.errors import TaskNotFound
+from ..queues.errors import PipelineNotFound
 from .model import PipelineRun
 
 
@@ -17,7 +17,7 @@ def save(conn: Redis, run: PipelineRun) -> None:
 def load(conn: Redis, run_id: str) -> PipelineRun:
     raw = documents.run_json(conn, run_id)
     if raw is None:
-        raise TaskNotFound(f"no pipeline run {run_id!r}")
+        raise PipelineNotFound(f"no pipeline run {run_id!r}")
     return PipelineRun.model_validate_json(raw)
 
 
