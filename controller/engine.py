@@ -20,11 +20,11 @@ from queue import SimpleQueue
 import redis
 from redis import Redis
 
-from ..queues import workers
+from ..queues import lifecycle, workers
 from ..queues.backend import documents, streams
-from ..queues.broker import Broker
 from ..queues.errors import IllegalTransition, InvalidInput, TaskNotFound, TrainyardError
 from ..queues.params import check_parameters
+from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord, TaskStatus
 from ..queues.store import TaskStore, new_task_id
 from ..queues.task import Task
@@ -59,7 +59,7 @@ def import_callable(path: str) -> Callable:
 
 def check_queues(conn: Redis, run: PipelineRun) -> None:
     """Every queue a step will use must exist: refused before anything is enqueued."""
-    broker = Broker(conn)
+    broker = QueueRegistry(conn)
     for name, step in run.steps.items():
         queue = run.local_queue or step.queue or run.default_queue
         if not queue:
@@ -324,7 +324,7 @@ class Controller:
             return
         step = run.steps[name]
         error = record.runtime.error or record.status_message or status
-        if status == "failed" and state.attempt <= step.retries:
+        if status == "failed" and lifecycle.may_retry(state.attempt, step.retries):
             state.message = f"attempt {state.attempt} failed ({error}); retrying"
             try:
                 Task(record, self.conn).reset().enqueue(run.local_queue or step.queue or run.default_queue)

@@ -22,9 +22,9 @@ from typing import Any
 from redis import Redis
 
 from ..queues.backend import documents
-from ..queues.broker import Broker
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
+from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord, TaskType
 from ..queues.store import TaskStore
 from ..queues.task import Task
@@ -238,7 +238,7 @@ class Pipeline:
         if local_queue is None:
             check_queues(conn, probe)
         if controller_queue:
-            Broker(conn).require(controller_queue)
+            QueueRegistry(conn).require(controller_queue)
         task = Task.create(
             f"{self.name} v{self.version}",
             self.project,
@@ -325,7 +325,7 @@ class Pipeline:
         conn = self.connection
         local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
         if local_queue is None and self.default_queue:
-            Broker(conn).require(self.default_queue)
+            QueueRegistry(conn).require(self.default_queue)
         run = PipelineRun(
             id=task_id,
             name=self.name,
@@ -467,7 +467,7 @@ def run_here(
     drain = thread = None
     try:
         if local_queue:
-            Broker(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
+            QueueRegistry(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
             drain, thread = step_worker(conn, local_queue)
         controller = controller or Controller(conn, run_id, callbacks)
         if not hold:

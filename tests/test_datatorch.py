@@ -56,6 +56,8 @@ def log_text(conn, run, job: str) -> str:
 
 def test_add_and_average_run_unchanged(conn, actions, run_cli):
     """add.yaml gives 30; average.yaml (``${{ variable.sum }}`` from an undeclared printed output) 15."""
+    checked = run_cli("pipeline", "validate", str(PIPELINES / "add.yaml"), str(PIPELINES / "average.yaml"))
+    assert checked.returncode == 0 and checked.stdout.count(": ok: pipeline") == 2, checked.stdout + checked.stderr
     proc = run_cli("pipeline", "run", str(PIPELINES / "add.yaml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[add] 10 + 20 = 30" in proc.stdout
