@@ -57,6 +57,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         [],
         ["--tasks", "2000", "--batch", "500", "--repeat", "2", "--cli-repeat", "1", "--slow-repeat", "1"],
     ),
+    "services": (
+        "bench_services.py",
+        [],
+        ["--alerts", "5", "--burst", "50", "--scaleups", "2"],
+    ),
 }
 
 

@@ -15,21 +15,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from queue import SimpleQueue
 
 import redis
 from redis import Redis
 
-from ..queues import workers
+from ..queues import lifecycle, workers
 from ..queues.backend import documents, streams
-from ..queues.broker import Broker
 from ..queues.errors import IllegalTransition, InvalidInput, TaskNotFound, TrainyardError
 from ..queues.params import check_parameters
+from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord, TaskStatus
 from ..queues.store import TaskStore, new_task_id
 from ..queues.task import Task
 from . import cache, dag, run_store
 from .functions import function_record
-from .model import DONE_OK, FINISHED, PipelineRun, StepSpec
+from .model import DONE_OK, FINISHED, PipelineRun, StepSpec, StepState
 from .refs import Resolver
 
 log = logging.getLogger("trainyard.pipeline")
@@ -58,7 +59,7 @@ def import_callable(path: str) -> Callable:
 
 def check_queues(conn: Redis, run: PipelineRun) -> None:
     """Every queue a step will use must exist: refused before anything is enqueued."""
-    broker = Broker(conn)
+    broker = QueueRegistry(conn)
     for name, step in run.steps.items():
         queue = run.local_queue or step.queue or run.default_queue
         if not queue:
@@ -69,7 +70,9 @@ def check_queues(conn: Redis, run: PipelineRun) -> None:
 class Controller:
     """Runs one pipeline run to its end (or until stopped)."""
 
-    def __init__(self, conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = None):
+    def __init__(
+        self, conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = None, open_ended: bool = False
+    ):
         self.conn = conn
         self.store = TaskStore(conn)
         self.run_id = run_id
@@ -77,6 +80,61 @@ class Controller:
         self.callbacks = callbacks or {}
         self.stop_event = threading.Event()
         self._last_queue_check = 0.0
+        # An open-ended run takes steps while it runs (add_step, from another thread) until close().
+        self._open = open_ended
+        self._incoming: SimpleQueue[StepSpec] = SimpleQueue()
+        self._known = dict(self.run.steps)
+        self._known_lock = threading.Lock()
+        self._progress = threading.Condition()
+        self._over = False
+
+    # -- an open-ended run -------------------------------------------------------------------
+    def add_step(self, spec: StepSpec) -> None:
+        """Add a step to a running open-ended run (thread-safe); its graph and references are checked
+        against the steps known so far."""
+        if not self._open:
+            raise InvalidInput(f"pipeline run {self.run_id} takes no new steps (it is not open-ended, or closed)")
+        with self._known_lock:
+            if spec.name in self._known or spec.name == "pipeline":
+                raise InvalidInput(f"step {spec.name!r} is already in the pipeline")
+            dag.check({**self._known, spec.name: spec}, self.run.parameters)
+            self._known[spec.name] = spec
+        self._incoming.put(spec)
+        streams.announce(self.conn, "pipeline_step", self.run_id, "running")  # wake the loop now
+
+    def close(self) -> None:
+        """No more steps: the run ends once the steps it has are over."""
+        self._open = False
+        streams.announce(self.conn, "pipeline_step", self.run_id, "running")
+
+    def wait_step(self, name: str, timeout: float | None = None) -> StepState:
+        """Block until step ``name`` is over (or the run is); returns its state."""
+
+        def over() -> bool:
+            state = self.run.state.get(name)
+            return self._over or (state is not None and state.status in FINISHED)
+
+        with self._progress:
+            if not self._progress.wait_for(over, timeout):
+                raise InvalidInput(f"step {name!r} is not over after {timeout}s")
+        state = self.run.state.get(name)
+        if state is None:
+            raise InvalidInput(f"the pipeline ended before step {name!r} ran")
+        return state
+
+    def _take_incoming(self) -> bool:
+        added = False
+        while not self._incoming.empty():
+            spec = self._incoming.get()
+            self.run.steps[spec.name] = spec
+            self.run.state[spec.name] = _new_state()
+            added = True
+        return added
+
+    def _notify(self, over: bool = False) -> None:
+        with self._progress:
+            self._over = self._over or over
+            self._progress.notify_all()
 
     # -- the loop ----------------------------------------------------------------------------
     def execute(self) -> PipelineRun:
@@ -92,7 +150,9 @@ class Controller:
         box = [cursor]  # the event stream position, moved on by each pass
         while True:
             try:
-                if self._step(box):
+                over = self._step(box)
+                self._notify()
+                if over:
                     break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 # Redis restarting or out of reach: the run document has what is needed; go on when it is back
@@ -100,12 +160,15 @@ class Controller:
                 time.sleep(1.0)
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
                     self._sync_all()
-        for _ in range(120):
-            try:
-                return self._finish()
-            except (redis.ConnectionError, redis.TimeoutError):
-                time.sleep(1.0)
-        return self._finish()
+        try:
+            for _ in range(120):
+                try:
+                    return self._finish()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    time.sleep(1.0)
+            return self._finish()
+        finally:
+            self._notify(over=True)
 
     def _step(self, cursor_box: list) -> bool:
         """One pass of the loop: launch what is ready, wait for events, sync; True when the run is over."""
@@ -113,8 +176,9 @@ class Controller:
         if self.stop_event.is_set() or self._stop_flag():
             self._abort("aborted: the pipeline was stopped")
             return True
-        changed = self._launch_ready()
-        if self._all_finished():
+        changed = self._take_incoming()
+        changed = self._launch_ready() or changed
+        if self._all_finished() and not self._open and self._incoming.empty():
             return True
         self._check_queues()
         if changed:
@@ -251,7 +315,7 @@ class Controller:
             return
         step = run.steps[name]
         error = record.runtime.error or record.status_message or status
-        if status == "failed" and state.attempt <= step.retries:
+        if status == "failed" and lifecycle.may_retry(state.attempt, step.retries):
             state.message = f"attempt {state.attempt} failed ({error}); retrying"
             try:
                 Task(record, self.conn).reset().enqueue(run.local_queue or step.queue or run.default_queue)

@@ -15,22 +15,23 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis import Redis
 
 from ..queues.backend import documents
-from ..queues.broker import Broker
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
 from ..queues.options import ExecutionOptions
+from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord, TaskType
 from ..queues.store import TaskStore
 from ..queues.task import Task
 from . import dag, run_store
 from .engine import Controller, check_queues
-from .model import PipelineRun, StepSpec
+from .model import PipelineRun, StepSpec, StepState
 from .refs import find_references
 
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -230,7 +231,7 @@ class Pipeline:
         if local_queue is None:
             check_queues(conn, probe)
         if controller_queue:
-            Broker(conn).require(controller_queue)
+            QueueRegistry(conn).require(controller_queue)
         task = Task.create(
             f"{self.name} v{self.version}",
             self.project,
@@ -308,6 +309,32 @@ class Pipeline:
         self.run_id = run.id
         return run_here(conn, run.id, self.callbacks, hold=False)
 
+    def open_in_task(self, task_id: str, run_steps_locally: bool = False, force_rerun: bool = False) -> OpenRun:
+        """Like :meth:`start_in_task`, but the run takes its steps while it runs: the controller
+        runs in a thread of this process, :meth:`OpenRun.add_step` adds a step (built here with
+        ``add_step`` / ``add_function_step``), :meth:`OpenRun.wait_step` blocks until one is over,
+        and :meth:`OpenRun.close` ends the run once its steps are over (ClearML's decorator
+        pipelines, whose steps are known only when the pipeline function calls them)."""
+        conn = self.connection
+        local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
+        if local_queue is None and self.default_queue:
+            QueueRegistry(conn).require(self.default_queue)
+        run = PipelineRun(
+            id=task_id,
+            name=self.name,
+            project=self.project,
+            version=self.version,
+            parameters=dict(self.parameters),
+            default_queue=self.default_queue,
+            abort_on_failure=self.abort_on_failure,
+            force_rerun=force_rerun,
+            controller_queue=Task.get(task_id, conn).data.execution.queue,
+            local_queue=local_queue,
+        )
+        run_store.save(conn, run)
+        self.run_id = run.id
+        return OpenRun(self, Controller(conn, run.id, self.callbacks, open_ended=True))
+
     def _set_parameters(self, values: Mapping[str, Any]) -> None:
         for key, value in values.items():
             if key not in self.parameters:
@@ -334,6 +361,41 @@ class Pipeline:
         if self.run_id is None:
             raise InvalidInput("the pipeline has not been started")
         return run_store.load(self.connection, self.run_id)
+
+
+class OpenRun:
+    """A run whose controller runs in a thread of this process and takes steps as they come."""
+
+    def __init__(self, pipeline: Pipeline, controller: Controller):
+        self.pipeline = pipeline
+        self.controller = controller
+        self.result: PipelineRun | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"pipeline-{controller.run_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = run_here(self.controller.conn, self.controller.run_id, hold=False, controller=self.controller)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by close()
+            self._error = exc
+            self.controller._notify(over=True)
+
+    def add_step(self, name: str) -> None:
+        """Launch the pipeline's step ``name`` (added to it with add_step / add_function_step)."""
+        self.controller.add_step(self.pipeline.steps[name])
+
+    def wait_step(self, name: str, timeout: float | None = None) -> StepState:
+        return self.controller.wait_step(name, timeout)
+
+    def close(self) -> PipelineRun:
+        """No more steps; wait for the run to end and return it."""
+        self.controller.close()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self.result is not None
+        return self.result
 
 
 def stop_run(conn: Redis, run_id: str) -> PipelineRun:
@@ -380,7 +442,13 @@ def retry_run(conn: Redis, run_id: str, steps: Iterable[str] | None = None) -> P
     return run
 
 
-def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = None, hold: bool = True) -> PipelineRun:
+def run_here(
+    conn: Redis,
+    run_id: str,
+    callbacks: dict[str, Callable] | None = None,
+    hold: bool = True,
+    controller: Controller | None = None,
+) -> PipelineRun:
     """Run (or resume) a run's controller in this process; its steps run on an in-process
     worker when the run was started with ``run_steps_locally``. With ``hold`` this process also
     runs the controller task (it heartbeats and ends it); without, something else does (a worker)."""
@@ -392,13 +460,14 @@ def run_here(conn: Redis, run_id: str, callbacks: dict[str, Callable] | None = N
     drain = thread = None
     try:
         if local_queue:
-            Broker(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
+            QueueRegistry(conn).create(local_queue, description="steps of a local pipeline run", exist_ok=True)
             drain, thread = step_worker(conn, local_queue)
+        controller = controller or Controller(conn, run_id, callbacks)
         if not hold:
-            return Controller(conn, run_id, callbacks).execute()
+            return controller.execute()
         with LocalController(conn, run_id) as holder:
             try:
-                result = Controller(conn, run_id, callbacks).execute()
+                result = controller.execute()
             except BaseException as exc:
                 holder.finish("failed", f"controller error: {exc}")
                 raise

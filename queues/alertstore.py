@@ -21,8 +21,8 @@ from redis import Redis
 
 from . import keys
 from .backend import scripts
-from .broker import Broker
 from .errors import InvalidInput
+from .queue_registry import QueueRegistry
 
 SEEN_TTL_S = 30 * 24 * 3600  # how long "already alerted" is remembered
 HISTORY_MAXLEN = 10_000
@@ -111,10 +111,18 @@ class AlertRule(BaseModel):
 
 # -- rules ---------------------------------------------------------------------------------------
 def add_rule(conn: Redis, rule: AlertRule) -> AlertRule:
-    if rule.queue and not Broker(conn).exists(rule.queue):
+    if rule.queue and not QueueRegistry(conn).exists(rule.queue):
         raise InvalidInput(f"no queue named {rule.queue!r}: an alert rule can only watch a queue that exists")
-    conn.hset(keys.ALERT_RULES, rule.id, rule.model_dump_json())
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.ALERT_RULES, rule.id, rule.model_dump_json())
+        pipe.incr(keys.ALERT_RULES_VERSION)
+        pipe.execute()
     return rule
+
+
+def rules_version(conn: Redis) -> int:
+    """Changes with every rule added or removed (services re-read the rules when it moves)."""
+    return int(conn.get(keys.ALERT_RULES_VERSION) or 0)
 
 
 def rules(conn: Redis) -> list[AlertRule]:
@@ -129,8 +137,16 @@ def get_rule(conn: Redis, rule_id: str) -> AlertRule:
     return AlertRule.model_validate_json(raw)
 
 
+def rule_exists(conn: Redis, rule_id: str) -> bool:
+    return bool(conn.hexists(keys.ALERT_RULES, rule_id))
+
+
 def remove_rule(conn: Redis, rule_id: str) -> None:
-    if not conn.hdel(keys.ALERT_RULES, rule_id):
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.hdel(keys.ALERT_RULES, rule_id)
+        pipe.incr(keys.ALERT_RULES_VERSION)
+        removed, _ = pipe.execute()
+    if not removed:
         raise InvalidInput(f"no alert rule {rule_id!r}")
 
 

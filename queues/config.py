@@ -65,6 +65,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TRAINYARD_CLEARML_PICKLE", "clearml_pickle", "0", "1: the ClearML layer may store pickled artifacts"),
     Variable("TRAINYARD_TASK_ID", "task_id", "-", "set by the worker: the task a process runs for"),
     Variable("TRAINYARD_RUN_DIR", "run_dir", "-", "set by the worker: the task's run folder"),
+    Variable("TRAINYARD_ATTEMPT", "attempt", "-", "set by the worker: the attempt a process runs for"),
+    Variable("TRAINYARD_WORKER", "worker", "-", "set by the worker: its name (how its leftovers are found)"),
     Variable("TRAINYARD_SECRET_<NAME>", "secrets", "-", "a secret a worker holds for tasks that name it", True),
 )
 SECRET_PREFIX = "TRAINYARD_SECRET_"
@@ -99,6 +101,8 @@ class Settings:
     clearml_pickle: bool = False
     task_id: str | None = None
     run_dir: Path | None = None
+    attempt: int | None = None
+    worker: str | None = None
     secrets: dict[str, str] = field(default_factory=dict)  # TRAINYARD_SECRET_<NAME> -> value
 
     @property

@@ -131,6 +131,7 @@ def trigger_claim(trigger_id: str, occurrence: str) -> str:
 # -- services: alerts (controller/alerts) and the autoscaler (controller/autoscale)
 FLEET = PREFIX + "fleet"  # hash: worker name -> JSON {host, started, queues}, register to clean exit (lost: entry gone)
 ALERT_RULES = PREFIX + "alert:rules"  # hash: rule id -> AlertRule JSON
+ALERT_RULES_VERSION = PREFIX + "alert:rules:version"  # counter: moves with every rule change
 ALERT_OUTBOX = PREFIX + "alert:outbox"  # stream of messages to send (group "senders": each sent once)
 ALERT_HISTORY = PREFIX + "alert:history"  # stream: what was sent (or failed), newest last
 ALERT_DUE = PREFIX + "alert:due"  # zset: rule id -> when its held alerts go out as one digest

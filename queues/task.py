@@ -9,14 +9,14 @@ from typing import Any
 
 from redis import Redis
 
-from . import bulk, capture, events, keys, lifecycle, reaper, rqjob
+from . import bulk, capture, events, lifecycle, reaper
 from .backend import streams
-from .broker import Broker, check_queue_name
 from .connection import reader_without_redis, resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
 from .gitinfo import strip_credentials
 from .options import ExecutionOptions
 from .params import check_parameters, check_value, normalize_key
+from .queue_registry import QueueRegistry, check_queue_name
 from .record import (
     FINAL_STATUSES,
     Execution,
@@ -423,39 +423,28 @@ class Task:
         check_queue_name(queue)
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidInput(f"priority must be an integer, got {priority!r}")
-        broker = Broker(self.connection)
+        registry = QueueRegistry(self.connection)
         if create_queue:
-            broker.create(queue, exist_ok=True)
+            registry.create(queue, exist_ok=True)
         else:
-            broker.require(queue)
-        now_holder: dict[str, float] = {}
+            registry.require(queue)
 
         def apply(record: TaskRecord) -> None:
-            now_holder["now"] = time.time()
             record.execution.queue = queue
             record.execution.priority = priority
-            record.queued_at = now_holder["now"]
+            record.queued_at = time.time()
             record.status_message = None
 
-        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
-            rqjob.write_queued(pipe, new.id, queue, new.name, now_holder["now"])
-            broker.push(pipe, queue, new.id, priority, front)
-
-        self._record = self._store.update(self.id, apply, action="enqueue", hook=hook)
+        self._record = self._store.update(self.id, apply, action="enqueue", front=front)
         return self
 
     def dequeue(self) -> Task:
         """Take a queued task off its queue, back to draft."""
-        broker = Broker(self.connection)
 
         def apply(record: TaskRecord) -> None:
             record.queued_at = None
 
-        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
-            if old.execution.queue:
-                broker.remove(pipe, old.execution.queue, old.id)
-
-        self._record = self._store.update(self.id, apply, action="dequeue", hook=hook)
+        self._record = self._store.update(self.id, apply, action="dequeue")
         return self
 
     def abort(self, message: str = "aborted by user") -> Task:
@@ -472,18 +461,13 @@ class Task:
 
             self._record = self._store.update(self.id, request, event_kind="abort_requested")
             return self
-        broker = Broker(self.connection)
 
         def apply(record: TaskRecord) -> None:
             record.ended = time.time()
             record.status_message = message
 
-        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
-            if old.status == TaskStatus.QUEUED and old.execution.queue:
-                broker.remove(pipe, old.execution.queue, old.id)
-
         try:
-            self._record = self._store.update(self.id, apply, action="abort", hook=hook)
+            self._record = self._store.update(self.id, apply, action="abort")
         except IllegalTransition as exc:
             if exc.current == TaskStatus.RUNNING.value:  # it started meanwhile: ask its worker
                 return self.abort(message)
@@ -502,10 +486,7 @@ class Task:
             record.started = record.ended = record.queued_at = None
             record.status_message = None
 
-        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
-            pipe.delete(keys.log(old.id))
-
-        self._record = self._store.update(self.id, apply, action="reset", hook=hook)
+        self._record = self._store.update(self.id, apply, action="reset")
         return self
 
     def delete(self) -> None:
@@ -570,11 +551,11 @@ def _born(conn: Redis, queue: str, priority: int, create_queue: bool) -> bulk.Bo
     check_queue_name(queue)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise InvalidInput(f"priority must be an integer, got {priority!r}")
-    broker = Broker(conn)
+    registry = QueueRegistry(conn)
     if create_queue:
-        broker.create(queue, exist_ok=True)
+        registry.create(queue, exist_ok=True)
     else:
-        broker.require(queue)
+        registry.require(queue)
     return bulk.Born(queue, priority, time.time())
 
 

@@ -143,6 +143,16 @@ def test_exactly_once_across_a_restart_and_catch_up_on_what_happened_meanwhile(c
     assert all(_mentions(messages, i) == 1 for i in before + meanwhile)
 
 
+def test_a_rule_added_while_a_service_runs_applies_to_the_very_next_event(conn, receiver):
+    Queue.create("cpu")
+    with ServiceProcess(SERVICE):
+        wait_service(conn, "alerts")
+        _rule(conn, receiver, on="failed")  # the service read the rules (none) when it started
+        [task_id] = _fail_directly(conn, "cpu", 1)
+        messages = receiver.wait_for(lambda m: m)
+    assert task_id in messages[0]["message"]
+
+
 def test_a_receiver_that_refuses_gets_the_message_again_later(conn):
     Queue.create("cpu")
     with Receiver(status=500) as receiver:

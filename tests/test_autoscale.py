@@ -130,6 +130,23 @@ def conn_home():
     return Path(os.environ["TRAINYARD_HOME"])
 
 
+def test_a_machine_no_instance_names_is_stopped_by_the_sweep(conn, cleanup):
+    """A machine made by a start call that failed after making it (a time-out) has no record."""
+    Queue.create("cpu")
+    config = _config()
+    scalestore.configure(conn, config)
+    driver = ProcessDriver(conn_home(), "")
+    orphan = driver.spin_up(config.resources["local"].model_copy(update={"worker_command": SLEEPER}), "ghost", "cpu")
+    scaler = Autoscaler(conn, {"process": driver}, name="test")
+    scaler.sweep(config, [])
+    assert not driver.alive(orphan)
+    [decision] = scalestore.decisions(conn)
+    assert decision["action"] == "orphan stopped" and orphan in decision["reason"]
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+
+
 def test_state_survives_a_restart_of_the_service(conn, cleanup):
     Queue.create("cpu")
     scalestore.configure(conn, _config(idle_timeout_s=0.0, queues={"cpu": [{"resource": "local", "max": 1}]}))

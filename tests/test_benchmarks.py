@@ -30,7 +30,14 @@ def test_quick_suite_runs_end_to_end_and_reports_every_target(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     suite = json.loads((tmp_path / "suite.json").read_text())
     results = suite["results"]
-    assert [b["name"] for b in results["benchmarks"]] == ["enqueue", "dispatch", "envs", "pipeline", "scale"]
+    assert [b["name"] for b in results["benchmarks"]] == [
+        "enqueue",
+        "dispatch",
+        "envs",
+        "pipeline",
+        "scale",
+        "services",
+    ]
     for bench in results["benchmarks"]:
         assert bench["exit_code"] == 0
         assert bench["targets"], bench["name"]

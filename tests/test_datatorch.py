@@ -56,6 +56,8 @@ def log_text(conn, run, job: str) -> str:
 
 def test_add_and_average_run_unchanged(conn, actions, run_cli):
     """add.yaml gives 30; average.yaml (``${{ variable.sum }}`` from an undeclared printed output) 15."""
+    checked = run_cli("pipeline", "validate", str(PIPELINES / "add.yaml"), str(PIPELINES / "average.yaml"))
+    assert checked.returncode == 0 and checked.stdout.count(": ok: pipeline") == 2, checked.stdout + checked.stderr
     proc = run_cli("pipeline", "run", str(PIPELINES / "add.yaml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[add] 10 + 20 = 30" in proc.stdout
@@ -304,3 +306,30 @@ def test_stand_in_serves_what_published_actions_import(tmp_path):
         " does not have (only get_inputs, get_input, set_output, agent.directories and utils.files work here)"
     ]
     assert (tmp_path / "tmp").is_dir()
+
+
+def test_node_actions_run_with_their_inputs_as_json(conn, tmp_path):
+    """DataTorch declares node actions but never ran them (its NodeRunner is empty); trainyard runs
+    ``node <main> '<inputs json>'`` with the INPUT_* variables, like its python actions."""
+    import shutil
+
+    if shutil.which("node") is None:
+        pytest.skip("no node on this machine (apt-get install nodejs)")
+    folder = tmp_path / "actions" / "count"
+    folder.mkdir(parents=True)
+    (folder / "action-datatorch.yaml").write_text(
+        "name: Count\ninputs:\n  items: {type: array, required: true}\nruns: {using: node, main: index.js}\n"
+    )
+    (folder / "index.js").write_text(
+        "const inputs = JSON.parse(process.argv[process.argv.length - 1]);\n"
+        "console.log(`::count::${inputs.items.length}`);\n"
+        "console.log(`env saw ${process.env.INPUT_ITEMS}`);\n"
+    )
+    text = (
+        "name: node\njobs:\n  a:\n    steps:\n      - name: Count It\n        action: ./actions/count\n"
+        "        inputs: {items: [1, 2, 3]}\n    outputs: {count: '${{ steps.Count It.output.count }}'}\n"
+    )
+    run = run_here(load_text(text, "node.yaml", base_dir=tmp_path), conn=conn)
+    assert run.status == "completed", log_text(conn, run, "a")
+    assert outputs(conn, run)["a"] == {"count": 3}
+    assert "env saw [1, 2, 3]" in log_text(conn, run, "a")

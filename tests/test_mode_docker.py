@@ -163,4 +163,8 @@ def test_gpus_become_a_device_request(tmp_path):
     spec = modes.get("docker").prepare(Job(record, run_dir, None, None, settings)).docker
     assert spec.gpus == [1, 3] and spec.env["CUDA_VISIBLE_DEVICES"] == "1,3"
     assert spec.env["NVIDIA_VISIBLE_DEVICES"] == "1,3" and "TRAINYARD_REDIS_URL" not in spec.env
-    assert json.loads(json.dumps(spec.labels)) == {"trainyard.task": "t1", "trainyard.worker": "w"}
+    assert json.loads(json.dumps(spec.labels)) == {
+        "trainyard.task": "t1",
+        "trainyard.worker": "w",
+        "trainyard.runs": str(tmp_path),  # the worker's runs folder: leftovers are judged by their own fleet
+    }

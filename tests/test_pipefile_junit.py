@@ -110,3 +110,27 @@ jobs:
     assert problems[1] == "bad.xml: not JUnit XML (root element <html>)"
     with pytest.raises(PipelineFileError, match="tests.junit"):
         load_text("name: x\njobs:\n  a:\n    steps: [{run: 'true', tests: {junit: []}}]\n")
+
+
+def test_the_web_app_passes_on_only_the_expected_shape_of_a_report():
+    """Artifact metadata is written by the task: a hostile or broken one cannot break the run page."""
+    from types import SimpleNamespace
+
+    from trainyard.web import views
+
+    hostile = {"failed": "9", "passed": -1, "skipped": True, "failures": [{"name": ["x"]}, "nope"], "problems": "x"}
+    record = SimpleNamespace(artifacts={"tests-1": SimpleNamespace(name="tests-1", metadata={"junit": hostile})})
+    [report] = views.test_reports(record)
+    assert report == {
+        "tests": 0,
+        "passed": 0,
+        "failed": 0,
+        "errors": 0,
+        "skipped": 0,
+        "index": 0,
+        "step": "tests-1",
+        "artifact": "tests-1",
+        "failures": [{"name": "['x']", "classname": "", "kind": "", "message": ""}],
+        "problems": [],
+    }
+    assert views.test_totals([{"tests": [report]}, {"tests": []}])["failed"] == 0

@@ -20,14 +20,17 @@ FAST = {"TRAINYARD_HEARTBEAT_S": "0.5", "TRAINYARD_WORKER_TTL_S": "5", "TRAINYAR
 class WorkerProcess:
     """`trainyard worker ...` in a subprocess, with its stderr kept for assertions."""
 
-    def __init__(self, *args: str, env: dict | None = None, fast: bool = True):
+    def __init__(self, *args: str, env: dict | None = None, fast: bool = True, host: str | None = None):
+        """``host``: run the worker under that host name (its own UTS namespace: another host as far
+        as trainyard can tell, on this machine); the wrapper execs, so ``proc.pid`` is the worker's."""
         self.args = args
         full_env = {**os.environ, **(FAST if fast else {}), **(env or {})}
         self.log_path = Path(os.environ["TRAINYARD_HOME"]) / f"worker-{time.monotonic_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115
+        wrap = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host] if host else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trainyard", "worker", *args],
+            [*wrap, sys.executable, "-m", "trainyard", "worker", *args],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

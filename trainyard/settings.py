@@ -59,6 +59,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         clearml_pickle=env.get("TRAINYARD_CLEARML_PICKLE", "").strip().lower() in ("1", "true", "yes"),
         task_id=env.get("TRAINYARD_TASK_ID") or None,
         run_dir=Path(run_dir) if run_dir else None,
+        attempt=int(attempt) if (attempt := text("TRAINYARD_ATTEMPT") or "").isdigit() else None,
+        worker=env.get("TRAINYARD_WORKER") or None,
         secrets={k: v for k, v in env.items() if k.startswith(SECRET_PREFIX)},
     )
 

@@ -9,6 +9,7 @@ event may have missed, and run the reaper that recovers tasks of dead workers.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -24,14 +25,14 @@ import redis
 
 from ..queues import events as ev
 from ..queues import reaper, workers
+from ..queues.backend import fleet, streams
 from ..queues.backend import queues as queue_lists
-from ..queues.backend import streams
-from ..queues.broker import Broker
 from ..queues.dispatch import DRAINING, Dispatcher
 from ..queues.errors import InvalidInput
+from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
-from . import process
+from . import guard
 from .artifacts import ArtifactStore
 from .executor import RunSettings, TaskRun
 from .gpu_holds import GpuHolds
@@ -153,7 +154,7 @@ class Worker:
 
     # -- set-up ----------------------------------------------------------------------------
     def check_queues(self) -> None:
-        broker = Broker(self.conn)
+        broker = QueueRegistry(self.conn)
         for queue in self.cfg.queues:
             if self.cfg.create_queues:
                 broker.create(queue, exist_ok=True)
@@ -168,6 +169,8 @@ class Worker:
         self.check_queues()
         self.settings.runs_dir.mkdir(parents=True, exist_ok=True)
         workers.register(self.conn, self.info, psutil.pid_exists)
+        self._end_leftovers()
+        self.settings.guard = guard.Guard()
         log.info(
             "worker %s listening on %s (%s order), GPUs: %s",
             self.name,
@@ -191,7 +194,57 @@ class Worker:
             threads[0].join(timeout=10)  # the heartbeat thread; the event listener is a daemon blocked in XREAD
             with contextlib.suppress(redis.RedisError):
                 workers.unregister(self.conn, self.name)
+            if self.settings.guard is not None:
+                self.settings.guard.close()
         return 0
+
+    def _end_leftovers(self) -> None:
+        """Before taking work, end what dead workers of this home left on this host: processes that
+        name a dead worker in their environment (``TRAINYARD_WORKER``; a predecessor under this
+        worker's own name is dead too) and, apart from this thread, their containers."""
+        runs = str(self.settings.runs_dir) + os.sep
+        leftovers = [
+            marks
+            for _, marks in guard.task_processes()
+            if marks.get("TRAINYARD_WORKER") and marks.get("TRAINYARD_RUN_DIR", "").startswith(runs)
+        ]
+        known: dict[str, bool] = {self.name: False}
+
+        def alive(name: str) -> bool:
+            """A registry entry, and (for a worker of this host) its process: a worker killed moments
+            ago keeps its entry until it expires."""
+            if name not in known:
+                entry = fleet.worker_entry(self.conn, name)
+                try:
+                    facts = json.loads(entry) if entry else None
+                except ValueError:
+                    facts = {}
+                known[name] = facts is not None and (
+                    facts.get("host") != self.host or _process_alive(int(facts.get("pid") or 0))
+                )
+            return known[name]
+
+        for marks in leftovers:
+            if not alive(marks["TRAINYARD_WORKER"]):
+                task_id, attempt = marks.get("TRAINYARD_TASK_ID", ""), marks.get("TRAINYARD_ATTEMPT")
+                log.warning(
+                    "ending task %s (attempt %s) of dead worker %s", task_id, attempt, marks["TRAINYARD_WORKER"]
+                )
+                guard.kill_task(task_id, int(attempt) if attempt and attempt.isdigit() else None)
+
+        def containers() -> None:
+            from .containers import remove_containers_of
+
+            try:
+                removed = remove_containers_of(runs.rstrip(os.sep), lambda name: bool(name) and not alive(name))
+            except Exception:  # noqa: BLE001 - best effort, logged
+                log.exception("removing containers of dead workers failed")
+                return
+            if removed:
+                log.warning("removed %d container(s) of dead workers", removed)
+
+        # not a daemon: a worker that exits meanwhile (--burst) still finishes the clean-up
+        threading.Thread(target=containers, name="leftover-containers", daemon=False).start()
 
     def _loop(self) -> None:
         while True:
@@ -466,15 +519,26 @@ class Worker:
         local = [d for d in done if d.host == self.host]
         if local:  # apart from the heartbeat: a slow Docker engine must never delay heartbeats
             # not a daemon: a worker that exits meanwhile still finishes the clean-up
-            threading.Thread(target=_clean_up_after, args=(local,), name="reaper-cleanup", daemon=False).start()
+            threading.Thread(
+                target=_clean_up_after, args=(local, self.name), name="reaper-cleanup", daemon=False
+            ).start()
 
 
-def _clean_up_after(local: list) -> None:
-    """End what dead workers on this host left: task processes and containers."""
+def _process_alive(pid: int) -> bool:
     try:
-        process.kill_task_processes({d.task_id for d in local}, {d.pgid for d in local if d.pgid})
+        return pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _clean_up_after(local: list, own_name: str) -> None:
+    """End what dead workers on this host left: the processes and containers of the reaped tasks
+    that name the dead worker (a newer attempt of the same task, run by a live worker, stays)."""
+    dead = {(d.task_id, d.worker) for d in local if d.worker != own_name}  # a same-name predecessor: at start
+    try:
+        guard.kill_matching(lambda m: (m.get("TRAINYARD_TASK_ID"), m.get("TRAINYARD_WORKER")) in dead)
         from .containers import remove_task_containers
 
-        remove_task_containers({d.task_id for d in local})  # any task may have run in docker mode
+        remove_task_containers(dead)  # any task may have run in docker mode
     except Exception:  # noqa: BLE001 - best effort, logged
         log.exception("cleaning up after a dead worker failed")

@@ -27,6 +27,7 @@ CODE_MOUNT = "/workspace"
 CACHE_MOUNT = "/trainyard/cache"
 LABEL_TASK = "trainyard.task"
 LABEL_WORKER = "trainyard.worker"
+LABEL_RUNS = "trainyard.runs"  # the runs folder of the worker's home: a leftover is judged by its own fleet
 NOBODY = 65534
 
 
@@ -252,9 +253,9 @@ def _drain(q: queue.Queue) -> Iterator[bytes]:
         yield item
 
 
-def remove_task_containers(task_ids: set[str]) -> int:
-    """Remove containers of tasks whose worker died (called by the reaper on this host)."""
-    if not task_ids:
+def remove_task_containers(dead: set[tuple[str, str]]) -> int:
+    """Remove the containers of (task id, worker) pairs whose worker died (the reaper on this host)."""
+    if not dead:
         return 0
     try:
         engine = client()
@@ -262,7 +263,23 @@ def remove_task_containers(task_ids: set[str]) -> int:
         return 0
     removed = 0
     for container in engine.containers.list(all=True, filters={"label": LABEL_TASK}):
-        if container.labels.get(LABEL_TASK) in task_ids:
+        if (container.labels.get(LABEL_TASK), container.labels.get(LABEL_WORKER)) in dead:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+                removed += 1
+    return removed
+
+
+def remove_containers_of(runs_dir: str, dead) -> int:
+    """Remove containers that workers of this home (``runs_dir``) left when they died: ``dead(name)``
+    says whether a worker is gone. Called when a worker starts on this host."""
+    try:
+        engine = client()
+    except PrepareError:
+        return 0
+    removed = 0
+    for container in engine.containers.list(all=True, filters={"label": f"{LABEL_RUNS}={runs_dir}"}):
+        if dead(container.labels.get(LABEL_WORKER, "")):
             with contextlib.suppress(Exception):
                 container.remove(force=True)
                 removed += 1

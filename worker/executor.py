@@ -19,6 +19,7 @@ from ..queues.dispatch import Dispatcher
 from ..queues.record import TaskRecord
 from . import modes
 from .artifacts import ArtifactStore
+from .guard import Guard
 from .launch import LaunchSpec, PrepareError
 from .modes import Launched
 from .monitor import GpuUsage
@@ -40,6 +41,7 @@ class RunSettings:
     grace_s: float = 10.0
     keep_runs: bool = False
     redactor: Redactor = field(default_factory=lambda: Redactor(()))
+    guard: Guard | None = None  # ends what runs if the worker dies (worker/guard.py)
 
 
 class TaskRun:
@@ -118,6 +120,7 @@ class TaskRun:
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> None:
         """Run the task; whatever goes wrong here, the task ends with a status (never left running)."""
+        self._guard("start")
         try:
             self._run()
         except Exception as exc:  # the run folder, the reporter, the disk: fail the task, keep the worker
@@ -129,6 +132,12 @@ class TaskRun:
                     return
                 except (redis.ConnectionError, redis.TimeoutError):
                     time.sleep(pause)
+        finally:
+            self._guard("end")
+
+    def _guard(self, op: str, extra: str = "") -> None:
+        if self.s.guard is not None:
+            self.s.guard.note(op, self.task_id, self.attempt, extra)
 
     def _run(self) -> None:
         record = self.record
@@ -193,6 +202,8 @@ class TaskRun:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _launch(self, spec: LaunchSpec, reporter: Reporter) -> Launched:
+        if spec.docker is not None:
+            self._guard("docker", spec.docker.name)  # before the container exists
         return modes.get(spec.mode).launch(spec, reporter.system)
 
     def _execute(self, spec: LaunchSpec, reporter: Reporter) -> tuple[str, int | None, str | None]:

@@ -67,6 +67,8 @@ def task_env(record: TaskRecord, run_dir: Path, gpu_env: Mapping[str, str], redi
     env.update(gpu_env)
     env.update(
         TRAINYARD_TASK_ID=record.id,
+        TRAINYARD_ATTEMPT=str(record.runtime.attempt),  # with the id: how every process of the attempt
+        TRAINYARD_WORKER=record.runtime.worker or "",  # is found, however it detached (worker/guard.py)
         TRAINYARD_RUN_DIR=str(run_dir),
         PYTHONUNBUFFERED="1",
     )

@@ -10,8 +10,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import psutil
-
 _SETPRIV = shutil.which("setpriv")
 
 
@@ -68,21 +66,3 @@ def end_group(pgid: int, grace_s: float, done: threading.Event | None = None) ->
         waited += deadline_step
         deadline_step = min(deadline_step * 2, 0.5)
     signal_group(pgid, signal.SIGKILL)
-
-
-def kill_task_processes(task_ids: set[str], pgids: set[int]) -> int:
-    """Kill processes left by dead workers on this host: those in the recorded process groups
-    that carry one of ``task_ids`` in TRAINYARD_TASK_ID. Returns how many were killed."""
-    killed = 0
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.pid == os.getpid():
-                continue
-            in_group = os.getpgid(proc.pid) in pgids
-            env_id = proc.environ().get("TRAINYARD_TASK_ID") if (in_group or task_ids) else None
-            if env_id in task_ids:
-                proc.kill()
-                killed += 1
-        except (psutil.Error, ProcessLookupError, PermissionError, OSError):
-            continue
-    return killed

@@ -28,7 +28,7 @@ import redis
 from redis import Redis
 
 from ...queues import events, keys, services, workers
-from ...queues.alertstore import STATUS_EVENTS, AlertPipe, AlertRule, rules
+from ...queues.alertstore import STATUS_EVENTS, AlertPipe, AlertRule, rules, rules_version
 from ...queues.connection import default_connection
 from ...queues.errors import TaskNotFound
 from ...queues.record import TaskRecord, TaskStatus
@@ -54,7 +54,7 @@ class AlertService:
         self.store = TaskStore(conn)
         self.stop_event = threading.Event()
         self._rules: list[AlertRule] = []
-        self._rules_at = 0.0
+        self._rules_version = -1
         self._senders: dict[str, tuple[str, apprise.Apprise]] = {}
         self._retry_at = 0.0  # when to try again the messages whose sending failed
         self._failures = 0
@@ -63,6 +63,7 @@ class AlertService:
 
     # -- the loop --------------------------------------------------------------------------------
     def setup(self) -> None:
+        apprise.Apprise.instantiate("json://localhost")  # loads Apprise's plugins now, not at the first alert
         for stream in (keys.EVENTS, keys.ALERT_OUTBOX):
             try:
                 self.conn.xgroup_create(stream, GROUP, id="$", mkstream=True)
@@ -118,20 +119,24 @@ class AlertService:
 
     # -- events ------------------------------------------------------------------------------------
     def rules(self) -> list[AlertRule]:
-        if time.monotonic() - self._rules_at >= TICK_S:
-            self._rules, self._rules_at = rules(self.conn), time.monotonic()
+        """The rules as they are now: re-read when their version moved (one GET per call), so an
+        event written after a rule was added is always judged by it."""
+        version = rules_version(self.conn)
+        if version != self._rules_version:
+            self._rules, self._rules_version = rules(self.conn), version
         return self._rules
 
     def _on_events(self, entries: list) -> None:
+        active = self.rules()  # read after the events arrived: a rule added before them applies
         for entry_id, fields in entries:
-            self.on_event(events.Event.from_fields(entry_id, fields))
+            self.on_event(events.Event.from_fields(entry_id, fields), active)
         self.conn.xack(keys.EVENTS, GROUP, *[e[0] for e in entries])
 
-    def on_event(self, event: events.Event) -> None:
+    def on_event(self, event: events.Event, active: list[AlertRule]) -> None:
         if event.kind not in ("status", "pipeline") or event.status not in STATUS_EVENTS:
             return
         pipeline = event.kind == "pipeline"
-        wanted = [r for r in self.rules() if r.on == event.status and r.pipelines == pipeline]
+        wanted = [r for r in active if r.on == event.status and r.pipelines == pipeline]
         if not wanted:
             return
         if pipeline:
@@ -301,7 +306,7 @@ class AlertService:
             self._failures = 0
 
     def _fresh_rule(self, rule_id: str | None) -> AlertRule | None:
-        self._rules_at = 0.0
+        self._rules_version = -1
         return {r.id: r for r in self.rules()}.get(rule_id or "")
 
     def deliver(self, rule: AlertRule, title: str, body: str, kind: str = "info") -> str | None:
@@ -329,10 +334,10 @@ def test_rule(conn: Redis, rule: AlertRule) -> str | None:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """An alert service as a controller task on ``queue``; returns its task id."""
-    from ...queues.broker import Broker
+    from ...queues.queue_registry import QueueRegistry
     from ...queues.record import TaskType
 
-    Broker(conn).require(queue)
+    QueueRegistry(conn).require(queue)
     task = Task.create(
         "alert service",
         "services",

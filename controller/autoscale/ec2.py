@@ -50,6 +50,7 @@ class Ec2Driver:
 
     def client(self, region: str):
         if self._given is not None:
+            self._clients.setdefault(region, self._given)
             return self._given
         if region not in self._clients:
             import boto3
@@ -111,7 +112,9 @@ class Ec2Driver:
                 found += reservation["Instances"]
         return found
 
-    def list(self, regions: tuple[str, ...] = ("us-east-1",)) -> list[str]:
+    def list(self) -> list[str]:
+        """Instances tagged as trainyard workers in the regions this driver has started some in."""
+        regions = sorted(self._clients) or ["us-east-1"]
         return [f"{r}/{i['InstanceId']}" for r in regions for i in self._described(r)]
 
     def alive(self, cloud_id: str) -> bool:

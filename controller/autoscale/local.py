@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -13,7 +14,8 @@ import psutil
 from ...queues.scalestore import Resource
 from .drivers import worker_argv
 
-LABEL = "trainyard.autoscale"
+LABEL = "trainyard.autoscale"  # the worker's name
+FLEET_LABEL = "trainyard.autoscale.fleet"  # which Redis it serves (a hash): one engine, several installations
 STOP_GRACE_S = 20.0  # a drained worker has exited already; others get this long after SIGQUIT
 
 
@@ -98,6 +100,7 @@ class DockerDriver:
 
     def __init__(self, redis_url: str):
         self.redis_url = redis_url
+        self.fleet = hashlib.sha256(redis_url.encode()).hexdigest()[:16]
         self._engine = None
 
     def engine(self):
@@ -111,17 +114,24 @@ class DockerDriver:
         env = {"TRAINYARD_HOME": "/tmp/trainyard", **resource.env}
         if self.redis_url:
             env["TRAINYARD_REDIS_URL"] = self.redis_url
-        container = self.engine().containers.run(
+        try:
+            container = self._run(resource, worker, queue, env)
+        except Exception:
+            self.spin_down(worker)  # made but not reported (a time-out): not left behind
+            raise
+        return container.id
+
+    def _run(self, resource: Resource, worker: str, queue: str, env: dict[str, str]):
+        return self.engine().containers.run(
             resource.image,
             worker_argv(resource, worker, queue),
             name=worker,
             detach=True,
-            labels={LABEL: worker},
+            labels={LABEL: worker, FLEET_LABEL: self.fleet},
             network_mode=resource.network,
             environment=env,
             volumes={host: {"bind": inside, "mode": "ro"} for host, inside in resource.volumes.items()},
         )
-        return container.id
 
     def spin_down(self, cloud_id: str) -> None:
         import docker
@@ -136,7 +146,7 @@ class DockerDriver:
             pass
 
     def list(self) -> list[str]:
-        return [c.id for c in self.engine().containers.list(filters={"label": LABEL})]
+        return [c.id for c in self.engine().containers.list(filters={"label": f"{FLEET_LABEL}={self.fleet}"})]
 
     def alive(self, cloud_id: str) -> bool:
         return cloud_id in self.list()

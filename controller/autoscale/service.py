@@ -11,6 +11,7 @@ Several autoscalers may run: one holds the lease and acts, the others stand by.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -32,6 +33,7 @@ from .drivers import Driver, make_drivers
 log = logging.getLogger("trainyard.autoscale")
 TICK_S = 1.0
 LEASE_S = 5.0
+SWEEP_S = 30.0  # how often machines that no instance record names (orphans) are looked for
 SERVICE_COMMAND = ["python", "-m", "trainyard.controller.autoscale.service"]
 
 
@@ -42,6 +44,7 @@ class Autoscaler:
         self.name = name or f"{socket.gethostname()}-autoscale-{os.getpid()}"
         self.stop_event = threading.Event()
         self._capped: dict[str, str] = {}  # queue -> reason last logged (logged once per change)
+        self._swept = 0.0
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -78,6 +81,25 @@ class Autoscaler:
         current = [i for i in scalestore.instances(self.conn) if self._follow(i, config, live, now)]
         for queue, entries in config.queues.items():
             self._scale_up(config, queue, entries, current, live, draining)
+        if now - self._swept >= SWEEP_S:
+            self._swept = now
+            self.sweep(config, current)
+
+    def sweep(self, config: ScalerConfig, current: list[Instance]) -> None:
+        """Stop machines a driver lists that no instance names (a start call that failed after
+        the machine was made, a record lost): nothing runs, or costs, unaccounted."""
+        known = {i.cloud_id for i in current}
+        for kind in sorted({r.driver for r in config.resources.values()}):
+            driver = self.drivers.get(kind)
+            try:
+                orphans = [c for c in driver.list() if c not in known] if driver is not None else []
+            except Exception as exc:  # noqa: BLE001 - the driver's API failed: next sweep
+                log.warning("could not list %s machines: %s", kind, exc)
+                continue
+            for cloud_id in orphans:
+                with contextlib.suppress(Exception):
+                    driver.spin_down(cloud_id)
+                scalestore.decide(self.conn, "-", "orphan stopped", f"{kind} machine {cloud_id} had no instance record")
 
     def _follow(self, inst: Instance, config: ScalerConfig, live: dict, now: float) -> bool:
         """Move one instance along; False once it is gone."""
@@ -195,10 +217,10 @@ class Autoscaler:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """An autoscaler as a controller task on ``queue``; returns its task id."""
-    from ...queues.broker import Broker
+    from ...queues.queue_registry import QueueRegistry
     from ...queues.record import TaskType
 
-    Broker(conn).require(queue)
+    QueueRegistry(conn).require(queue)
     task = Task.create(
         "autoscaler",
         "services",

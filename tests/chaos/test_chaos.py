@@ -18,6 +18,8 @@ import contextlib
 import json
 import os
 import random
+import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,11 +44,15 @@ from trainyard.queues.task import create_many
 
 QUEUES = ("q0", "q1", "q2")
 TASK_CODE = """
-import fcntl, json, os, sys, time
+import fcntl, json, os, signal, sys, time
 tid, run = os.environ["TRAINYARD_TASK_ID"], os.environ["TRAINYARD_RUN_DIR"]
 attempt = json.load(open(os.path.join(run, "task.json")))["attempt"]
 folder, pause, code = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 stamps = os.open(os.path.join(folder, "stamps.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def on_term(*_):  # when SIGTERM arrived: abort -> SIGTERM is timed from these stamps
+    os.write(stamps, f"term {tid} {attempt} {os.getpid()} {time.time():.6f}\\n".encode())
+    os._exit(143)
+signal.signal(signal.SIGTERM, on_term)
 lock = os.open(os.path.join(folder, "locks", tid), os.O_RDWR | os.O_CREAT, 0o644)
 try:
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -78,12 +84,14 @@ class Size:
     cuts: int
     aborts: int
     docker_tasks: int
+    outages: int  # Redis stopped for longer than half the dead-after bound; claims arrive right after
+    lonely: int  # a worker alone on its host, running a docker task and a setsid-detached one, is killed
     slots: int = 2
 
 
 SIZES = {
-    "ci": Size(tasks=500, kills=6, restarts=2, cuts=1, aborts=20, docker_tasks=3),
-    "full": Size(tasks=3000, kills=16, restarts=4, cuts=3, aborts=150, docker_tasks=12),
+    "ci": Size(tasks=500, kills=6, restarts=2, cuts=1, aborts=20, docker_tasks=3, outages=1, lonely=1),
+    "full": Size(tasks=3000, kills=16, restarts=4, cuts=3, aborts=150, docker_tasks=12, outages=3, lonely=3),
 }
 
 
@@ -106,6 +114,11 @@ class Figures:
     rq_mismatches: int = 0
     leaked_processes: int = 0
     leaked_containers: int = 0
+    outages: int = 0
+    lonely_kills: int = 0
+    lost_within_1s: int = 0  # attempts ended as lost within 1 s of their start (a fence right after Redis returned)
+    overlapping_attempts: int = 0  # two attempts of a task alive at once, on any hosts (flock twins, containers)
+    abort_to_sigterm_ms: dict = field(default_factory=dict)  # abort request -> SIGTERM in the task: n, median, max
     pipeline: str = ""
     seconds: float = 0.0
 
@@ -118,6 +131,7 @@ class Fleet:
         self.workers: list[WorkerProcess | None] = [None] * 4
         self.generation = [0] * 4
         self.all: list[WorkerProcess] = []
+        self.lonely: list[WorkerProcess] = []
 
     def url(self, index: int) -> str:
         if index == 3:
@@ -156,9 +170,20 @@ class Fleet:
             worker.proc.kill()  # SIGKILL: no clean-up of any kind
             worker.proc.wait(timeout=30)
 
+    def start_lonely(self, queue: str, number: int) -> WorkerProcess:
+        """A worker alone on its own host (a UTS namespace named after it) serving only ``queue``."""
+        worker = WorkerProcess(
+            "-q", queue, "--services-mode", "2", "--name", f"{self.tag}-lonely{number}", "--grace", "1",
+            env={"TRAINYARD_REDIS_URL": self.server.url},
+            host=f"{self.tag}-host{number}",
+        )  # fmt: skip
+        self.lonely.append(worker)
+        self.all.append(worker)
+        return worker
+
     def stop_all(self) -> None:
-        for worker in self.workers:
-            if worker is not None:
+        for worker in [*self.workers, *self.lonely]:
+            if worker is not None and worker.proc.poll() is None:
                 worker.stop()
 
 
@@ -268,6 +293,97 @@ def _rq_agrees(conn: redis.Redis, record: TaskRecord) -> bool:
     return job.get_status(refresh=True).value == expected and job.args == [record.id]
 
 
+def _can_be_another_host() -> bool:
+    """Can a worker get a host name of its own here (a UTS namespace: root, or a user namespace)?"""
+    probe = subprocess.run(["unshare", "--uts", "hostname", "probe"], capture_output=True, check=False)
+    if probe.returncode:
+        print("chaos: no UTS namespaces here; the lone-worker rounds are left out")
+    return probe.returncode == 0
+
+
+def _lonely_round(
+    conn: redis.Redis, fleet: Fleet, figures: Figures, folder: Path, image: str | None, stalls: list[str]
+) -> list[str]:
+    """A worker alone on its host runs a task whose child detached with ``setsid`` (and a docker
+    task); it is SIGKILLed and a worker on another host takes the tasks over once they are reaped.
+    Nothing on the first host but the dead worker's guard can end what it left: a first attempt
+    still alive when the second starts shows as a flock twin or as overlapping containers."""
+    number = len(fleet.lonely) + 1
+    queue = f"lonely{number}"
+    _retrying(Queue.create, queue)
+    worker = fleet.start_lonely(queue, number)
+    detach = 'setsid "$1" -S -c "$2" "$3" "$4" "$5" & wait'  # the task's child leaves its group and session
+    command = ["bash", "-c", detach, "detach", sys.executable, TASK_CODE, str(folder), "8", "0"]
+    spec = {"name": f"chaos-lonely-{number}", "project": "chaos", "retries": 2, "command": command}
+    ids = [t.id for t in _retrying(create_many, [spec], queue=queue)]
+    if image:
+        boxed = Task.create(f"chaos-lonely-docker-{number}", "chaos", command=["sleep", "8"], mode="docker",
+                            docker_image=image, retries=2)  # fmt: skip
+        _retrying(boxed.enqueue, queue)
+        ids.append(boxed.id)
+    for task_id in ids:
+        stall = _busy(conn, worker, task_id)
+        if stall:
+            stalls.append(stall)
+    worker.proc.kill()  # SIGKILL; no other worker on its host
+    worker.proc.wait(timeout=30)
+    figures.lonely_kills += 1
+    fleet.start_lonely(queue, number + 100)  # another host: it runs the tasks once they are reaped
+    return ids
+
+
+def _term_stamps(folder: Path) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = collections.defaultdict(list)
+    path = folder / "stamps.log"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        parts = line.split()
+        if parts[0] == "term":
+            found[parts[1]].append(float(parts[4]))
+    return found
+
+
+def _abort_delays(asked: dict[str, float], terms: dict[str, list[float]]) -> dict:
+    """Abort request -> SIGTERM in the task, for the aborts that found their task running."""
+    delays = sorted(
+        min(t for t in terms[tid] if t >= when) - when
+        for tid, when in asked.items()
+        if any(t >= when for t in terms[tid])
+    )
+    if not delays:
+        return {"n": 0}
+    return {"n": len(delays), "median": round(statistics.median(delays) * 1000, 1), "max": round(delays[-1] * 1000, 1)}
+
+
+def _docker_overlaps(ids: set[str], since: float) -> int:
+    """Pairs of containers of one task alive at the same time (from the engine's start/die events)."""
+    try:
+        import docker
+
+        engine = docker.from_env(timeout=10)
+        engine.ping()
+    except Exception:
+        return 0
+    spans: dict[tuple[str, str], list[float]] = {}
+    events = engine.events(
+        since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+        filters={"type": "container", "label": "trainyard.task", "event": ["start", "die"]},
+    )  # fmt: skip
+    for event in events:
+        attrs = event.get("Actor", {}).get("Attributes", {})
+        task, name, at = attrs.get("trainyard.task"), attrs.get("name", ""), event["timeNano"] / 1e9
+        if task not in ids:
+            continue
+        if event.get("Action") == "start":
+            spans[(task, name)] = [at, float("inf")]
+        elif (task, name) in spans:
+            spans[(task, name)][1] = at
+    overlaps = 0
+    for task in {t for t, _ in spans}:
+        intervals = sorted(v for (t, _), v in spans.items() if t == task)
+        overlaps += sum(1 for a, b in zip(intervals, intervals[1:]) if b[0] < a[1])
+    return overlaps
+
+
 def _pipeline(tmp: Path) -> Pipeline:
     script = tmp / "step.py"
     script.write_text(STEP)
@@ -303,7 +419,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
     conn = server.client()
     figures = Figures(tasks=size.tasks)
     fleet = Fleet(server, proxy, size.slots, f"chaos{os.getpid()}")
-    began = time.monotonic()
+    began, began_wall = time.monotonic(), time.time()
     try:
         for queue in (*QUEUES, "services", "slow"):
             Queue.create(queue)
@@ -353,11 +469,14 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
 
         # the storm: actions spread over the run, triggered by progress (not by the clock)
         actions = ["kill"] * size.kills + ["restart"] * size.restarts + ["cut"] * size.cuts + ["abort"] * size.aborts
+        actions += ["outage"] * size.outages + ["lonely"] * (size.lonely if _can_be_another_host() else 0)
         rng.shuffle(actions)
         actions.insert(len(actions) // 3, "pipeline")
         marks = sorted(rng.uniform(0.05, 0.85) for _ in actions)
         pipeline_run = None
         stalls: list[str] = []
+        abort_asked: dict[str, float] = {}
+        lonely_ids: list[str] = []
         for action, mark in zip(actions, marks):
             while _retrying(_terminal_count, conn) < mark * len(all_ids):
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
@@ -389,10 +508,27 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
                 time.sleep(float(FAST["TRAINYARD_DEAD_AFTER_S"]) * 1.6)
                 proxy.restore()
             elif action == "abort":
-                victim = rng.choice(ids)
+                # every other abort picks a running task: abort -> SIGTERM is timed on those
+                running = _retrying(conn.zrange, keys.status_index("running"), 0, -1) if len(abort_asked) % 2 else []
+                wanted = set(ids)
+                running = [r.decode() for r in running if r.decode() in wanted]
+                victim = rng.choice(running or ids)
                 with contextlib.suppress(Exception):
+                    asked = time.time()
                     _retrying(Task.get(victim).abort, "chaos abort")
+                    abort_asked.setdefault(victim, asked)
                     figures.aborts += 1
+            elif action == "outage":
+                # longer than half the dead-after bound: running tasks are fenced, and the queued ones
+                # are claimed the moment Redis is back (none of those may be killed as "lost")
+                server.stop()
+                time.sleep(float(FAST["TRAINYARD_DEAD_AFTER_S"]) * 0.7)
+                server.start()
+                figures.outages += 1
+            elif action == "lonely":
+                round_ids = _lonely_round(conn, fleet, figures, folder, docker_available, stalls)
+                lonely_ids += round_ids
+                all_ids += round_ids
             elif action == "pipeline":
                 pipeline_run = _retrying(pipe.start, queue="services")
                 # its controller's worker is killed while it runs (resumed at the end, as documented)
@@ -421,6 +557,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
         fleet.stop_all()
         proxy.close()
     figures.seconds = time.monotonic() - began
+    figures.abort_to_sigterm_ms = _abort_delays(abort_asked, _term_stamps(folder))
 
     # -- what held ------------------------------------------------------------------------
     by_id = {r.id: r for r in records}
@@ -435,12 +572,21 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
     leaked = _leaked_processes(set(all_ids), folder)
     containers = _leaked_containers(set(all_ids))
     figures.leaked_processes, figures.leaked_containers = len(leaked), len(containers)
+    figures.lost_within_1s = sum(
+        1
+        for r in records
+        for a in r.runtime.attempts
+        if a.outcome == "lost" and a.started is not None and a.ended is not None and a.ended - a.started < 1.0
+    )
+    figures.overlapping_attempts = dups + _docker_overlaps(set(all_ids), began_wall)
     worker_logs = "\n".join(w.output() for w in fleet.all)
     figures.fenced = worker_logs.count("ending it so it cannot run twice")
     figures.reaped = worker_logs.count("reaped task")
     print("chaos figures: " + json.dumps(figures.__dict__, indent=1))
 
     assert figures.lost == 0
+    assert figures.lost_within_1s == 0, "a run started right after Redis returned was killed as lost"
+    assert figures.overlapping_attempts == 0
     assert stalls == [], "the worker behind the proxy stopped taking work"
     assert dups == 0, [line for line in (folder / "stamps.log").read_text().splitlines() if "DUP" in line]
     assert leaked == [] and containers == []

@@ -480,7 +480,7 @@ class JobRunner:
             env.update(extra)
             return argv
         main = runs.get("main") or runs.get("script")
-        if using in ("python", "script", "shell"):
+        if using in ("python", "script", "shell", "node"):
             path = (folder / main).resolve()
             if folder.resolve() not in path.parents or not path.is_file():
                 raise StepFailed(f"action {action['display']}: {main!r} is not a file in the action")

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..controller.dag import all_parents
 from ..controller.model import DONE_OK, PipelineRun
+from ..queues import lifecycle
 from ..queues.record import TaskRecord
 from ..queues.workers import WorkerInfo
 
@@ -30,6 +31,7 @@ def task_summary(record: TaskRecord) -> dict[str, Any]:
         "ended": record.ended,
         "worker": record.runtime.worker,
         "abort_requested": record.runtime.abort_requested,
+        "actions": lifecycle.allowed_actions(record.status),  # what the buttons may offer (the state machine's)
     }
 
 
@@ -84,9 +86,30 @@ def test_reports(record: Any) -> list[dict[str, Any]]:
     found = []
     for artifact in record.artifacts.values():
         junit = artifact.metadata.get("junit")
-        if isinstance(junit, dict):
-            found.append({**junit, "artifact": artifact.name})
-    return sorted(found, key=lambda r: r.get("index") or 0)
+        if isinstance(junit, dict):  # written by the task: only the expected shape is passed on
+            found.append(_test_report(junit, artifact.name))
+    return sorted(found, key=lambda r: r["index"])
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _test_report(junit: dict[str, Any], artifact: str) -> dict[str, Any]:
+    failures = junit.get("failures") if isinstance(junit.get("failures"), list) else []
+    problems = junit.get("problems") if isinstance(junit.get("problems"), list) else []
+    return {
+        **{k: _count(junit.get(k)) for k in TEST_COUNTS},
+        "index": _count(junit.get("index")),
+        "step": str(junit.get("step") or artifact),
+        "artifact": artifact,
+        "failures": [
+            {k: str(f.get(k) or "") for k in ("name", "classname", "kind", "message")}
+            for f in failures[:100]
+            if isinstance(f, dict)
+        ],
+        "problems": [str(p) for p in problems[:20]],
+    }
 
 
 def test_totals(nodes: list[dict[str, Any]]) -> dict[str, int] | None:

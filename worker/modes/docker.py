@@ -6,7 +6,16 @@ import shlex
 from collections.abc import Callable
 
 from .. import tasklib
-from ..containers import CACHE_MOUNT, CODE_MOUNT, LABEL_TASK, LABEL_WORKER, RUN_MOUNT, DockerLaunch, DockerSpec
+from ..containers import (
+    CACHE_MOUNT,
+    CODE_MOUNT,
+    LABEL_RUNS,
+    LABEL_TASK,
+    LABEL_WORKER,
+    RUN_MOUNT,
+    DockerLaunch,
+    DockerSpec,
+)
 from ..gpus import pinning_env
 from ..launch import LaunchSpec, PrepareError
 from .base import Job, Launched
@@ -56,7 +65,7 @@ class DockerMode:
             working_dir=workdir or CODE_MOUNT,
             setup_script="\n".join(setup) or None,
             gpus=job.gpus,
-            labels={LABEL_TASK: record.id, LABEL_WORKER: s.worker},
+            labels={LABEL_TASK: record.id, LABEL_WORKER: s.worker, LABEL_RUNS: str(job.run_dir.parent)},
             cache_dir=cache_dir,
             mounts=tasklib.mounts(standalone=True),
             network=s.docker_network,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from .. import process, tasklib
+from .. import guard, process, tasklib
 from ..launch import LaunchSpec, PrepareError
 from .base import Job, Launched
 
@@ -46,9 +47,12 @@ class LocalLaunch:
         except OSError as exc:
             raise PrepareError(f"cannot start {spec.argv[0]}: {exc.strerror or exc}") from None
         self.pgid = self.proc.pid
+        self.task_id = spec.env.get("TRAINYARD_TASK_ID")
+        self.attempt = spec.env.get("TRAINYARD_ATTEMPT")
+        self.ended = threading.Event()  # set once nothing of the task may write any more
 
     def streams(self) -> list[tuple[str, Iterator[bytes]]]:
-        return [("out", _chunks(self.proc.stdout)), ("err", _chunks(self.proc.stderr))]
+        return [("out", _chunks(self.proc.stdout, self.ended)), ("err", _chunks(self.proc.stderr, self.ended))]
 
     def wait(self, timeout: float | None) -> int:
         return self.proc.wait(timeout=timeout)
@@ -58,13 +62,27 @@ class LocalLaunch:
             process.end_group(self.proc.pid, grace_s, exited)
 
     def cleanup(self) -> None:
-        process.signal_group(self.proc.pid, signal.SIGKILL)  # grandchildren never outlive the task
+        """Nothing of the task outlives it: its process group, then every process that carries its
+        attempt in its environment (those that left the group: ``setsid``, a double fork)."""
+        process.signal_group(self.proc.pid, signal.SIGKILL)
+        if self.task_id:
+            guard.kill_task(self.task_id, int(self.attempt) if self.attempt else None)
+        self.ended.set()  # the output readers take what is buffered and stop, whoever holds the pipes
 
 
-def _chunks(stream) -> Iterator[bytes]:
+def _chunks(stream, ended: threading.Event) -> Iterator[bytes]:
+    """Read a pipe until end-of-file, or, once the task has ended, until it holds nothing more: a
+    process that escaped with a copy of the pipe never keeps the task from ending."""
     fd = stream.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     try:
         while True:
+            finished = ended.is_set()
+            if not poller.poll(0 if finished else 250):
+                if finished:
+                    return
+                continue
             try:
                 chunk = os.read(fd, READ_CHUNK)
             except OSError:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..errors import refuse_unknown
-from .controller import PipelineController
+from .controller import PipelineController, PipelineDecorator
 
-__all__ = ["PipelineController"]
+__all__ = ["PipelineController", "PipelineDecorator"]
 
 
 def __getattr__(name: str):

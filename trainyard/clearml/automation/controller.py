@@ -10,7 +10,10 @@ here, its steps on their queues or, with ``run_pipeline_steps_locally=True``, on
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -406,3 +409,378 @@ class PipelineController(metaclass=_ControllerType):
 
     def __getattr__(self, name: str):
         refuse_unknown("PipelineController", name)
+
+
+# -- PipelineDecorator ---------------------------------------------------------------------------
+class _Active:
+    """The decorator pipeline this process is running (its open trainyard run)."""
+
+    def __init__(self, pipe: Pipeline | None, open_run: Any, debug: bool):
+        self.pipe = pipe
+        self.open_run = open_run
+        self.debug = debug
+        self.counts: dict[str, int] = {}
+
+    def step_name(self, base: str) -> str:
+        """``name``, then ``name_1``, ``name_2``... for later calls (ClearML's naming)."""
+        count = self.counts.get(base, 0)
+        self.counts[base] = count + 1
+        return base if count == 0 else f"{base}_{count}"
+
+
+_active: _Active | None = None
+
+
+class LazyValue:
+    """A component's return value: fetched (the step waited for, its artifact read back) the
+    moment the pipeline logic uses it; passed to another component, it travels as a reference."""
+
+    def __init__(self, step: str, name: str):
+        object.__setattr__(self, "_step", step)
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_cache", [])
+
+    def _value(self) -> Any:
+        cache = object.__getattribute__(self, "_cache")
+        if cache:
+            return cache[0]
+        step, name = object.__getattribute__(self, "_step"), object.__getattribute__(self, "_name")
+        if _active is None or _active.open_run is None:
+            raise InvalidInput(f"the value {name!r} of step {step!r} is used after its pipeline ended")
+        state = _active.open_run.wait_step(step)
+        if state.status not in ("completed", "cached"):
+            raise ValueError(
+                f"pipeline step {step!r} {state.status}: {state.error or state.message or 'no reason given'}"
+            )
+        from ..task import Artifact
+
+        record = NativeTask.get(state.task_id)
+        if name not in record.artifacts:
+            raise InvalidInput(f"pipeline step {step!r} stored no return value {name!r}")
+        value = Artifact(record.artifacts[name]).get()
+        cache.append(value)
+        return value
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self._value(), attr)
+
+    def __repr__(self) -> str:
+        return repr(self._value())
+
+    def __str__(self) -> str:
+        return str(self._value())
+
+    def __format__(self, spec: str) -> str:
+        return format(self._value(), spec)
+
+    def __bool__(self) -> bool:
+        return bool(self._value())
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+    def __iter__(self):
+        return iter(self._value())
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._value()[key]
+
+    def __float__(self) -> float:
+        return float(self._value())
+
+    def __int__(self) -> int:
+        return int(self._value())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+def _binary(op: Callable, reflected: bool) -> Callable:
+    def method(self, other):
+        other = other._value() if isinstance(other, LazyValue) else other
+        return op(other, self._value()) if reflected else op(self._value(), other)
+
+    return method
+
+
+def _unary(op: Callable) -> Callable:
+    return lambda self: op(self._value())
+
+
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"):
+    setattr(LazyValue, f"__{_op}__", _binary(getattr(operator, _op), False))
+    setattr(LazyValue, f"__r{_op}__", _binary(getattr(operator, _op), True))
+for _op in ("eq", "ne", "lt", "le", "gt", "ge"):
+    setattr(LazyValue, f"__{_op}__", _binary(getattr(operator, _op), False))
+for _op in ("neg", "pos", "abs"):
+    setattr(LazyValue, f"__{_op}__", _unary(getattr(operator, _op)))
+
+
+class _Component:
+    """A function decorated with ``PipelineDecorator.component``."""
+
+    def __init__(self, func: Callable, options: dict[str, Any]):
+        self.func = func
+        self.options = options
+        self.__wrapped__ = func
+        self.__name__ = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _active is None or _active.debug:  # outside a pipeline, or debug_pipeline(): a plain call
+            return self.func(*[_plain(a) for a in args], **{k: _plain(v) for k, v in kwargs.items()})
+        options = self.options
+        bound = inspect.signature(self.func).bind(*args, **kwargs)
+        step = _active.step_name(options.get("name") or self.func.__name__)
+        arguments: dict[str, Any] = {}
+        override: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            if isinstance(value, LazyValue):
+                source = object.__getattribute__(value, "_step")
+                ret = object.__getattribute__(value, "_name")
+                override[f"{ARTIFACT_SECTION}/{key}"] = f"${{{source}.artifacts.{ret}.url}}"
+            elif _is_json(value):
+                arguments[key] = value
+            else:
+                raise unsupported(
+                    f"PipelineDecorator component argument {key}=<{type(value).__name__}> "
+                    "(pass JSON values, or other components' results)"
+                )
+        returns = list(options["return_values"])
+        packages = options.get("packages")
+        if isinstance(packages, str):
+            packages = [line for line in packages.splitlines() if line.strip()]
+        _active.pipe.add_function_step(
+            step,
+            self.func,
+            kwargs=arguments,
+            returns=returns,
+            parents=list(options.get("parents") or ()),
+            queue=options.get("execution_queue"),
+            cache=bool(options.get("cache")),
+            retries=int(options.get("retry_on_failure") or 0),
+            requirements=list(packages or ()),
+            docker_image=options.get("docker"),
+            parameter_override=override,
+            runner=RUNNER,
+        )
+        _active.open_run.add_step(step)
+        values = tuple(LazyValue(step, name) for name in returns)
+        return values[0] if len(values) == 1 else values
+
+
+def _plain(value: Any) -> Any:
+    return value._value() if isinstance(value, LazyValue) else value
+
+
+class _DecoratorType(type):
+    def __getattr__(cls, name: str):
+        refuse_unknown("PipelineDecorator", name)
+
+
+class PipelineDecorator(metaclass=_DecoratorType):
+    """ClearML's PipelineDecorator over trainyard's Pipeline: the pipeline function runs as the
+    controller task; each component call adds a step to the running trainyard run at once, and its
+    result is fetched only when the logic uses it."""
+
+    _default_queue: str | None = None
+    _mode: str = "remote"  # remote | local (run_locally) | debug (debug_pipeline)
+
+    @classmethod
+    def component(
+        cls,
+        _func: Callable | None = None,
+        *,
+        return_values: Sequence[str] = ("return_object",),
+        name: str | None = None,
+        cache: bool = False,
+        packages: Sequence[str] | str | None = None,
+        parents: Sequence[str] | None = None,
+        execution_queue: str | None = None,
+        continue_on_fail: bool = False,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        task_type: str | None = None,
+        auto_connect_frameworks: Any = None,
+        auto_connect_arg_parser: Any = None,
+        repo: str | None = None,
+        repo_branch: str | None = None,
+        repo_commit: str | None = None,
+        helper_functions: Sequence[Callable] | None = None,
+        monitor_metrics: Sequence | None = None,
+        monitor_artifacts: Sequence | None = None,
+        monitor_models: Sequence | None = None,
+        retry_on_failure: int | None = None,
+        pre_execute_callback: Callable | None = None,
+        post_execute_callback: Callable | None = None,
+        status_change_callback: Callable | None = None,
+        tags: Sequence[str] | None = None,
+        output_uri: str | bool | None = None,
+        draft: bool = False,
+        working_dir: str | None = None,
+        continue_behaviour: dict | None = None,
+        stage: str | None = None,
+    ):
+        """Make a function a pipeline step (a task of its own when the pipeline calls it)."""
+        _no(
+            "PipelineDecorator.component",
+            continue_on_fail=continue_on_fail,
+            docker_args=docker_args,
+            docker_bash_setup_script=docker_bash_setup_script,
+            repo=repo,
+            helper_functions=helper_functions,
+            monitor_metrics=monitor_metrics,
+            monitor_artifacts=monitor_artifacts,
+            monitor_models=monitor_models,
+            pre_execute_callback=pre_execute_callback,
+            post_execute_callback=post_execute_callback,
+            status_change_callback=status_change_callback,
+            draft=draft,
+            continue_behaviour=continue_behaviour,
+        )
+        if callable(retry_on_failure):
+            raise unsupported("PipelineDecorator.component(retry_on_failure=<callable>)")
+        options = {
+            "return_values": [return_values] if isinstance(return_values, str) else list(return_values or ()),
+            "name": name,
+            "cache": cache,
+            "packages": packages,
+            "parents": parents,
+            "execution_queue": execution_queue,
+            "docker": docker,
+            "retry_on_failure": retry_on_failure,
+        }
+
+        def decorate(func: Callable) -> _Component:
+            return _Component(func, options)
+
+        return decorate(_func) if _func is not None else decorate
+
+    @classmethod
+    def pipeline(
+        cls,
+        _func: Callable | None = None,
+        *,
+        name: str,
+        project: str,
+        version: str | None = None,
+        return_value: str | None = None,
+        default_queue: str | None = None,
+        pool_frequency: float = 0.2,
+        add_pipeline_tags: bool = False,
+        target_project: str | None = None,
+        abort_on_failure: bool = False,
+        pipeline_execution_queue: str | None = "services",
+        multi_instance_support: bool = False,
+        add_run_number: bool = True,
+        args_map: dict | None = None,
+        start_controller_locally: bool = False,
+        retry_on_failure: int | None = None,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        packages: Sequence[str] | str | None = None,
+        repo: str | None = None,
+        repo_branch: str | None = None,
+        repo_commit: str | None = None,
+        artifact_serialization_function: Callable | None = None,
+        artifact_deserialization_function: Callable | None = None,
+        output_uri: str | bool | None = None,
+        skip_global_imports: bool = False,
+        working_dir: str | None = None,
+        enable_local_imports: bool = True,
+    ):
+        """Make a function the pipeline's logic; its arguments are the pipeline's parameters."""
+        _no(
+            "PipelineDecorator.pipeline",
+            multi_instance_support=multi_instance_support,
+            args_map=args_map,
+            docker=docker,
+            docker_args=docker_args,
+            docker_bash_setup_script=docker_bash_setup_script,
+            repo=repo,
+            artifact_serialization_function=artifact_serialization_function,
+            artifact_deserialization_function=artifact_deserialization_function,
+        )
+        settings = {
+            "name": name,
+            "project": project,
+            "version": version or "1.0.0",
+            "return_value": return_value,
+            "default_queue": default_queue,
+            "abort_on_failure": abort_on_failure,
+            "queue": pipeline_execution_queue,
+            "controller_here": start_controller_locally or pipeline_execution_queue is None,
+        }
+
+        def decorate(func: Callable) -> Callable:
+            @functools.wraps(func)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                return cls._run_pipeline(func, settings, args, kwargs)
+
+            return run
+
+        return decorate(_func) if _func is not None else decorate
+
+    @classmethod
+    def run_locally(cls) -> None:
+        """The controller and the steps run here (steps as tasks, on an in-process worker)."""
+        cls._mode = "local"
+
+    @classmethod
+    def debug_pipeline(cls) -> None:
+        """The pipeline logic calls the component functions directly: no tasks at all."""
+        cls._mode = "debug"
+
+    @classmethod
+    def set_default_execution_queue(cls, default_execution_queue: str | None) -> None:
+        cls._default_queue = default_execution_queue
+
+    @classmethod
+    def _run_pipeline(cls, func: Callable, settings: dict, args: tuple, kwargs: dict) -> Any:
+        global _active
+        if cls._mode == "debug":
+            _active = _Active(None, None, debug=True)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _active = None
+        bound = inspect.signature(func).bind(*args, **kwargs)
+        bound.apply_defaults()
+        parameters = dict(bound.arguments)
+        task = Task.init(project_name=settings["project"], task_name=settings["name"], task_type=TaskTypes.controller)
+        task.connect(parameters, name="Args")  # on the services worker: the task's values
+        local_steps = cls._mode == "local"
+        if not (local_steps or settings["controller_here"] or clearml_task._inside_worker()):
+            Queue.get(settings["queue"])
+            task.execute_remotely(queue_name=settings["queue"], exit_process=True)
+        pipe = Pipeline(
+            settings["name"],
+            project=settings["project"],
+            version=settings["version"],
+            default_queue=cls._default_queue or settings["default_queue"],
+            abort_on_failure=settings["abort_on_failure"],
+        )
+        for key, value in parameters.items():
+            pipe.add_parameter(key, value)
+        open_run = pipe.open_in_task(task.id, run_steps_locally=local_steps)
+        _active = _Active(pipe, open_run, debug=False)
+        try:
+            result = func(**parameters)
+        except BaseException:
+            _active = None
+            open_run.controller.stop_event.set()
+            open_run.close()
+            raise
+        try:
+            if settings["return_value"] is not None:
+                task.upload_artifact(settings["return_value"], _plain(result))
+            run = open_run.close()
+        finally:
+            _active = None
+        if run.status != "completed":
+            clearml_task.mark_failed(f"pipeline {settings['name']!r} {run.status}: {run.message or 'no reason given'}")
+        return result

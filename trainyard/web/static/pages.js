@@ -47,22 +47,22 @@
     return clone;
   };
 
-  /* The buttons a task's status allows. */
+  /* The buttons for the actions the server says the task allows now (task.actions: the state
+     machine's answer, so the rules live in one place). */
   TY.taskActions = function taskActions(task, after) {
     const done = () => after && after();
     const b = (label, fn, cls) => h("button", { type: "button", class: `admin-only ${cls || ""}`, dataset: { action: label.toLowerCase() }, onclick: async (ev) => { ev.stopPropagation(); await fn(); done(); } }, label);
-    const s = task.status;
-    const out = [];
-    if (s === "draft") out.push(b("Enqueue", () => TY.enqueueDialog(task), "primary"));
-    if (s === "queued") out.push(b("Dequeue", () => TY.act(() => TY.post(`/api/tasks/${task.id}/dequeue`), "back to draft")));
-    if (s === "queued" || s === "running") out.push(b("Abort", () => TY.act(() => TY.post(`/api/tasks/${task.id}/abort`), "abort requested"), "danger"));
-    if (["completed", "failed", "aborted"].includes(s)) out.push(b("Reset", () => TY.act(() => TY.post(`/api/tasks/${task.id}/reset`), "reset to draft")));
-    out.push(b("Clone", () => TY.cloneDialog(task)));
-    if (!["queued", "running"].includes(s)) {
-      out.push(b("Delete", async () => {
+    const buttons = {
+      enqueue: () => b("Enqueue", () => TY.enqueueDialog(task), "primary"),
+      dequeue: () => b("Dequeue", () => TY.act(() => TY.post(`/api/tasks/${task.id}/dequeue`), "back to draft")),
+      abort: () => b("Abort", () => TY.act(() => TY.post(`/api/tasks/${task.id}/abort`), "abort requested"), "danger"),
+      reset: () => b("Reset", () => TY.act(() => TY.post(`/api/tasks/${task.id}/reset`), "reset to draft")),
+      clone: () => b("Clone", () => TY.cloneDialog(task)),
+      delete: () => b("Delete", async () => {
         if (window.confirm(`Delete task ${task.name} (${task.id})?`)) await TY.act(() => TY.api("DELETE", `/api/tasks/${task.id}`), "deleted");
-      }, "danger"));
-    }
+      }, "danger"),
+    };
+    const out = (task.actions || []).filter((a) => buttons[a]).map((a) => buttons[a]());
     return h("div", { class: "actions" }, out);
   };
 
