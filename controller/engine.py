@@ -20,11 +20,11 @@ from queue import SimpleQueue
 import redis
 from redis import Redis
 
-from ..queues import workers
+from ..queues import lifecycle, workers
 from ..queues.backend import documents, streams
-from ..queues.broker import Broker
 from ..queues.errors import IllegalTransition, InvalidInput, TaskNotFound, TrainyardError
 from ..queues.params import check_parameters
+from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord, TaskStatus
 from ..queues.store import TaskStore, new_task_id
 from ..queues.task import Task
@@ -59,7 +59,7 @@ def import_callable(path: str) -> Callable:
 
 def check_queues(conn: Redis, run: PipelineRun) -> None:
     """Every queue a step will use must exist: refused before anything is enqueued."""
-    broker = Broker(conn)
+    broker = QueueRegistry(conn)
     for name, step in run.steps.items():
         queue = run.local_queue or step.queue or run.default_queue
         if not queue:
@@ -263,21 +263,12 @@ class Controller:
         else:
             base = self._base_task(name, step)
             record = Task._clone_record(base, name, run.project, overrides, None, None)
-        if step.requirements is not None:  # every kind of step (a pipeline file's job is a template)
-            record.script.requirements = list(step.requirements)
+        step.execution_options().apply(record)  # every kind of step (a pipeline file's job is a template)
         record.parent = run.id
         record.tags = list(dict.fromkeys([*record.tags, f"pipeline:{run.id}", f"step:{name}"]))
         record.configuration = {**record.configuration, **configuration}
         if step.retries:
             record.execution.retries = 0  # the controller retries a step itself (a fresh attempt each time)
-        if step.time_limit:
-            record.execution.time_limit = step.time_limit
-        if step.mode:
-            from ..queues.record import ExecutionMode
-
-            record.execution.mode = ExecutionMode(step.mode)
-        if step.docker_image:
-            record.container.image = step.docker_image
         return record
 
     def _base_task(self, name: str, step: StepSpec) -> TaskRecord:
@@ -324,7 +315,7 @@ class Controller:
             return
         step = run.steps[name]
         error = record.runtime.error or record.status_message or status
-        if status == "failed" and state.attempt <= step.retries:
+        if status == "failed" and lifecycle.may_retry(state.attempt, step.retries):
             state.message = f"attempt {state.attempt} failed ({error}); retrying"
             try:
                 Task(record, self.conn).reset().enqueue(run.local_queue or step.queue or run.default_queue)

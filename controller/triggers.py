@@ -199,9 +199,9 @@ def fires(conn: Redis, after: str = "0-0") -> list[tuple[str, dict]]:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """A trigger service as a controller task on ``queue``; returns its task id."""
-    from ..queues.broker import Broker
+    from ..queues.queue_registry import QueueRegistry
 
-    Broker(conn).require(queue)
+    QueueRegistry(conn).require(queue)
     task = Task.create(
         "trigger service",
         "services",

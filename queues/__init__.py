@@ -1,6 +1,5 @@
 """The broker: task records, named priority queues on RQ, events."""
 
-from .broker import Broker, QueuedEntry, QueueInfo
 from .errors import (
     IllegalTransition,
     InvalidInput,
@@ -12,12 +11,13 @@ from .errors import (
     WaitTimeout,
 )
 from .queue import Queue
+from .queue_registry import QueuedEntry, QueueInfo, QueueRegistry
 from .record import ExecutionMode, TaskRecord, TaskStatus, TaskType
 from .store import Query, TaskStore
 from .task import Task
 
 __all__ = [
-    "Broker",
+    "QueueRegistry",
     "ExecutionMode",
     "Queue",
     "IllegalTransition",

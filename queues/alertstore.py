@@ -21,8 +21,8 @@ from redis import Redis
 
 from . import keys
 from .backend import scripts
-from .broker import Broker
 from .errors import InvalidInput
+from .queue_registry import QueueRegistry
 
 SEEN_TTL_S = 30 * 24 * 3600  # how long "already alerted" is remembered
 HISTORY_MAXLEN = 10_000
@@ -111,7 +111,7 @@ class AlertRule(BaseModel):
 
 # -- rules ---------------------------------------------------------------------------------------
 def add_rule(conn: Redis, rule: AlertRule) -> AlertRule:
-    if rule.queue and not Broker(conn).exists(rule.queue):
+    if rule.queue and not QueueRegistry(conn).exists(rule.queue):
         raise InvalidInput(f"no queue named {rule.queue!r}: an alert rule can only watch a queue that exists")
     with conn.pipeline(transaction=True) as pipe:
         pipe.hset(keys.ALERT_RULES, rule.id, rule.model_dump_json())
@@ -135,6 +135,10 @@ def get_rule(conn: Redis, rule_id: str) -> AlertRule:
     if raw is None:
         raise InvalidInput(f"no alert rule {rule_id!r}")
     return AlertRule.model_validate_json(raw)
+
+
+def rule_exists(conn: Redis, rule_id: str) -> bool:
+    return bool(conn.hexists(keys.ALERT_RULES, rule_id))
 
 
 def remove_rule(conn: Redis, rule_id: str) -> None:

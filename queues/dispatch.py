@@ -8,17 +8,15 @@ the claim and puts the task back. The claim stays while the task runs and goes w
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
 
-from . import keys, rqjob
+from . import lifecycle
 from .backend import queues as queue_lists
-from .backend import streams
-from .broker import Broker
+from .backend import records
 from .errors import IllegalTransition, TaskNotFound
 from .record import Attempt, TaskRecord, TaskStatus
 from .store import TaskStore
@@ -43,7 +41,6 @@ class Dispatcher:
         self.worker = worker
         self.host = host
         self.store = TaskStore(connection)
-        self.broker = Broker(connection)
 
     def claim_head(self, queue: str, task_id: str, limit: int = 0) -> Claimed | str | None:
         """Take ``task_id`` if it is still the head of ``queue`` and the queue is under ``limit``
@@ -73,10 +70,7 @@ class Dispatcher:
         try:
             return self.store.update(claimed.task_id, apply, action="start")
         except (IllegalTransition, TaskNotFound):
-            with self.conn.pipeline(transaction=True) as pipe:
-                pipe.hdel(keys.CLAIMS, claimed.task_id)
-                pipe.zrem(keys.inflight(claimed.queue), claimed.task_id)
-                pipe.execute()
+            records.release_claim(self.conn, claimed.task_id, claimed.queue)
             return None
 
     def finish(
@@ -103,7 +97,7 @@ class Dispatcher:
             record = self._current(task_id, attempt)
             if record is None:
                 return None
-            if record.runtime.attempt <= record.execution.retries:
+            if lifecycle.may_retry(record.runtime.attempt, record.execution.retries):
                 return self.requeue(
                     task_id,
                     reason=f"retrying after: {error or 'failure'}",
@@ -147,18 +141,11 @@ class Dispatcher:
             rec.runtime.error = error
             _close_attempt(rec, now, outcome, exit_code, error)
 
-        def hook(pipe, old: TaskRecord, new: TaskRecord) -> None:
-            queue = new.execution.queue or ""
-            rqjob.write_queued(pipe, new.id, queue, new.name, now)
-            self.broker.push(pipe, queue, new.id, new.execution.priority, True)
-
-        return self._owned_update(task_id, apply, "requeue", hook, attempt=attempt, also=also)
+        return self._owned_update(task_id, apply, "requeue", attempt=attempt, also=also)
 
     def release(self, task_id: str) -> None:
         """Drop this worker's claim without touching the task."""
-        raw = self.conn.hget(keys.CLAIMS, task_id)
-        if raw is not None and json.loads(raw).get("worker") == self.worker:
-            self.conn.hdel(keys.CLAIMS, task_id)
+        records.release_claim(self.conn, task_id, worker=self.worker)
 
     # -- helpers -------------------------------------------------------------------------
     def _current(self, task_id: str, attempt: int | None = None) -> TaskRecord | None:
@@ -187,8 +174,11 @@ class Dispatcher:
             self.release(record.id)
 
     def _owned_update(
-        self, task_id: str, apply, action: str, hook=None, attempt: int | None = None, also: Edit | None = None
+        self, task_id: str, apply, action: str, attempt: int | None = None, also: Edit | None = None
     ) -> TaskRecord | None:
+        """Take ``action`` (its side effects drop this worker's claim) guarded by "held by this
+        worker, this attempt"; None when the task was taken away."""
+
         def guarded(rec: TaskRecord) -> None:
             if rec.runtime.worker != self.worker or (attempt is not None and rec.runtime.attempt != attempt):
                 raise IllegalTransition(task_id, action, f"held by {rec.runtime.worker}", ("this worker",))
@@ -196,13 +186,8 @@ class Dispatcher:
             if also is not None:
                 also(rec)
 
-        def with_release(pipe, old: TaskRecord, new: TaskRecord) -> None:
-            pipe.hdel(keys.CLAIMS, task_id)
-            if hook is not None:
-                hook(pipe, old, new)
-
         try:
-            return self.store.update(task_id, guarded, action=action, hook=with_release)
+            return self.store.update(task_id, guarded, action=action)
         except TaskNotFound:
             self.release(task_id)
             return None
@@ -220,8 +205,3 @@ def _close_attempt(rec: TaskRecord, now: float, outcome: str, exit_code: int | N
             update={"ended": now, "outcome": outcome, "exit_code": exit_code, "error": error}
         )
         rec.runtime.attempts = [*rec.runtime.attempts[:-1], last]
-
-
-def wake_workers(conn: Redis, task_id: str, queue: str) -> None:
-    """Tell idle workers a task waits on ``queue`` (after a reaper put it back)."""
-    streams.announce(conn, "requeued", task_id, TaskStatus.QUEUED.value, queue)

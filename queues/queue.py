@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from redis import Redis
 
-from .broker import Broker, QueuedEntry, QueueInfo
 from .connection import resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound
+from .queue_registry import QueuedEntry, QueueInfo, QueueRegistry
 from .record import TaskRecord, TaskStatus
 from .store import TaskStore
 from .task import Task
@@ -38,31 +38,31 @@ class Queue:
         connection: Redis | None = None,
     ) -> Queue:
         conn = resolve(connection)
-        Broker(conn).create(name, description, exist_ok=exist_ok, max_running=max_running)
+        QueueRegistry(conn).create(name, description, exist_ok=exist_ok, max_running=max_running)
         return cls(name, conn)
 
     def set_limit(self, max_running: int) -> QueueInfo:
         """At most ``max_running`` of this queue's tasks run at once, over all workers (0: none)."""
-        return Broker(self.connection).set_limit(self.name, max_running)
+        return QueueRegistry(self.connection).set_limit(self.name, max_running)
 
     @classmethod
     def get(cls, name: str, connection: Redis | None = None) -> Queue:
         conn = resolve(connection)
-        Broker(conn).require(name)
+        QueueRegistry(conn).require(name)
         return cls(name, conn)
 
     @classmethod
     def list(cls, connection: Redis | None = None) -> list[QueueInfo]:
-        return Broker(resolve(connection)).list()
+        return QueueRegistry(resolve(connection)).list()
 
     def info(self) -> QueueInfo:
-        return Broker(self.connection).info(self.name)
+        return QueueRegistry(self.connection).info(self.name)
 
     def __len__(self) -> int:
         return self.info().length
 
     def entries(self, offset: int = 0, limit: int = 50) -> list[QueuedEntry]:
-        return Broker(self.connection).entries(self.name, offset, limit)
+        return QueueRegistry(self.connection).entries(self.name, offset, limit)
 
     def tasks(self, offset: int = 0, limit: int = 50) -> list[tuple[QueuedEntry, TaskRecord | None]]:
         """Waiting tasks in the order they will run, with their records."""
@@ -76,19 +76,19 @@ class Queue:
     def move(self, task_id: str, to: str | int) -> int:
         """Move a waiting task to ``"top"``, ``"bottom"`` or a 0-based position; returns it."""
         record = self._queued_record(task_id)
-        broker = Broker(self.connection)
+        registry = QueueRegistry(self.connection)
         if isinstance(to, bool):
             raise InvalidInput(f"bad move target {to!r}")
         if isinstance(to, int):
-            return broker.move(self.name, record.id, "index", to)
+            return registry.move(self.name, record.id, "index", to)
         if to in ("top", "bottom"):
-            return broker.move(self.name, record.id, to)
+            return registry.move(self.name, record.id, to)
         raise InvalidInput(f"bad move target {to!r}: use top, bottom or a position")
 
     def delete(self, force: bool = False) -> list[str]:
         """Delete the queue. Refused while tasks wait, unless ``force``: they go back to draft."""
-        broker = Broker(self.connection)
-        waiting = broker.check_deletable(self.name, force)
+        registry = QueueRegistry(self.connection)
+        waiting = registry.check_deletable(self.name, force)
         returned = []
         for task_id in waiting:
             try:
@@ -96,7 +96,7 @@ class Queue:
                 returned.append(task_id)
             except (TaskNotFound, IllegalTransition):
                 continue  # deleted or started meanwhile: it no longer waits here
-        broker.drop_registration(self.name)
+        registry.drop_registration(self.name)
         return returned
 
     def _queued_record(self, task_id: str) -> TaskRecord:

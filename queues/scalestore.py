@@ -16,8 +16,8 @@ from redis import Redis
 
 from . import keys
 from .backend import scripts
-from .broker import Broker
 from .errors import InvalidInput
+from .queue_registry import QueueRegistry
 
 DECISIONS_MAXLEN = 10_000
 
@@ -124,7 +124,7 @@ class Instance(BaseModel):
 # -- configuration ---------------------------------------------------------------------------------
 def configure(conn: Redis, config: ScalerConfig) -> ScalerConfig:
     """Store the configuration; every queue it names must exist."""
-    broker = Broker(conn)
+    broker = QueueRegistry(conn)
     for queue in config.queues:
         if not broker.exists(queue):
             raise InvalidInput(f"no queue named {queue!r}: the autoscaler can only serve a queue that exists")

@@ -4,41 +4,27 @@ from __future__ import annotations
 
 import fnmatch
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from redis import Redis, WatchError
-from redis.client import Pipeline
+from redis import Redis
 
-from . import bulk, keys, lifecycle, rqjob
-from .backend import streams
-from .errors import IllegalTransition, InvalidInput, TaskNotFound
+from . import bulk, keys, lifecycle
+from .backend import records
+from .backend.records import index_keys
+from .errors import InvalidInput, TaskNotFound
 from .record import TaskRecord, TaskStatus
 
 PAGE_MAX = 1000
 _SCAN_CHUNK = 200
 _WALK_LIMIT = 400  # records read newest-first before a query not answered by one index is narrowed in Redis
-_NAME_SCAN_COUNT = 25_000  # members per ZSCAN call (a glob with no literal prefix or suffix)
 
-# A hook run inside the MULTI of an update, after the record is written: (pipe, old, new) -> None.
-TxHook = Callable[[Pipeline, TaskRecord, TaskRecord], None]
+__all__ = ["PAGE_MAX", "Query", "TaskStore", "index_keys", "new_task_id"]
 
 
 def new_task_id() -> str:
     """16 hex characters: short to type, 64 random bits, valid as an RQ job id."""
     return secrets.token_hex(8)
-
-
-def index_keys(record: TaskRecord) -> set[str]:
-    """Every sorted-set index the record belongs to (all scored by creation time)."""
-    found = {keys.ALL, keys.status_index(record.status.value), keys.project_index(record.project)}
-    found.update(keys.tag_index(tag) for tag in record.tags)
-    if record.execution.queue:
-        found.add(keys.queue_index(record.execution.queue))
-        if record.status == TaskStatus.RUNNING:
-            found.add(keys.inflight(record.execution.queue))
-    return found
 
 
 def redis_glob(pattern: str) -> str:
@@ -150,7 +136,7 @@ class TaskStore:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, task_id: str) -> TaskRecord:
-        data = self.conn.get(keys.task(task_id))
+        data = records.record_json(self.conn, task_id)
         if data is None:
             raise TaskNotFound(f"no task with id {task_id!r}")
         return TaskRecord.from_json(data)
@@ -158,19 +144,19 @@ class TaskStore:
     def get_many(self, task_ids: list[str]) -> list[TaskRecord | None]:
         if not task_ids:
             return []
-        blobs = self.conn.mget([keys.task(t) for t in task_ids])
+        blobs = records.records_json(self.conn, task_ids)
         return [TaskRecord.from_json(b) if b is not None else None for b in blobs]
 
     def exists(self, task_id: str) -> bool:
-        return bool(self.conn.exists(keys.task(task_id)))
+        return records.exists(self.conn, task_id)
 
     def find_by_name(self, project: str, name: str) -> TaskRecord:
         """The newest task named ``name`` in ``project``."""
-        hint = self.conn.hget(keys.NAMES, keys.name_field(project, name))
+        hint = records.name_hint(self.conn, project, name)
         if hint is not None:
-            records = self.get_many([hint.decode()])
-            if records and records[0] and records[0].project == project and records[0].name == name:
-                return records[0]
+            found = self.get_many([hint])
+            if found and found[0] and found[0].project == project and found[0].name == name:
+                return found[0]
         for record in self.iter_query(Query(project=project), exact_name=name):
             return record
         raise TaskNotFound(f"no task named {name!r} in project {project!r}")
@@ -179,7 +165,7 @@ class TaskStore:
         """Exact count when one index answers the query, else None."""
         query = query or Query()
         key, exact = self._best_index(query)
-        return self.conn.zcard(key) if exact else None
+        return records.index_size(self.conn, key) if exact else None
 
     def query(self, query: Query | None = None, limit: int = 50, offset: int = 0) -> list[TaskRecord]:
         """Tasks matching ``query``, newest first, ``limit`` from ``offset``."""
@@ -188,7 +174,7 @@ class TaskStore:
         limit = min(limit, PAGE_MAX)
         key, exact = self._best_index(query or Query())
         if exact:  # one index answers: read just the page (deep pages cost the same as the first)
-            ids = [i.decode() for i in self.conn.zrevrange(key, offset, offset + limit - 1)] if limit else []
+            ids = records.index_page(self.conn, key, offset, offset + limit - 1) if limit else []
             return [r for r in self.get_many(ids) if r is not None]
         out: list[TaskRecord] = []
         skipped = 0
@@ -215,7 +201,7 @@ class TaskStore:
         start = 0
         seen: set[str] = set()  # the index can shift while we walk it (new tasks land at the front)
         while True:
-            ids = [i.decode() for i in self.conn.zrevrange(key, start, start + _SCAN_CHUNK - 1)]
+            ids = records.index_page(self.conn, key, start, start + _SCAN_CHUNK - 1)
             if not ids:
                 return
             start += len(ids)
@@ -245,11 +231,11 @@ class TaskStore:
         index_keys = _query_indexes(query)
         found: dict[str, float] | None = None
         if len(index_keys) >= 2:
-            found = {m.decode(): score for m, score in self.conn.zinter(index_keys, aggregate="MAX", withscores=True)}
-        if query.name is not None and self._name_scan_complete():
+            found = records.intersect(self.conn, index_keys)
+        if query.name is not None and records.name_scan_complete(self.conn):
             named = [i for i in self._named(query.name) if found is None or i in found]
             if found is None:
-                scores = self.conn.zmscore(keys.ALL, named) if named else []
+                scores = records.created_times(self.conn, named)
                 found = {i: s for i, s in zip(named, scores) if s is not None}
             else:
                 found = {i: found[i] for i in named}
@@ -263,23 +249,10 @@ class TaskStore:
         glob = name if any(ch in name for ch in "*?[") else f"*{name}*"
         prefix, suffix = literal_prefix(glob), literal_suffix(glob)
         if suffix and len(suffix) >= len(prefix):
-            start = suffix[::-1].encode()
-            members = self.conn.zrangebylex(keys.NAME_REV, b"[" + start, b"(" + start + b"\xff")
-        elif prefix:
-            start = prefix.encode()
-            members = self.conn.zrangebylex(keys.NAME_LEX, b"[" + start, b"(" + start + b"\xff")
-        else:
-            pattern = redis_glob(glob) + "\x00*"
-            members = [m for m, _ in self.conn.zscan_iter(keys.NAME_LEX, match=pattern, count=_NAME_SCAN_COUNT)]
-        return list(dict.fromkeys(m.rpartition(b"\x00")[2].decode() for m in members))
-
-    def _name_scan_complete(self) -> bool:
-        """Whether every task has its name scan entry (tasks stored by an older trainyard have none)."""
-        with self.conn.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.NAME_LEX)
-            pipe.zcard(keys.ALL)
-            named, total = pipe.execute()
-        return named >= total
+            return records.ids_named_like(self.conn, suffix=suffix)
+        if prefix:
+            return records.ids_named_like(self.conn, prefix=prefix)
+        return records.ids_named_like(self.conn, pattern=redis_glob(glob))
 
     def _best_index(self, query: Query) -> tuple[str, bool]:
         """The smallest index covering one filter, and whether it alone answers the query."""
@@ -291,10 +264,7 @@ class TaskStore:
             return keys.ALL, filters == 0
         if len(candidates) == 1:
             return candidates[0], filters == 1
-        with self.conn.pipeline(transaction=False) as pipe:
-            for key in candidates:
-                pipe.zcard(key)
-            sizes = pipe.execute()
+        sizes = records.index_sizes(self.conn, candidates)
         return min(zip(sizes, candidates))[1], False
 
     # -- writes --------------------------------------------------------------------------
@@ -315,103 +285,24 @@ class TaskStore:
         task_id: str,
         mutate: Callable[[TaskRecord], None],
         action: str | None = None,
-        hook: TxHook | None = None,
         event_kind: str | None = None,
+        front: bool = False,
     ) -> TaskRecord:
         """Atomically read, change and write one record (optimistic lock on the record key).
 
-        ``action`` names a lifecycle transition: it is checked against the status read inside
-        the transaction, so of two racing conflicting changes exactly one wins. ``mutate`` edits
-        a copy of the record; ``hook`` adds more commands to the same MULTI.
+        ``action`` names a transition of ``lifecycle.TABLE``: it is checked against the status
+        read inside the transaction, so of two racing conflicting changes exactly one wins, and
+        its declared side effects are written with the record (``front``: a push goes ahead of
+        every waiting task). ``mutate`` edits a copy of the record and may refuse by raising.
         """
-        key = keys.task(task_id)
-        while True:
-            with self.conn.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key)
-                    data = pipe.get(key)
-                    if data is None:
-                        raise TaskNotFound(f"no task with id {task_id!r}")
-                    old = TaskRecord.from_json(data)
-                    new = TaskRecord.from_json(data)  # a second parse is cheaper than a deep copy
-                    now = time.time()
-                    if action is not None:
-                        new.status = lifecycle.target(task_id, action, old.status)
-                    mutate(new)
-                    new.rev = old.rev + 1
-                    new.updated = now
-                    pipe.multi()
-                    pipe.set(key, new.to_json())
-                    self._write_indexes(pipe, old, new)
-                    if new.status != old.status:
-                        rqjob.write_status(pipe, task_id, new.status, now, new.runtime.worker)
-                    if hook is not None:
-                        hook(pipe, old, new)
-                    kind = event_kind or ("status" if new.status != old.status else None)
-                    if kind:
-                        streams.publish(
-                            pipe,
-                            kind,
-                            task_id,
-                            new.status.value,
-                            old.status.value,
-                            new.project,
-                            new.execution.queue or "",
-                        )
-                    pipe.execute()
-                    return new
-                except WatchError:
-                    continue
+        check = None
+        if action is not None:
 
-    def delete(self, task_id: str, hook: TxHook | None = None) -> TaskRecord:
+            def check(old: TaskRecord) -> lifecycle.Transition:
+                return lifecycle.transition(task_id, action, old.status)
+
+        return records.change(self.conn, task_id, mutate, check=check, event_kind=event_kind, front=front)
+
+    def delete(self, task_id: str) -> TaskRecord:
         """Remove a record that is not queued or running, with its indexes, job and log."""
-        key = keys.task(task_id)
-        while True:
-            with self.conn.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key)
-                    data = pipe.get(key)
-                    if data is None:
-                        raise TaskNotFound(f"no task with id {task_id!r}")
-                    old = TaskRecord.from_json(data)
-                    if old.status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
-                        raise IllegalTransition(
-                            task_id, "delete", old.status.value, ("draft", "completed", "failed", "aborted")
-                        )
-                    pipe.multi()
-                    pipe.delete(key, keys.log(task_id), keys.rq_job(task_id))
-                    for index in index_keys(old):
-                        pipe.zrem(index, task_id)
-                    pipe.zrem(keys.NAME_LEX, keys.name_member(old.name, task_id))
-                    pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, task_id))
-                    if hook is not None:
-                        hook(pipe, old, old)
-                    streams.publish(pipe, "deleted", task_id, old.status.value, old.status.value, old.project)
-                    pipe.execute()
-                    self._drop_name_hint(old)
-                    return old
-                except WatchError:
-                    continue
-
-    # -- indexes -------------------------------------------------------------------------
-    def _write_indexes(self, pipe: Pipeline, old: TaskRecord | None, new: TaskRecord) -> None:
-        before = index_keys(old) if old is not None else set()
-        after = index_keys(new)
-        for key in before - after:
-            pipe.zrem(key, new.id)
-        for key in after - before:
-            pipe.zadd(key, {new.id: new.created})
-        if old is None or (old.project, old.name) != (new.project, new.name):
-            pipe.hset(keys.NAMES, keys.name_field(new.project, new.name), new.id)
-        if old is None or old.name != new.name:
-            if old is not None:
-                pipe.zrem(keys.NAME_LEX, keys.name_member(old.name, old.id))
-                pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, old.id))
-            pipe.zadd(keys.NAME_LEX, {keys.name_member(new.name, new.id): 0})
-            pipe.zadd(keys.NAME_REV, {keys.name_member_reversed(new.name, new.id): 0})
-
-    def _drop_name_hint(self, record: TaskRecord) -> None:
-        field = keys.name_field(record.project, record.name)
-        hint = self.conn.hget(keys.NAMES, field)
-        if hint is not None and hint.decode() == record.id:
-            self.conn.hdel(keys.NAMES, field)
+        return records.remove(self.conn, task_id)

@@ -15,7 +15,7 @@ import time
 import optuna
 import psutil
 import pytest
-from workerproc import FAST, WorkerProcess
+from workerproc import WorkerProcess
 
 from trainyard import InvalidInput, Queue, Task, TaskStatus, TrainyardError
 from trainyard.controller.hpo import (
@@ -218,6 +218,7 @@ SLOW_TRIAL = textwrap.dedent(
 )
 
 calls: list[tuple] = []
+STEADY = {"TRAINYARD_HEARTBEAT_S": "1", "TRAINYARD_WORKER_TTL_S": "8", "TRAINYARD_DEAD_AFTER_S": "8"}
 
 
 def record_call(job_id, objective_value, objective_iteration, job_parameters, top_performance_job_id):
@@ -291,10 +292,14 @@ def test_killing_the_optimisers_worker_loses_and_duplicates_no_trial(conn, base)
         max_number_of_concurrent_tasks=2,
         optuna_sampler="TPESampler",
         optuna_sampler_kwargs={"seed": 3, "n_startup_trials": 3},
+        optuna_pruner="NopPruner",
     )
     Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.3})
-    with WorkerProcess("-q", "trials", "--cpu-only"), WorkerProcess("-q", "trials", "--cpu-only"):
-        victim = WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-1")
+    with (
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+    ):
+        victim = WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-1", env=STEADY)
         opt.start(queue="services")
         _wait_trials(conn, opt.id, lambda es: sum(e.state == "completed" for e in es) >= 2)
         controller = next(
@@ -303,19 +308,46 @@ def test_killing_the_optimisers_worker_loses_and_duplicates_no_trial(conn, base)
         victim.signal(signal.SIGKILL)
         victim.wait()
         psutil.wait_procs([controller], timeout=30)
-        with WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-2", env=FAST):
+        with WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-2", env=STEADY):
             assert opt.wait(timeout=5)
     doc = opt.study
-    assert doc.status == "completed", doc.message
+    controller_task = Task.get(opt.id).data
+    log = "\n".join(line.text for line in logs.read(conn, opt.id))
+    assert doc.status == "completed", (
+        f"{doc.message}; {controller_task.status} {controller_task.runtime.attempts}\n{log}"
+    )
     entries = _entries(conn, opt.id)
-    assert sorted(entries) == list(range(total))
+    assert sorted(entries) == list(range(total)) and all(e.state == "completed" for e in entries.values())
     tasks = Task.list(tag=f"opt:{opt.id}", limit=100)
     assert sorted(t.id for t in tasks) == sorted(e.task for e in entries.values())  # one task per trial
-    assert all(t.status in (TaskStatus.COMPLETED, TaskStatus.ABORTED) for t in tasks)
+    assert all(t.status == TaskStatus.COMPLETED for t in tasks)  # none aborted by the controller's death
     trials = optuna.load_study(study_name=opt.id, storage=JournalStorage(RedisJournal(conn, opt.id))).get_trials()
-    assert len(trials) == total and all(t.state.is_finished() for t in trials)
-    controller_task = Task.get(opt.id).data
-    assert controller_task.runtime.attempt == 2 and controller_task.status == TaskStatus.COMPLETED
+    assert len(trials) == total and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    attempts = controller_task.runtime.attempts
+    assert attempts[0].outcome == "lost" and attempts[-1].outcome == "completed"  # re-run after its worker died
+    assert controller_task.status == TaskStatus.COMPLETED
+
+
+def test_aborting_the_optimisers_task_stops_the_study_and_its_trials(conn, base):
+    """An abort of the optimiser's task (not its worker leaving) stops the study: running trials
+    are aborted, nothing new starts, the study ends stopped."""
+    Queue.create("services")
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 1000, "Args/pause": 0.2})
+    opt = _optimizer(base.id, total_max_jobs=6, max_number_of_concurrent_tasks=2, optuna_pruner="NopPruner")
+    with (
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+        WorkerProcess("-q", "services", "--services-mode", "2", fast=False),
+    ):
+        opt.start(queue="services")
+        _wait_trials(conn, opt.id, lambda es: any(e.state == "running" for e in es))
+        Task.get(opt.id).abort()
+        assert opt.wait(timeout=2)
+    doc = opt.study
+    assert doc.status == "stopped" and doc.message == "the study was stopped"
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 2  # nothing launched after the stop
+    assert all(Task.get(e.task).status == TaskStatus.ABORTED for e in entries.values())
+    assert Task.get(opt.id).status == TaskStatus.ABORTED
 
 
 def _wait_trials(conn, study_id: str, done, timeout: float = 120) -> None:

@@ -27,9 +27,9 @@ from ..queues import events as ev
 from ..queues import reaper, workers
 from ..queues.backend import fleet, streams
 from ..queues.backend import queues as queue_lists
-from ..queues.broker import Broker
 from ..queues.dispatch import DRAINING, Dispatcher
 from ..queues.errors import InvalidInput
+from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
 from . import guard
@@ -154,7 +154,7 @@ class Worker:
 
     # -- set-up ----------------------------------------------------------------------------
     def check_queues(self) -> None:
-        broker = Broker(self.conn)
+        broker = QueueRegistry(self.conn)
         for queue in self.cfg.queues:
             if self.cfg.create_queues:
                 broker.create(queue, exist_ok=True)

@@ -334,10 +334,10 @@ def test_rule(conn: Redis, rule: AlertRule) -> str | None:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """An alert service as a controller task on ``queue``; returns its task id."""
-    from ...queues.broker import Broker
+    from ...queues.queue_registry import QueueRegistry
     from ...queues.record import TaskType
 
-    Broker(conn).require(queue)
+    QueueRegistry(conn).require(queue)
     task = Task.create(
         "alert service",
         "services",

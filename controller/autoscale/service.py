@@ -217,10 +217,10 @@ class Autoscaler:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """An autoscaler as a controller task on ``queue``; returns its task id."""
-    from ...queues.broker import Broker
+    from ...queues.queue_registry import QueueRegistry
     from ...queues.record import TaskType
 
-    Broker(conn).require(queue)
+    QueueRegistry(conn).require(queue)
     task = Task.create(
         "autoscaler",
         "services",

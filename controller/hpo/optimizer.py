@@ -29,9 +29,9 @@ import optuna
 from redis import Redis
 
 from ...queues import studies
-from ...queues.broker import Broker
 from ...queues.connection import resolve
 from ...queues.errors import InvalidInput, TaskNotFound, TrainyardError
+from ...queues.queue_registry import QueueRegistry
 from ...queues.record import TaskStatus, TaskType
 from ...queues.store import TaskStore
 from ...queues.task import Task
@@ -169,7 +169,7 @@ class HyperParameterOptimizer:
         check_objectives(base, self.objectives)
         build_sampler(self.sampler, self.strategy, self.hyper_parameters)  # unknown names and arguments: refused now
         build_pruner(self.pruner, self.strategy)
-        broker = Broker(conn)
+        broker = QueueRegistry(conn)
         if local_queue is None:
             broker.require(self.execution_queue)
         if controller_queue:
@@ -442,7 +442,7 @@ def run_here(
     drain = thread = None
     try:
         if doc.local_queue:
-            Broker(conn).create(doc.local_queue, description="trials of a local study", exist_ok=True)
+            QueueRegistry(conn).create(doc.local_queue, description="trials of a local study", exist_ok=True)
             drain, thread = step_worker(conn, doc.local_queue)
         with LocalController(conn, study_id) as holder:
             try:

@@ -1,5 +1,5 @@
--- Claims: the hash task id -> JSON {worker, host, queue, ts, pgid} while a worker holds the task.
--- Called as EVALSHA <sha> 1 <claims> <command> <args...>.
+-- Claims: the hash task id -> JSON {worker, host, queue, ts, pgid} while a worker holds the task,
+-- and the reapers' lock. Called as EVALSHA <sha> 1 <key> <command> <args...>.
 
 local command = table.remove(ARGV, 1)
 local commands = {}
@@ -19,6 +19,12 @@ function commands.refresh()
       end
     end
   end
+  return 0
+end
+
+-- unlock: KEYS lock   ARGV token. Deletes the lock only while it still holds our token.
+function commands.unlock()
+  if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
   return 0
 end
 

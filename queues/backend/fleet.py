@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import secrets
 import time
+from collections.abc import Iterator
 
 from redis import Redis
 
@@ -183,3 +187,26 @@ def gpu_holders(conn: Redis, host: str, gpus: list[int]) -> dict[int, dict[str, 
                 live[field.decode()] = (worker, int(memory or 0))
         out[gpu] = live
     return out
+
+
+def claims(conn: Redis) -> dict[str, dict]:
+    """Every claim: ``{task id: {worker, host, queue, ts, pgid}}``."""
+    return {k.decode(): json.loads(v) for k, v in conn.hgetall(keys.CLAIMS).items()}
+
+
+@contextlib.contextmanager
+def reaper_lock(conn: Redis, ttl_ms: int = 5000) -> Iterator[bool]:
+    """Hold the reapers' short lock (yields False when another reaper has it); let go by a
+    compare-and-delete (``claims.lua``), so a lock that expired and was taken by another
+    reaper is never deleted."""
+    token = secrets.token_hex(8)
+    held = bool(conn.set(keys.REAPER_LOCK, token, nx=True, px=ttl_ms))
+    try:
+        yield held
+    finally:
+        if held:
+            scripts.run(conn, "claims", "unlock", [keys.REAPER_LOCK], [token])
+
+
+def server_uptime_s(conn: Redis) -> int:
+    return int(conn.info("server").get("uptime_in_seconds", 0))

@@ -85,3 +85,65 @@ def move(conn: Redis, queue: str, task_id: str, where: str, index: int) -> int:
 def count(conn: Redis) -> int:
     """How many queues are registered."""
     return conn.hlen(keys.QUEUES)
+
+
+# -- the registry of named queues ---------------------------------------------------------------
+def register(conn: Redis, name: str, meta_json: str) -> bool:
+    """Register a queue (and RQ's list of it); False when it was registered already."""
+    added = bool(conn.hsetnx(keys.QUEUES, name, meta_json))
+    conn.sadd(keys.RQ_QUEUES, keys.rq_queue(name))
+    return added
+
+
+def is_registered(conn: Redis, name: str) -> bool:
+    return bool(conn.hexists(keys.QUEUES, name))
+
+
+def meta(conn: Redis, name: str) -> bytes | None:
+    return conn.hget(keys.QUEUES, name)
+
+
+def set_meta(conn: Redis, name: str, meta_json: str) -> None:
+    conn.hset(keys.QUEUES, name, meta_json)
+
+
+def names(conn: Redis) -> list[str]:
+    return sorted(k.decode() for k in conn.hkeys(keys.QUEUES))
+
+
+def stats(conn: Redis, queues: list[str]) -> list[tuple[bytes | None, int, int, bytes | None]]:
+    """Per queue, in one round trip: its metadata, length, running count and head id."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.QUEUES, queues)
+        for name in queues:
+            pipe.llen(keys.rq_queue(name))
+            pipe.zcard(keys.inflight(name))
+            pipe.lindex(keys.rq_queue(name), 0)
+        replies = pipe.execute()
+    metas, rest = replies[0], replies[1:]
+    return [(metas[i], rest[3 * i], rest[3 * i + 1], rest[3 * i + 2]) for i in range(len(queues))]
+
+
+def waiting(conn: Redis, queue: str, offset: int, limit: int) -> list[tuple[str, int]]:
+    """Queued task ids from ``offset`` in the order workers take them, with their priorities."""
+    ids = [i.decode("utf-8", "replace") for i in conn.lrange(keys.rq_queue(queue), offset, offset + limit - 1)]
+    prios = conn.hmget(keys.priorities(queue), ids) if ids else []
+    return [(tid, int(p) if p is not None else 0) for tid, p in zip(ids, prios)]
+
+
+def all_waiting(conn: Redis, queue: str) -> list[str]:
+    return [i.decode() for i in conn.lrange(keys.rq_queue(queue), 0, -1)]
+
+
+def unregister(conn: Redis, name: str) -> None:
+    """Forget the queue: its registration, RQ's list and its priorities."""
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.hdel(keys.QUEUES, name)
+        pipe.srem(keys.RQ_QUEUES, keys.rq_queue(name))
+        pipe.delete(keys.rq_queue(name), keys.priorities(name))
+        pipe.execute()
+
+
+def length(conn: Redis, queue: str) -> int:
+    """How many tasks wait on ``queue``."""
+    return conn.llen(keys.rq_queue(queue))

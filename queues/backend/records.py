@@ -1,18 +1,35 @@
-"""Task records as stored (JSON strings): the raw reads outside the task store's transactions."""
+"""Task records: raw reads, the indexes and queries' Redis side, and the one write path for a
+record change (``change``), which executes a declared transition (``lifecycle.TABLE``)."""
 
 from __future__ import annotations
 
-from redis import Redis
+import json
+import time
+from collections.abc import Callable
 
-from .. import keys
+from redis import Redis, WatchError
+from redis.client import Pipeline
+
+from .. import keys, rqjob
+from ..errors import TaskNotFound
+from ..lifecycle import Effect, Transition, check_deletable
+from ..record import TaskRecord, TaskStatus
+from . import queues, streams
+
+_NAME_SCAN_COUNT = 25_000  # members per ZSCAN call (a glob with no literal prefix or suffix)
 
 
+# -- reads -----------------------------------------------------------------------------------------
 def record_json(conn: Redis, task_id: str) -> bytes | None:
     return conn.get(keys.task(task_id))
 
 
 def records_json(conn: Redis, task_ids: list[str]) -> list[bytes | None]:
     return conn.mget([keys.task(t) for t in task_ids]) if task_ids else []
+
+
+def exists(conn: Redis, task_id: str) -> bool:
+    return bool(conn.exists(keys.task(task_id)))
 
 
 def counts(conn: Redis, statuses: list[str]) -> tuple[dict[str, int], int]:
@@ -23,3 +40,224 @@ def counts(conn: Redis, statuses: list[str]) -> tuple[dict[str, int], int]:
         pipe.zcard(keys.ALL)
         replies = pipe.execute()
     return dict(zip(statuses, replies[:-1])), replies[-1]
+
+
+# -- indexes -----------------------------------------------------------------------------------------
+def index_keys(record: TaskRecord) -> set[str]:
+    """Every sorted-set index the record belongs to (all scored by creation time)."""
+    found = {keys.ALL, keys.status_index(record.status.value), keys.project_index(record.project)}
+    found.update(keys.tag_index(tag) for tag in record.tags)
+    if record.execution.queue:
+        found.add(keys.queue_index(record.execution.queue))
+        if record.status == TaskStatus.RUNNING:
+            found.add(keys.inflight(record.execution.queue))
+    return found
+
+
+def name_hint(conn: Redis, project: str, name: str) -> str | None:
+    """The newest task id named ``name`` in ``project`` (a hint: verify it)."""
+    hint = conn.hget(keys.NAMES, keys.name_field(project, name))
+    return hint.decode() if hint is not None else None
+
+
+def index_page(conn: Redis, index: str, start: int, stop: int) -> list[str]:
+    """Ids of ``index`` newest first, positions ``start`` to ``stop`` (inclusive)."""
+    return [i.decode() for i in conn.zrevrange(index, start, stop)]
+
+
+def index_size(conn: Redis, index: str) -> int:
+    return conn.zcard(index)
+
+
+def index_sizes(conn: Redis, indexes: list[str]) -> list[int]:
+    with conn.pipeline(transaction=False) as pipe:
+        for key in indexes:
+            pipe.zcard(key)
+        return pipe.execute()
+
+
+def intersect(conn: Redis, indexes: list[str]) -> dict[str, float]:
+    """Ids in every one of ``indexes``, with their creation times."""
+    return {m.decode(): score for m, score in conn.zinter(indexes, aggregate="MAX", withscores=True)}
+
+
+def created_times(conn: Redis, task_ids: list[str]) -> list[float | None]:
+    return conn.zmscore(keys.ALL, task_ids) if task_ids else []
+
+
+def ids_named_like(conn: Redis, prefix: str = "", suffix: str = "", pattern: str = "") -> list[str]:
+    """Ids whose name starts with ``prefix`` or (else) ends with ``suffix`` (lex ranges of the
+    name indexes), or (else) matches the Redis ``pattern`` (ZSCAN MATCH)."""
+    if suffix:
+        start = suffix[::-1].encode()
+        members = conn.zrangebylex(keys.NAME_REV, b"[" + start, b"(" + start + b"\xff")
+    elif prefix:
+        start = prefix.encode()
+        members = conn.zrangebylex(keys.NAME_LEX, b"[" + start, b"(" + start + b"\xff")
+    else:
+        members = [m for m, _ in conn.zscan_iter(keys.NAME_LEX, match=pattern + "\x00*", count=_NAME_SCAN_COUNT)]
+    return list(dict.fromkeys(m.rpartition(b"\x00")[2].decode() for m in members))
+
+
+def name_scan_complete(conn: Redis) -> bool:
+    """Whether every task has its name index entry (tasks stored by an older trainyard have none)."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.NAME_LEX)
+        pipe.zcard(keys.ALL)
+        named, total = pipe.execute()
+    return named >= total
+
+
+def _write_indexes(pipe: Pipeline, old: TaskRecord, new: TaskRecord) -> None:
+    before, after = index_keys(old), index_keys(new)
+    for key in before - after:
+        pipe.zrem(key, new.id)
+    for key in after - before:
+        pipe.zadd(key, {new.id: new.created})
+    if (old.project, old.name) != (new.project, new.name):
+        pipe.hset(keys.NAMES, keys.name_field(new.project, new.name), new.id)
+    if old.name != new.name:
+        pipe.zrem(keys.NAME_LEX, keys.name_member(old.name, old.id))
+        pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, old.id))
+        pipe.zadd(keys.NAME_LEX, {keys.name_member(new.name, new.id): 0})
+        pipe.zadd(keys.NAME_REV, {keys.name_member_reversed(new.name, new.id): 0})
+
+
+# -- the RQ job ----------------------------------------------------------------------------------------
+def _write_job_queued(pipe: Pipeline, task_id: str, queue: str, name: str, now: float) -> None:
+    """(Re)create the job hash for a freshly queued task."""
+    key = keys.rq_job(task_id)
+    pipe.delete(key)
+    pipe.hset(key, mapping={**rqjob.own_fields(task_id, name), **rqjob.queued_fields(queue, now)})
+
+
+def _write_job_status(pipe: Pipeline, task_id: str, status: TaskStatus, now: float, worker: str | None) -> None:
+    """Mirror a task status change onto its job; a job back in draft no longer exists."""
+    key = keys.rq_job(task_id)
+    if status == TaskStatus.DRAFT:
+        pipe.delete(key)
+        return
+    fields: dict[str, str] = {"status": rqjob.RQ_STATUS[status]}
+    if status == TaskStatus.RUNNING:
+        fields.update(started_at=rqjob.utc(now), worker_name=worker or "", last_heartbeat=rqjob.utc(now))
+    elif status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.ABORTED):
+        fields["ended_at"] = rqjob.utc(now)
+    pipe.hset(key, mapping=fields)
+    if status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.ABORTED):
+        pipe.expire(key, rqjob.FINISHED_JOB_TTL_S)
+    else:
+        pipe.persist(key)
+
+
+# -- the one write path --------------------------------------------------------------------------------
+def _effects(conn: Redis, pipe: Pipeline, step: Transition, old: TaskRecord, new: TaskRecord, now: float, front: bool):
+    for effect in step.effects:
+        if effect in (Effect.PUSH, Effect.PUSH_FRONT):
+            queue = new.execution.queue or ""
+            _write_job_queued(pipe, new.id, queue, new.name, new.queued_at or now)
+            at_front = front or effect == Effect.PUSH_FRONT
+            queues.push(conn, pipe, queue, new.id, new.execution.priority, at_front)
+        elif effect == Effect.UNQUEUE:
+            if old.status == TaskStatus.QUEUED and old.execution.queue:
+                queues.remove(pipe, old.execution.queue, old.id)
+        elif effect == Effect.DROP_CLAIM:
+            pipe.hdel(keys.CLAIMS, new.id)
+            if old.execution.queue:
+                pipe.zrem(keys.inflight(old.execution.queue), new.id)
+        elif effect == Effect.DROP_LOG:
+            pipe.delete(keys.log(new.id))
+
+
+def change(
+    conn: Redis,
+    task_id: str,
+    edit: Callable[[TaskRecord], None],
+    step: Transition | None = None,
+    check: Callable[[TaskRecord], Transition] | None = None,
+    event_kind: str | None = None,
+    front: bool = False,
+) -> TaskRecord:
+    """Read, change and write one record in one transaction (optimistic lock on its key).
+
+    ``check(old)`` returns the transition to take (raising IllegalTransition when the status read
+    inside the transaction does not allow it), so of two racing conflicting changes exactly one
+    wins. ``edit`` changes a copy of the record (and may refuse by raising). Then the record,
+    its indexes, the RQ job's status, the transition's side effects and the event are written
+    in one MULTI. Without a transition it is a plain edit (an event only when ``event_kind``)."""
+    key = keys.task(task_id)
+    while True:
+        with conn.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                data = pipe.get(key)
+                if data is None:
+                    raise TaskNotFound(f"no task with id {task_id!r}")
+                old = TaskRecord.from_json(data)
+                new = TaskRecord.from_json(data)  # a second parse is cheaper than a deep copy
+                now = time.time()
+                taken = check(old) if check is not None else step
+                if taken is not None:
+                    new.status = taken.target
+                edit(new)
+                new.rev = old.rev + 1
+                new.updated = now
+                pipe.multi()
+                pipe.set(key, new.to_json())
+                _write_indexes(pipe, old, new)
+                if new.status != old.status:
+                    _write_job_status(pipe, task_id, new.status, now, new.runtime.worker)
+                if taken is not None:
+                    _effects(conn, pipe, taken, old, new, now, front)
+                kind = event_kind or (taken.event if taken is not None and taken.event != "status" else None)
+                kind = kind or ("status" if new.status != old.status else None)
+                if kind:
+                    streams.publish(
+                        pipe, kind, task_id, new.status.value, old.status.value, new.project, new.execution.queue or ""
+                    )
+                pipe.execute()
+                return new
+            except WatchError:
+                continue
+
+
+def remove(conn: Redis, task_id: str) -> TaskRecord:
+    """Delete a record that may be deleted, with its indexes, job and log, and a ``deleted`` event."""
+    key = keys.task(task_id)
+    while True:
+        with conn.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                data = pipe.get(key)
+                if data is None:
+                    raise TaskNotFound(f"no task with id {task_id!r}")
+                old = TaskRecord.from_json(data)
+                check_deletable(task_id, old.status)
+                pipe.multi()
+                pipe.delete(key, keys.log(task_id), keys.rq_job(task_id))
+                for index in index_keys(old):
+                    pipe.zrem(index, task_id)
+                pipe.zrem(keys.NAME_LEX, keys.name_member(old.name, task_id))
+                pipe.zrem(keys.NAME_REV, keys.name_member_reversed(old.name, task_id))
+                streams.publish(pipe, "deleted", task_id, old.status.value, old.status.value, old.project)
+                pipe.execute()
+                break
+            except WatchError:
+                continue
+    field = keys.name_field(old.project, old.name)
+    hint = conn.hget(keys.NAMES, field)
+    if hint is not None and hint.decode() == old.id:
+        conn.hdel(keys.NAMES, field)
+    return old
+
+
+def release_claim(conn: Redis, task_id: str, queue: str | None = None, worker: str | None = None) -> None:
+    """Drop a claim (only ``worker``'s, when given) and, with ``queue``, the in-flight entry."""
+    if worker is not None:
+        raw = conn.hget(keys.CLAIMS, task_id)
+        if raw is None or json.loads(raw).get("worker") != worker:
+            return
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.hdel(keys.CLAIMS, task_id)
+        if queue:
+            pipe.zrem(keys.inflight(queue), task_id)
+        pipe.execute()

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
 
-from ..queues.broker import Broker
 from ..queues.queue import Queue
+from ..queues.queue_registry import QueueRegistry
 from ..queues.store import TaskStore
 from . import views
 from .deps import OFFSET, admin, conn, limit_query
@@ -39,7 +39,7 @@ class Move(BaseModel):
 
 @router.get("", summary="Queues by name, with length, running count, limit and the head's wait")
 def list_queues(limit: int = limit_query(100), offset: int = OFFSET, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    infos = Broker(redis).list()
+    infos = QueueRegistry(redis).list()
     page = infos[offset : offset + limit]
     return {
         "items": [asdict(i) for i in page],
@@ -52,7 +52,7 @@ def list_queues(limit: int = limit_query(100), offset: int = OFFSET, redis: Redi
 
 @router.post("", status_code=201, summary="Create a queue", dependencies=[Depends(admin)])
 def create_queue(body: CreateQueue, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    info = Broker(redis).create(body.name, body.description, max_running=body.max_running)
+    info = QueueRegistry(redis).create(body.name, body.description, max_running=body.max_running)
     return asdict(info)
 
 
@@ -60,7 +60,7 @@ def create_queue(body: CreateQueue, redis: Redis = Depends(conn)) -> dict[str, A
 def get_queue(
     name: str, limit: int = limit_query(50), offset: int = OFFSET, redis: Redis = Depends(conn)
 ) -> dict[str, Any]:
-    broker = Broker(redis)
+    broker = QueueRegistry(redis)
     info = broker.info(name)
     entries = broker.entries(name, offset, limit)
     records = TaskStore(redis).get_many([e.task_id for e in entries])
@@ -85,7 +85,7 @@ def get_queue(
 
 @router.patch("/{name}", summary="Change a queue's concurrency limit", dependencies=[Depends(admin)])
 def edit_queue(name: str, body: EditQueue, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    return asdict(Broker(redis).set_limit(name, body.max_running))
+    return asdict(QueueRegistry(redis).set_limit(name, body.max_running))
 
 
 @router.delete("/{name}", summary="Delete a queue (force: its waiting tasks go back to draft)")

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends
 from pydantic import ValidationError
 from redis import Redis
 
-from ..queues import alertstore, keys, scalestore, services
+from ..queues import alertstore, scalestore, services
 from ..queues.alertstore import AlertRule
+from ..queues.backend import queues as queue_lists
 from .deps import ApiError, admin, conn, limit_query
 
 router = APIRouter(prefix="/api", tags=["services"])
@@ -41,7 +42,7 @@ def add_rule(body: dict[str, Any], redis: Redis = Depends(conn)) -> dict[str, An
 
 @router.delete("/alerts/rules/{rule_id}", summary="Remove an alert rule", dependencies=[Depends(admin)])
 def remove_rule(rule_id: str, redis: Redis = Depends(conn)) -> dict[str, Any]:
-    if not redis.hexists(keys.ALERT_RULES, rule_id):
+    if not alertstore.rule_exists(redis, rule_id):
         raise ApiError(404, "not_found", f"no alert rule {rule_id!r}")
     alertstore.remove_rule(redis, rule_id)
     return {"removed": rule_id}
@@ -59,7 +60,7 @@ def autoscaler(limit: int = limit_query(50), redis: Redis = Depends(conn)) -> di
     queues = []
     if config is not None:
         for queue, entries in config.queues.items():
-            waiting = redis.llen(keys.rq_queue(queue))
+            waiting = queue_lists.length(redis, queue)
             for entry in entries:
                 resource = config.resources[entry.resource]
                 queues.append(

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..controller.dag import all_parents
 from ..controller.model import DONE_OK, PipelineRun
+from ..queues import lifecycle
 from ..queues.record import TaskRecord
 from ..queues.workers import WorkerInfo
 
@@ -30,6 +31,7 @@ def task_summary(record: TaskRecord) -> dict[str, Any]:
         "ended": record.ended,
         "worker": record.runtime.worker,
         "abort_requested": record.runtime.abort_requested,
+        "actions": lifecycle.allowed_actions(record.status),  # what the buttons may offer (the state machine's)
     }
 
 

@@ -47,22 +47,22 @@
     return clone;
   };
 
-  /* The buttons a task's status allows. */
+  /* The buttons for the actions the server says the task allows now (task.actions: the state
+     machine's answer, so the rules live in one place). */
   TY.taskActions = function taskActions(task, after) {
     const done = () => after && after();
     const b = (label, fn, cls) => h("button", { type: "button", class: `admin-only ${cls || ""}`, dataset: { action: label.toLowerCase() }, onclick: async (ev) => { ev.stopPropagation(); await fn(); done(); } }, label);
-    const s = task.status;
-    const out = [];
-    if (s === "draft") out.push(b("Enqueue", () => TY.enqueueDialog(task), "primary"));
-    if (s === "queued") out.push(b("Dequeue", () => TY.act(() => TY.post(`/api/tasks/${task.id}/dequeue`), "back to draft")));
-    if (s === "queued" || s === "running") out.push(b("Abort", () => TY.act(() => TY.post(`/api/tasks/${task.id}/abort`), "abort requested"), "danger"));
-    if (["completed", "failed", "aborted"].includes(s)) out.push(b("Reset", () => TY.act(() => TY.post(`/api/tasks/${task.id}/reset`), "reset to draft")));
-    out.push(b("Clone", () => TY.cloneDialog(task)));
-    if (!["queued", "running"].includes(s)) {
-      out.push(b("Delete", async () => {
+    const buttons = {
+      enqueue: () => b("Enqueue", () => TY.enqueueDialog(task), "primary"),
+      dequeue: () => b("Dequeue", () => TY.act(() => TY.post(`/api/tasks/${task.id}/dequeue`), "back to draft")),
+      abort: () => b("Abort", () => TY.act(() => TY.post(`/api/tasks/${task.id}/abort`), "abort requested"), "danger"),
+      reset: () => b("Reset", () => TY.act(() => TY.post(`/api/tasks/${task.id}/reset`), "reset to draft")),
+      clone: () => b("Clone", () => TY.cloneDialog(task)),
+      delete: () => b("Delete", async () => {
         if (window.confirm(`Delete task ${task.name} (${task.id})?`)) await TY.act(() => TY.api("DELETE", `/api/tasks/${task.id}`), "deleted");
-      }, "danger"));
-    }
+      }, "danger"),
+    };
+    const out = (task.actions || []).filter((a) => buttons[a]).map((a) => buttons[a]());
     return h("div", { class: "actions" }, out);
   };
 
@@ -99,18 +99,29 @@
       h("select", { name: "status" }, STATUSES.map((s) => h("option", { value: s, selected: s === filters.status }, s || "any status"))),
       field("queue", "queue"), field("tag", "tag"),
       h("button", { type: "submit" }, "Filter"),
+      h("button", { type: "button", id: "compare-selected", disabled: true, onclick: () => {
+        window.location.hash = "#/compare" + TY.qs({ ids: [...selected].join(",") });
+      } }, "Compare selected"),
       h("span", { class: "spacer" }),
       h("button", { type: "button", class: "primary admin-only", onclick: newTaskDialog }, "New task"));
     const body = h("div", {}, h("p", { class: "empty" }, "loading…"));
     main.replaceChildren(h("h1", {}, "Tasks"), h("div", { class: "panel" }, form, body));
+    const selected = new Set();
+    const pick = (id, on) => {
+      if (on) selected.add(id); else selected.delete(id);
+      const button = form.querySelector("#compare-selected");
+      button.disabled = selected.size < 2;
+      button.textContent = selected.size ? `Compare selected (${selected.size})` : "Compare selected";
+    };
 
     async function load() {
       const page = await TY.get("/api/tasks" + TY.qs({ ...filters, limit: 50, offset }));
       if (!page.items.length) { body.replaceChildren(h("p", { class: "empty" }, "no tasks match")); return; }
       body.replaceChildren(
         h("table", { id: "tasks-table" },
-          h("thead", {}, h("tr", {}, ["name", "status", "project", "queue", "worker", "created", "duration", ""].map((c) => h("th", {}, c)))),
+          h("thead", {}, h("tr", {}, ["", "name", "status", "project", "queue", "worker", "created", "duration", ""].map((c) => h("th", {}, c)))),
           h("tbody", {}, page.items.map((t) => h("tr", { dataset: { task: t.id } },
+            h("td", {}, h("input", { type: "checkbox", class: "pick", title: "select to compare", checked: selected.has(t.id), onchange: (ev) => pick(t.id, ev.target.checked) })),
             h("td", {}, TY.taskLink(t.id, t.name), h("div", { class: "muted mono" }, t.id)),
             h("td", {}, TY.badge(t.status)),
             h("td", {}, t.project),
