@@ -4,10 +4,16 @@ as scripts and on a real worker; the results are ClearML's: the clone prints `Ex
 
 from __future__ import annotations
 
+import pytest
 from clearml_ported import copy_example, run_script
 from workerproc import WorkerProcess, wait_status
 
-from trainyard import Queue, Task, TaskStatus
+from trainyard import InvalidInput, Queue, Task, TaskStatus
+from trainyard.clearml import Task as ClearmlTask
+from trainyard.clearml import UnsupportedCall
+from trainyard.clearml.automation import TaskScheduler
+from trainyard.clearml.automation.scheduler import to_cron
+from trainyard.controller.triggers import TriggerService
 
 
 def test_programmatic_orchestration_clones_edits_and_enqueues_the_toy_task(tmp_path):
@@ -40,3 +46,56 @@ def test_programmatic_orchestration_clones_edits_and_enqueues_the_toy_task(tmp_p
         assert "Example_Param is 3" in done.get_log()
     finally:
         worker.stop()
+
+
+@pytest.mark.parametrize(
+    "fields, cron",
+    [  # ClearML's own examples of TaskScheduler.add_task (examples/scheduler/cron_example.py)
+        ({"minute": 30, "hour": 10, "day": 1}, "30 10 * * *"),  # every day at 10:30
+        ({"minute": 15}, "*/15 * * * *"),  # every 15 minutes
+        ({"hour": 1}, "0 * * * *"),  # every hour
+        ({"hour": 1, "minute": 30}, "30 * * * *"),  # every hour at :30
+        ({"minute": 30, "hour": 22, "day": 1}, "30 22 * * *"),  # every day at 22:30
+        ({"minute": 30, "hour": 7, "day": 2}, "30 7 */2 * *"),  # every other day at 7:30
+        ({"minute": 30, "hour": 8, "day": 0, "weekdays": ["saturday"]}, "30 8 * * 6"),  # Saturdays 8:30
+        ({"hour": 2, "weekdays": ["saturday", "sunday"]}, "0 */2 * * 0,6"),  # every 2 hours on weekends
+        ({"month": 1, "day": 5}, "0 0 5 * *"),  # the 5th of each month
+        ({"year": 1, "month": 3, "day": 4}, "0 0 4 3 *"),  # March 4th of each year
+        (
+            {"minute": 30, "hour": 2, "weekdays": ["monday", "tuesday", "wednesday", "thursday", "friday"]},
+            "30 */2 * * 1,2,3,4,5",
+        ),
+    ],
+)
+def test_task_scheduler_fields_mean_what_clearml_means(fields, cron):
+    assert to_cron(**fields) == cron
+
+
+def test_task_scheduler_stores_the_schedule_and_the_trigger_service_fires_it(conn):
+    Queue.create("default", exist_ok=True)
+    template = Task.create("nightly", "examples", command=["true"])
+    scheduler = TaskScheduler()
+    scheduler.add_task(
+        name="every 15 min", schedule_task_id=ClearmlTask.get_task(task_id=template.id), queue="default", minute=15
+    )
+    [schedule] = scheduler.get_scheduled_tasks()
+    assert (schedule.cron, schedule.task_id, schedule.queue) == ("*/15 * * * *", template.id, "default")
+    service = TriggerService(conn)
+    start = 1_800_000_000.0  # 15-minute aligned
+    service.fire_due([], start - 1)
+    service.fire_due([], start + 1)
+    [clone] = Queue("default").tasks()
+    assert clone[1].parent == template.id
+    with pytest.raises(UnsupportedCall, match=r"TaskScheduler.add_task\(schedule_function=...\)"):
+        scheduler.add_task(schedule_function=print, minute=30, hour=2)
+    with pytest.raises(InvalidInput, match="unknown weekday 'caturday'"):
+        scheduler.add_task(schedule_task_id=template.id, queue="default", hour=2, weekdays=["caturday"])
+
+
+def test_the_optimiser_and_its_ranges_are_trainyards_own():
+    from trainyard.clearml.automation import HyperParameterOptimizer, UniformParameterRange
+    from trainyard.clearml.automation.optuna import OptimizerOptuna
+    from trainyard.controller import hpo
+
+    assert issubclass(HyperParameterOptimizer, hpo.HyperParameterOptimizer)
+    assert UniformParameterRange is hpo.UniformParameterRange and OptimizerOptuna is hpo.OptimizerOptuna

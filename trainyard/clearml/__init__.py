@@ -16,9 +16,24 @@ install_hook()  # an uncaught UnsupportedCall prints one line, not a traceback
 __all__ = ["Logger", "StorageManager", "Task", "TaskTypes", "UnsupportedCall"]
 
 
+_AUTOMATION = (
+    "PipelineController",
+    "PipelineDecorator",
+    "TaskScheduler",
+    "HyperParameterOptimizer",
+    "UniformParameterRange",
+    "UniformIntegerParameterRange",
+    "LogUniformParameterRange",
+    "DiscreteParameterRange",
+    "ParameterSet",
+    "GridSearch",
+    "RandomSearch",
+)
+
+
 def __getattr__(name: str):
-    if name in ("PipelineController", "PipelineDecorator"):
+    if name in _AUTOMATION:  # clearml exports these at its top level too
         import importlib
 
-        return getattr(importlib.import_module(".automation.controller", __name__), name)
+        return getattr(importlib.import_module(".automation", __name__), name)
     refuse_unknown("", name)

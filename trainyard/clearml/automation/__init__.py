@@ -4,8 +4,31 @@ from __future__ import annotations
 
 from ..errors import refuse_unknown
 from .controller import PipelineController, PipelineDecorator
+from .optimization import (
+    DiscreteParameterRange,
+    GridSearch,
+    HyperParameterOptimizer,
+    LogUniformParameterRange,
+    ParameterSet,
+    RandomSearch,
+    UniformIntegerParameterRange,
+    UniformParameterRange,
+)
+from .scheduler import TaskScheduler
 
-__all__ = ["PipelineController", "PipelineDecorator"]
+__all__ = [
+    "DiscreteParameterRange",
+    "GridSearch",
+    "HyperParameterOptimizer",
+    "LogUniformParameterRange",
+    "ParameterSet",
+    "PipelineController",
+    "PipelineDecorator",
+    "RandomSearch",
+    "TaskScheduler",
+    "UniformIntegerParameterRange",
+    "UniformParameterRange",
+]
 
 
 def __getattr__(name: str):

@@ -1,0 +1,156 @@
+"""ClearML's ``TaskScheduler`` over trainyard's schedules and trigger service.
+
+ClearML's ``add_task`` is not cron: a field given alone is an interval (``minute=15``: every 15
+minutes); with several, the longest is the interval and the shorter ones fix the time (``hour=1,
+minute=30``: every hour at :30; ``day=1, hour=22, minute=30``: every day at 22:30); ``weekdays``
+restricts the days (``day=0`` with weekdays: weekly). :func:`to_cron` turns that into the cron
+expression trainyard's schedules use; the trigger service fires it within a second of its time,
+exactly once however many services run (ClearML's scheduler re-reads its configuration every 15
+minutes).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ...controller import schedules
+from ...queues.errors import InvalidInput
+from ...queues.task import Task as NativeTask
+from ..errors import refuse_unknown, unsupported
+
+WEEKDAYS = {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}
+UNITS = ("minute", "hour", "day", "month", "year")  # shortest first
+
+
+def to_cron(
+    minute: int | None = None,
+    hour: int | None = None,
+    day: int | None = None,
+    weekdays: Sequence[str] | None = None,
+    month: int | None = None,
+    year: int | None = None,
+) -> str:
+    """ClearML's interval fields as a cron expression (``minute hour day-of-month month day-of-week``)."""
+    given = {"minute": minute, "hour": hour, "day": day, "month": month, "year": year}
+    for unit, value in given.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidInput(f"TaskScheduler.add_task: {unit} must be a whole number >= 0, got {value!r}")
+    days = []
+    for weekday in weekdays or ():
+        if str(weekday).lower() not in WEEKDAYS:
+            raise InvalidInput(f"TaskScheduler.add_task: unknown weekday {weekday!r} (use {', '.join(WEEKDAYS)})")
+        days.append(WEEKDAYS[str(weekday).lower()])
+    present = [u for u in UNITS if given[u] is not None]
+    if not present and not days:
+        raise InvalidInput("TaskScheduler.add_task needs minute, hour, day, weekdays, month or year")
+    unit = present[-1] if present else "day"
+    if year is not None and year > 1:
+        raise unsupported(f"TaskScheduler.add_task(year={year}) (cron repeats yearly at most)")
+    rank = UNITS.index(unit)
+
+    def field(name: str, lowest: int) -> str:
+        value = given[name]
+        position = UNITS.index(name)
+        if position < rank:
+            return str(value if value is not None else lowest)  # fixes the time within the interval
+        if position == rank and value:
+            return "*" if value == 1 and name != "minute" else f"*/{value}"
+        return "*"
+
+    if unit == "year":  # once a year: month and day fix the date
+        return f"{given['minute'] or 0} {given['hour'] or 0} {day or 1} {month or 1} *"
+    dow = ",".join(str(d) for d in sorted(set(days))) if days else "*"
+    return f"{field('minute', 0)} {field('hour', 0)} {field('day', 1)} {field('month', 1)} {dow}"
+
+
+class _SchedulerType(type):
+    def __getattr__(cls, name: str):
+        refuse_unknown("TaskScheduler", name)
+
+
+class TaskScheduler(metaclass=_SchedulerType):
+    """ClearML's TaskScheduler: jobs are stored in Redis at once and fired by the trigger service."""
+
+    def __init__(
+        self,
+        sync_frequency_minutes: float = 15,
+        force_create_task_name: str | None = None,
+        force_create_task_project: str | None = None,
+    ):
+        self._native = schedules.TaskScheduler()
+
+    def add_task(
+        self,
+        schedule_task_id: Any = None,
+        schedule_function: Callable | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        target_project: str | None = None,
+        minute: int | None = None,
+        hour: int | None = None,
+        day: int | None = None,
+        weekdays: Sequence[str] | None = None,
+        month: int | None = None,
+        year: int | None = None,
+        limit_execution_time: float | None = None,
+        single_instance: bool = False,
+        recurring: bool = True,
+        execute_immediately: bool = False,
+        reuse_task: bool = False,
+        task_parameters: dict | None = None,
+        task_overrides: dict | None = None,
+    ) -> bool:
+        """Clone and enqueue ``schedule_task_id`` (a task or its id) on ``queue`` at ClearML's
+        interval (see :func:`to_cron`); ``execute_immediately`` also runs it once now."""
+        if schedule_function is not None:
+            raise unsupported(
+                "TaskScheduler.add_task(schedule_function=...) (a function cannot be stored in Redis: "
+                "schedule a task that calls it)"
+            )
+        used = {
+            "target_project": target_project,
+            "limit_execution_time": limit_execution_time,
+            "single_instance": single_instance,
+            "reuse_task": reuse_task,
+            "task_parameters": task_parameters,
+            "task_overrides": task_overrides,
+        }
+        for key, value in used.items():
+            if value not in (None, False, {}):
+                raise unsupported(f"TaskScheduler.add_task({key}=...)")
+        if not recurring:
+            raise unsupported("TaskScheduler.add_task(recurring=False)")
+        task_id = getattr(schedule_task_id, "id", schedule_task_id)
+        if not task_id or not queue:
+            raise InvalidInput("TaskScheduler.add_task needs schedule_task_id and queue")
+        cron = to_cron(minute, hour, day, weekdays, month, year)
+        self._native.add_task(str(task_id), queue=queue, cron=cron, name=name)
+        if execute_immediately:
+            NativeTask.get(str(task_id)).clone(name=name).enqueue(queue)
+        return True
+
+    def get_scheduled_tasks(self) -> list[schedules.Schedule]:
+        return self._native.list()
+
+    def remove_task(self, task_id: str) -> bool:
+        found = [s for s in self._native.list() if s.task_id == task_id or s.name == task_id or s.id == task_id]
+        for schedule in found:
+            self._native.remove(schedule.id)
+        return bool(found)
+
+    def start(self) -> None:
+        """Run a trigger service in this process (it never returns, as ClearML's does not)."""
+        from ...controller.triggers import TriggerService
+
+        TriggerService(self._native.conn).run()
+
+    def start_remotely(self, queue: str = "services") -> None:
+        """Start a trigger service on ``queue`` and end this process (ClearML's behaviour)."""
+        self._native.start_remotely(queue)
+        sys.stdout.flush()
+        sys.exit(0)
+
+    def __getattr__(self, name: str):
+        refuse_unknown("TaskScheduler", name)
