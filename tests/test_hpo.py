@@ -424,3 +424,65 @@ def test_cli_runs_a_study_here_then_lists_shows_and_stops_it(conn, base, run_cli
     assert run_cli("hpo", "stop", study_id, check=True).stdout.strip() == f"study {study_id}: stop requested"
     missing = run_cli("hpo", "show", "nope")
     assert missing.returncode == 1 and missing.stderr.strip() == "error: no study 'nope'"
+
+
+# -- GPU-aware packing ----------------------------------------------------------------------------------------
+GPU_TRIAL = textwrap.dedent(
+    """
+    import time
+    from trainyard import current_task
+    task = current_task()
+    time.sleep(1.0)
+    task.log_metric("loss", "val", task.get_parameter("Args/x"), step=0)
+    """
+)
+
+
+def test_mixed_size_trials_share_a_gpu_without_oversubscribing_it(conn, tmp_path):
+    """Stand-in NVML (no GPU here): one 16 GB GPU, --gpu-share 3. Trials sized by the search space
+    (Execution/gpu_memory_mb: 4 GB small, 12 GB large) run side by side while their declared memory
+    fits, and never beyond it."""
+    from trainyard.worker.standin_nvml import write_config
+
+    gpus_file = tmp_path / "gpus.json"
+    write_config(gpus_file, [{"name": "shared", "memory_total_mb": 16384}])
+    env = {"TRAINYARD_NVML": "standin", "TRAINYARD_STANDIN_GPUS_FILE": str(gpus_file)}
+    Queue.create("trials")
+    base = Task.create("gpu-trial", "hpo", command=[sys.executable, "-c", GPU_TRIAL], gpus=1, parameters={"Args/x": 1})
+    sizes = ParameterSet(
+        [
+            {"Args/size": "small", "Execution/gpu_memory_mb": 4000},
+            {"Args/size": "large", "Execution/gpu_memory_mb": 12000},
+        ]
+    )
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[sizes, UniformParameterRange("Args/x", 0.0, 1.0)],
+        optimizer_class="RandomSearch",
+        optuna_sampler_kwargs={"seed": 2},
+        total_max_jobs=8,
+        max_number_of_concurrent_tasks=4,
+    )
+    with WorkerProcess("--gpus", "0", "-q", "trials", "--gpu-share", "3", env=env, fast=False):
+        opt.start_locally()
+        assert opt.wait()
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 8 and all(e.state == "completed" for e in entries.values())
+    records = [Task.get(e.task).data for e in entries.values()]
+    for record, entry in zip(records, entries.values()):
+        size = entry.params["Args/size"]
+        assert record.execution.gpus.min_memory_mb == {"small": 4000, "large": 12000}[size]
+        assert record.parameters["Args/size"] == size and "Execution/gpu_memory_mb" not in record.parameters
+        assert record.runtime.gpus == ["0"]
+    overlapped = False
+    for record in records:  # at each trial's start, what ran beside it fits in 16 GB
+        beside = [r for r in records if r.started <= record.started < r.ended]
+        assert sum(r.execution.gpus.min_memory_mb for r in beside) <= 16384, [r.name for r in beside]
+        overlapped = overlapped or len(beside) > 1
+    assert overlapped  # trials did share the GPU
+    assert {e.params["Args/size"] for e in entries.values()} == {"small", "large"}
+
+
+def test_an_unknown_execution_setting_in_the_space_is_refused(base):
+    with pytest.raises(InvalidInput, match=r"unknown execution setting\(s\) Execution/memory in the search space"):
+        _optimizer(base.id, hyper_parameters=[DiscreteParameterRange("Execution/memory", ["2g", "4g"])])
