@@ -286,6 +286,19 @@ def space_distributions(space: Sequence[Parameter]) -> dict[str, BaseDistributio
     return out
 
 
+def parameter_names(space: Sequence[Parameter]) -> set[str]:
+    """Every override key the space can produce (a ParameterSet's combination keys included)."""
+    names: set[str] = set()
+    for parameter in space:
+        if isinstance(parameter, ParameterSet):
+            for combo in parameter.parameter_combinations:
+                for key, value in combo.items():
+                    names |= parameter_names([value]) if isinstance(value, Parameter) else {key}
+        else:
+            names.add(parameter.name)
+    return names
+
+
 def decode_all(space: Sequence[Parameter], sampled: Mapping[str, Any]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for parameter in space:

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..connection import client_for, redis_url
 from ..queues.errors import TrainyardError
-from . import api_meta, api_pipelines, api_queues, api_services, api_tasks, api_workers, auth, sse
+from . import api_hpo, api_meta, api_pipelines, api_queues, api_services, api_tasks, api_workers, auth, sse
 from .deps import COOKIE, ApiError, error_response, reader, trainyard_error, triggerer, validation_error
 
 STATIC = Path(__file__).parent / "static"
@@ -86,6 +86,8 @@ def create_app(url: str | None = None) -> FastAPI:
         api_services.router,
         api_pipelines.runs_router,
         api_pipelines.files_router,
+        api_hpo.router,
+        api_hpo.compare_router,
         sse.router,
     ):
         app.include_router(router, dependencies=guarded)
