@@ -77,6 +77,7 @@ CLAIMS = PREFIX + "claims"  # hash: task id -> JSON {worker, queue, host, pgid, 
 WORKERS = PREFIX + "workers"  # set of registered worker names
 DRAINING = PREFIX + "draining"  # set of worker names told to drain: their claims refuse new work
 REAPER_LOCK = PREFIX + "reaper:lock"
+REAPER_LEASE = PREFIX + "reaper:lease"  # whose turn it is to reap, for one period (workers' passes)
 
 
 def worker(name: str) -> str:

@@ -329,6 +329,8 @@ class Worker:
             if run is not None:
                 run.request_abort()
         elif command in ("drain", "stop"):
+            if self.info.command != "stop":
+                self.info.command = command  # the entry shows it from the next heartbeat on
             self._command(command)
 
     def _poke(self) -> None:
@@ -551,7 +553,7 @@ class Worker:
                     run.request_abort(record.status_message or "aborted by user")
 
     def _reap(self) -> None:
-        done = reaper.reap(self.conn)
+        done = reaper.reap(self.conn, turn=(self.name, REAP_EVERY_S))
         for item in done:
             log.warning("reaped task %s of lost worker %s: %s", item.task_id, item.worker, item.outcome)
         local = [d for d in done if d.host == self.host]

@@ -213,6 +213,12 @@ def reaper_lock(conn: Redis, ttl_ms: int = 5000) -> Iterator[bool]:
             scripts.run(conn, "claims", "unlock", [keys.REAPER_LOCK], [token])
 
 
+def take_reaper_turn(conn: Redis, name: str, every_ms: int) -> bool:
+    """The fleet's reaper lease: True for at most one caller per ``every_ms`` (the lease is never
+    let go early), so a fleet of N workers makes one reaper pass per period, not N."""
+    return bool(conn.set(keys.REAPER_LEASE, name, nx=True, px=max(1, every_ms)))
+
+
 def server_uptime_s(conn: Redis) -> int:
     return int(conn.info("server").get("uptime_in_seconds", 0))
 
