@@ -10,7 +10,7 @@ from redis import Redis
 
 from ..controller.hpo import stop_study
 from ..controller.hpo.model import StudyDoc, TrialEntry
-from ..queues import keys, logs, studies
+from ..queues import logs, studies
 from ..queues.errors import InvalidInput
 from ..queues.store import TaskStore
 from .deps import OFFSET, admin, conn, limit_query
@@ -42,7 +42,7 @@ def _summary(doc: StudyDoc) -> dict[str, Any]:
 @router.get("", summary="Studies, newest first (paginated)")
 def list_studies(limit: int = limit_query(50), offset: int = OFFSET, redis: Redis = Depends(conn)) -> dict[str, Any]:
     docs = [StudyDoc.model_validate(d) for d in studies.load_many(redis, studies.list_ids(redis, limit, offset))]
-    total = redis.zcard(keys.STUDIES)
+    total = studies.count(redis)
     return {
         "items": [_summary(d) for d in docs],
         "offset": offset,
