@@ -52,6 +52,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         [],
         ["--steps", "3", "--runs", "1", "--warmup", "0", "--no-local", "--no-trace"],
     ),
+    "hpo": (
+        "bench_hpo.py",
+        [],
+        ["--trials", "8", "--concurrency", "1", "--steps", "8", "--sampler", "RandomSampler"],
+    ),
     "scale": (
         "bench_scale.py",
         [],

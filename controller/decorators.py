@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..queues.errors import InvalidInput
+from ..queues.options import ExecutionOptions
 from .model import PipelineRun
 from .pipeline import Pipeline
 
@@ -125,22 +126,12 @@ def component(
     name: str | None = None,
     cache: bool = False,
     queue: str | None = None,
-    retries: int = 0,
-    time_limit: float | None = None,
-    requirements: Sequence[str] = (),
-    mode: str | None = None,
-    docker_image: str | None = None,
+    **execution: Any,
 ):
-    """Mark a function as a pipeline step (a task when the pipeline runs)."""
-    options = {
-        "cache": cache,
-        "queue": queue,
-        "retries": retries,
-        "time_limit": time_limit,
-        "requirements": list(requirements),
-        "mode": mode,
-        "docker_image": docker_image,
-    }
+    """Mark a function as a pipeline step (a task when the pipeline runs); ``execution`` holds
+    execution options (``queues/options.py``: retries, time_limit, requirements, mode, ...)."""
+    checked = ExecutionOptions.of(execution, "execution option of @component:")
+    options = {"cache": cache, "queue": queue, **checked.given()}
 
     def wrap(func: Callable) -> Component:
         return Component(func, returns, name, options)

@@ -263,21 +263,12 @@ class Controller:
         else:
             base = self._base_task(name, step)
             record = Task._clone_record(base, name, run.project, overrides, None, None)
-        if step.requirements is not None:  # every kind of step (a pipeline file's job is a template)
-            record.script.requirements = list(step.requirements)
+        step.execution_options().apply(record)  # every kind of step (a pipeline file's job is a template)
         record.parent = run.id
         record.tags = list(dict.fromkeys([*record.tags, f"pipeline:{run.id}", f"step:{name}"]))
         record.configuration = {**record.configuration, **configuration}
         if step.retries:
             record.execution.retries = 0  # the controller retries a step itself (a fresh attempt each time)
-        if step.time_limit:
-            record.execution.time_limit = step.time_limit
-        if step.mode:
-            from ..queues.record import ExecutionMode
-
-            record.execution.mode = ExecutionMode(step.mode)
-        if step.docker_image:
-            record.container.image = step.docker_image
         return record
 
     def _base_task(self, name: str, step: StepSpec) -> TaskRecord:

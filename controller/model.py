@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..queues.options import ExecutionOptions
+
 StepStatus = Literal["pending", "queued", "running", "completed", "failed", "aborted", "cached", "skipped"]
 RunStatus = Literal["pending", "running", "completed", "failed", "aborted"]
 DONE_OK = ("completed", "cached")
@@ -30,7 +32,10 @@ class FunctionSpec(_Model):
     requirements: list[str] = Field(default_factory=list)
 
 
-class StepSpec(_Model):
+class StepSpec(ExecutionOptions):
+    """One step of a pipeline: what it runs, its inputs, and its execution options (inherited, so
+    they are defined once, in ``queues/options.py``)."""
+
     name: str
     base_task: str | None = None  # task id, or "project/name" (newest)
     function: FunctionSpec | None = None
@@ -43,13 +48,12 @@ class StepSpec(_Model):
     queue: str | None = None
     cache: bool = False
     force_rerun: bool = False
-    retries: int = 0
-    time_limit: float | None = None
-    mode: str | None = None
-    docker_image: str | None = None
-    requirements: list[str] | None = None
     pre_callback: str | None = None  # "module:qualname"
     post_callback: str | None = None
+
+    def execution_options(self) -> ExecutionOptions:
+        """The step's execution options alone."""
+        return ExecutionOptions.model_validate({name: getattr(self, name) for name in ExecutionOptions.model_fields})
 
 
 class StepState(_Model):

@@ -24,6 +24,7 @@ from redis import Redis
 from ..queues.backend import documents
 from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound, TrainyardError
+from ..queues.options import ExecutionOptions
 from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord, TaskType
 from ..queues.store import TaskStore
@@ -91,21 +92,21 @@ class Pipeline:
         configuration_overrides: Mapping[str, Any] | None = None,
         queue: str | None = None,
         cache: bool = False,
-        retries: int = 0,
-        time_limit: float | None = None,
+        *,
         pre_callback: Callable | str | None = None,
         post_callback: Callable | str | None = None,
         force_rerun: bool = False,
-        mode: str | None = None,
-        docker_image: str | None = None,
-        requirements: Sequence[str] | None = None,
+        **options: Any,
     ) -> Pipeline:
         """A step that clones ``base_task`` (a Task, its id, or ``"project/name"``), overrides its
-        parameters (values may be ``${...}`` references) and enqueues the clone."""
+        parameters (values may be ``${...}`` references) and enqueues the clone. ``options`` are
+        execution options (``queues/options.py``: retries, time_limit, mode, docker_image,
+        requirements, gpus, env, ...) that override the base task's."""
         if base_task is None:
             raise InvalidInput(f"step {name!r} needs a base_task (a task, its id, or 'project/name')")
         from ..queues.params import check_parameters
 
+        checked = ExecutionOptions.of(options, f"execution option of step {name!r}:")
         spec = StepSpec(
             name=name,
             base_task=base_task.id if isinstance(base_task, Task) else str(base_task),
@@ -114,14 +115,10 @@ class Pipeline:
             configuration_overrides=dict(configuration_overrides or {}),
             queue=queue,
             cache=cache,
-            retries=retries,
-            time_limit=time_limit,
             force_rerun=force_rerun,
-            mode=mode,
-            docker_image=docker_image,
-            requirements=list(requirements) if requirements is not None else None,
             pre_callback=self._keep(pre_callback),
             post_callback=self._keep(post_callback),
+            **checked.given(),
         )
         return self._add(spec)
 
@@ -134,24 +131,24 @@ class Pipeline:
         parents: Sequence[str] = (),
         queue: str | None = None,
         cache: bool = False,
-        retries: int = 0,
-        time_limit: float | None = None,
-        requirements: Sequence[str] = (),
+        *,
         pre_callback: Callable | str | None = None,
         post_callback: Callable | str | None = None,
         force_rerun: bool = False,
-        mode: str | None = None,
-        docker_image: str | None = None,
         parameter_override: Mapping[str, Any] | None = None,
         runner: str | None = None,
+        **options: Any,
     ) -> Pipeline:
         """A step that runs ``function(**kwargs)`` as a task; ``returns`` names its return values,
         which later steps reference as ``${name.<return>}``. ``parameter_override`` sets more of the
         step task's parameters (references allowed); ``runner`` (``module:function``) replaces the
-        in-task code that calls the function (see ``functions.function_spec``)."""
+        in-task code that calls the function (see ``functions.function_spec``). ``options`` are
+        execution options (``queues/options.py``: retries, time_limit, requirements, mode, ...)."""
         from ..queues.params import check_parameters
         from .functions import DEFAULT_RUNNER, function_spec, step_arguments
 
+        checked = ExecutionOptions.of(options, f"execution option of step {name!r}:")
+        requirements = checked.requirements or []
         fn = function_spec(
             function, returns=list(returns), name=name, requirements=list(requirements), runner=runner or DEFAULT_RUNNER
         )
@@ -165,14 +162,10 @@ class Pipeline:
             parents=list(parents),
             queue=queue,
             cache=cache,
-            retries=retries,
-            time_limit=time_limit,
             force_rerun=force_rerun,
-            mode=mode,
-            docker_image=docker_image,
-            requirements=list(requirements) or None,
             pre_callback=self._keep(pre_callback),
             post_callback=self._keep(post_callback),
+            **{**checked.given(), "requirements": requirements or None},
         )
         return self._add(spec)
 

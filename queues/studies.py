@@ -42,6 +42,11 @@ def list_ids(conn: Redis, limit: int = 50, offset: int = 0) -> list[str]:
     return [i.decode() for i in conn.zrevrange(keys.STUDIES, offset, offset + limit - 1)]
 
 
+def count(conn: Redis) -> int:
+    """How many studies are stored."""
+    return conn.zcard(keys.STUDIES)
+
+
 def load_many(conn: Redis, study_ids: list[str]) -> list[dict[str, Any]]:
     raws = conn.mget([keys.study(i) for i in study_ids]) if study_ids else []
     return [json.loads(r) for r in raws if r is not None]

@@ -14,14 +14,12 @@ from .backend import streams
 from .connection import reader_without_redis, resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
 from .gitinfo import strip_credentials
+from .options import ExecutionOptions
 from .params import check_parameters, check_value, normalize_key
 from .queue_registry import QueueRegistry, check_queue_name
 from .record import (
     FINAL_STATUSES,
-    Container,
     Execution,
-    ExecutionMode,
-    GpuRequest,
     Script,
     TaskRecord,
     TaskStatus,
@@ -86,31 +84,19 @@ class Task:
         task_type: TaskType | str = TaskType.TRAINING,
         parameters: Mapping[str, Any] | None = None,
         configuration: Mapping[str, Any] | None = None,
-        requirements: Iterable[str] | str | Path | None = None,
-        conda_packages: Iterable[str] | None = None,
-        python: str | None = None,
-        docker_image: str | None = None,
-        docker_arguments: Sequence[str] | None = None,
-        docker_setup_script: str | None = None,
-        mode: ExecutionMode | str | None = None,
-        gpus: int = 0,
-        gpu_memory_mb: int | None = None,
-        time_limit: float | None = None,
-        retries: int = 0,
-        env: Mapping[str, str] | None = None,
-        secret_env: Mapping[str, str] | None = None,
-        memory: str | None = None,
-        cpus: float | None = None,
         tags: Iterable[str] = (),
         comment: str | None = None,
         parent: str | None = None,
         connection: Redis | None = None,
+        **options: Any,
     ) -> Task:
         """Create a draft task from a script (its git checkout is read), a command, or a source text.
 
         ``script`` is a path to a Python file; when it sits in a git checkout the repository,
         branch, commit and uncommitted diff are recorded and the entry point is stored relative
         to its working folder. ``command`` is an argv list, run as-is (never through a shell).
+        ``options`` are execution options (``queues/options.py``: mode, docker_image, requirements —
+        a list, or a requirements file or text —, gpus, time_limit, retries, env, memory, ...).
         """
         if script is None and command is None and source is None:
             raise InvalidInput("a task needs a script, a command or a source")
@@ -118,13 +104,14 @@ class Task:
             raise InvalidInput("command must be a list of strings (argv), not a shell string")
         if command is not None and not command:
             raise InvalidInput("command must not be empty")
+        if options.get("requirements") is not None:  # a list, a requirements file or its text
+            options["requirements"] = capture.requirement_lines(options["requirements"])
+        checked = ExecutionOptions.of(options)
         script_model = Script(
             repository=strip_credentials(repository) if repository else None,  # tokens live on workers
             branch=branch,
             commit=commit,
             command=list(command) if command else None,
-            python=python,
-            conda_packages=list(conda_packages or []),
         )
         if script is not None:
             capture.fill_from_script(script_model, Path(script), detect_repository)
@@ -133,8 +120,6 @@ class Task:
             script_model.entry_point = entry_point or "main.py"
         if working_dir is not None:
             script_model.working_dir = working_dir
-        if requirements is not None:
-            script_model.requirements = capture.requirement_lines(requirements)
         try:
             record = TaskRecord(
                 id=new_task_id(),
@@ -146,24 +131,12 @@ class Task:
                 comment=comment,
                 user=_user(),
                 script=script_model,
-                container=Container(
-                    image=docker_image, arguments=list(docker_arguments or []), setup_script=docker_setup_script
-                ),
-                execution=Execution(
-                    mode=ExecutionMode(mode) if mode else None,
-                    gpus=GpuRequest(count=gpus, min_memory_mb=gpu_memory_mb),
-                    time_limit=time_limit,
-                    retries=retries,
-                    env=dict(env or {}),
-                    secret_env=dict(secret_env or {}),
-                    memory=memory,
-                    cpus=cpus,
-                ),
                 parameters=check_parameters(parameters or {}),
                 configuration=dict(configuration or {}),
             )
         except ValueError as exc:  # pydantic: a field with a bad value
             raise InvalidInput(f"invalid value: {_first_error(exc)}") from None
+        checked.apply(record)
         conn = resolve(connection)
         TaskStore(conn).create(record)
         return cls(record, conn)

@@ -25,7 +25,7 @@ def test_quick_suite_runs_end_to_end_and_reports_every_target(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=285,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     suite = json.loads((tmp_path / "suite.json").read_text())
@@ -35,6 +35,7 @@ def test_quick_suite_runs_end_to_end_and_reports_every_target(tmp_path):
         "dispatch",
         "envs",
         "pipeline",
+        "hpo",
         "scale",
         "services",
     ]

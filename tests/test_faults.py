@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import textwrap
 import time
 import uuid
@@ -168,3 +169,45 @@ def test_a_starting_worker_ends_what_a_dead_worker_on_its_host_left(conn, tmp_pa
         _kill_all(marker)
         with contextlib.suppress(Exception):
             engine.containers.get(container).remove(force=True)
+
+
+def test_after_a_long_redis_outage_the_next_runs_are_not_killed_as_lost(tmp_path, monkeypatch):
+    """Defect 1's scenario end to end: one worker runs a long task (retries 1) with another queued
+    behind it (retries 0); Redis stops for longer than the fence bound, then returns. The running
+    attempt is fenced and lost (right: it could not report); the runs that start after Redis is back
+    — its retry and the task that only waited during the outage — complete. (The race itself, a claim
+    before the next heartbeat, is pinned down by test_fencing's
+    test_a_task_taken_right_after_the_link_returns_is_not_fenced; the chaos storm repeats it.)"""
+    from redis_server import RedisServer
+
+    from trainyard.connection import reset_connections
+
+    server = RedisServer(tmp_path / "own-redis").start()
+    try:
+        monkeypatch.setenv("TRAINYARD_REDIS_URL", server.url)
+        reset_connections()
+        conn = server.client()
+        Queue.create("cpu")
+        code = (
+            "import os, time; n = os.environ['TRAINYARD_ATTEMPT']; print('attempt', n, flush=True); "
+            "time.sleep(600 if n == '1' else 1); print('done', flush=True)"
+        )
+        first = Task.create("long", command=[sys.executable, "-c", code], retries=1).enqueue("cpu")
+        second = Task.create("waiting", command=[sys.executable, "-c", "import time; time.sleep(1)"]).enqueue("cpu")
+        # heartbeats every 2 s (the default), so the claim after the outage comes before the next one
+        timing = {"TRAINYARD_HEARTBEAT_S": "2", "TRAINYARD_WORKER_TTL_S": "8", "TRAINYARD_DEAD_AFTER_S": "8"}
+        with WorkerProcess(
+            "-q", "cpu", "--cpu-only", "--grace", "1", env={"TRAINYARD_REDIS_URL": server.url, **timing}
+        ):
+            wait_for_log(conn, first.id, "attempt 1", exact=True)
+            server.stop()
+            time.sleep(8 * 0.9)  # the outage: past the fence (half the dead-after bound) and its grace
+            server.start()
+            reset_connections()
+            conn = server.client()
+            long_done, waiting_done = wait_status(first, timeout=120), wait_status(second, timeout=120)
+        assert [(a.attempt, a.outcome) for a in long_done.data.runtime.attempts] == [(1, "lost"), (2, "completed")]
+        assert [(a.attempt, a.outcome) for a in waiting_done.data.runtime.attempts] == [(1, "completed")]
+        assert "done" in log_text(conn, first.id).splitlines()
+    finally:
+        server.cleanup()

@@ -15,7 +15,7 @@ import time
 import optuna
 import psutil
 import pytest
-from workerproc import FAST, WorkerProcess
+from workerproc import WorkerProcess
 
 from trainyard import InvalidInput, Queue, Task, TaskStatus, TrainyardError
 from trainyard.controller.hpo import (
@@ -218,6 +218,7 @@ SLOW_TRIAL = textwrap.dedent(
 )
 
 calls: list[tuple] = []
+STEADY = {"TRAINYARD_HEARTBEAT_S": "1", "TRAINYARD_WORKER_TTL_S": "8", "TRAINYARD_DEAD_AFTER_S": "8"}
 
 
 def record_call(job_id, objective_value, objective_iteration, job_parameters, top_performance_job_id):
@@ -291,10 +292,14 @@ def test_killing_the_optimisers_worker_loses_and_duplicates_no_trial(conn, base)
         max_number_of_concurrent_tasks=2,
         optuna_sampler="TPESampler",
         optuna_sampler_kwargs={"seed": 3, "n_startup_trials": 3},
+        optuna_pruner="NopPruner",
     )
     Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.3})
-    with WorkerProcess("-q", "trials", "--cpu-only"), WorkerProcess("-q", "trials", "--cpu-only"):
-        victim = WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-1")
+    with (
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+    ):
+        victim = WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-1", env=STEADY)
         opt.start(queue="services")
         _wait_trials(conn, opt.id, lambda es: sum(e.state == "completed" for e in es) >= 2)
         controller = next(
@@ -303,19 +308,46 @@ def test_killing_the_optimisers_worker_loses_and_duplicates_no_trial(conn, base)
         victim.signal(signal.SIGKILL)
         victim.wait()
         psutil.wait_procs([controller], timeout=30)
-        with WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-2", env=FAST):
+        with WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-services-2", env=STEADY):
             assert opt.wait(timeout=5)
     doc = opt.study
-    assert doc.status == "completed", doc.message
+    controller_task = Task.get(opt.id).data
+    log = "\n".join(line.text for line in logs.read(conn, opt.id))
+    assert doc.status == "completed", (
+        f"{doc.message}; {controller_task.status} {controller_task.runtime.attempts}\n{log}"
+    )
     entries = _entries(conn, opt.id)
-    assert sorted(entries) == list(range(total))
+    assert sorted(entries) == list(range(total)) and all(e.state == "completed" for e in entries.values())
     tasks = Task.list(tag=f"opt:{opt.id}", limit=100)
     assert sorted(t.id for t in tasks) == sorted(e.task for e in entries.values())  # one task per trial
-    assert all(t.status in (TaskStatus.COMPLETED, TaskStatus.ABORTED) for t in tasks)
+    assert all(t.status == TaskStatus.COMPLETED for t in tasks)  # none aborted by the controller's death
     trials = optuna.load_study(study_name=opt.id, storage=JournalStorage(RedisJournal(conn, opt.id))).get_trials()
-    assert len(trials) == total and all(t.state.is_finished() for t in trials)
-    controller_task = Task.get(opt.id).data
-    assert controller_task.runtime.attempt == 2 and controller_task.status == TaskStatus.COMPLETED
+    assert len(trials) == total and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    attempts = controller_task.runtime.attempts
+    assert attempts[0].outcome == "lost" and attempts[-1].outcome == "completed"  # re-run after its worker died
+    assert controller_task.status == TaskStatus.COMPLETED
+
+
+def test_aborting_the_optimisers_task_stops_the_study_and_its_trials(conn, base):
+    """An abort of the optimiser's task (not its worker leaving) stops the study: running trials
+    are aborted, nothing new starts, the study ends stopped."""
+    Queue.create("services")
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 1000, "Args/pause": 0.2})
+    opt = _optimizer(base.id, total_max_jobs=6, max_number_of_concurrent_tasks=2, optuna_pruner="NopPruner")
+    with (
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+        WorkerProcess("-q", "services", "--services-mode", "2", fast=False),
+    ):
+        opt.start(queue="services")
+        _wait_trials(conn, opt.id, lambda es: any(e.state == "running" for e in es))
+        Task.get(opt.id).abort()
+        assert opt.wait(timeout=2)
+    doc = opt.study
+    assert doc.status == "stopped" and doc.message == "the study was stopped"
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 2  # nothing launched after the stop
+    assert all(Task.get(e.task).status == TaskStatus.ABORTED for e in entries.values())
+    assert Task.get(opt.id).status == TaskStatus.ABORTED
 
 
 def _wait_trials(conn, study_id: str, done, timeout: float = 120) -> None:
@@ -392,3 +424,176 @@ def test_cli_runs_a_study_here_then_lists_shows_and_stops_it(conn, base, run_cli
     assert run_cli("hpo", "stop", study_id, check=True).stdout.strip() == f"study {study_id}: stop requested"
     missing = run_cli("hpo", "show", "nope")
     assert missing.returncode == 1 and missing.stderr.strip() == "error: no study 'nope'"
+
+
+# -- GPU-aware packing ----------------------------------------------------------------------------------------
+GPU_TRIAL = textwrap.dedent(
+    """
+    import time
+    from trainyard import current_task
+    task = current_task()
+    time.sleep(1.0)
+    task.log_metric("loss", "val", task.get_parameter("Args/x"), step=0)
+    """
+)
+
+
+def test_mixed_size_trials_share_a_gpu_without_oversubscribing_it(conn, tmp_path):
+    """Stand-in NVML (no GPU here): one 16 GB GPU, --gpu-share 3. Trials sized by the search space
+    (Execution/gpu_memory_mb: 4 GB small, 12 GB large) run side by side while their declared memory
+    fits, and never beyond it."""
+    from trainyard.worker.standin_nvml import write_config
+
+    gpus_file = tmp_path / "gpus.json"
+    write_config(gpus_file, [{"name": "shared", "memory_total_mb": 16384}])
+    env = {"TRAINYARD_NVML": "standin", "TRAINYARD_STANDIN_GPUS_FILE": str(gpus_file)}
+    Queue.create("trials")
+    base = Task.create("gpu-trial", "hpo", command=[sys.executable, "-c", GPU_TRIAL], gpus=1, parameters={"Args/x": 1})
+    sizes = ParameterSet(
+        [
+            {"Args/size": "small", "Execution/gpu_memory_mb": 4000},
+            {"Args/size": "large", "Execution/gpu_memory_mb": 12000},
+        ]
+    )
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[sizes, UniformParameterRange("Args/x", 0.0, 1.0)],
+        optimizer_class="RandomSearch",
+        optuna_sampler_kwargs={"seed": 2},
+        total_max_jobs=8,
+        max_number_of_concurrent_tasks=4,
+    )
+    with WorkerProcess("--gpus", "0", "-q", "trials", "--gpu-share", "3", env=env, fast=False):
+        opt.start_locally()
+        assert opt.wait()
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 8 and all(e.state == "completed" for e in entries.values())
+    records = [Task.get(e.task).data for e in entries.values()]
+    for record, entry in zip(records, entries.values()):
+        size = entry.params["Args/size"]
+        assert record.execution.gpus.min_memory_mb == {"small": 4000, "large": 12000}[size]
+        assert record.parameters["Args/size"] == size and "Execution/gpu_memory_mb" not in record.parameters
+        assert record.runtime.gpus == ["0"]
+    overlapped = False
+    for record in records:  # at each trial's start, what ran beside it fits in 16 GB
+        beside = [r for r in records if r.started <= record.started < r.ended]
+        assert sum(r.execution.gpus.min_memory_mb for r in beside) <= 16384, [r.name for r in beside]
+        overlapped = overlapped or len(beside) > 1
+    assert overlapped  # trials did share the GPU
+    assert {e.params["Args/size"] for e in entries.values()} == {"small", "large"}
+
+
+def test_an_unknown_execution_setting_in_the_space_is_refused(base):
+    with pytest.raises(InvalidInput, match=r"unknown execution setting\(s\) Execution/memory in the search space"):
+        _optimizer(base.id, hyper_parameters=[DiscreteParameterRange("Execution/memory", ["2g", "4g"])])
+
+
+# -- limits, several objectives, the space ------------------------------------------------------------------
+ENDLESS = textwrap.dedent(
+    """
+    import time
+    from trainyard import current_task
+    task = current_task()
+    x = task.get_parameter("Args/x")
+    if x > 0.5:
+        time.sleep(600)  # never reports: only the time limit ends it
+    for s in range(10_000):
+        task.log_metric("loss", "val", x + 1.0 / (s + 1), step=s)
+        time.sleep(0.02)
+    """
+)
+
+
+def test_max_iteration_and_time_limit_per_job_stop_trials_and_keep_the_study_going(conn):
+    Queue.create("trials")
+    base = Task.create("endless", "hpo", command=[sys.executable, "-c", ENDLESS], parameters={"Args/x": 0.1})
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[DiscreteParameterRange("Args/x", [0.1, 0.9, 0.2])],
+        optimizer_class="GridSearch",
+        max_iteration_per_job=5,
+        time_limit_per_job=0.05,  # 3 s
+        max_number_of_concurrent_tasks=3,
+    )
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    entries = {e.params["Args/x"]: e for e in _entries(conn, opt.id).values()}
+    assert opt.study.status == "completed"
+    for x in (0.1, 0.2):  # stopped at step 5, their value kept
+        assert entries[x].state == "completed" and entries[x].reason == "reached max_iteration_per_job (5)"
+        assert entries[x].iteration >= 5 and entries[x].value == pytest.approx(x + 1.0 / (entries[x].iteration + 1))
+        assert Task.get(entries[x].task).status == TaskStatus.ABORTED
+    slow = entries[0.9]  # it never reported: stopped by the time limit, told failed; the study went on
+    assert slow.state == "failed" and slow.reason.startswith("it never reported the objective loss/val")
+    assert "time_limit_per_job" in Task.get(slow.task).data.status_message
+
+
+TWO_OBJECTIVES = textwrap.dedent(
+    """
+    from trainyard import current_task
+    task = current_task()
+    x = task.get_parameter("Args/x")
+    task.log_metric("loss", "val", (x - 0.2) ** 2, step=0)
+    task.log_metric("accuracy", "val", 1 - (x - 0.8) ** 2, step=0)
+    """
+)
+
+
+def test_several_objectives_with_optuna(conn):
+    Queue.create("trials")
+    base = Task.create("pareto", "hpo", command=[sys.executable, "-c", TWO_OBJECTIVES], parameters={"Args/x": 0.5})
+    opt = _optimizer(
+        base.id,
+        objective_metric_title=["loss", "accuracy"],
+        objective_metric_series=["val", "val"],
+        objective_metric_sign=["min", "max"],
+        optuna_sampler="NSGAIISampler",
+        optuna_sampler_kwargs={"seed": 1, "population_size": 4},
+        total_max_jobs=5,
+    )
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    entries = list(_entries(conn, opt.id).values())
+    assert len(entries) == 5 and all(e.state == "completed" for e in entries)
+    for entry in entries:
+        x = entry.params["Args/x"]
+        assert entry.value == pytest.approx([(x - 0.2) ** 2, 1 - (x - 0.8) ** 2])
+    study = optuna.load_study(study_name=opt.id, storage=JournalStorage(RedisJournal(conn, opt.id)))
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
+    assert study.best_trials  # the Pareto front
+    with pytest.raises(InvalidInput, match="several objectives need optimizer_class=OptimizerOptuna"):
+        _optimizer(base.id, objective_metric_title=["loss", "accuracy"], objective_metric_series=["val", "val"],
+                   optimizer_class="RandomSearch")  # fmt: skip
+
+
+def test_parameters_map_onto_optuna_and_round_trip_as_clearml_dicts():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from trainyard.controller.hpo.parameters import Parameter, grid_size, space_distributions
+
+    space = [
+        UniformParameterRange("Args/dropout", 0.0, 0.5, step_size=0.1),
+        UniformIntegerParameterRange("Args/layers", 1, 8, step_size=2),
+        LogUniformParameterRange("lr", -4, -1),
+        DiscreteParameterRange("Args/opt", ["adam", "sgd", {"name": "lamb"}]),
+        ParameterSet([{"Args/a": 1, "Args/b": UniformIntegerParameterRange("Args/b", 0, 2)}, {"Args/a": 2}]),
+    ]
+    dists = space_distributions(space)
+    assert dists["Args/dropout"] == FloatDistribution(0.0, 0.5, step=0.1)
+    assert dists["Args/layers"] == IntDistribution(1, 7, step=2)
+    assert dists["General/lr"] == FloatDistribution(1e-4, 1e-1, log=True)  # bare names go to General/
+    assert isinstance(dists["Args/opt"], CategoricalDistribution)
+    assert dists["ParameterSet/set"] == CategoricalDistribution([0, 1])
+    assert grid_size(space) == 6 * 4 * 100 * 3 * 2 * 3
+    assert space[3].decode({"Args/opt": '{"name": "lamb"}'}) == {"Args/opt": {"name": "lamb"}}
+    assert space[4].decode({"ParameterSet/set": 0, "Args/b": 2}) == {"Args/a": 1, "Args/b": 2}
+    again = [Parameter.from_dict(p.to_dict()) for p in space]
+    assert [p.to_dict() for p in again] == [p.to_dict() for p in space]
+    assert space[0].to_dict() == {
+        "type": "UniformParameterRange",
+        "name": "Args/dropout",
+        "min_value": 0.0,
+        "max_value": 0.5,
+        "step_size": 0.1,
+        "include_max_value": True,
+    }

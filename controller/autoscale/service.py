@@ -24,7 +24,9 @@ import time
 import redis
 from redis import Redis
 
-from ...queues import config, events, keys, scalestore, services, workers
+from ...queues import config, scalestore, services, workers
+from ...queues.backend import fleet, streams
+from ...queues.backend import queues as queue_lists
 from ...queues.connection import default_connection
 from ...queues.scalestore import Instance, ScalerConfig
 from ...queues.task import Task
@@ -50,7 +52,7 @@ class Autoscaler:
     def run(self) -> None:
         services.announce(self.conn, "autoscaler", self.name, self._facts(False))
         print(f"autoscaler {self.name} started", flush=True)
-        cursor = events.last_id(self.conn)
+        cursor = streams.last_event_id(self.conn)
         try:
             while not self.stop_event.is_set():
                 try:
@@ -58,9 +60,8 @@ class Autoscaler:
                     services.beat(self.conn, "autoscaler", self.name, self._facts(leading))
                     if leading:
                         self.reconcile(time.time())
-                    reply = self.conn.xread({keys.EVENTS: cursor}, block=events.block_ms(self.conn, TICK_S), count=1000)
-                    for _, entries in reply or []:
-                        cursor = entries[-1][0]
+                    for event in streams.follow_events(self.conn, cursor, TICK_S):
+                        cursor = event.id
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     log.warning("Redis unreachable (%s); retrying", exc)
                     self.stop_event.wait(1.0)
@@ -77,7 +78,7 @@ class Autoscaler:
         if config is None:
             return
         live = {w.name: w for w in workers.list_workers(self.conn)}
-        draining = {m.decode() for m in self.conn.smembers(keys.DRAINING)}
+        draining = fleet.draining_workers(self.conn)
         current = [i for i in scalestore.instances(self.conn) if self._follow(i, config, live, now)]
         for queue, entries in config.queues.items():
             self._scale_up(config, queue, entries, current, live, draining)
@@ -153,10 +154,10 @@ class Autoscaler:
         return False
 
     def _waiting(self, queues: list[str]) -> bool:
-        return any(self.conn.llen(keys.rq_queue(q)) for q in queues)
+        return queue_lists.any_waiting(self.conn, queues)
 
     def _scale_up(self, config: ScalerConfig, queue: str, entries, current: list[Instance], live, draining) -> None:
-        waiting = self.conn.llen(keys.rq_queue(queue))
+        waiting = queue_lists.length(self.conn, queue)
         if not waiting:
             self._capped.pop(queue, None)
             return

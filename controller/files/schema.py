@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
 
-from ...queues.record import ExecutionMode
+from ...queues.record import NAME_MAX, ExecutionMode
 from .cron import CronExpression, TimeZoneName
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"  # job, step, input and output ids (the seeds' rule, max 64)
@@ -181,8 +181,8 @@ class PipelineFile(_Model):
     """A pipeline file: ``name``, typed ``params``, triggers (``on``) and ``jobs``."""
 
     schema_: str | None = Field(default=None, alias="$schema")
-    name: str = Field(min_length=1, max_length=200)
-    project: str = Field(default="default", min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_MAX)  # the record's limits: its runs' tasks carry them
+    project: str = Field(default="default", min_length=1, max_length=NAME_MAX)
     version: str = "1.0.0"
     description: str | None = None
     queue: str | None = None  # default queue of every job

@@ -44,6 +44,10 @@ FINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.ABORTED)
 JobCallback = Callable[[str, Any, Any, dict, str | None], Any]
 
 
+class Detached(Exception):
+    """The controller leaves without touching the study (its task goes on in a later attempt)."""
+
+
 class StudyController:
     """Runs one study to its end (or until stopped); safe to start again on the same study."""
 
@@ -72,10 +76,12 @@ class StudyController:
         self.cursors: dict[int, str] = {}  # trial number -> its metric stream position
         self.optuna_trials: dict[int, optuna.trial.Trial] = {}
         self.reported: dict[int, set[int]] = {}  # trial number -> steps Optuna has (a restart re-reads streams)
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # stop the study: abort its trials
+        self.term_event = threading.Event()  # SIGTERM: a user's abort of the optimiser task, or its worker leaving
         self.stopping: str | None = None  # why no new trial starts (time limit, stop, objective error)
         self.final_status = "completed"
         self.cursor = "0-0"  # the event stream position
+        self._completed: list[TrialEntry] = []  # told, not yet in the best / callbacks
         self.total = self.doc.total_max_jobs
         if self.doc.strategy == "GridSearch":
             self.total = min(self.total, grid_size(self.space))
@@ -101,6 +107,8 @@ class StudyController:
 
     def _step_once(self) -> bool:
         """Launch, wait for events, react; True when the study is over."""
+        if self.term_event.is_set() and not self._terminated_by_user():
+            raise Detached("the optimiser task was ended by its worker (stop, fence or requeue)")
         if not self.stopping and (self.stop_event.is_set() or studies.stop_requested(self.conn, self.doc.id)):
             self._stop_all("stopped", "the study was stopped")
         self._check_budgets()
@@ -121,7 +129,7 @@ class StudyController:
                 kind = fields.get(b"kind", b"").decode()
                 if task_id in by_task and kind == "status":
                     touched.add(by_task[task_id])
-                elif task_id == self.doc.id and kind == "study_stop":
+                elif task_id == self.doc.id and kind in ("study_stop", "abort_requested"):  # stop, or task aborted
                     self.stop_event.set()
             else:
                 number = by_stream[stream]
@@ -133,7 +141,21 @@ class StudyController:
             for number in active:
                 self._sync(number)
             self._check_deadlines()
+        self._fill()  # a freed slot is refilled in this pass, before the bookkeeping below
+        self._flush_completions()
         return False
+
+    def _terminated_by_user(self) -> bool:
+        """SIGTERM came from an abort of the optimiser's task (stop the study), or from its worker
+        stopping or losing Redis: then leave, the trials keep running and the next attempt of the
+        task re-attaches them."""
+        try:
+            aborted = self.store.get(self.doc.id).runtime.abort_requested
+        except (TrainyardError, redis.RedisError):
+            return False
+        if aborted:
+            self.stop_event.set()
+        return aborted
 
     def _block_s(self) -> float:
         """Until the next per-trial or study deadline, at most the reconcile period."""
@@ -276,14 +298,15 @@ class StudyController:
             self._tell(entry.number, numbers if len(numbers) > 1 else numbers[0])
             entry.state = "completed"
             self._put(entry)
-            self._after_completion(entry)
+            self._completed.append(entry)  # best, callback, top-k: after the slot is refilled
             return
         if ok:
             missing = [o.label for o, v in zip(self.doc.objectives, values) if v is None]
             seen = ", ".join(reported_series(record)) or "nothing"
             reason = f"it never reported the objective {', '.join(missing)} (it reported: {seen})"
             self._tell_failed(entry, reason)
-            if not self._objective_seen and not self.stopping:  # the first trial to end shows it is unknown
+            if record.status == TaskStatus.COMPLETED and not self._objective_seen and not self.stopping:
+                # the first trial that ran to its end without the objective shows it is unknown
                 self._stop_all(
                     "failed",
                     f"objective metric {', '.join(missing)} is unknown: trial {entry.number} (task {entry.task}) "
@@ -309,12 +332,19 @@ class StudyController:
         self._put(entry)
         log.info("study %s: trial %d failed: %s", self.doc.id, entry.number, reason)
 
-    def _after_completion(self, entry: TrialEntry) -> None:
-        best = self._best()
-        self.doc.best = best
+    def _flush_completions(self) -> None:
+        """The best so far, the top-k tags and the callbacks of the trials that completed."""
+        if not self._completed:
+            return
+        done, self._completed = self._completed, []
+        self.doc.best = best = self._best()
         self._save()
         if self.doc.save_top_k_tasks_only:
             self._archive_outside_top_k()
+        for entry in done:
+            self._callback(entry, best)
+
+    def _callback(self, entry: TrialEntry, best: dict[str, Any] | None) -> None:
         if self.callback is not None and not entry.callback_done:
             try:
                 self.callback(entry.task, entry.value, entry.iteration, dict(entry.params), best and best["task"])
@@ -402,6 +432,8 @@ class StudyController:
         for number, entry in sorted(self.entries.items()):
             if entry.active:
                 self._sync(number)
+            elif entry.state == "completed" and not entry.callback_done and entry not in self._completed:
+                self._completed.append(entry)  # told before the restart, its callback not yet run
         booked = set(self.entries)
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen.number not in booked:
@@ -418,6 +450,7 @@ class StudyController:
         studies.save(self.conn, self.doc.id, self.doc.model_dump(), self.doc.created)
 
     def _finish(self) -> StudyDoc:
+        self._flush_completions()
         doc = self.doc
         doc.status = self.final_status
         doc.message = doc.message or self.stopping

@@ -38,8 +38,8 @@ from ...queues.task import Task
 from .engine import JobCallback, StudyController
 from .engines import build_pruner, build_sampler, spec, strategy_name
 from .model import ACTIVE, Objective, StudyDoc, TrialEntry
-from .parameters import Parameter, space_distributions
-from .trials import check_objectives
+from .parameters import Parameter, parameter_names, space_distributions
+from .trials import check_execution_names, check_objectives
 
 CONTROLLER_COMMAND = ["python", "-m", "trainyard.controller.hpo.run"]
 OPTIMIZER_KWARGS = {
@@ -151,6 +151,7 @@ class HyperParameterOptimizer:
         self._error: BaseException | None = None
         self._time_limit: float | None = None
         space_distributions(self.hyper_parameters)  # two dimensions with one name, an empty space
+        check_execution_names(parameter_names(self.hyper_parameters))
 
     # -- plumbing ----------------------------------------------------------------------------------
     @property
@@ -360,10 +361,7 @@ class HyperParameterOptimizer:
         return top_tasks(resolve(connection), optimizer_task_id, top_k)
 
     def _space_names(self) -> set[str]:
-        names: set[str] = set()
-        for parameter in self.hyper_parameters:
-            names |= set(parameter.to_list()[0]) if parameter.to_list() else set()
-        return names
+        return parameter_names(self.hyper_parameters)
 
     def get_active_experiments(self) -> list[Task]:
         return [Task.get(e.task, self.connection) for e in self._entries() if e.state in ACTIVE]

@@ -14,7 +14,7 @@ from ...queues import config
 from ...queues.connection import default_connection
 from ...queues.errors import TrainyardError
 from ..engine import import_callable
-from .engine import StudyController
+from .engine import Detached, StudyController
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainyardError, ImportError, AttributeError) as exc:
         print(f"study {study_id}: {exc}", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, lambda *_: controller.stop_event.set())
+    signal.signal(signal.SIGTERM, lambda *_: controller.term_event.set())
     doc = controller.doc
     print(f"study {doc.name} ({study_id}): {doc.strategy}, {doc.total_max_jobs} trials, {doc.max_concurrent} at once")
-    result = controller.execute()
+    try:
+        result = controller.execute()
+    except Detached as exc:
+        print(f"study {study_id}: {exc}; its trials keep running", flush=True)
+        return 1
     best = result.best
     print(f"study {result.status}: {result.message or ''}".rstrip(), flush=True)
     if best:

@@ -29,11 +29,30 @@ def _short(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
+EXECUTION = "Execution/"  # overrides in this section size the trial's task instead of being parameters
+EXECUTION_KEYS = {"Execution/gpus": "count", "Execution/gpu_memory_mb": "min_memory_mb"}
+
+
+def check_execution_names(names: set[str]) -> None:
+    """Only the known ``Execution/`` keys may be searched (they size each trial's task)."""
+    unknown = sorted(n for n in names if n.startswith(EXECUTION) and n not in EXECUTION_KEYS)
+    if unknown:
+        raise InvalidInput(
+            f"unknown execution setting(s) {', '.join(unknown)} in the search space "
+            f"(known: {', '.join(sorted(EXECUTION_KEYS))})"
+        )
+
+
 def trial_record(base: TaskRecord, doc: StudyDoc, task_id: str, number: int, overrides: dict[str, Any]) -> TaskRecord:
     """A new record for trial ``number``: the base task's definition with typed ``overrides``,
-    a child of the optimiser's task, tagged with the study."""
+    a child of the optimiser's task, tagged with the study. ``Execution/gpus`` and
+    ``Execution/gpu_memory_mb`` overrides size the trial (mixed-size trials pack GPUs)."""
     data = base.model_dump(include={"type", "script", "container", "execution", "configuration", "tags"})
     data["execution"].update({"queue": None, "priority": 0})
+    for key, field in EXECUTION_KEYS.items():
+        if key in overrides:
+            data["execution"].setdefault("gpus", {})[field] = overrides[key]
+    params = {k: v for k, v in overrides.items() if not k.startswith(EXECUTION)}
     data.update(
         id=task_id,
         name=trial_name(base.name, overrides),
@@ -41,7 +60,7 @@ def trial_record(base: TaskRecord, doc: StudyDoc, task_id: str, number: int, ove
         parent=doc.id,
         tags=list(dict.fromkeys([*base.tags, TAG, study_tag(doc.id)])),
         comment="\n".join(f"{k}={_short(v)}" for k, v in overrides.items()) + f"\ntrial {number} of study {doc.id}",
-        parameters=check_parameters({**base.parameters, **overrides}),
+        parameters=check_parameters({**base.parameters, **params}),
     )
     return TaskRecord.model_validate(data)
 

@@ -210,3 +210,41 @@ def reaper_lock(conn: Redis, ttl_ms: int = 5000) -> Iterator[bool]:
 
 def server_uptime_s(conn: Redis) -> int:
     return int(conn.info("server").get("uptime_in_seconds", 0))
+
+
+# -- services (alerts, autoscaler) -----------------------------------------------------------------
+def service_beat(conn: Redis, kind: str, name: str, entry_json: str, ttl_ms: int, announce: bool = False) -> None:
+    """Write (or refresh) a running service's entry; with ``announce``, a ``service_up`` event too
+    (it names the service in ``queue``, where waiters look for it)."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.set(keys.service(kind, name), entry_json, px=ttl_ms)
+        pipe.sadd(keys.SERVICES, f"{kind}:{name}")
+        if announce:
+            streams.publish(pipe, "service_up", "", kind, "", "", name)
+        pipe.execute()
+
+
+def service_gone(conn: Redis, kind: str, name: str) -> None:
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.service(kind, name))
+        pipe.srem(keys.SERVICES, f"{kind}:{name}")
+        pipe.execute()
+
+
+def service_entries(conn: Redis, kind: str | None = None) -> list[bytes]:
+    """Live services' entries (of ``kind``, when given), by kind and name; expired ones are pruned."""
+    members = sorted(m.decode() for m in conn.smembers(keys.SERVICES))
+    if kind is not None:
+        members = [m for m in members if m.split(":", 1)[0] == kind]
+    if not members:
+        return []
+    raws = conn.mget([keys.service(*m.split(":", 1)) for m in members])
+    dead = [m for m, r in zip(members, raws) if r is None]
+    if dead:
+        conn.srem(keys.SERVICES, *dead)
+    return [r for r in raws if r is not None]
+
+
+def draining_workers(conn: Redis) -> set[str]:
+    """Names of the workers marked draining (their claims refuse new work)."""
+    return {m.decode() for m in conn.smembers(keys.DRAINING)}

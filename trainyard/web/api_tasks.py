@@ -14,6 +14,7 @@ from redis import Redis
 from ..queues import logs
 from ..queues.backend import streams
 from ..queues.errors import InvalidInput
+from ..queues.options import ExecutionOptions
 from ..queues.record import COMMENT_MAX, NAME_MAX, TAGS_MAX, Label
 from ..queues.store import Query as TaskQuery
 from ..queues.store import TaskStore
@@ -30,16 +31,16 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CreateTask(_Body):
+class CreateTask(ExecutionOptions):
+    """A command task; its execution options are ``ExecutionOptions``' (queues/options.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=NAME_MAX)
     project: str = Field("default", min_length=1, max_length=NAME_MAX)
     command: list[str] = Field(min_length=1, description="argv, never run through a shell")
     parameters: dict[str, Any] = Field(default_factory=dict)
     tags: list[Label] = Field(default_factory=list, max_length=TAGS_MAX)
-    requirements: list[str] = Field(default_factory=list)
-    gpus: int = Field(0, ge=0)
-    time_limit: float | None = Field(None, gt=0)
-    retries: int = Field(0, ge=0)
     comment: str | None = Field(None, max_length=COMMENT_MAX)
 
 
@@ -123,12 +124,9 @@ def create_task(body: CreateTask, redis: Redis = Depends(conn), who: Principal =
         command=body.command,
         parameters=body.parameters,
         tags=body.tags,
-        requirements=body.requirements or None,
-        gpus=body.gpus,
-        time_limit=body.time_limit,
-        retries=body.retries,
         comment=body.comment,
         connection=redis,
+        **ExecutionOptions.model_validate(body.model_dump(include=set(ExecutionOptions.model_fields))).given(),
     )
     return _owned(redis, task, who)
 

@@ -4,6 +4,7 @@ OpenAPI document at ``/api/openapi.json``. Everything but the login page, static
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..connection import client_for, redis_url
 from ..queues.errors import TrainyardError
-from . import api_meta, api_pipelines, api_queues, api_services, api_tasks, api_workers, auth, sse
+from . import api_hpo, api_meta, api_pipelines, api_queues, api_services, api_tasks, api_workers, auth, sse
 from .deps import COOKIE, ApiError, error_response, reader, trainyard_error, triggerer, validation_error
 
 STATIC = Path(__file__).parent / "static"
@@ -39,7 +40,8 @@ def create_app(url: str | None = None) -> FastAPI:
             yield
         finally:
             await app.state.hub.stop()
-            await app.state.aioredis.aclose()
+            with contextlib.suppress(asyncio.TimeoutError):  # a connection held by a cancelled stream
+                await asyncio.wait_for(app.state.aioredis.aclose(), sse.STOP_WAIT_S)
 
     app = FastAPI(
         title="trainyard",
@@ -84,6 +86,8 @@ def create_app(url: str | None = None) -> FastAPI:
         api_services.router,
         api_pipelines.runs_router,
         api_pipelines.files_router,
+        api_hpo.router,
+        api_hpo.compare_router,
         sse.router,
     ):
         app.include_router(router, dependencies=guarded)

@@ -13,6 +13,9 @@
     [/^\/runs\/([0-9a-zA-Z_-]+)$/, "run", "pipelines"],
     [/^\/pipelines$/, "pipelines", "pipelines"],
     [/^\/editor$/, "editor", "editor"],
+    [/^\/studies\/([0-9a-zA-Z_-]+)$/, "study", "studies"],
+    [/^\/studies$/, "studies", "studies"],
+    [/^\/compare$/, "compare", "tasks"],
     [/^\/services$/, "services", "services"],
   ];
   let cleanup = null;

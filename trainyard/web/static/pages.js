@@ -99,18 +99,29 @@
       h("select", { name: "status" }, STATUSES.map((s) => h("option", { value: s, selected: s === filters.status }, s || "any status"))),
       field("queue", "queue"), field("tag", "tag"),
       h("button", { type: "submit" }, "Filter"),
+      h("button", { type: "button", id: "compare-selected", disabled: true, onclick: () => {
+        window.location.hash = "#/compare" + TY.qs({ ids: [...selected].join(",") });
+      } }, "Compare selected"),
       h("span", { class: "spacer" }),
       h("button", { type: "button", class: "primary admin-only", onclick: newTaskDialog }, "New task"));
     const body = h("div", {}, h("p", { class: "empty" }, "loading…"));
     main.replaceChildren(h("h1", {}, "Tasks"), h("div", { class: "panel" }, form, body));
+    const selected = new Set();
+    const pick = (id, on) => {
+      if (on) selected.add(id); else selected.delete(id);
+      const button = form.querySelector("#compare-selected");
+      button.disabled = selected.size < 2;
+      button.textContent = selected.size ? `Compare selected (${selected.size})` : "Compare selected";
+    };
 
     async function load() {
       const page = await TY.get("/api/tasks" + TY.qs({ ...filters, limit: 50, offset }));
       if (!page.items.length) { body.replaceChildren(h("p", { class: "empty" }, "no tasks match")); return; }
       body.replaceChildren(
         h("table", { id: "tasks-table" },
-          h("thead", {}, h("tr", {}, ["name", "status", "project", "queue", "worker", "created", "duration", ""].map((c) => h("th", {}, c)))),
+          h("thead", {}, h("tr", {}, ["", "name", "status", "project", "queue", "worker", "created", "duration", ""].map((c) => h("th", {}, c)))),
           h("tbody", {}, page.items.map((t) => h("tr", { dataset: { task: t.id } },
+            h("td", {}, h("input", { type: "checkbox", class: "pick", title: "select to compare", checked: selected.has(t.id), onchange: (ev) => pick(t.id, ev.target.checked) })),
             h("td", {}, TY.taskLink(t.id, t.name), h("div", { class: "muted mono" }, t.id)),
             h("td", {}, TY.badge(t.status)),
             h("td", {}, t.project),
