@@ -20,8 +20,6 @@ def web(ctx: click.Context, host: str, port: int) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
-
     from ..web import auth, create_app
 
     url = redis_url(start_embedded=True)
@@ -33,7 +31,23 @@ def web(ctx: click.Context, host: str, port: int) -> None:
     say(f"trainyard web on http://{shown}:{port}  (Redis {redact_url(url)})", err=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         say("warning: listening beyond this machine; put it behind TLS (a reverse proxy)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    _serve(app, host, port)
+
+
+def _serve(app, host: str, port: int) -> None:
+    """Run uvicorn, ending the app's live streams the moment a stop is asked for: uvicorn waits
+    for open connections before the app's own shutdown runs, and a live stream never closes by
+    itself (it was cancelled after the graceful time-out instead, and the shutdown could hang)."""
+    import uvicorn
+
+    class StreamsFirst(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            hub = getattr(app.state, "hub", None)
+            if hub is not None:
+                hub.close()
+
+    StreamsFirst(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)).run()
 
 
 @web.group()

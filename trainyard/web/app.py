@@ -4,6 +4,7 @@ OpenAPI document at ``/api/openapi.json``. Everything but the login page, static
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def create_app(url: str | None = None) -> FastAPI:
             yield
         finally:
             await app.state.hub.stop()
-            await app.state.aioredis.aclose()
+            with contextlib.suppress(asyncio.TimeoutError):  # a connection held by a cancelled stream
+                await asyncio.wait_for(app.state.aioredis.aclose(), sse.STOP_WAIT_S)
 
     app = FastAPI(
         title="trainyard",

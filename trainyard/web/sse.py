@@ -9,7 +9,6 @@ stream at once: lines, points and status changes arrive the moment they are writ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -30,6 +29,8 @@ router = APIRouter(prefix="/api", tags=["live"])
 
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 BLOCK_MS = 15_000
+TASK_BLOCK_MS = 1_000  # a task page's blocking read: how soon its stream sees the server stopping
+STOP_WAIT_S = 5.0  # at most this long for the event reader to end once cancelled
 QUEUE_MAX = 2000  # events buffered per slow client before it is told to re-read everything
 
 
@@ -49,24 +50,59 @@ class _Subscriber:
 
 
 class EventHub:
-    """One blocking reader of the event stream, many subscribers."""
+    """One blocking reader of the event stream, many subscribers.
+
+    ``closing`` is set the moment the server is asked to stop (``close``, from its signal
+    handler): every live stream ends then, so the connections close within uvicorn's graceful
+    shutdown instead of being cancelled after it, and ``stop`` never waits without bound.
+    """
 
     def __init__(self, client: aioredis.Redis):
         self.client = client
         self.subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closing = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
+
+    def close(self) -> None:
+        """End every live stream now (safe to call from a signal handler or another thread)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.closing.set)
+
+    async def next(self, sub: _Subscriber, timeout: float) -> dict | None:
+        """The subscriber's next event; None once the hub is closing; TimeoutError when idle."""
+        if self.closing.is_set():
+            return None
+        getter = asyncio.ensure_future(sub.queue.get())
+        closer = asyncio.ensure_future(self.closing.wait())
+        try:
+            done, _ = await asyncio.wait({getter, closer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (getter, closer):
+                if not waiter.done():
+                    waiter.cancel()
+        if getter in done:
+            return getter.result()
+        if closer in done:
+            return None
+        raise asyncio.TimeoutError
 
     async def stop(self) -> None:
-        for sub in list(self.subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                sub.queue.put_nowait(None)
+        """Close the streams and end the reader; a reader that does not end is left behind
+        (logged), never waited on for ever: a cancelled blocking read on a busy connection
+        may not return."""
+        self.closing.set()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
+            if not done:
+                log.warning("event reader did not end within %.0fs of being cancelled; leaving it", STOP_WAIT_S)
+            elif not self._task.cancelled() and self._task.exception() is not None:
+                log.warning("event reader ended with %r", self._task.exception())
 
     def subscribe(self) -> _Subscriber:
         sub = _Subscriber()
@@ -134,7 +170,7 @@ async def events(request: Request) -> StreamingResponse:
                     sub.overflowed = False
                     yield sse({}, event="resync")
                 try:
-                    item = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                    item = await hub.next(sub, KEEPALIVE_S)
                 except asyncio.TimeoutError:
                     yield ": keepalive\n\n"
                     continue
