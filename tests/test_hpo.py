@@ -486,3 +486,114 @@ def test_mixed_size_trials_share_a_gpu_without_oversubscribing_it(conn, tmp_path
 def test_an_unknown_execution_setting_in_the_space_is_refused(base):
     with pytest.raises(InvalidInput, match=r"unknown execution setting\(s\) Execution/memory in the search space"):
         _optimizer(base.id, hyper_parameters=[DiscreteParameterRange("Execution/memory", ["2g", "4g"])])
+
+
+# -- limits, several objectives, the space ------------------------------------------------------------------
+ENDLESS = textwrap.dedent(
+    """
+    import time
+    from trainyard import current_task
+    task = current_task()
+    x = task.get_parameter("Args/x")
+    if x > 0.5:
+        time.sleep(600)  # never reports: only the time limit ends it
+    for s in range(10_000):
+        task.log_metric("loss", "val", x + 1.0 / (s + 1), step=s)
+        time.sleep(0.02)
+    """
+)
+
+
+def test_max_iteration_and_time_limit_per_job_stop_trials_and_keep_the_study_going(conn):
+    Queue.create("trials")
+    base = Task.create("endless", "hpo", command=[sys.executable, "-c", ENDLESS], parameters={"Args/x": 0.1})
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[DiscreteParameterRange("Args/x", [0.1, 0.9, 0.2])],
+        optimizer_class="GridSearch",
+        max_iteration_per_job=5,
+        time_limit_per_job=0.05,  # 3 s
+        max_number_of_concurrent_tasks=3,
+    )
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    entries = {e.params["Args/x"]: e for e in _entries(conn, opt.id).values()}
+    assert opt.study.status == "completed"
+    for x in (0.1, 0.2):  # stopped at step 5, their value kept
+        assert entries[x].state == "completed" and entries[x].reason == "reached max_iteration_per_job (5)"
+        assert entries[x].iteration >= 5 and entries[x].value == pytest.approx(x + 1.0 / (entries[x].iteration + 1))
+        assert Task.get(entries[x].task).status == TaskStatus.ABORTED
+    slow = entries[0.9]  # it never reported: stopped by the time limit, told failed; the study went on
+    assert slow.state == "failed" and slow.reason.startswith("it never reported the objective loss/val")
+    assert "time_limit_per_job" in Task.get(slow.task).data.status_message
+
+
+TWO_OBJECTIVES = textwrap.dedent(
+    """
+    from trainyard import current_task
+    task = current_task()
+    x = task.get_parameter("Args/x")
+    task.log_metric("loss", "val", (x - 0.2) ** 2, step=0)
+    task.log_metric("accuracy", "val", 1 - (x - 0.8) ** 2, step=0)
+    """
+)
+
+
+def test_several_objectives_with_optuna(conn):
+    Queue.create("trials")
+    base = Task.create("pareto", "hpo", command=[sys.executable, "-c", TWO_OBJECTIVES], parameters={"Args/x": 0.5})
+    opt = _optimizer(
+        base.id,
+        objective_metric_title=["loss", "accuracy"],
+        objective_metric_series=["val", "val"],
+        objective_metric_sign=["min", "max"],
+        optuna_sampler="NSGAIISampler",
+        optuna_sampler_kwargs={"seed": 1, "population_size": 4},
+        total_max_jobs=5,
+    )
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    entries = list(_entries(conn, opt.id).values())
+    assert len(entries) == 5 and all(e.state == "completed" for e in entries)
+    for entry in entries:
+        x = entry.params["Args/x"]
+        assert entry.value == pytest.approx([(x - 0.2) ** 2, 1 - (x - 0.8) ** 2])
+    study = optuna.load_study(study_name=opt.id, storage=JournalStorage(RedisJournal(conn, opt.id)))
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
+    assert study.best_trials  # the Pareto front
+    with pytest.raises(InvalidInput, match="several objectives need optimizer_class=OptimizerOptuna"):
+        _optimizer(base.id, objective_metric_title=["loss", "accuracy"], objective_metric_series=["val", "val"],
+                   optimizer_class="RandomSearch")  # fmt: skip
+
+
+def test_parameters_map_onto_optuna_and_round_trip_as_clearml_dicts():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from trainyard.controller.hpo.parameters import Parameter, grid_size, space_distributions
+
+    space = [
+        UniformParameterRange("Args/dropout", 0.0, 0.5, step_size=0.1),
+        UniformIntegerParameterRange("Args/layers", 1, 8, step_size=2),
+        LogUniformParameterRange("lr", -4, -1),
+        DiscreteParameterRange("Args/opt", ["adam", "sgd", {"name": "lamb"}]),
+        ParameterSet([{"Args/a": 1, "Args/b": UniformIntegerParameterRange("Args/b", 0, 2)}, {"Args/a": 2}]),
+    ]
+    dists = space_distributions(space)
+    assert dists["Args/dropout"] == FloatDistribution(0.0, 0.5, step=0.1)
+    assert dists["Args/layers"] == IntDistribution(1, 7, step=2)
+    assert dists["General/lr"] == FloatDistribution(1e-4, 1e-1, log=True)  # bare names go to General/
+    assert isinstance(dists["Args/opt"], CategoricalDistribution)
+    assert dists["ParameterSet/set"] == CategoricalDistribution([0, 1])
+    assert grid_size(space) == 6 * 4 * 100 * 3 * 2 * 3
+    assert space[3].decode({"Args/opt": '{"name": "lamb"}'}) == {"Args/opt": {"name": "lamb"}}
+    assert space[4].decode({"ParameterSet/set": 0, "Args/b": 2}) == {"Args/a": 1, "Args/b": 2}
+    again = [Parameter.from_dict(p.to_dict()) for p in space]
+    assert [p.to_dict() for p in again] == [p.to_dict() for p in space]
+    assert space[0].to_dict() == {
+        "type": "UniformParameterRange",
+        "name": "Args/dropout",
+        "min_value": 0.0,
+        "max_value": 0.5,
+        "step_size": 0.1,
+        "include_max_value": True,
+    }
