@@ -240,6 +240,7 @@ def test_a_pruned_trial_is_aborted_at_once_and_failures_do_not_stop_the_study(co
         optuna_pruner_kwargs={"upper": 5.0},
         total_max_jobs=10,
         max_number_of_concurrent_tasks=2,
+        save_top_k_tasks_only=1,
     )
     opt.start_locally(job_complete_callback=record_call, run_trials_locally=True)
     assert opt.wait()
@@ -260,6 +261,8 @@ def test_a_pruned_trial_is_aborted_at_once_and_failures_do_not_stop_the_study(co
     details = opt.get_top_experiments_details(1)
     assert details[0]["hyper_parameters"] == {"Args/x": 1.0} and details[0]["metrics"]["loss"]["val"]["last"] == 1.0
     assert opt.study.best["task"] == entries[1].task and opt.study.status == "completed"
+    # save_top_k_tasks_only=1: completed trials outside the best one are tagged archived
+    assert "archived" not in Task.get(entries[1].task).tags and "archived" in Task.get(entries[2].task).tags
 
 
 NO_OBJECTIVE = 'from trainyard import current_task\ncurrent_task().log_metric("accuracy", "val", 0.5, step=0)'
