@@ -191,6 +191,29 @@ def test_a_metric_over_its_threshold_and_a_stalled_task_each_give_one_message(co
     assert "stalled (no log or metric for" in bodies[1]
 
 
+def test_a_failed_pipeline_run_gives_one_message(conn, receiver):
+    from trainyard import Pipeline
+
+    Queue.create("cpu")
+    Queue.create("services")
+    breaks = Task.create("breaks", project="tpl", command=["python", "-c", "raise SystemExit(4)"])
+    _rule(conn, receiver, on="failed", pipelines=True)
+    pipe = Pipeline("nightly", project="etl", default_queue="cpu").add_step("only", base_task=breaks.id)
+    with (
+        ServiceProcess(SERVICE),
+        WorkerProcess("-q", "services", "--services-mode", "2"),
+        WorkerProcess("-q", "cpu", "--cpu-only"),
+    ):
+        wait_service(conn, "alerts")
+        run_id = pipe.start(queue="services")
+        assert pipe.wait(timeout=180).status == "failed"
+        _rule(conn, receiver, on="completed", project="marker")
+        marker = Task.create("marker", project="marker", command=["true"]).enqueue("cpu")
+        messages = receiver.wait_for(lambda m: any(marker.id in x["message"] for x in m))
+    runs = [m for m in messages if run_id in m["message"]]
+    assert len(runs) == 1 and runs[0]["title"] == "trainyard: pipeline 'nightly' failed", messages
+
+
 def test_the_services_show_in_worker_list(run_cli, conn):
     with ServiceProcess(SERVICE):
         wait_service(conn, "alerts")

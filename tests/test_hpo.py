@@ -353,6 +353,34 @@ def test_aborting_the_optimisers_task_stops_the_study_and_its_trials(conn, base)
     assert Task.get(opt.id).status == TaskStatus.ABORTED
 
 
+def test_stopping_the_optimisers_worker_leaves_the_trials_running_for_the_next_attempt(conn, base, run_cli):
+    """`worker stop` on the services worker ends the controller (SIGTERM) and puts its task back at
+    the front of the queue. That is not a stop of the study: no trial is aborted, and the next
+    services worker resumes it."""
+    Queue.create("services")
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 8, "Args/pause": 0.3})
+    opt = _optimizer(base.id, total_max_jobs=4, optuna_pruner="NopPruner", pool_period_min=0.02)
+    with (
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+    ):
+        first = WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-stop-1", fast=False)
+        opt.start(queue="services")
+        _wait_trials(conn, opt.id, lambda es: any(e.state == "running" for e in es))
+        run_cli("worker", "stop", "hpo-stop-1", check=True)
+        assert first.wait() == 0
+        controller = Task.get(opt.id).data
+        assert controller.status == TaskStatus.QUEUED and controller.runtime.attempts[-1].outcome == "requeued"
+        with WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-stop-2", fast=False):
+            assert opt.wait(timeout=5)
+    assert opt.study.status == "completed"
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 4 and all(e.state == "completed" for e in entries.values())
+    assert all(Task.get(e.task).status == TaskStatus.COMPLETED for e in entries.values())  # none aborted
+    log = "\n".join(line.text for line in logs.read(conn, opt.id))
+    assert "its trials keep running" in log
+
+
 def _wait_trials(conn, study_id: str, done, timeout: float = 120) -> None:
     """Block on the event stream until ``done(entries)`` holds."""
     deadline = time.monotonic() + timeout
