@@ -1,6 +1,6 @@
 """The reaper: finds tasks whose worker died and ends or re-queues them.
 
-A claim that no heartbeat refreshed for ``DEAD_AFTER_S`` seconds, and whose worker has no live
+A claim that no heartbeat refreshed for ``dead_after_s()`` seconds, and whose worker has no live
 registry entry (or a live one, under the same name, that does not list the task: a worker restarted
 with a fixed ``--name``), belongs to a dead worker. A task claimed but never started goes back
 to the front of its queue (``return``); a running one is re-queued when it has retries left
@@ -8,7 +8,7 @@ to the front of its queue (``return``); a running one is re-queued when it has r
 Any process may reap (workers on their heartbeat, taking turns through a lease so that the fleet
 makes one pass per period whatever its size; ``trainyard task wait`` on its reconcile tick); a
 short Redis lock keeps two reapers from doing the same work. Right after Redis itself
-restarted, reaping waits ``DEAD_AFTER_S`` so live workers can report.
+restarted, reaping waits ``dead_after_s()`` so live workers can report.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def reap(conn: Redis, dead_after: float | None = None, turn: tuple[str, float] |
 
     ``turn`` (the caller's name, a period in seconds): pass only when no other caller has passed
     in this period (the fleet's lease), so N workers reaping every period cost one pass, not N."""
-    dead_after = workers.DEAD_AFTER_S if dead_after is None else dead_after
+    dead_after = workers.dead_after_s() if dead_after is None else dead_after
     if turn is not None and not fleet.take_reaper_turn(conn, turn[0], int(turn[1] * 1000)):
         return []
     with fleet.reaper_lock(conn) as held:
