@@ -12,10 +12,6 @@ KNOWN: dict[str, str] = {
     "Model": "models are artifacts: task.upload_artifact('model', path)",
     "InputModel": "models are artifacts: Task.get_task(id).artifacts['model'].get_local_copy()",
     "OutputModel": "models are artifacts: task.upload_artifact('model', path)",
-    "automation.TriggerScheduler": "not carried yet: a registered pipeline file's `on: task:` trigger fires on "
-    "task status, project, name and tags (README: Pipeline files)",
-    "TriggerScheduler": "not carried yet: a registered pipeline file's `on: task:` trigger fires on "
-    "task status, project, name and tags (README: Pipeline files)",
     "TriggerScheduler.add_model_trigger": "trainyard has no model registry; trigger on the task instead",
     "TriggerScheduler.add_dataset_trigger": "trainyard has no dataset registry; trigger on the task instead",
 }
