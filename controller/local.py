@@ -55,7 +55,7 @@ class LocalController:
         return self
 
     def _beat(self) -> None:
-        while not self._stop.wait(workers.HEARTBEAT_S):
+        while not self._stop.wait(workers.heartbeat_s()):
             try:
                 workers.heartbeat(self.conn, self.info, {self.task_id: None})
             except Exception:  # noqa: BLE001 - Redis away: try again next beat

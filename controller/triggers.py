@@ -30,7 +30,7 @@ from ..queues.errors import TaskNotFound, TrainyardError
 from ..queues.record import TaskType
 from ..queues.store import TaskStore
 from ..queues.task import Task
-from . import run_store
+from . import run_store, task_triggers
 from .files import registry
 from .files.cron import next_tick
 from .files.schema import PipelineFile
@@ -111,6 +111,8 @@ class TriggerService:
     def _on_event(self, event: events.Event, file_entries: list[dict[str, Any]]) -> None:
         if event.kind not in ("status", "pipeline"):
             return
+        if event.kind == "status":
+            self._on_task_status(event)
         kind = "pipeline" if event.kind == "pipeline" else "task"
         for entry in file_entries:
             pf = None
@@ -143,6 +145,27 @@ class TriggerService:
                     self._record(trigger_id, event=event.id, started=started, subject=event.task_id)
                 except TrainyardError as exc:
                     self._record(trigger_id, event=event.id, error=str(exc), subject=event.task_id)
+
+    def _on_task_status(self, event: events.Event) -> None:
+        """Task triggers added by hand: each fires at most once per watched task."""
+        triggers = task_triggers.all_triggers(self.conn)
+        if not triggers:
+            return
+        try:
+            record = TaskStore(self.conn).get(event.task_id)
+        except TaskNotFound:
+            return
+        for trigger in triggers:
+            if not task_triggers.matches(trigger, record, event.status) or not self._claim(trigger.id, record.id):
+                continue
+            try:
+                template = Task.get(trigger.task_id, self.conn)
+                name = f"{template.data.name} ({trigger.name or 'triggered'})"
+                clone = template.clone(name=name, tags=[*template.data.tags, f"trigger:{trigger.id}"])
+                clone.enqueue(trigger.queue)
+                self._record(trigger.id, event=event.id, started=clone.id, subject=record.id)
+            except TrainyardError as exc:
+                self._record(trigger.id, event=event.id, error=str(exc), subject=record.id)
 
     def _details(self, event: events.Event, kind: str) -> dict[str, Any] | None:
         try:

@@ -27,15 +27,32 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable(
-        "TRAINYARD_HOME", "home", "~/.trainyard", "where state lives: embedded Redis data, runs, caches, artifacts"
+        "TRAINYARD_HOME", "home", "~/.trainyard", "state folder: embedded Redis data, run folders, caches, artifacts"
     ),
-    Variable("TRAINYARD_REDIS_URL", "redis_url", "(embedded)", "the Redis to use (redis://, rediss://, unix://)", True),
+    Variable(
+        "TRAINYARD_REDIS_URL",
+        "redis_url",
+        "(embedded)",
+        "`redis://[user:password@]host:port/db`, `rediss://…` (TLS) or `unix:///path`; unset: the embedded Redis",
+        True,
+    ),
     Variable("TRAINYARD_REDIS_PASSWORD", "redis_password", "-", "a Redis password kept out of the URL", True),
-    Variable("TRAINYARD_REDIS_CA", "redis_ca", "-", "rediss://: the CA that signed the server's certificate"),
-    Variable("TRAINYARD_REDIS_CERT", "redis_cert", "-", "rediss://: a client certificate"),
+    Variable(
+        "TRAINYARD_REDIS_CA",
+        "redis_ca",
+        "-",
+        "for `rediss://`: the CA that signed the server's certificate "
+        "(URL query parameters such as `?ssl_ca_certs=` win)",
+    ),
+    Variable(
+        "TRAINYARD_REDIS_CERT", "redis_cert", "-", "for `rediss://`: a client certificate, when the server asks for one"
+    ),
     Variable("TRAINYARD_REDIS_KEY", "redis_key", "-", "rediss://: the client certificate's key"),
     Variable(
-        "TRAINYARD_ARTIFACTS", "artifacts_url", "$TRAINYARD_HOME/artifacts", "the artifact store (a folder or URL)"
+        "TRAINYARD_ARTIFACTS",
+        "artifacts_url",
+        "$TRAINYARD_HOME/artifacts",
+        "where artifacts go: a folder or an fsspec URL",
     ),
     Variable("TRAINYARD_USER", "user", "login name", "the user recorded on new tasks"),
     Variable("TRAINYARD_HEARTBEAT_S", "heartbeat_s", "2", "how often a worker reports"),
@@ -46,28 +63,54 @@ VARIABLES: tuple[Variable, ...] = (
         "a worker's registry entry expires this long after its last report",
     ),
     Variable("TRAINYARD_DEAD_AFTER_S", "dead_after_s", "20", "a claim unrefreshed this long, its worker gone: reaped"),
-    Variable("TRAINYARD_NVML", "nvml", "pynvml", "GPU facts from: pynvml, standin (tests, demos) or off"),
+    Variable(
+        "TRAINYARD_NVML",
+        "nvml",
+        "pynvml",
+        "`pynvml`, `off`, or `standin` (fake GPUs for demos and tests, see `worker/standin_nvml.py`)",
+    ),
     Variable("TRAINYARD_STANDIN_GPUS", "standin_gpus", "-", "the stand-in NVML's GPUs, as JSON"),
     Variable("TRAINYARD_STANDIN_GPUS_FILE", "standin_gpus_file", "-", "the stand-in NVML's GPUs, from a JSON file"),
     Variable("TRAINYARD_CONDA_EXE", "conda_exe", "micromamba, mamba or conda on PATH", "the conda tool"),
-    Variable("TRAINYARD_GIT_USER", "git_user", "-", "user name for git checkouts over HTTPS", True),
-    Variable("TRAINYARD_GIT_TOKEN", "git_token", "-", "token for git checkouts over HTTPS", True),
-    Variable("TRAINYARD_REGISTRY_USER", "registry_user", "-", "user for pulling docker images", True),
-    Variable("TRAINYARD_REGISTRY_PASSWORD", "registry_password", "-", "password for pulling docker images", True),
+    Variable("TRAINYARD_GIT_USER", "git_user", "-", "on a worker: user for private repositories", True),
+    Variable("TRAINYARD_GIT_TOKEN", "git_token", "-", "on a worker: token for private repositories", True),
+    Variable("TRAINYARD_REGISTRY_USER", "registry_user", "-", "on a worker: user for docker pulls", True),
+    Variable("TRAINYARD_REGISTRY_PASSWORD", "registry_password", "-", "on a worker: password for docker pulls", True),
     Variable(
         "TRAINYARD_ACTIONS_SOURCE",
         "actions_source",
         "https://github.com",
-        "where `uses: owner/repo@tag` actions are fetched",
+        "where `owner/repo@tag` actions come from: GitHub, a mirror base URL, or a local folder of repositories",
     ),
-    Variable("TRAINYARD_ACTIONS_CACHE", "actions_cache", "$TRAINYARD_HOME/actions", "the fetched actions' cache"),
-    Variable("TRAINYARD_WEB_URL", "web_url", "-", "the web app's address, for links in alerts"),
-    Variable("TRAINYARD_CLEARML_PICKLE", "clearml_pickle", "0", "1: the ClearML layer may store pickled artifacts"),
+    Variable("TRAINYARD_ACTIONS_CACHE", "actions_cache", "$TRAINYARD_HOME/actions", "where fetched actions are cached"),
+    Variable(
+        "TRAINYARD_WEB_URL",
+        "web_url",
+        "-",
+        "where the web app is (e.g. `http://yard:8080`): alerts link to tasks there",
+    ),
+    Variable(
+        "TRAINYARD_CLEARML_PICKLE",
+        "clearml_pickle",
+        "0",
+        "`1`: this process explicitly allows `trainyard.clearml` to store and load pickled artifacts",
+    ),
     Variable("TRAINYARD_TASK_ID", "task_id", "-", "set by the worker: the task a process runs for"),
-    Variable("TRAINYARD_RUN_DIR", "run_dir", "-", "set by the worker: the task's run folder"),
+    Variable(
+        "TRAINYARD_RUN_DIR",
+        "run_dir",
+        "-",
+        "set by the worker: the task's run folder (with no Redis URL beside it, trainyard in the task asks its worker)",
+    ),
     Variable("TRAINYARD_ATTEMPT", "attempt", "-", "set by the worker: the attempt a process runs for"),
     Variable("TRAINYARD_WORKER", "worker", "-", "set by the worker: its name (how its leftovers are found)"),
-    Variable("TRAINYARD_SECRET_<NAME>", "secrets", "-", "a secret a worker holds for tasks that name it", True),
+    Variable(
+        "TRAINYARD_SECRET_<NAME>",
+        "secrets",
+        "-",
+        "on a worker: the value of secret `<name>` for tasks that name it",
+        True,
+    ),
 )
 SECRET_PREFIX = "TRAINYARD_SECRET_"
 

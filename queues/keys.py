@@ -119,6 +119,7 @@ def gpu_holds(host: str, index: int) -> str:
 # -- pipeline files, schedules and triggers (controller/files, controller/schedules, controller/triggers)
 PIPEFILES = PREFIX + "pipefiles"  # hash: "project/name" -> registered pipeline file (JSON)
 SCHEDULES = PREFIX + "schedules"  # hash: schedule id -> Schedule JSON
+TASK_TRIGGERS = PREFIX + "tasktriggers"  # hash: trigger id -> TaskTrigger JSON (task triggers added by hand)
 TRIGGER_FIRES = PREFIX + "trigger:fires"  # stream: one entry per firing
 TRIGGER_LAST = PREFIX + "trigger:last"  # hash: trigger id -> its last firing (JSON)
 

@@ -25,21 +25,34 @@ class ExecutionOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: ExecutionMode | None = None  # local, venv, conda, docker; None: the worker's default
-    docker_image: str | None = None
-    docker_arguments: list[str] = Field(default_factory=list)
-    docker_setup_script: str | None = None
-    requirements: list[str] | None = None  # pip requirement lines (None: keep the task's; []: none)
-    conda_packages: list[str] = Field(default_factory=list)
-    python: str | None = None  # wanted Python version for venv/conda, e.g. "3.11"
-    gpus: int = Field(default=0, ge=0)
-    gpu_memory_mb: int | None = Field(default=None, ge=0)
-    time_limit: float | None = Field(default=None, gt=0)  # seconds
-    retries: int = Field(default=0, ge=0)
-    env: dict[str, str] = Field(default_factory=dict)
-    secret_env: dict[str, str] = Field(default_factory=dict)  # env var -> secret name (filled in by the worker)
-    memory: str | None = None  # container memory limit: "512m", "2g"
-    cpus: float | None = Field(default=None, gt=0)
+    mode: ExecutionMode | None = Field(None, description="Execution mode (default: the worker's).")
+    docker_image: str | None = Field(None, description="Image for docker mode.")
+    docker_arguments: list[str] = Field(default_factory=list, description="An extra `docker run` argument.")
+    docker_setup_script: str | None = Field(None, description="Shell lines run in the container before the task.")
+    requirements: list[str] | None = Field(  # None: keep the task's; []: none
+        None,
+        description="A pip requirement.",
+        json_schema_extra={"flag": "--requirement"},
+    )
+    conda_packages: list[str] = Field(default_factory=list, description="A conda package, for conda mode.")
+    python: str | None = Field(None, description="Python version for venv/conda modes, e.g. 3.11.")
+    gpus: int = Field(0, ge=0, description="Number of GPUs the task needs.")
+    gpu_memory_mb: int | None = Field(None, ge=0, description="Free memory each of its GPUs must have.")
+    time_limit: float | None = Field(None, gt=0, description="Seconds before it is stopped.")
+    retries: int = Field(0, ge=0, description="Extra attempts after a failure or a lost worker.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="An environment variable (stored as given).",
+        json_schema_extra={"metavar": "VAR=VALUE"},
+    )
+    secret_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="VAR gets the worker-held secret SECRET (TRAINYARD_SECRET_<SECRET> on the worker); "
+        "no value is stored.",
+        json_schema_extra={"metavar": "VAR=SECRET"},
+    )
+    memory: str | None = Field(None, description="Container memory limit in docker mode, e.g. 512m or 2g.")
+    cpus: float | None = Field(None, gt=0, description="Container CPU limit in docker mode.")
 
     @field_validator("memory")
     @classmethod

@@ -1,13 +1,13 @@
 """The reaper: finds tasks whose worker died and ends or re-queues them.
 
-A claim that no heartbeat refreshed for ``DEAD_AFTER_S`` seconds, and whose worker has no live
+A claim that no heartbeat refreshed for ``dead_after_s()`` seconds, and whose worker has no live
 registry entry (or a live one, under the same name, that does not list the task: a worker restarted
 with a fixed ``--name``), belongs to a dead worker. A task claimed but never started goes back
 to the front of its queue (``return``); a running one is re-queued when it has retries left
 (``requeue``), else failed with "worker lost" (``fail``): transitions of ``lifecycle.TABLE``.
 Any process may reap (workers do it on their heartbeat, ``trainyard task wait`` on its reconcile
 tick); a short Redis lock keeps two reapers from doing the same work. Right after Redis itself
-restarted, reaping waits ``DEAD_AFTER_S`` so live workers can report.
+restarted, reaping waits ``dead_after_s()`` so live workers can report.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Reaped:
 
 def reap(conn: Redis, dead_after: float | None = None) -> list[Reaped]:
     """One pass over the claims; returns what was done (empty when another reaper holds the lock)."""
-    dead_after = workers.DEAD_AFTER_S if dead_after is None else dead_after
+    dead_after = workers.dead_after_s() if dead_after is None else dead_after
     with fleet.reaper_lock(conn) as held:
         if not held or fleet.server_uptime_s(conn) < dead_after:
             return []

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 from pydantic import BaseModel, Field
 from redis import Redis
 
+from . import config
 from .backend import fleet
 from .errors import InvalidInput
 
-
-def _seconds(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
+# Timings, from the settings (TRAINYARD_HEARTBEAT_S, _WORKER_TTL_S, _DEAD_AFTER_S; fast in recovery tests):
 
 
-# Timings (overridable from the environment, e.g. to make recovery tests fast):
-HEARTBEAT_S = _seconds("TRAINYARD_HEARTBEAT_S", 2.0)  # how often a worker reports
-WORKER_TTL_S = _seconds("TRAINYARD_WORKER_TTL_S", 10.0)  # its entry disappears this long after the last report
-DEAD_AFTER_S = _seconds("TRAINYARD_DEAD_AFTER_S", 20.0)  # a claim unrefreshed this long, worker gone: reaped
+def heartbeat_s() -> float:
+    """How often a worker reports."""
+    return config.current().heartbeat_s
+
+
+def worker_ttl_s() -> float:
+    """A worker's entry disappears this long after its last report."""
+    return config.current().worker_ttl_s
+
+
+def dead_after_s() -> float:
+    """A claim unrefreshed this long, its worker gone: reaped."""
+    return config.current().dead_after_s
 
 
 class WorkerInfo(BaseModel):
@@ -43,7 +49,7 @@ class WorkerInfo(BaseModel):
 
 
 def _ttl_ms() -> int:
-    return int(WORKER_TTL_S * 1000)
+    return int(worker_ttl_s() * 1000)
 
 
 def register(conn: Redis, info: WorkerInfo, pid_alive) -> None:

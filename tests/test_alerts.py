@@ -153,6 +153,74 @@ def test_a_rule_added_while_a_service_runs_applies_to_the_very_next_event(conn, 
     assert task_id in messages[0]["message"]
 
 
+STALLS_AFTER_A_HIGH_LOSS = """
+import pathlib, sys, time
+from trainyard import current_task
+task = current_task()
+task.log_metric("loss", "train", 12.5, step=1)
+print("reported", flush=True)
+gate = pathlib.Path(sys.argv[1])
+while not gate.exists():
+    time.sleep(0.05)
+"""
+
+
+def test_a_metric_over_its_threshold_and_a_stalled_task_each_give_one_message(conn, receiver, tmp_path):
+    Queue.create("cpu")
+    script = tmp_path / "stalls.py"
+    script.write_text(STALLS_AFTER_A_HIGH_LOSS)
+    gate = tmp_path / "go"
+    _rule(conn, receiver, on="metric", metric="loss/train", above=10, tags=["watched"])
+    _rule(conn, receiver, on="stalled", minutes=0.02, project="vision")
+    _rule(conn, receiver, on="metric", metric="loss/train", above=10, user="somebody-else")  # filtered out
+    task = Task.create("stalls", project="vision", tags=["watched"], command=["python", str(script), str(gate)])
+    with ServiceProcess(SERVICE), WorkerProcess("-q", "cpu", "--cpu-only") as worker:
+        wait_service(conn, "alerts")
+        task.enqueue("cpu")
+        messages = receiver.wait_for(lambda m: len(m) >= 2)
+        gate.touch()
+        assert wait_status(task).status == TaskStatus.COMPLETED
+        _rule(conn, receiver, on="completed", name="marker", project="marker")  # not the task that just ended
+        marker = Task.create("marker", project="marker", command=["true"]).enqueue("cpu")
+        messages = receiver.wait_for(lambda m: any(marker.id in x["message"] for x in m))
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0
+    bodies = sorted(m["message"].splitlines()[0] for m in messages if task.id in m["message"])
+    assert len(bodies) == 2, bodies
+    assert "metric loss/train rose above 10 (max 12.5)" in bodies[0]
+    assert "stalled (no log or metric for" in bodies[1]
+
+
+def test_a_failed_pipeline_run_gives_one_message(conn, receiver):
+    from trainyard import Pipeline
+
+    Queue.create("cpu")
+    Queue.create("services")
+    breaks = Task.create("breaks", project="tpl", command=["python", "-c", "raise SystemExit(4)"])
+    _rule(conn, receiver, on="failed", pipelines=True)
+    pipe = Pipeline("nightly", project="etl", default_queue="cpu").add_step("only", base_task=breaks.id)
+    with (
+        ServiceProcess(SERVICE),
+        WorkerProcess("-q", "services", "--services-mode", "2"),
+        WorkerProcess("-q", "cpu", "--cpu-only"),
+    ):
+        wait_service(conn, "alerts")
+        run_id = pipe.start(queue="services")
+        assert pipe.wait(timeout=180).status == "failed"
+        _rule(conn, receiver, on="completed", project="marker")
+        marker = Task.create("marker", project="marker", command=["true"]).enqueue("cpu")
+        messages = receiver.wait_for(lambda m: any(marker.id in x["message"] for x in m))
+    runs = [m for m in messages if run_id in m["message"]]
+    assert len(runs) == 1 and runs[0]["title"] == "trainyard: pipeline 'nightly' failed", messages
+
+
+def test_the_services_show_in_worker_list(run_cli, conn):
+    with ServiceProcess(SERVICE):
+        wait_service(conn, "alerts")
+        listed = run_cli("worker", "list", check=True).stdout
+    assert "alerts" in listed and "sent" in listed
+
+
 def test_a_receiver_that_refuses_gets_the_message_again_later(conn):
     Queue.create("cpu")
     with Receiver(status=500) as receiver:

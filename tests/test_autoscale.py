@@ -315,3 +315,29 @@ def test_cli_configure_and_show(run_cli, conn, tmp_path):
     assert "idle timeout 600s" in shown and "cost cap 10/h" in shown and "local" in shown
     data = json.loads(run_cli("autoscale", "show", "--json", check=True).stdout)
     assert data["config"]["queues"]["cpu"][0]["max"] == 4 and data["instances"] == []
+
+
+def test_both_services_run_as_controller_tasks_on_a_services_worker(run_cli, conn, cleanup):
+    """`alerts service` and `autoscale service` enqueue controller tasks; a services-mode worker
+    runs them (two autoscalers: one acts, one stands by); aborting them stops them."""
+    from workerproc import WorkerProcess, wait_service
+
+    Queue.create("services")
+    Queue.create("cpu")
+    scalestore.configure(conn, _config())
+    with WorkerProcess("-q", "services", "--services-mode", "4", "--name", "svc"):
+        ids = [
+            run_cli(*cmd, "service", check=True).stdout.strip() for cmd in (["alerts"], ["autoscale"], ["autoscale"])
+        ]
+        wait_service(conn, "alerts")
+        wait_service(conn, "autoscaler", count=2)
+        names = {s["name"] for s in services.running(conn, "autoscaler")}
+        deadline = time.monotonic() + 60
+        while scalestore.leader(conn) is None and time.monotonic() < deadline:
+            conn.xread({keys.EVENTS: "$"}, block=500)  # a bounded wait for the first lease
+        assert scalestore.leader(conn) in names  # one acts; the other stands by
+        for task_id in ids:
+            Task.get(task_id).abort("test over")
+        for task_id in ids:
+            assert Task.get(task_id).wait(timeout=60).status == TaskStatus.ABORTED
+    assert not services.running(conn)

@@ -4,6 +4,8 @@ as scripts and on a real worker; the results are ClearML's: the clone prints `Ex
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from clearml_ported import copy_example, run_script
 from workerproc import WorkerProcess, wait_status
@@ -11,9 +13,10 @@ from workerproc import WorkerProcess, wait_status
 from trainyard import InvalidInput, Queue, Task, TaskStatus
 from trainyard.clearml import Task as ClearmlTask
 from trainyard.clearml import UnsupportedCall
-from trainyard.clearml.automation import TaskScheduler
+from trainyard.clearml.automation import TaskScheduler, TriggerScheduler
 from trainyard.clearml.automation.scheduler import to_cron
 from trainyard.controller.triggers import TriggerService
+from trainyard.queues.backend import streams
 
 
 def test_programmatic_orchestration_clones_edits_and_enqueues_the_toy_task(tmp_path):
@@ -99,3 +102,40 @@ def test_the_optimiser_and_its_ranges_are_trainyards_own():
 
     assert issubclass(HyperParameterOptimizer, hpo.HyperParameterOptimizer)
     assert UniformParameterRange is hpo.UniformParameterRange and OptimizerOptuna is hpo.OptimizerOptuna
+
+
+def test_trigger_scheduler_fires_on_the_status_event_once_per_task_with_a_threshold_of_zero(conn):
+    Queue.create("default", exist_ok=True)
+    Queue.create("cpu", exist_ok=True)
+    template = Task.create("retrain", "examples", command=["true"])
+    TriggerScheduler().add_task_trigger(
+        name="high score",
+        schedule_task_id=template.id,
+        schedule_queue="default",
+        trigger_project="examples",
+        trigger_on_metric="epoch_accuracy",
+        trigger_on_variant="epoch_accuracy",
+        trigger_on_sign="max",
+        trigger_on_threshold=0.0,  # ClearML ignores a threshold of 0 (`and self.threshold`); here it counts
+        trigger_on_status=["completed"],
+    )
+    report = "from trainyard import current_task; current_task().log_metric('epoch_accuracy', 'epoch_accuracy', {})"
+    watched = {
+        "at zero": Task.create("at zero", "examples", command=[sys.executable, "-c", report.format(0.0)]),
+        "below": Task.create("below", "examples", command=[sys.executable, "-c", report.format(-0.5)]),
+        "elsewhere": Task.create("elsewhere", "other", command=[sys.executable, "-c", report.format(0.9)]),
+    }
+    cursor = streams.last_event_id(conn)
+    for task in watched.values():
+        task.enqueue("cpu")
+    with WorkerProcess("--queue", "cpu"):
+        for task in watched.values():
+            assert wait_status(task, TaskStatus.COMPLETED, TaskStatus.FAILED).status == TaskStatus.COMPLETED
+    happened = streams.follow_events(conn, cursor, 0.001, count=1000)
+    for service in (TriggerService(conn, name="a"), TriggerService(conn, name="b")):  # two services
+        for event in happened:
+            service._on_event(event, [])
+    fired = [record for _, record in Queue("default").tasks()]
+    assert [(r.name, r.parent) for r in fired] == [("retrain (high score)", template.id)]  # once, for "at zero"
+    with pytest.raises(UnsupportedCall, match=r"clearml TriggerScheduler.add_model_trigger \(trainyard has no model"):
+        TriggerScheduler().add_model_trigger(name="deploy")

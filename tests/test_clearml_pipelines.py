@@ -5,6 +5,8 @@ changed text; the ported file itself differs from ClearML's in its import lines 
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from clearml_ported import FILES_COMMUNITY_URL, IRIS_URL, copy_example, run_script, write_iris_pickle
@@ -155,3 +157,50 @@ def test_pipeline_from_decorator_runs_locally_with_lazy_results_fetched_when_use
     assert list(run.state) == ["step_one", "step_two", "step_three", "step_four"]
     assert all(state.status == "completed" for state in run.state.values())
     assert Task.get(run.state["step_four"].task_id).outputs == {"accuracy": accuracy / 100}
+
+
+def test_callbacks_of_the_main_script_run_with_start_locally_and_steps_on_an_in_process_worker(tmp_path):
+    script = tmp_path / "local_pipeline.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from trainyard.clearml import PipelineController
+
+
+            def double(x):
+                return x * 2
+
+
+            def before(pipeline, node, overrides):
+                print("before", node.name, overrides)
+                return node.name != "skipped"
+
+
+            def after(pipeline, node):
+                print("after", node.name, "ran as", node.executed)
+
+
+            pipe = PipelineController(name="local", project="cb")
+            pipe.add_parameter("x", 21)
+            pipe.add_function_step(
+                "first", double, function_kwargs={"x": "${pipeline.x}"}, function_return=["y"],
+                pre_execute_callback=before, post_execute_callback=after,
+            )
+            pipe.add_function_step(
+                "skipped", double, function_kwargs={"x": "${first.y}"}, function_return=["y"],
+                pre_execute_callback=before,
+            )
+            pipe.start_locally(run_pipeline_steps_locally=True)
+            print("successful:", pipe.is_successful())
+            """
+        )
+    )
+    proc = run_script(script)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first = Task.list(project="cb", tag="step:first")[0]
+    assert first.outputs == {"y": 42}
+    lines = proc.stdout.splitlines()
+    assert "before first {'kwargs/x': 21}" in lines and f"after first ran as {first.id}" in lines
+    assert "before skipped {'kwargs_artifacts/x': '" + first.artifacts["y"].uri + "'}" in lines  # a reference
+    assert Task.list(project="cb", tag="step:skipped") == [] and "successful: True" in lines
+    assert Task.get_task(project="cb", name="local").status == TaskStatus.COMPLETED

@@ -240,6 +240,7 @@ def test_a_pruned_trial_is_aborted_at_once_and_failures_do_not_stop_the_study(co
         optuna_pruner_kwargs={"upper": 5.0},
         total_max_jobs=10,
         max_number_of_concurrent_tasks=2,
+        save_top_k_tasks_only=1,
     )
     opt.start_locally(job_complete_callback=record_call, run_trials_locally=True)
     assert opt.wait()
@@ -260,6 +261,8 @@ def test_a_pruned_trial_is_aborted_at_once_and_failures_do_not_stop_the_study(co
     details = opt.get_top_experiments_details(1)
     assert details[0]["hyper_parameters"] == {"Args/x": 1.0} and details[0]["metrics"]["loss"]["val"]["last"] == 1.0
     assert opt.study.best["task"] == entries[1].task and opt.study.status == "completed"
+    # save_top_k_tasks_only=1: completed trials outside the best one are tagged archived
+    assert "archived" not in Task.get(entries[1].task).tags and "archived" in Task.get(entries[2].task).tags
 
 
 NO_OBJECTIVE = 'from trainyard import current_task\ncurrent_task().log_metric("accuracy", "val", 0.5, step=0)'
@@ -348,6 +351,34 @@ def test_aborting_the_optimisers_task_stops_the_study_and_its_trials(conn, base)
     assert len(entries) == 2  # nothing launched after the stop
     assert all(Task.get(e.task).status == TaskStatus.ABORTED for e in entries.values())
     assert Task.get(opt.id).status == TaskStatus.ABORTED
+
+
+def test_stopping_the_optimisers_worker_leaves_the_trials_running_for_the_next_attempt(conn, base, run_cli):
+    """`worker stop` on the services worker ends the controller (SIGTERM) and puts its task back at
+    the front of the queue. That is not a stop of the study: no trial is aborted, and the next
+    services worker resumes it."""
+    Queue.create("services")
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 8, "Args/pause": 0.3})
+    opt = _optimizer(base.id, total_max_jobs=4, optuna_pruner="NopPruner", pool_period_min=0.02)
+    with (
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+        WorkerProcess("-q", "trials", "--cpu-only", fast=False),
+    ):
+        first = WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-stop-1", fast=False)
+        opt.start(queue="services")
+        _wait_trials(conn, opt.id, lambda es: any(e.state == "running" for e in es))
+        run_cli("worker", "stop", "hpo-stop-1", check=True)
+        assert first.wait() == 0
+        controller = Task.get(opt.id).data
+        assert controller.status == TaskStatus.QUEUED and controller.runtime.attempts[-1].outcome == "requeued"
+        with WorkerProcess("-q", "services", "--services-mode", "2", "--name", "hpo-stop-2", fast=False):
+            assert opt.wait(timeout=5)
+    assert opt.study.status == "completed"
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 4 and all(e.state == "completed" for e in entries.values())
+    assert all(Task.get(e.task).status == TaskStatus.COMPLETED for e in entries.values())  # none aborted
+    log = "\n".join(line.text for line in logs.read(conn, opt.id))
+    assert "its trials keep running" in log
 
 
 def _wait_trials(conn, study_id: str, done, timeout: float = 120) -> None:
@@ -486,3 +517,114 @@ def test_mixed_size_trials_share_a_gpu_without_oversubscribing_it(conn, tmp_path
 def test_an_unknown_execution_setting_in_the_space_is_refused(base):
     with pytest.raises(InvalidInput, match=r"unknown execution setting\(s\) Execution/memory in the search space"):
         _optimizer(base.id, hyper_parameters=[DiscreteParameterRange("Execution/memory", ["2g", "4g"])])
+
+
+# -- limits, several objectives, the space ------------------------------------------------------------------
+ENDLESS = textwrap.dedent(
+    """
+    import time
+    from trainyard import current_task
+    task = current_task()
+    x = task.get_parameter("Args/x")
+    if x > 0.5:
+        time.sleep(600)  # never reports: only the time limit ends it
+    for s in range(10_000):
+        task.log_metric("loss", "val", x + 1.0 / (s + 1), step=s)
+        time.sleep(0.02)
+    """
+)
+
+
+def test_max_iteration_and_time_limit_per_job_stop_trials_and_keep_the_study_going(conn):
+    Queue.create("trials")
+    base = Task.create("endless", "hpo", command=[sys.executable, "-c", ENDLESS], parameters={"Args/x": 0.1})
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[DiscreteParameterRange("Args/x", [0.1, 0.9, 0.2])],
+        optimizer_class="GridSearch",
+        max_iteration_per_job=5,
+        time_limit_per_job=0.05,  # 3 s
+        max_number_of_concurrent_tasks=3,
+    )
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    entries = {e.params["Args/x"]: e for e in _entries(conn, opt.id).values()}
+    assert opt.study.status == "completed"
+    for x in (0.1, 0.2):  # stopped at step 5, their value kept
+        assert entries[x].state == "completed" and entries[x].reason == "reached max_iteration_per_job (5)"
+        assert entries[x].iteration >= 5 and entries[x].value == pytest.approx(x + 1.0 / (entries[x].iteration + 1))
+        assert Task.get(entries[x].task).status == TaskStatus.ABORTED
+    slow = entries[0.9]  # it never reported: stopped by the time limit, told failed; the study went on
+    assert slow.state == "failed" and slow.reason.startswith("it never reported the objective loss/val")
+    assert "time_limit_per_job" in Task.get(slow.task).data.status_message
+
+
+TWO_OBJECTIVES = textwrap.dedent(
+    """
+    from trainyard import current_task
+    task = current_task()
+    x = task.get_parameter("Args/x")
+    task.log_metric("loss", "val", (x - 0.2) ** 2, step=0)
+    task.log_metric("accuracy", "val", 1 - (x - 0.8) ** 2, step=0)
+    """
+)
+
+
+def test_several_objectives_with_optuna(conn):
+    Queue.create("trials")
+    base = Task.create("pareto", "hpo", command=[sys.executable, "-c", TWO_OBJECTIVES], parameters={"Args/x": 0.5})
+    opt = _optimizer(
+        base.id,
+        objective_metric_title=["loss", "accuracy"],
+        objective_metric_series=["val", "val"],
+        objective_metric_sign=["min", "max"],
+        optuna_sampler="NSGAIISampler",
+        optuna_sampler_kwargs={"seed": 1, "population_size": 4},
+        total_max_jobs=5,
+    )
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    entries = list(_entries(conn, opt.id).values())
+    assert len(entries) == 5 and all(e.state == "completed" for e in entries)
+    for entry in entries:
+        x = entry.params["Args/x"]
+        assert entry.value == pytest.approx([(x - 0.2) ** 2, 1 - (x - 0.8) ** 2])
+    study = optuna.load_study(study_name=opt.id, storage=JournalStorage(RedisJournal(conn, opt.id)))
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
+    assert study.best_trials  # the Pareto front
+    with pytest.raises(InvalidInput, match="several objectives need optimizer_class=OptimizerOptuna"):
+        _optimizer(base.id, objective_metric_title=["loss", "accuracy"], objective_metric_series=["val", "val"],
+                   optimizer_class="RandomSearch")  # fmt: skip
+
+
+def test_parameters_map_onto_optuna_and_round_trip_as_clearml_dicts():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from trainyard.controller.hpo.parameters import Parameter, grid_size, space_distributions
+
+    space = [
+        UniformParameterRange("Args/dropout", 0.0, 0.5, step_size=0.1),
+        UniformIntegerParameterRange("Args/layers", 1, 8, step_size=2),
+        LogUniformParameterRange("lr", -4, -1),
+        DiscreteParameterRange("Args/opt", ["adam", "sgd", {"name": "lamb"}]),
+        ParameterSet([{"Args/a": 1, "Args/b": UniformIntegerParameterRange("Args/b", 0, 2)}, {"Args/a": 2}]),
+    ]
+    dists = space_distributions(space)
+    assert dists["Args/dropout"] == FloatDistribution(0.0, 0.5, step=0.1)
+    assert dists["Args/layers"] == IntDistribution(1, 7, step=2)
+    assert dists["General/lr"] == FloatDistribution(1e-4, 1e-1, log=True)  # bare names go to General/
+    assert isinstance(dists["Args/opt"], CategoricalDistribution)
+    assert dists["ParameterSet/set"] == CategoricalDistribution([0, 1])
+    assert grid_size(space) == 6 * 4 * 100 * 3 * 2 * 3
+    assert space[3].decode({"Args/opt": '{"name": "lamb"}'}) == {"Args/opt": {"name": "lamb"}}
+    assert space[4].decode({"ParameterSet/set": 0, "Args/b": 2}) == {"Args/a": 1, "Args/b": 2}
+    again = [Parameter.from_dict(p.to_dict()) for p in space]
+    assert [p.to_dict() for p in again] == [p.to_dict() for p in space]
+    assert space[0].to_dict() == {
+        "type": "UniformParameterRange",
+        "name": "Args/dropout",
+        "min_value": 0.0,
+        "max_value": 0.5,
+        "step_size": 0.1,
+        "include_max_value": True,
+    }

@@ -57,3 +57,10 @@ def test_apply_overrides_only_what_is_set():
     assert record.execution.mode == "docker" and record.execution.retries == 3 and record.script.requirements == ["a"]
     ExecutionOptions.of({"requirements": []}).apply(record)
     assert record.script.requirements == []
+
+
+def test_the_cli_flags_come_from_the_model():
+    from trainyard.cli.task_cmds import create_cmd
+
+    dests = {p.name for p in create_cmd.params}
+    assert set(ExecutionOptions.names()) <= dests

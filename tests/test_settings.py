@@ -16,7 +16,7 @@ from trainyard.settings import from_env
 # (standard library only, it runs without trainyard).
 READERS = {"trainyard/settings.py"}
 RUNTIME = "trainyard/runtime/"
-LEFT = {"queues/workers.py"}  # timings read at import; they move to Settings with the Redis backend's workers.py
+LEFT: set[str] = set()
 
 
 def _reads_trainyard_variable(tree: ast.AST) -> list[int]:

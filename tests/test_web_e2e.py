@@ -197,6 +197,39 @@ def test_abort_a_running_task_then_limit_and_delete_its_queue(page, stack, conn)
     page.wait_for_selector("text=no queues yet")
 
 
+PLOTS = textwrap.dedent(
+    """
+    import numpy as np
+    from trainyard.clearml import Logger, Task
+
+    Task.init("web", "plots")
+    logger = Logger.current_logger()
+    logger.report_image("sample", "red", matrix=np.full((8, 12, 3), (255, 0, 0), dtype=np.uint8))
+    logger.report_table("results", "epochs", table_plot=[["epoch", "loss"], [0, 1.0]])
+    """
+)
+
+
+def test_plots_a_task_reported_are_shown_on_its_page(page, stack, conn, tmp_path):
+    Queue.create("cpu", exist_ok=True)
+    script = tmp_path / "plots.py"
+    script.write_text(PLOTS)
+    task = Task.create("plots", "web", script=str(script))
+    login(page, stack, conn)
+    with worker(stack, "--queue", "cpu", "--name", "e2e-plots"):
+        task.enqueue("cpu")
+        page.goto(f"{stack.url}/#/tasks/{task.id}")
+        page.wait_for_selector("#task-status [data-status=completed]")
+        page.wait_for_selector("#plots figure[data-artifact=image-sample-red] img")
+    size = page.eval_on_selector(
+        "#plots figure[data-artifact=image-sample-red] img",
+        "img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])",
+    )
+    assert size == [12, 8]  # the image itself reached the browser, not a broken link
+    assert "sample / red" in page.inner_text("#plots")
+    assert page.locator("#plots figure[data-artifact=table-results-epochs]").count() == 0  # a CSV stays a download
+
+
 def test_read_only_user_sees_no_admin_buttons_and_names_stay_text(page, stack, conn):
     Queue.create("cpu")
     sneaky = Task.create("<img src=x onerror=window.pwned=1><b>bold</b>", "web", command=["true"])

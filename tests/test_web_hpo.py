@@ -102,3 +102,34 @@ def test_compare_selected_tasks_highlights_differences_and_overlays_scalars(page
     if same_width:
         assert not page.locator("#compare-params tr[data-key='Args/width']").is_visible()
     shot(page, stack, "compare", full=True)
+
+
+def test_study_and_compare_api_answers_and_refusals(redis_server, conn):
+    """The JSON API behind the pages: a study with its trials best first, curves, and compare's
+    refusals (no ids, too many, an unknown task) as one-line JSON errors."""
+    from fastapi.testclient import TestClient
+
+    from trainyard.web import auth, create_app
+
+    opt = _study(conn)
+    headers = {"Authorization": f"Bearer {auth.create_token(conn, 'alice', 'read')[0]}"}
+    with TestClient(create_app(redis_server.url)) as client:
+        listed = client.get("/api/studies", headers=headers).json()
+        assert [s["id"] for s in listed["items"]] == [opt.id] and listed["total"] == 1
+        study = client.get(f"/api/studies/{opt.id}", headers=headers).json()
+        values = [t["value"] for t in study["trials"]]
+        assert values == sorted(values) and study["controller_status"] == "completed"
+        curves = client.get(f"/api/studies/{opt.id}/curves?trials=2", headers=headers).json()["curves"]
+        assert len(curves) == 2 and all(len(c["steps"]) == 6 for c in curves.values())
+        assert client.post(f"/api/studies/{opt.id}/stop", headers=headers).status_code == 403  # read role
+        ids = [t["task"] for t in study["trials"]]
+        both = client.get("/api/compare", params={"ids": ",".join(ids[:2])}, headers=headers).json()
+        assert [t["id"] for t in both["tasks"]] == ids[:2] and set(both["charts"]) == {"loss", "accuracy"}
+        for query, status, text in [
+            ({"ids": ""}, 422, "ids: give at least one task id"),
+            ({"ids": ",".join(f"t{i}" for i in range(21))}, 422, "at most 20 tasks"),
+            ({"ids": f"{ids[0]},nope"}, 404, "nope"),
+        ]:
+            answer = client.get("/api/compare", params=query, headers=headers)
+            assert answer.status_code == status and text in answer.json()["error"]["message"], answer.text
+        assert client.get("/api/studies/nope", headers=headers).status_code == 404

@@ -48,10 +48,16 @@ from .secrets import Redactor, known_values
 log = logging.getLogger("trainyard.worker")
 BACKSTOP_S = 2.0  # an idle worker tries its queues at least this often even without an event
 REAP_EVERY_S = 5.0
-# A worker that has not reached Redis for this long ends its tasks: from DEAD_AFTER_S on, a reaper
+
+
+# A worker that has not reached Redis for this long ends its tasks: from dead_after_s() on, a reaper
 # may declare it dead and another worker may start them, and a task must never run twice at once.
-FENCE_AFTER_S = workers.DEAD_AFTER_S / 2
-FENCE_GRACE_S = workers.DEAD_AFTER_S / 4
+def fence_after_s() -> float:
+    return workers.dead_after_s() / 2
+
+
+def fence_grace_s() -> float:
+    return workers.dead_after_s() / 4
 
 
 @dataclass
@@ -326,7 +332,7 @@ class Worker:
             return None
         run = TaskRun(self.settings, record, gpus, self.prepare)
         run.contact = reached
-        if reached - self._contact > workers.HEARTBEAT_S:
+        if reached - self._contact > workers.heartbeat_s():
             self._beat.set()  # the link is back before the heartbeats noticed: refresh every claim now
         with self._running_lock:
             self.running[record.id] = run
@@ -434,7 +440,7 @@ class Worker:
         reported_state = self.info.state
         monitor = Monitor(default_nvml)  # built here: psutil's CPU counter is per thread
         while not self._done.is_set():
-            self._beat.wait(workers.HEARTBEAT_S)
+            self._beat.wait(workers.heartbeat_s())
             self._beat.clear()
             if self._done.is_set():
                 return
@@ -462,11 +468,11 @@ class Worker:
 
     def _fence_loop(self) -> None:
         """Watchdog, apart from the heartbeat (whose Redis call may hang): see ``fence_silent_runs``."""
-        while not self._done.wait(min(0.25, FENCE_AFTER_S / 4)):
+        while not self._done.wait(min(0.25, fence_after_s() / 4)):
             self.fence_silent_runs()
 
     def fence_silent_runs(self) -> int:
-        """End every running task whose claim nothing refreshed for FENCE_AFTER_S, before any reaper
+        """End every running task whose claim nothing refreshed for fence_after_s(), before any reaper
         may hand it to another worker; returns how many were told to end.
 
         A claim is refreshed by the heartbeats (all of this worker's claims at once) and written fresh
@@ -479,14 +485,14 @@ class Worker:
         fenced = 0
         for run in runs:
             silent = now - max(self._contact, run.contact)
-            if silent < FENCE_AFTER_S:
+            if silent < fence_after_s():
                 continue
             log.warning("task %s: Redis out of reach for %.1fs; ending it so it cannot run twice", run.task_id, silent)
             self.fenced += 1
             fenced += 1
             run.request_fence(
                 f"worker {self.name} lost Redis for {silent:.0f}s; the task was ended so that it cannot run twice",
-                FENCE_GRACE_S,
+                fence_grace_s(),
             )
         return fenced
 

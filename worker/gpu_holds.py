@@ -13,7 +13,7 @@ from __future__ import annotations
 from redis import Redis
 
 from ..queues.backend import fleet
-from ..queues.workers import WORKER_TTL_S
+from ..queues.workers import worker_ttl_s
 
 
 class GpuHolds:
@@ -29,12 +29,14 @@ class GpuHolds:
         if not gpus:
             return True
         totals = totals_mb or [0] * len(gpus)
-        return fleet.hold_gpus(self.conn, self.host, task_id, self.worker, gpus, memory_mb, WORKER_TTL_S, share, totals)
+        return fleet.hold_gpus(
+            self.conn, self.host, task_id, self.worker, gpus, memory_mb, worker_ttl_s(), share, totals
+        )
 
     def refresh(self, holds: dict[str, tuple[list[int], int]]) -> None:
         """Keep the holds of running tasks alive: ``{task id: (gpus, memory MB)}``."""
         if holds:
-            fleet.refresh_gpu_holds(self.conn, self.host, self.worker, holds, WORKER_TTL_S)
+            fleet.refresh_gpu_holds(self.conn, self.host, self.worker, holds, worker_ttl_s())
 
     def release(self, task_id: str, gpus: list[int]) -> None:
         """Drop this worker's holds for ``task_id`` (never another worker's hold on the same task)."""

@@ -305,7 +305,8 @@ class StudyController:
             seen = ", ".join(reported_series(record)) or "nothing"
             reason = f"it never reported the objective {', '.join(missing)} (it reported: {seen})"
             self._tell_failed(entry, reason)
-            if not self._objective_seen and not self.stopping:  # the first trial to end shows it is unknown
+            if record.status == TaskStatus.COMPLETED and not self._objective_seen and not self.stopping:
+                # the first trial that ran to its end without the objective shows it is unknown
                 self._stop_all(
                     "failed",
                     f"objective metric {', '.join(missing)} is unknown: trial {entry.number} (task {entry.task}) "

@@ -107,9 +107,14 @@ class UniformParameterRange(Parameter):
         return {self.name: FloatDistribution(self.min_value, self._high(), step=self.step_size)}
 
     def to_list(self) -> list[dict[str, Any]]:
-        step = self.step_size or (self.max_value - self.min_value) / GRID_POINTS
-        count = int(math.floor((self._high() - self.min_value) / step + 1e-9)) + 1 if step else 1
-        return [{self.name: self.min_value + i * step} for i in range(count)]
+        if self.step_size is None:  # GRID_POINTS values from min to max (max left out if asked)
+            if self.max_value == self.min_value:
+                return [{self.name: self.min_value}]
+            last = GRID_POINTS - 1 if self.include_max_value else GRID_POINTS
+            step = (self.max_value - self.min_value) / last
+            return [{self.name: self.min_value + i * step} for i in range(GRID_POINTS)]
+        count = int(math.floor((self._high() - self.min_value) / self.step_size + 1e-9)) + 1
+        return [{self.name: self.min_value + i * self.step_size} for i in range(count)]
 
 
 class UniformIntegerParameterRange(Parameter):

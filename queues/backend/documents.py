@@ -63,11 +63,11 @@ def cache_task(conn: Redis, key: str, task_id: str | None) -> None:
 
 
 # -- hashes of named JSON documents: pipeline files, schedules ------------------------------------
-_COLLECTIONS = {"pipefiles": keys.PIPEFILES, "schedules": keys.SCHEDULES}
+_COLLECTIONS = {"pipefiles": keys.PIPEFILES, "schedules": keys.SCHEDULES, "task_triggers": keys.TASK_TRIGGERS}
 
 
 def put(conn: Redis, collection: str, name: str, doc_json: str) -> None:
-    """Store a document of ``collection`` (``pipefiles`` or ``schedules``) under ``name``."""
+    """Store a document of ``collection`` (``pipefiles``, ``schedules``, ``task_triggers``) under ``name``."""
     conn.hset(_COLLECTIONS[collection], name, doc_json)
 
 

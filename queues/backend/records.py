@@ -162,7 +162,7 @@ def _effects(conn: Redis, pipe: Pipeline, step: Transition, old: TaskRecord, new
                 queues.remove(pipe, old.execution.queue, old.id)
         elif effect == Effect.DROP_CLAIM:
             pipe.hdel(keys.CLAIMS, new.id)
-            if old.execution.queue:
+            if old.execution.queue and old.status != TaskStatus.RUNNING:  # a running one leaves it by its indexes
                 pipe.zrem(keys.inflight(old.execution.queue), new.id)
         elif effect == Effect.DROP_LOG:
             pipe.delete(keys.log(new.id))

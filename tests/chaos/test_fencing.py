@@ -11,7 +11,7 @@ from proxy import CuttableProxy
 from workerproc import FAST, WorkerProcess, log_text, wait_for_log, wait_status, wait_worker_registered
 
 from trainyard import Queue, Task, TaskStatus
-from trainyard.worker.agent import FENCE_AFTER_S, Worker, WorkerConfig
+from trainyard.worker.agent import Worker, WorkerConfig, fence_after_s
 
 SLOW = """
 import fcntl, json, os, sys, time
@@ -115,7 +115,7 @@ def test_a_task_taken_right_after_the_link_returns_is_not_fenced(conn, tmp_path)
     task.enqueue("back")
     worker = Worker(conn, WorkerConfig(queues=["back"], burst=True, home=tmp_path / "home"))
     # the state right after an outage: the last heartbeat that reached Redis is older than the bound
-    worker._contact = time.monotonic() - 2 * FENCE_AFTER_S
+    worker._contact = time.monotonic() - 2 * fence_after_s()
     assert worker.run() == 0
     record = Task.get(task.id).data
     assert [(a.attempt, a.outcome) for a in record.runtime.attempts] == [(1, "completed")], record.runtime.error

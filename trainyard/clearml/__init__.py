@@ -20,6 +20,7 @@ _AUTOMATION = (
     "PipelineController",
     "PipelineDecorator",
     "TaskScheduler",
+    "TriggerScheduler",
     "HyperParameterOptimizer",
     "UniformParameterRange",
     "UniformIntegerParameterRange",

@@ -8,10 +8,10 @@ import click
 
 from ..queues.errors import InvalidInput
 from ..queues.params import normalize_key, parse_assignments, secret_ref
-from ..queues.record import FINAL_STATUSES, ExecutionMode, TaskStatus, TaskType
+from ..queues.record import FINAL_STATUSES, TaskStatus, TaskType
 from ..queues.task import Task
+from .execution import execution_flags, given_options
 from .output import ago, console, duration, emit_json, json_option, say, styled_status, table
-from .pairs import name_value_pairs
 
 _param_option = click.option(
     "--param",
@@ -114,32 +114,14 @@ def _list_rows(tasks: list[Task]):
     "--type", "task_type", type=click.Choice([t.value for t in TaskType]), default="training", show_default=True
 )
 @_param_option
-@click.option("--requirement", "requirements", multiple=True, help="A pip requirement (repeatable).")
 @click.option("--requirements-file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--python", help="Python version for venv/conda modes, e.g. 3.11.")
-@click.option("--docker-image", help="Image for docker mode.")
-@click.option(
-    "--mode", type=click.Choice([m.value for m in ExecutionMode]), help="Execution mode (default: the worker's)."
-)
-@click.option("--gpus", type=click.IntRange(min=0), default=0, help="Number of GPUs the task needs.")
-@click.option("--gpu-memory-mb", type=click.IntRange(min=0), help="Free memory each of its GPUs must have.")
-@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), help="Seconds before it is stopped.")
-@click.option("--retries", type=click.IntRange(min=0), default=0)
-@click.option("--env", "env", multiple=True, metavar="VAR=VALUE", help="An environment variable (stored as given).")
-@click.option(
-    "--secret-env",
-    multiple=True,
-    metavar="VAR=SECRET",
-    help="VAR gets the worker-held secret SECRET (TRAINYARD_SECRET_<SECRET> on the worker); no value is stored.",
-)
+@execution_flags
 @click.option(
     "--secret-param",
     multiple=True,
     metavar="SECTION/NAME=SECRET",
     help='A parameter whose value is the worker-held secret SECRET (stored as {"$secret": SECRET}).',
 )
-@click.option("--memory", help="Container memory limit in docker mode, e.g. 512m or 2g.")
-@click.option("--cpus", type=click.FloatRange(min=0, min_open=True), help="Container CPU limit in docker mode.")
 @click.option("--tag", "tags", multiple=True)
 @click.option("--comment")
 @click.option("--queue", "-q", help="Enqueue right away on this queue.")
@@ -152,26 +134,15 @@ def create_cmd(
     script,
     task_type,
     params,
-    requirements,
     requirements_file,
-    python,
-    docker_image,
-    mode,
-    gpus,
-    gpu_memory_mb,
-    time_limit,
-    retries,
-    env,
-    secret_env,
     secret_param,
-    memory,
-    cpus,
     tags,
     comment,
     queue,
     priority,
     as_json,
     command,
+    **flags,
 ) -> None:
     """Create a draft task from --script or from a COMMAND given after `--`.
 
@@ -183,8 +154,11 @@ def create_cmd(
     for item in secret_param:
         key, _, secret = item.partition("=")
         parameters[normalize_key(key.strip())] = secret_ref(secret.strip())
-    if requirements and requirements_file:
+    options = given_options(flags)
+    if options.get("requirements") and requirements_file:
         raise InvalidInput("give --requirement or --requirements-file, not both")
+    if requirements_file:
+        options["requirements"] = requirements_file
     t = Task.create(
         name,
         project,
@@ -192,20 +166,9 @@ def create_cmd(
         command=list(command) or None,
         task_type=task_type,
         parameters=parameters,
-        requirements=requirements_file or (list(requirements) or None),
-        python=python,
-        docker_image=docker_image,
-        mode=mode,
-        gpus=gpus,
-        gpu_memory_mb=gpu_memory_mb,
-        time_limit=time_limit,
-        retries=retries,
-        env=name_value_pairs(env, "--env"),
-        secret_env=name_value_pairs(secret_env, "--secret-env"),
-        memory=memory,
-        cpus=cpus,
         tags=tags,
         comment=comment,
+        **options,
     )
     if queue:
         try:

@@ -91,12 +91,19 @@ def get_study(study_id: str, redis: Redis = Depends(conn)) -> dict[str, Any]:
 
 @router.get("/{study_id}/curves", summary="Each trial's objective series over its steps (downsampled)")
 def get_curves(
-    study_id: str, max_points: int = Query(500, ge=10, le=5000), redis: Redis = Depends(conn)
+    study_id: str,
+    max_points: int = Query(500, ge=10, le=5000),
+    trials: int = Query(60, ge=1, le=200, description="the best trials first (then the running ones)"),
+    redis: Redis = Depends(conn),
 ) -> dict[str, Any]:
     doc = StudyDoc.model_validate(studies.load(redis, study_id))
     objective = doc.objectives[0]
+    entries = sorted(
+        (TrialEntry.model_validate(e) for e in studies.trials(redis, study_id).values()), key=_sort_key(doc)
+    )
     curves = {}
-    for number, entry in studies.trials(redis, study_id).items():
+    for entry in (e.model_dump() for e in entries[:trials]):
+        number = entry["number"]
         points = [
             p for p in logs.metric_points(redis, entry["task"], objective.title) if p["series"] == objective.series
         ]

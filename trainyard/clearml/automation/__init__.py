@@ -14,7 +14,7 @@ from .optimization import (
     UniformIntegerParameterRange,
     UniformParameterRange,
 )
-from .scheduler import TaskScheduler
+from .scheduler import TaskScheduler, TriggerScheduler
 
 __all__ = [
     "DiscreteParameterRange",
@@ -26,6 +26,7 @@ __all__ = [
     "PipelineDecorator",
     "RandomSearch",
     "TaskScheduler",
+    "TriggerScheduler",
     "UniformIntegerParameterRange",
     "UniformParameterRange",
 ]

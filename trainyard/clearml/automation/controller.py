@@ -328,7 +328,8 @@ class PipelineController(metaclass=_ControllerType):
             resolver = Resolver(
                 controller.run.parameters, lambda n: controller.store.get(controller.run.state[n].task_id)
             )
-            overrides = resolver.resolve(dict(spec.parameter_override))
+            given = {**{f"kwargs/{k}": v for k, v in spec.kwargs.items()}, **spec.parameter_override}
+            overrides = resolver.resolve(given)
             return fn(self, self._node(name, controller), overrides) is not False
 
         def post(controller, name, spec):

@@ -154,3 +154,112 @@ class TaskScheduler(metaclass=_SchedulerType):
 
     def __getattr__(self, name: str):
         refuse_unknown("TaskScheduler", name)
+
+
+class _TriggerType(type):
+    def __getattr__(cls, name: str):
+        refuse_unknown("TriggerScheduler", name)
+
+
+class TriggerScheduler(metaclass=_TriggerType):
+    """ClearML's TriggerScheduler for task triggers: stored in Redis at once, fired by the trigger
+    service on the task's status event (within a second, where ClearML polls every 3 minutes)."""
+
+    def __init__(self, pooling_frequency_minutes: float = 3.0, sync_frequency_minutes: float = 15):
+        self._native = schedules.TaskScheduler()
+
+    def add_task_trigger(
+        self,
+        schedule_task_id: Any = None,
+        schedule_queue: str | None = None,
+        schedule_function: Callable | None = None,
+        trigger_project: str | None = None,
+        trigger_name: str | None = None,
+        trigger_on_tags: Sequence[str] | None = None,
+        trigger_on_status: Sequence[str] | None = None,
+        trigger_exclude_dev_tasks: bool | None = None,
+        trigger_on_metric: str | None = None,
+        trigger_on_variant: str | None = None,
+        trigger_on_threshold: float | None = None,
+        trigger_on_sign: str | None = None,
+        trigger_required_tags: Sequence[str] | None = None,
+        name: str | None = None,
+        target_project: str | None = None,
+        add_tag: bool | str = True,
+        single_instance: bool = False,
+        reuse_task: bool = False,
+        task_parameters: dict | None = None,
+        task_overrides: dict | None = None,
+    ) -> None:
+        """Clone and enqueue ``schedule_task_id`` on ``schedule_queue`` when a matching task changes
+        status (``trigger_on_status``: ClearML's names) and, with ``trigger_on_metric``, its metric's
+        running max (``trigger_on_sign="max"``) or min has crossed the threshold (0 included)."""
+        if schedule_function is not None:
+            raise unsupported(
+                "TriggerScheduler.add_task_trigger(schedule_function=...) (a function cannot be stored in Redis: "
+                "trigger a task that calls it)"
+            )
+        for key, value in {
+            "target_project": target_project,
+            "single_instance": single_instance,
+            "reuse_task": reuse_task,
+            "task_parameters": task_parameters,
+            "task_overrides": task_overrides,
+        }.items():
+            if value not in (None, False, {}):
+                raise unsupported(f"TriggerScheduler.add_task_trigger({key}=...)")
+        from ...controller import task_triggers
+        from ..task import FROM_CLEARML_STATUS
+
+        task_id = getattr(schedule_task_id, "id", schedule_task_id)
+        if not task_id or not schedule_queue:
+            raise InvalidInput("TriggerScheduler.add_task_trigger needs schedule_task_id and schedule_queue")
+        statuses = []
+        for status in trigger_on_status or ():
+            if status not in FROM_CLEARML_STATUS:
+                raise InvalidInput(f"unknown status {status!r} (use {', '.join(FROM_CLEARML_STATUS)})")
+            statuses.append(FROM_CLEARML_STATUS[status])
+        sign = (trigger_on_sign or "max").lower()
+        if sign not in ("max", "min"):
+            raise InvalidInput(f"trigger_on_sign must be 'max' or 'min', got {trigger_on_sign!r}")
+        trigger = task_triggers.TaskTrigger(
+            name=name,
+            task_id=str(task_id),
+            queue=schedule_queue,
+            project=trigger_project,
+            task_name=trigger_name,
+            statuses=statuses,
+            any_tags=list(trigger_on_tags or ()),
+            all_tags=list(trigger_required_tags or ()),
+            metric=trigger_on_metric,
+            variant=trigger_on_variant,
+            threshold=trigger_on_threshold,
+            sign=sign,
+        )
+        task_triggers.add(trigger, self._native.conn)
+
+    def add_model_trigger(self, *args: Any, **kwargs: Any) -> None:
+        raise unsupported("TriggerScheduler.add_model_trigger")
+
+    def add_dataset_trigger(self, *args: Any, **kwargs: Any) -> None:
+        raise unsupported("TriggerScheduler.add_dataset_trigger")
+
+    def get_triggers(self) -> list:
+        from ...controller import task_triggers
+
+        return task_triggers.all_triggers(self._native.conn)
+
+    def start(self) -> None:
+        """Run a trigger service in this process (it never returns)."""
+        from ...controller.triggers import TriggerService
+
+        TriggerService(self._native.conn).run()
+
+    def start_remotely(self, queue: str = "services") -> None:
+        """Start a trigger service on ``queue`` and end this process (ClearML's behaviour)."""
+        self._native.start_remotely(queue)
+        sys.stdout.flush()
+        sys.exit(0)
+
+    def __getattr__(self, name: str):
+        refuse_unknown("TriggerScheduler", name)

@@ -1,0 +1,94 @@
+"""Task triggers added by hand: when a task matching a trigger changes status, a template task is
+cloned and enqueued (ClearML's ``TriggerScheduler.add_task_trigger``). Kept in Redis; the trigger
+service (``controller/triggers.py``) fires them on the status event, once per (trigger, task).
+
+A metric condition is checked against the task's metric summary (the running max for ``sign
+max``: ``max >= threshold``; the running min for ``min``: ``min <= threshold``) when its status
+changes; a threshold of 0 is a threshold like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from redis import Redis
+
+from ..queues.backend import documents
+from ..queues.connection import resolve
+from ..queues.errors import InvalidInput, TaskNotFound
+from ..queues.record import TaskRecord, TaskType
+from ..queues.store import TaskStore
+
+STATUSES = ("queued", "running", "completed", "failed", "aborted")
+
+
+class TaskTrigger(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(default_factory=lambda: os.urandom(6).hex())
+    name: str | None = None
+    task_id: str  # the template, cloned and enqueued when the trigger fires
+    queue: str
+    project: str | None = None  # of the watched tasks
+    task_name: str | None = None  # exact name of the watched tasks
+    statuses: list[str] = Field(default_factory=list)  # empty: any status change
+    any_tags: list[str] = Field(default_factory=list)  # at least one of these
+    all_tags: list[str] = Field(default_factory=list)  # every one of these
+    metric: str | None = None
+    variant: str | None = None
+    threshold: float | None = None
+    sign: Literal["max", "min"] = "max"
+    created: float = Field(default_factory=time.time)
+
+
+def add(trigger: TaskTrigger, conn: Redis | None = None) -> TaskTrigger:
+    """Store a task trigger (its template must exist; a metric needs a variant and a threshold)."""
+    conn = resolve(conn)
+    bad = sorted(set(trigger.statuses) - set(STATUSES))
+    if bad:
+        raise InvalidInput(f"unknown status(es) {', '.join(bad)} (use {', '.join(STATUSES)})")
+    if trigger.metric is not None and (trigger.variant is None or trigger.threshold is None):
+        raise InvalidInput("a metric trigger needs the metric, its variant (series) and a threshold")
+    try:
+        TaskStore(conn).get(trigger.task_id)
+    except TaskNotFound:
+        raise InvalidInput(f"trigger template task {trigger.task_id!r} does not exist") from None
+    documents.put(conn, "task_triggers", trigger.id, trigger.model_dump_json())
+    return trigger
+
+
+def remove(trigger_id: str, conn: Redis | None = None) -> None:
+    if not documents.drop(resolve(conn), "task_triggers", trigger_id):
+        raise TaskNotFound(f"no task trigger {trigger_id!r}")
+
+
+def all_triggers(conn: Redis | None = None) -> list[TaskTrigger]:
+    raw = documents.all_docs(resolve(conn), "task_triggers")
+    return sorted((TaskTrigger.model_validate_json(v) for v in raw), key=lambda t: t.created)
+
+
+def matches(trigger: TaskTrigger, record: TaskRecord, status: str) -> bool:
+    """Does this status change of ``record`` fire ``trigger``?"""
+    if record.type == TaskType.CONTROLLER or f"trigger:{trigger.id}" in record.tags:
+        return False  # never controllers, never the trigger's own clones (no loops)
+    if trigger.statuses and status not in trigger.statuses:
+        return False
+    if trigger.project and record.project != trigger.project:
+        return False
+    if trigger.task_name and record.name != trigger.task_name:
+        return False
+    if trigger.any_tags and not set(trigger.any_tags) & set(record.tags):
+        return False
+    if not set(trigger.all_tags) <= set(record.tags):
+        return False
+    if trigger.metric is not None:
+        summary = record.metrics.get(trigger.metric, {}).get(trigger.variant or "")
+        if summary is None or trigger.threshold is None:
+            return False
+        if trigger.sign == "max":
+            return summary.max >= trigger.threshold
+        return summary.min <= trigger.threshold
+    return True
