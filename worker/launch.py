@@ -13,6 +13,7 @@ from ..queues.config import SECRET_PREFIX, VARIABLES
 from ..queues.errors import TrainyardError
 from ..queues.params import section
 from ..queues.record import TaskRecord, TaskType
+from ..runtime.task_api import ENV_RUN_DIR, ENV_TASK_ID
 
 # never handed to task code (controllers get the connection explicitly): the secret settings,
 # nor any TRAINYARD_SECRET_* (a task gets the secrets it names, under the names it asks for)
@@ -66,11 +67,13 @@ def task_env(record: TaskRecord, run_dir: Path, gpu_env: Mapping[str, str], redi
     env.update(record.execution.env)
     env.update(gpu_env)
     env.update(
-        TRAINYARD_TASK_ID=record.id,
-        TRAINYARD_ATTEMPT=str(record.runtime.attempt),  # with the id: how every process of the attempt
-        TRAINYARD_WORKER=record.runtime.worker or "",  # is found, however it detached (worker/guard.py)
-        TRAINYARD_RUN_DIR=str(run_dir),
-        PYTHONUNBUFFERED="1",
+        {
+            ENV_TASK_ID: record.id,
+            "TRAINYARD_ATTEMPT": str(record.runtime.attempt),  # with the id: how every process of the attempt
+            "TRAINYARD_WORKER": record.runtime.worker or "",  # is found, however it detached (worker/guard.py)
+            ENV_RUN_DIR: str(run_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
     )
     if record.type in (TaskType.CONTROLLER, TaskType.OPTIMIZER) and redis_url:
         env["TRAINYARD_REDIS_URL"] = redis_url  # controllers and optimisers clone and enqueue: they need Redis

@@ -43,6 +43,9 @@ TICK_S = 1.0  # the longest wait between checks of what has no event
 EVENT_CLAIM_S = 5.0  # an event a service took and left this long (it died) is taken over
 SEND_CLAIM_S = 20.0  # likewise a message (longer than one send's time-outs together)
 RETRY_MAX_S = 60.0
+CHECK_S = 0.25  # the no-event checks run at most this often, however many events arrive
+PRUNE_S = 600.0  # how often consumers of services long gone are dropped from the group
+GONE_CONSUMER_MS = 3_600_000
 SERVICE_COMMAND = ["python", "-m", "trainyard.controller.alerts.service"]
 
 
@@ -59,6 +62,9 @@ class AlertService:
         self._retry_at = 0.0  # when to try again the messages whose sending failed
         self._failures = 0
         self._claimed_at = 0.0
+        self._checked_at = 0.0
+        self._check_due = 0.0
+        self._pruned_at = time.time()
         self.sent = 0
 
     # -- the loop --------------------------------------------------------------------------------
@@ -86,19 +92,24 @@ class AlertService:
             services.gone(self.conn, "alerts", self.name)
 
     def step(self) -> None:
-        """One round: checks without events, due digests, taken-over work, then block for new entries."""
+        """One round: checks without events (at most every CHECK_S), due digests, taken-over work,
+        then block for new entries."""
         now = time.time()
-        services.beat(
-            self.conn, "alerts", self.name, {"host": socket.gethostname(), "pid": os.getpid(), "sent": self.sent}
-        )
-        wait = min(TICK_S, self.check(now))
-        self.pipe.flush_digests(now)
+        if now - self._checked_at >= CHECK_S:
+            self._checked_at = now
+            services.beat(self.conn, "alerts", self.name, self._facts())
+            self._check_due = now + min(TICK_S, self.check(now))
+            self.pipe.flush_digests(now)
+        wait = max(0.0, min(self._check_due, self._checked_at + TICK_S) - now)
         due = self.pipe.next_digest()
         if due is not None:
             wait = min(wait, max(0.0, due - time.time()))
         if now - self._claimed_at >= 1.0:
             self._claimed_at = now
             self._take_over()
+        if now - self._pruned_at >= PRUNE_S:
+            self._pruned_at = now
+            self._prune_consumers()
         if self._failures and time.time() >= self._retry_at:
             self._send_pending()
         reply = self.conn.xreadgroup(
@@ -268,6 +279,14 @@ class AlertService:
         entries = [e for e in entries if e and e[1] is not None]
         if entries:
             self._send(entries)
+
+    def _prune_consumers(self) -> None:
+        """Drop the group's consumers that hold nothing and were idle an hour (services gone)."""
+        for stream in (keys.EVENTS, keys.ALERT_OUTBOX):
+            for consumer in self.conn.xinfo_consumers(stream, GROUP):
+                name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+                if consumer["pending"] == 0 and consumer["idle"] > GONE_CONSUMER_MS and name != self.name:
+                    self.conn.xgroup_delconsumer(stream, GROUP, name)
 
     def _send_pending(self) -> None:
         """Try again the messages this service could not send (still pending on it)."""

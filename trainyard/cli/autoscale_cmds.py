@@ -11,7 +11,7 @@ from ..connection import connect
 from ..controller.autoscale import service as scale_service
 from ..queues import scalestore
 from ..queues.errors import InvalidInput
-from .output import ago, emit_json, json_option, table
+from .output import ago, emit_json, json_option, say, table
 
 
 @click.group()
@@ -38,7 +38,7 @@ def configure_cmd(path: Path, as_json) -> None:
     if as_json:
         emit_json(config.model_dump())
         return
-    click.echo(f"autoscaler configured: {len(config.resources)} resource(s), queues {', '.join(config.queues)}")
+    say(f"autoscaler configured: {len(config.resources)} resource(s), queues {', '.join(config.queues)}")
 
 
 @autoscale.command("show")
@@ -61,10 +61,10 @@ def show_cmd(limit, as_json) -> None:
         )
         return
     if config is None:
-        click.echo("the autoscaler is not configured (trainyard autoscale configure FILE)")
+        say("the autoscaler is not configured (trainyard autoscale configure FILE)")
         return
     cap = f", cost cap {config.cost_cap_per_hour:g}/h" if config.cost_cap_per_hour is not None else ""
-    click.echo(
+    say(
         f"idle timeout {config.idle_timeout_s:g}s, spin-up timeout {config.spin_up_timeout_s:g}s{cap}; "
         f"acting: {scalestore.leader(conn) or 'no autoscaler runs'}"
     )
@@ -102,4 +102,4 @@ def service_cmd(queue, here) -> None:
     """Start an autoscaler. Several can run: one acts, the others stand by."""
     if here:
         raise SystemExit(scale_service.main())
-    click.echo(scale_service.start_service(connect(), queue))
+    say(scale_service.start_service(connect(), queue))

@@ -10,8 +10,9 @@ events; the worker answers each in ``replies/<id>.json`` — the task never hold
 Without ``TRAINYARD_RUN_DIR`` the context is *offline*: parameters are the script's own defaults and
 everything reported is kept in memory, so the same script runs with or without trainyard.
 
-This module imports only the standard library and runs on Python 3.8+: it is also copied into
-containers and virtualenvs that do not have trainyard installed, and loaded there as a single file.
+This module imports only the standard library and runs on Python 3.8+ (it also loads as a lone
+file): the worker puts the runtime on the path of tasks in containers and virtualenvs that do not
+have trainyard installed (worker/tasklib.py). It owns the run-folder protocol's constants.
 """
 
 from __future__ import annotations

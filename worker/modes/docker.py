@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
+from ...runtime.task_api import ENV_RUN_DIR, ENV_TASK_ID
 from .. import tasklib
 from ..containers import (
     CACHE_MOUNT,
@@ -45,8 +46,8 @@ class DockerMode:
             **record.execution.env,
             **record.container.env,
             **pinning_env(job.gpus),
-            "TRAINYARD_TASK_ID": record.id,
-            "TRAINYARD_RUN_DIR": RUN_MOUNT,
+            ENV_TASK_ID: record.id,
+            ENV_RUN_DIR: RUN_MOUNT,
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": tasklib.CONTAINER_LIB,
             "PIP_CACHE_DIR": f"{CACHE_MOUNT}/pip",
