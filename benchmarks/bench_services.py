@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alerts", type=int, default=100, help="one-at-a-time failures timed (default 100)")
     parser.add_argument("--burst", type=int, default=1000, help="failures in the burst (default 1000)")
     parser.add_argument("--scaleups", type=int, default=20, help="scale-up decisions timed (default 20)")
+    parser.add_argument("--window", type=float, default=10.0, help="the burst rule's rate window, s (default 10)")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
 
@@ -143,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             # 2. the burst, under the default rate (5 messages per 10 s, then digests)
             for rule in alertstore.rules(conn):
                 alertstore.remove_rule(conn, rule.id)
-            alertstore.add_rule(conn, AlertRule(on="failed", queue="burst", notify=[receiver.url]))
+            alertstore.add_rule(
+                conn, AlertRule(on="failed", queue="burst", notify=[receiver.url], window_s=args.window)
+            )
             before = len(receiver.arrivals)
             started = time.time()
             ids = [fail_one(dispatcher, "burst", f"b{i}")[0] for i in range(args.burst)]

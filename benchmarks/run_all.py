@@ -65,7 +65,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "services": (
         "bench_services.py",
         [],
-        ["--alerts", "5", "--burst", "50", "--scaleups", "2"],
+        ["--alerts", "5", "--burst", "50", "--scaleups", "2", "--window", "1"],
     ),
 }
 

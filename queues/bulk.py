@@ -44,7 +44,7 @@ def create(conn: Redis, records: Sequence[TaskRecord], index_keys, born: Born | 
     job: list = []
     queue_keys: list[str] = []
     if born is not None:
-        queue_keys = [keys.rq_queue(born.queue), keys.priorities(born.queue), keys.RQ_QUEUES]
+        queue_keys = [keys.rq_queue(born.queue), keys.priorities(born.queue), keys.RQ_QUEUES, keys.bell(born.queue)]
         for field, value in rqjob.queued_fields(born.queue, born.now).items():
             job += [field, value]
     args: list = [

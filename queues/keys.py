@@ -77,6 +77,7 @@ CLAIMS = PREFIX + "claims"  # hash: task id -> JSON {worker, queue, host, pgid, 
 WORKERS = PREFIX + "workers"  # set of registered worker names
 DRAINING = PREFIX + "draining"  # set of worker names told to drain: their claims refuse new work
 REAPER_LOCK = PREFIX + "reaper:lock"
+REAPER_LEASE = PREFIX + "reaper:lease"  # whose turn it is to reap, for one period (workers' passes)
 
 
 def worker(name: str) -> str:
@@ -190,3 +191,20 @@ SCALE_CONFIG = PREFIX + "scale:config"  # string: the autoscaler's ScalerConfig 
 SCALE_INSTANCES = PREFIX + "scale:instances"  # hash: instance id -> Instance JSON (what it started)
 SCALE_DECISIONS = PREFIX + "scale:decisions"  # stream: each scale-up/-down decision with its reason
 SCALE_LEADER = PREFIX + "scale:leader"  # the acting autoscaler's name (a lease)
+
+
+def bell(queue: str) -> str:
+    """List of wake tokens for ``queue``: at most one per waiting task; an idle worker serving the
+    queue blocks on it (BLPOP) and Redis hands each token to exactly one of them."""
+    return f"{PREFIX}bell:{queue}"
+
+
+def inbox(worker: str) -> str:
+    """List of messages for one worker (abort/drain/stop, "a GPU or slot may be free"): its own
+    key, so that control reaches one worker without a broadcast."""
+    return f"{PREFIX}inbox:{worker}"
+
+
+def gpu_waiters(host: str) -> str:
+    """Set of the workers on ``host`` waiting for a GPU: a release there wakes them, and only them."""
+    return f"{PREFIX}gpuwait:{host}"

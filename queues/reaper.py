@@ -5,8 +5,9 @@ registry entry (or a live one, under the same name, that does not list the task:
 with a fixed ``--name``), belongs to a dead worker. A task claimed but never started goes back
 to the front of its queue (``return``); a running one is re-queued when it has retries left
 (``requeue``), else failed with "worker lost" (``fail``): transitions of ``lifecycle.TABLE``.
-Any process may reap (workers do it on their heartbeat, ``trainyard task wait`` on its reconcile
-tick); a short Redis lock keeps two reapers from doing the same work. Right after Redis itself
+Any process may reap (workers on their heartbeat, taking turns through a lease so that the fleet
+makes one pass per period whatever its size; ``trainyard task wait`` on its reconcile tick); a
+short Redis lock keeps two reapers from doing the same work. Right after Redis itself
 restarted, reaping waits ``dead_after_s()`` so live workers can report.
 """
 
@@ -35,9 +36,14 @@ class Reaped:
     outcome: str  # requeued | failed | returned | dropped
 
 
-def reap(conn: Redis, dead_after: float | None = None) -> list[Reaped]:
-    """One pass over the claims; returns what was done (empty when another reaper holds the lock)."""
+def reap(conn: Redis, dead_after: float | None = None, turn: tuple[str, float] | None = None) -> list[Reaped]:
+    """One pass over the claims; returns what was done (empty when another reaper holds the lock).
+
+    ``turn`` (the caller's name, a period in seconds): pass only when no other caller has passed
+    in this period (the fleet's lease), so N workers reaping every period cost one pass, not N."""
     dead_after = workers.dead_after_s() if dead_after is None else dead_after
+    if turn is not None and not fleet.take_reaper_turn(conn, turn[0], int(turn[1] * 1000)):
+        return []
     with fleet.reaper_lock(conn) as held:
         if not held or fleet.server_uptime_s(conn) < dead_after:
             return []

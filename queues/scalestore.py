@@ -14,8 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from redis import Redis
 
-from . import keys
-from .backend import scripts
+from .backend import scaling
 from .errors import InvalidInput
 from .queue_registry import QueueRegistry
 
@@ -128,51 +127,48 @@ def configure(conn: Redis, config: ScalerConfig) -> ScalerConfig:
     for queue in config.queues:
         if not broker.exists(queue):
             raise InvalidInput(f"no queue named {queue!r}: the autoscaler can only serve a queue that exists")
-    conn.set(keys.SCALE_CONFIG, config.model_dump_json())
+    scaling.put_config(conn, config.model_dump_json())
     return config
 
 
 def load_config(conn: Redis) -> ScalerConfig | None:
-    raw = conn.get(keys.SCALE_CONFIG)
+    raw = scaling.config_json(conn)
     return ScalerConfig.model_validate_json(raw) if raw else None
 
 
 # -- instances ---------------------------------------------------------------------------------------
 def instances(conn: Redis) -> list[Instance]:
-    return sorted(
-        (Instance.model_validate_json(v) for v in conn.hgetall(keys.SCALE_INSTANCES).values()), key=lambda i: i.started
-    )
+    return sorted((Instance.model_validate_json(v) for v in scaling.instance_entries(conn)), key=lambda i: i.started)
 
 
 def save_instance(conn: Redis, instance: Instance) -> None:
-    conn.hset(keys.SCALE_INSTANCES, instance.id, instance.model_dump_json())
+    scaling.put_instance(conn, instance.id, instance.model_dump_json())
 
 
 def drop_instance(conn: Redis, instance_id: str) -> None:
-    conn.hdel(keys.SCALE_INSTANCES, instance_id)
+    scaling.drop_instance(conn, instance_id)
 
 
 # -- decisions and leadership -------------------------------------------------------------------------
 def decide(conn: Redis, queue: str, action: str, reason: str, **fields: Any) -> None:
     """Log a decision with its reason (shown by `autoscale show` and the web app)."""
     entry = {"at": time.time(), "queue": queue, "action": action, "reason": reason, **fields}
-    conn.xadd(keys.SCALE_DECISIONS, {"data": json.dumps(entry)}, maxlen=DECISIONS_MAXLEN, approximate=True)
+    scaling.append_decision(conn, json.dumps(entry), DECISIONS_MAXLEN)
 
 
 def decisions(conn: Redis, count: int = 50) -> list[dict[str, Any]]:
     """The newest decisions, newest first."""
-    return [json.loads(f[b"data"]) for _, f in conn.xrevrange(keys.SCALE_DECISIONS, count=count)]
+    return [json.loads(raw) for raw in scaling.decisions(conn, count)]
 
 
 def lead(conn: Redis, name: str, ttl_s: float) -> bool:
     """Become (or stay) the one acting autoscaler; the others stand by until its lease lapses."""
-    return bool(scripts.run(conn, "scale", "lead", [keys.SCALE_LEADER], [name, int(ttl_s * 1000)]))
+    return scaling.lead(conn, name, int(ttl_s * 1000))
 
 
 def leader(conn: Redis) -> str | None:
-    raw = conn.get(keys.SCALE_LEADER)
-    return raw.decode() if raw else None
+    return scaling.leader(conn)
 
 
 def resign(conn: Redis, name: str) -> None:
-    scripts.run(conn, "scale", "resign", [keys.SCALE_LEADER], [name])
+    scaling.resign(conn, name)

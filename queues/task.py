@@ -10,7 +10,7 @@ from typing import Any
 from redis import Redis
 
 from . import bulk, capture, events, lifecycle, reaper
-from .backend import streams
+from .backend import streams, wake
 from .connection import reader_without_redis, resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
 from .gitinfo import strip_credentials
@@ -460,6 +460,8 @@ class Task:
                 record.status_message = message
 
             self._record = self._store.update(self.id, request, event_kind="abort_requested")
+            if self._record.runtime.worker:  # straight to the one worker running it (no broadcast)
+                wake.notify(self.connection, self._record.runtime.worker, f"abort {self.id}")
             return self
 
         def apply(record: TaskRecord) -> None:

@@ -81,14 +81,11 @@ def publish_state(conn: Redis, info: WorkerInfo) -> None:
 
 def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> str | None:
     """Refresh the entry and the worker's claims (with each task's process group, so a reaper on
-    this host can end what a dead worker left); returns a pending command (drain/stop), if any."""
+    this host can end what a dead worker left), in one round trip: nothing is read first (commands
+    reach the worker through its inbox, and a drain is also in force through the draining set).
+    Returns the command the worker has taken on (drain/stop), if any."""
     now = time.time()
     info.heartbeat = now
-    raw = fleet.worker_entry(conn, info.name)
-    current = WorkerInfo.model_validate_json(raw) if raw else None
-    command = current.command if current else None
-    if command and not info.command:
-        info.command = command
     pairs = [str(v) for task_id, pgid in claimed.items() for v in (task_id, pgid or "")]
     fleet.heartbeat(conn, info.name, info.model_dump_json(), _ttl_ms(), now, pairs)
     return info.command

@@ -1,9 +1,15 @@
 """The worker: registers, takes tasks from its queues the moment they arrive, runs them, reports.
 
-Idle workers block on the event stream and try an atomic claim when a task is queued on one of
-their queues (no polling interval; a slow backstop tick covers lost events). Heartbeats keep the
-worker's registry entry and claims alive, deliver drain/stop commands and abort flags that an
-event may have missed, and run the reaper that recovers tasks of dead workers.
+An idle worker blocks in Redis (one BLPOP) on its own inbox and on the bells of the queues it
+serves (``queues/backend/wake.py``): each queued task rings its queue's bell once, and Redis
+hands that token to exactly one waiting worker, which then tries an atomic claim. A worker that
+cannot take the task it was woken for (not enough free GPUs, the line held for a bigger task)
+passes the token on and stops listening to that queue until a GPU of its host comes free or one
+of its own tasks ends; a queue at its concurrency limit is rung again when one of its tasks ends.
+Abort, drain and stop reach the worker through its inbox. There is no broadcast and no polling:
+a slow backstop only covers a token that was lost. Heartbeats keep the worker's registry entry and
+claims alive, back up drain/stop commands and abort flags, and run the reaper that recovers tasks
+of dead workers.
 """
 
 from __future__ import annotations
@@ -23,9 +29,8 @@ from pathlib import Path
 import psutil
 import redis
 
-from ..queues import events as ev
 from ..queues import reaper, workers
-from ..queues.backend import fleet, streams
+from ..queues.backend import fleet, wake
 from ..queues.backend import queues as queue_lists
 from ..queues.dispatch import DRAINING, Dispatcher
 from ..queues.errors import InvalidInput
@@ -46,7 +51,8 @@ from .scheduler import Scheduler, SchedulerConfig
 from .secrets import Redactor, known_values
 
 log = logging.getLogger("trainyard.worker")
-BACKSTOP_S = 2.0  # an idle worker tries its queues at least this often even without an event
+BACKSTOP_S = 10.0  # an idle worker re-reads its queues this often even when nothing woke it (a lost token)
+RETRY_S = 2.0  # after an error while taking work
 REAP_EVERY_S = 5.0
 
 
@@ -148,7 +154,6 @@ class Worker:
         self.task_memory_mb: dict[str, int] = {}  # declared GPU memory: heartbeats refresh holds with it
         self.running: dict[str, TaskRun] = {}
         self._running_lock = threading.Lock()
-        self.wake = threading.Event()
         self.draining = False
         self.stopping = False
         self._done = threading.Event()
@@ -174,6 +179,7 @@ class Worker:
         """Work until drained, stopped, or (with burst) the queues are empty. Returns an exit code."""
         self.check_queues()
         self.settings.runs_dir.mkdir(parents=True, exist_ok=True)
+        wake.clear_inbox(self.conn, self.name)  # what an earlier worker of this name was sent
         workers.register(self.conn, self.info, psutil.pid_exists)
         self._end_leftovers()
         self.settings.guard = guard.Guard()
@@ -186,7 +192,6 @@ class Worker:
         )
         threads = [
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
-            threading.Thread(target=self._listen_loop, name="events", daemon=True),
             threading.Thread(target=self._fence_loop, name="fence", daemon=True),
         ]
         for thread in threads:
@@ -196,8 +201,7 @@ class Worker:
         finally:
             self._done.set()
             self._beat.set()
-            self.wake.set()
-            threads[0].join(timeout=10)  # the heartbeat thread; the event listener is a daemon blocked in XREAD
+            threads[0].join(timeout=10)  # the heartbeat thread
             with contextlib.suppress(redis.RedisError):
                 workers.unregister(self.conn, self.name)
             if self.settings.guard is not None:
@@ -253,33 +257,96 @@ class Worker:
         threading.Thread(target=containers, name="leftover-containers", daemon=False).start()
 
     def _loop(self) -> None:
+        parked: set[str] = set()  # queues whose head this worker cannot take now: not waited on
+        woke: str | None = None  # the queue whose bell woke this worker
         while True:
-            self.wake.clear()
             if self.draining or self.stopping:
                 if not self.running:
                     return
-                self.wake.wait(BACKSTOP_S)
+                self._await([], parked, BACKSTOP_S)
+                woke = None
                 continue
-            claimed_any = False
+            taken: set[str] = set()
             limit = self._slot_limit()
             misses = 0
+            failed = False
             while len(self.running) < limit and not (self.draining or self.stopping) and misses < 20:
                 try:
                     claimed = self._try_claim()
                 except Exception:  # a bug or bad data must not take the worker down
                     log.exception("could not take work; trying again shortly")
-                    self.wake.wait(BACKSTOP_S)
+                    failed = True
                     break
                 if claimed is None:
                     break
                 if claimed is _RETRY:
                     misses += 1  # another worker took it first: look again
                     continue
-                claimed_any = True
-            if self.cfg.burst and not claimed_any and not self.running and not self._waiting():
+                taken.add(claimed.record.execution.queue or "")
+            if self.cfg.burst and not taken and not self.running and not self._waiting():
                 return
-            if not claimed_any or len(self.running) >= limit:
-                self.wake.wait(BACKSTOP_S)
+            full = len(self.running) >= limit
+            if woke is not None and woke not in taken:
+                self._pass_on(woke, parked, full)
+            if failed or full:
+                woke = self._await([], parked, RETRY_S if failed else BACKSTOP_S)
+            else:
+                woke = self._await([q for q in self.cfg.queues if q not in parked], parked, BACKSTOP_S)
+
+    def _pass_on(self, queue: str, parked: set[str], full: bool) -> None:
+        """Woken for ``queue`` and took nothing from it: hand its token to another worker (unless
+        the queue is at its limit: a task's end there rings again), and, when the head does not fit
+        this worker, stop listening to the queue until a GPU of this host comes free."""
+        reason = None if full else self.scheduler.blocked.get(queue)
+        if reason == "limit":
+            return
+        try:
+            wake.ring(self.conn, queue)  # no more tokens than tasks: nothing when it is empty
+            if reason in ("gpus", "held", "too_big"):
+                parked.add(queue)
+                if reason != "too_big":
+                    wake.wait_for_gpu(self.conn, self.host, self.name)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis unreachable while passing a wake-up on (%s)", exc)
+
+    def _await(self, queues: list[str], parked: set[str], timeout_s: float) -> str | None:
+        """Block in Redis until a message for this worker or a token on one of ``queues``; the
+        queue whose token woke it, else None (a message was handled, or the backstop passed: the
+        parked queues are listened to again)."""
+        try:
+            got = wake.wait(self.conn, self.name, queues, timeout_s)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis unreachable while waiting for work (%s); retrying", exc)
+            self._done.wait(1.0)
+            return None
+        if got is not None and got[0] == "bell":
+            return got[1]
+        parked.clear()
+        if got is not None:
+            self._message(got[1])
+        return None
+
+    def _message(self, message: str) -> None:
+        """A message from this worker's inbox: ``abort <task id>``, ``drain``, ``stop``, or a wake-up
+        (``ended``, ``gpu``, ``poke``: a slot or a GPU may be free, or the state changed)."""
+        command, _, arg = message.partition(" ")
+        if command == "abort":
+            run = self.running.get(arg)
+            if run is not None:
+                run.request_abort()
+        elif command in ("drain", "stop"):
+            if self.info.command != "stop":
+                self.info.command = command  # the entry shows it from the next heartbeat on
+            self._command(command)
+
+    def _poke(self) -> None:
+        """Wake the main loop (it may be blocked in Redis) from another thread or a signal handler."""
+
+        def send() -> None:
+            with contextlib.suppress(redis.RedisError):
+                wake.notify(self.conn, self.name, "poke")
+
+        threading.Thread(target=send, name="poke", daemon=True).start()
 
     def _slot_limit(self) -> int:
         """How many tasks may run at once: the slots, or as many as the GPUs can hold."""
@@ -361,7 +428,8 @@ class Worker:
                 if not self.running and self.info.state == "busy":
                     self.info.state = "idle"
             self.completed += 1
-            self.wake.set()
+            with contextlib.suppress(redis.RedisError):
+                wake.notify(self.conn, self.name, "ended")  # the main loop takes the next task
             run.cleanup()  # after the wake: the next task starts meanwhile
 
     # -- signals and commands ------------------------------------------------------------------
@@ -385,7 +453,7 @@ class Worker:
     def drain(self) -> None:
         self.draining = True
         self.info.state = "draining"
-        self.wake.set()
+        self._poke()
         self._beat.set()  # report the new state now, from the heartbeat thread
 
     def stop(self) -> None:
@@ -395,38 +463,10 @@ class Worker:
             runs = list(self.running.values())
         for run in runs:
             run.request_requeue(f"worker {self.name} stopped; back at the front of its queue")
-        self.wake.set()
+        self._poke()
         self._beat.set()
 
     # -- background threads --------------------------------------------------------------------
-    def _listen_loop(self) -> None:
-        cursor = None
-        while not self._done.is_set():
-            try:
-                if cursor is None:
-                    cursor = streams.last_event_id(self.conn)
-                got = streams.follow_events(self.conn, cursor, BACKSTOP_S, count=500)
-            except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
-                # Redis away, or the connection closed under us at shutdown
-                if self._done.wait(1.0):
-                    return
-                continue
-            for event in got:
-                cursor = event.id
-                self._on_event(event)
-
-    def _on_event(self, event: ev.Event) -> None:
-        if event.kind == "abort_requested":  # first: its previous status is "running" too
-            run = self.running.get(event.task_id)
-            if run is not None:
-                run.request_abort()
-        elif event.status == "queued" and event.queue in self.cfg.queues:
-            self.wake.set()
-        elif event.previous == "running" and event.status != "running" and not (self.draining or self.stopping):
-            self.wake.set()  # a task ended somewhere: GPUs or a queue's concurrency slot may be free now
-        elif event.kind == "worker_command" and event.worker == self.name:
-            self._command(event.status)
-
     def _command(self, command: str | None) -> None:
         if command == "drain" and not self.draining:
             log.info("drain requested: finishing current work, then exiting")
@@ -519,7 +559,7 @@ class Worker:
                     run.request_abort(record.status_message or "aborted by user")
 
     def _reap(self) -> None:
-        done = reaper.reap(self.conn)
+        done = reaper.reap(self.conn, turn=(self.name, REAP_EVERY_S))
         for item in done:
             log.warning("reaped task %s of lost worker %s: %s", item.task_id, item.worker, item.outcome)
         local = [d for d in done if d.host == self.host]

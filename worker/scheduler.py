@@ -54,6 +54,10 @@ class SchedulerConfig:
 class Scheduler:
     def __init__(self, conn: Redis, holds: GpuHolds, nvml: Nvml, config: SchedulerConfig):
         self.conn, self.holds, self.nvml, self.cfg = conn, holds, nvml, config
+        # why the last ``choose`` took nothing from a queue with tasks waiting: "limit" (its
+        # concurrency limit), "gpus" (not enough free GPUs now), "held" (the line is held for a
+        # head that waits for GPUs), "too_big" (more GPUs than this worker has)
+        self.blocked: dict[str, str] = {}
 
     def need(self, queue: str, record: TaskRecord) -> int:
         if queue in self.cfg.queue_gpus:
@@ -64,6 +68,7 @@ class Scheduler:
 
     def choose(self, queues: list[str]) -> Choice | None:
         """The next task to take (and its GPUs), or None: nothing fits now, or the line is held."""
+        self.blocked = {}
         found = queue_lists.heads(self.conn, queues)
         raw_heads = [h for h, _ in found]
         heads = [h.decode("utf-8", "replace") if h else None for h in raw_heads]
@@ -82,17 +87,22 @@ class Scheduler:
                     return self.choose(queues)
                 continue
             if limit and queue_lists.running_count(self.conn, queue) >= limit:
+                self.blocked[queue] = "limit"
                 continue  # this queue is at its concurrency limit: others may go on
             need = self.need(queue, record)
             memory = record.execution.gpus.min_memory_mb or 0
             if need == 0:
                 return Choice(queue, head, [], 0, limit)
             if need > len(self.cfg.gpus):
+                self.blocked[queue] = "too_big"
                 continue  # never fits this worker: left for a bigger one
             fitting = [g for g, free_mb in free if free_mb is None or free_mb >= memory]
             if len(fitting) >= need:
                 return Choice(queue, head, fitting[:need], memory, limit)
+            self.blocked[queue] = "gpus"
             if now - (record.queued_at or now) >= self.cfg.backfill_s:
+                for later, _, _ in waiting[[w[0] for w in waiting].index(queue) + 1 :]:
+                    self.blocked.setdefault(later, "held")
                 return None  # the head has waited long enough: hold the line for it
         return None
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from redis import Redis
 
 from .. import keys
-from . import scripts, streams
+from . import scripts, streams, wake
 
 
 # -- worker registry -----------------------------------------------------------------------------
@@ -70,7 +70,8 @@ def send_worker_command(conn: Redis, name: str, entry_json: str, command: str, t
     with conn.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.DRAINING, name)
         pipe.set(keys.worker(name), entry_json, px=ttl if ttl and ttl > 0 else ttl_ms)
-        streams.publish_worker(pipe, "worker_command", name, command)
+        wake.notify(conn, name, command, client=pipe)  # the worker's own inbox: no broadcast
+        streams.publish_worker(pipe, "worker_command", name, command)  # for live views
         pipe.execute()
 
 
@@ -96,6 +97,7 @@ def remove_worker(conn: Redis, name: str) -> None:
         pipe.srem(keys.WORKERS, name)
         pipe.srem(keys.DRAINING, name)
         pipe.hdel(keys.FLEET, name)  # a clean exit: not lost
+        pipe.delete(keys.inbox(name))
         streams.publish_worker(pipe, "worker_down", name, "down")
         pipe.execute()
 
@@ -167,7 +169,10 @@ def refresh_gpu_holds(conn: Redis, host: str, worker: str, holds: dict[str, tupl
 
 def release_gpus(conn: Redis, host: str, task_id: str, worker: str, gpus: list[int]) -> None:
     """Drop ``worker``'s holds for ``task_id`` (never another worker's hold on the same task)."""
-    scripts.run(conn, "gpus", "release", [keys.gpu_holds(host, g) for g in gpus], [task_id, worker])
+    with conn.pipeline(transaction=False) as pipe:
+        scripts.run(conn, "gpus", "release", [keys.gpu_holds(host, g) for g in gpus], [task_id, worker], client=pipe)
+        wake.wake_gpu_waiters(conn, host, client=pipe)
+        pipe.execute()
 
 
 def gpu_holders(conn: Redis, host: str, gpus: list[int]) -> dict[int, dict[str, tuple[str, int]]]:
@@ -206,6 +211,12 @@ def reaper_lock(conn: Redis, ttl_ms: int = 5000) -> Iterator[bool]:
     finally:
         if held:
             scripts.run(conn, "claims", "unlock", [keys.REAPER_LOCK], [token])
+
+
+def take_reaper_turn(conn: Redis, name: str, every_ms: int) -> bool:
+    """The fleet's reaper lease: True for at most one caller per ``every_ms`` (the lease is never
+    let go early), so a fleet of N workers makes one reaper pass per period, not N."""
+    return bool(conn.set(keys.REAPER_LEASE, name, nx=True, px=max(1, every_ms)))
 
 
 def server_uptime_s(conn: Redis) -> int:

@@ -43,9 +43,20 @@ end
 
 local commands = {}
 
--- push: KEYS list, priorities, rq:queues   ARGV task id, priority, front (0/1) -> position
+-- A token on the queue's bell (KEYS[4], when given) for each task that joins it, never more tokens
+-- than tasks: one waiting worker wakes per task.
+local function ring(n)
+  if KEYS[4] == nil then return end
+  local missing = redis.call('LLEN', KEYS[1]) - redis.call('LLEN', KEYS[4])
+  if n < missing then missing = n end
+  for _ = 1, missing do redis.call('LPUSH', KEYS[4], '1') end
+end
+
+-- push: KEYS list, priorities, rq:queues, bell   ARGV task id, priority, front (0/1) -> position
 function commands.push()
-  return insert(ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
+  local at = insert(ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1')
+  ring(1)
+  return at
 end
 
 -- move: KEYS list, priorities   ARGV task id, where (top|bottom|index), index
@@ -75,7 +86,7 @@ function commands.move()
   return idx
 end
 
--- claim: KEYS list, priorities, claims, inflight, draining   ARGV worker, host, ts, queue, expected head id, limit
+-- claim: KEYS list, priorities, claims, inflight, draining, bell   ARGV worker, host, ts, queue, expected head id, limit
 -- Pops the head only if it is still the expected id and the queue is under its concurrency limit
 -- (0: none), and records the claim. -> the id, or false; -1 and nothing for a worker marked
 -- draining (the autoscaler's scale-down cannot race a claim)
@@ -88,6 +99,8 @@ function commands.claim()
   local claim = cjson.encode({worker = ARGV[1], host = ARGV[2], ts = tonumber(ARGV[3]), queue = ARGV[4]})
   redis.call('HSET', KEYS[3], id, claim)
   redis.call('ZADD', KEYS[4], ARGV[3], id)
+  local left = redis.call('LLEN', KEYS[1])
+  if KEYS[6] ~= nil and redis.call('LLEN', KEYS[6]) > left then redis.call('LTRIM', KEYS[6], 0, left - 1) end
   return id
 end
 
@@ -101,7 +114,7 @@ function commands.drop_head()
 end
 
 -- create: new task records with everything that goes with them (queues/bulk.py builds the args).
--- KEYS: list, priorities, rq:queues when the tasks are born queued, else none.
+-- KEYS: list, priorities, rq:queues, bell when the tasks are born queued, else none.
 -- ARGV: task prefix, job prefix, name hint hash, name-lex zset, name-rev zset, event stream,
 -- stream maxlen, priority, number of tasks, n + n index keys common to all, m + m job fields
 -- shared by all, then per task FIXED values (id, record JSON, score, status, project, queue,
@@ -160,6 +173,7 @@ function commands.create()
     i = i + FIXED + k
   end
   for key, list in pairs(pending) do redis.call(list.cmd, key, unpack(list)) end
+  if #KEYS > 0 then ring(ntasks) end
   return 0
 end
 

@@ -42,7 +42,14 @@ def claim(conn: Redis, queue: str, task_id: str, worker: str, host: str, limit: 
         conn,
         "queue",
         "claim",
-        [keys.rq_queue(queue), keys.priorities(queue), keys.CLAIMS, keys.inflight(queue), keys.DRAINING],
+        [
+            keys.rq_queue(queue),
+            keys.priorities(queue),
+            keys.CLAIMS,
+            keys.inflight(queue),
+            keys.DRAINING,
+            keys.bell(queue),
+        ],
         [worker, host, time.time(), queue, task_id, int(limit)],
     )
     if got == -1:
@@ -63,7 +70,7 @@ def push(conn: Redis, pipe, queue: str, task_id: str, priority: int, front: bool
         conn,
         "queue",
         "push",
-        [keys.rq_queue(queue), keys.priorities(queue), keys.RQ_QUEUES],
+        [keys.rq_queue(queue), keys.priorities(queue), keys.RQ_QUEUES, keys.bell(queue)],
         [task_id, int(priority), "1" if front else "0"],
         client=pipe,
     )
@@ -140,7 +147,7 @@ def unregister(conn: Redis, name: str) -> None:
     with conn.pipeline(transaction=True) as pipe:
         pipe.hdel(keys.QUEUES, name)
         pipe.srem(keys.RQ_QUEUES, keys.rq_queue(name))
-        pipe.delete(keys.rq_queue(name), keys.priorities(name))
+        pipe.delete(keys.rq_queue(name), keys.priorities(name), keys.bell(name))
         pipe.execute()
 
 

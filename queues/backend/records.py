@@ -14,7 +14,7 @@ from .. import keys, rqjob
 from ..errors import TaskNotFound
 from ..lifecycle import Effect, Transition, check_deletable
 from ..record import TaskRecord, TaskStatus
-from . import queues, streams
+from . import queues, streams, wake
 
 _NAME_SCAN_COUNT = 25_000  # members per ZSCAN call (a glob with no literal prefix or suffix)
 
@@ -164,6 +164,7 @@ def _effects(conn: Redis, pipe: Pipeline, step: Transition, old: TaskRecord, new
             pipe.hdel(keys.CLAIMS, new.id)
             if old.execution.queue and old.status != TaskStatus.RUNNING:  # a running one leaves it by its indexes
                 pipe.zrem(keys.inflight(old.execution.queue), new.id)
+                wake.ring(conn, old.execution.queue, pipe)  # a slot is free: one waiting worker, if any
         elif effect == Effect.DROP_LOG:
             pipe.delete(keys.log(new.id))
 

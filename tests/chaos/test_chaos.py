@@ -205,12 +205,14 @@ def _retrying(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def _busy(conn: redis.Redis, worker: WorkerProcess | None, task_id: str, tries: int = 150) -> str | None:
-    """Wait (on events) until the worker runs ``task_id``, a bounded number of times; None when it
-    does, else what its registry entry says (a worker that stopped taking work)."""
+def _busy(conn: redis.Redis, worker: WorkerProcess | None, task_id: str, bound_s: float = 120) -> str | None:
+    """Wait (on events) until the worker runs ``task_id``; None when it does, else what its registry
+    entry says (a worker that stopped taking work). The bound is in time, not in events: a busy
+    fleet's events would use up a count before a just-restarted worker has registered."""
     name = worker.args[worker.args.index("--name") + 1] if worker else ""
     raw = None
-    for _ in range(tries):
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
         with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
             raw = conn.get(keys.worker(name))
             if raw and task_id in json.loads(raw).get("current", []):
@@ -612,7 +614,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
         elif record.status == TaskStatus.FAILED:
             assert rt.attempt == record.execution.retries + 1, (record.id, rt.attempts)
             if record.id in failing and all(a.outcome == "failed" for a in rt.attempts):
-                assert all(a.exit_code == 1 for a in rt.attempts)
+                assert all(a.exit_code == 1 for a in rt.attempts), (record.id, rt.attempts)
         else:
             assert record.runtime.abort_requested or record.status_message, record.id
     for task_id in failing & set(by_id):
