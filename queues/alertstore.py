@@ -11,7 +11,6 @@ service and acknowledged after it was sent.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from typing import Any, Literal
@@ -19,13 +18,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from redis import Redis
 
-from . import keys
-from .backend import scripts
+from .backend import alerting
 from .errors import InvalidInput
 from .queue_registry import QueueRegistry
 
-SEEN_TTL_S = 30 * 24 * 3600  # how long "already alerted" is remembered
-HISTORY_MAXLEN = 10_000
 DIGEST_MAX_ITEMS = 2_000  # subjects listed in one digest message; the rest are counted
 
 STATUS_EVENTS = ("failed", "aborted", "completed")
@@ -113,105 +109,35 @@ class AlertRule(BaseModel):
 def add_rule(conn: Redis, rule: AlertRule) -> AlertRule:
     if rule.queue and not QueueRegistry(conn).exists(rule.queue):
         raise InvalidInput(f"no queue named {rule.queue!r}: an alert rule can only watch a queue that exists")
-    with conn.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.ALERT_RULES, rule.id, rule.model_dump_json())
-        pipe.incr(keys.ALERT_RULES_VERSION)
-        pipe.execute()
+    alerting.put_rule(conn, rule.id, rule.model_dump_json())
     return rule
 
 
 def rules_version(conn: Redis) -> int:
     """Changes with every rule added or removed (services re-read the rules when it moves)."""
-    return int(conn.get(keys.ALERT_RULES_VERSION) or 0)
+    return alerting.rules_version(conn)
 
 
 def rules(conn: Redis) -> list[AlertRule]:
-    raw = conn.hgetall(keys.ALERT_RULES)
-    return sorted((AlertRule.model_validate_json(v) for v in raw.values()), key=lambda r: r.created)
+    return sorted((AlertRule.model_validate_json(v) for v in alerting.rule_entries(conn)), key=lambda r: r.created)
 
 
 def get_rule(conn: Redis, rule_id: str) -> AlertRule:
-    raw = conn.hget(keys.ALERT_RULES, rule_id)
+    raw = alerting.rule_entry(conn, rule_id)
     if raw is None:
         raise InvalidInput(f"no alert rule {rule_id!r}")
     return AlertRule.model_validate_json(raw)
 
 
 def rule_exists(conn: Redis, rule_id: str) -> bool:
-    return bool(conn.hexists(keys.ALERT_RULES, rule_id))
+    return alerting.rule_entry(conn, rule_id) is not None
 
 
 def remove_rule(conn: Redis, rule_id: str) -> None:
-    with conn.pipeline(transaction=True) as pipe:
-        pipe.hdel(keys.ALERT_RULES, rule_id)
-        pipe.incr(keys.ALERT_RULES_VERSION)
-        removed, _ = pipe.execute()
-    if not removed:
+    if not alerting.drop_rule(conn, rule_id):
         raise InvalidInput(f"no alert rule {rule_id!r}")
 
 
-# -- raising, digests, history ----------------------------------------------------------------------
-class AlertPipe:
-    """The Redis side of raising and sending alerts (one per service)."""
-
-    def __init__(self, conn: Redis):
-        self.conn = conn
-
-    def raise_alert(self, rule: AlertRule, subject: str, transition: str, message: dict[str, Any]) -> int:
-        """0: raised before; 1: on the outbox; 2: over the rule's rate, held for its digest."""
-        now = time.time()
-        window = int(now // rule.window_s)
-        digest_at = (window + 1) * rule.window_s
-        summary = {k: message.get(k) for k in ("subject", "name", "status", "project", "line")}
-        return int(
-            scripts.run(
-                self.conn,
-                "alerts",
-                "raise",
-                [
-                    keys.alert_seen(rule.id, subject, transition),
-                    keys.ALERT_OUTBOX,
-                    keys.alert_rate(rule.id, window),
-                    keys.alert_held(rule.id),
-                    keys.ALERT_DUE,
-                ],
-                [
-                    SEEN_TTL_S,
-                    json.dumps({**message, "rule": rule.id}),
-                    json.dumps(summary),
-                    rule.burst,
-                    int(rule.window_s) + 60,
-                    rule.id,
-                    repr(digest_at),
-                ],
-            )
-        )
-
-    def next_digest(self) -> float | None:
-        """When the earliest held digest is due (None: none held)."""
-        first = self.conn.zrange(keys.ALERT_DUE, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
-
-    def flush_digests(self, now: float) -> int:
-        """Turn every due rule's held alerts into one digest message each; returns how many alerts."""
-        moved = 0
-        for raw in self.conn.zrangebyscore(keys.ALERT_DUE, "-inf", now):
-            rule_id = raw.decode()
-            moved += int(
-                scripts.run(
-                    self.conn,
-                    "alerts",
-                    "digest",
-                    [keys.ALERT_DUE, keys.alert_held(rule_id), keys.ALERT_OUTBOX],
-                    [rule_id, now],
-                )
-            )
-        return moved
-
-    def record(self, entry: dict[str, Any]) -> None:
-        self.conn.xadd(keys.ALERT_HISTORY, {"data": json.dumps(entry)}, maxlen=HISTORY_MAXLEN, approximate=True)
-
-
-def history(conn: Redis, count: int = 50) -> list[dict[str, Any]]:
-    """The newest ``count`` sent (or failed) messages, newest first."""
-    return [{"id": i.decode(), **json.loads(f[b"data"])} for i, f in conn.xrevrange(keys.ALERT_HISTORY, count=count)]
+# -- raising, digests, history (the backend's: backend/alerting.py) ---------------------------------
+AlertPipe = alerting.AlertPipe
+history = alerting.history

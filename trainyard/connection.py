@@ -10,7 +10,7 @@ import redis
 
 from .embedded import EmbeddedRedis
 from .in_task import inside_task, no_redis_here
-from .queues.backend import server
+from .queues.backend import sentinel, server
 from .queues.errors import RedisUnavailable
 from .settings import settings
 
@@ -41,7 +41,9 @@ def _url_problem(exc: BaseException) -> str:
     """What is wrong with a URL, in words that quote none of it (the parsers quote its parts)."""
     text = str(exc)
     if "scheme" in text:
-        return "it must start with redis://, rediss:// or unix://"
+        return "it must start with redis://, rediss://, unix:// or redis+sentinel://"
+    if "sentinel" in text or "service" in text or "database" in text:
+        return text
     if "Port" in text or "port" in text:
         return "its port is not a number (a password holding '@', '/' or ':' must be URL-encoded)"
     return f"it cannot be parsed ({type(exc).__name__})"
@@ -83,10 +85,13 @@ def client_for(url: str) -> redis.Redis:
     options = {"socket_connect_timeout": 5, "socket_timeout": 30, "health_check_interval": 15}
     if not url.startswith("unix:"):
         options["socket_keepalive"] = True
-    if url.startswith("rediss:"):
+    if url.startswith("rediss:") or url.startswith("rediss+sentinel:"):
         options.update(tls_options())
     try:
-        client = redis.Redis.from_url(url, **options)
+        if sentinel.is_sentinel_url(url):
+            client = sentinel.client(url, options)
+        else:
+            client = redis.Redis.from_url(url, **options)
         server.ping(client)
     except (ValueError, TypeError) as exc:  # a malformed URL or an option the URL's scheme refuses
         raise RedisUnavailable(f"bad Redis URL {redact_url(url)!r}: {_url_problem(exc)}") from None

@@ -438,7 +438,7 @@ def run_here(
     """Run (or resume) a study's controller in this process; trials run on an in-process worker
     when the study was started with ``run_trials_locally``."""
     from ...queues.queue import Queue
-    from ..local import LocalController, step_worker
+    from ..in_process import LocalController, step_worker
 
     doc = StudyDoc.model_validate(studies.load(conn, study_id))
     drain = thread = None

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..connection import client_for, redis_url
+from ..queues.backend import sentinel
 from ..queues.errors import TrainyardError
 from . import api_hpo, api_meta, api_pipelines, api_queues, api_services, api_tasks, api_workers, auth, sse
 from .deps import COOKIE, ApiError, error_response, reader, trainyard_error, triggerer, validation_error
@@ -33,7 +34,10 @@ def create_app(url: str | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.aioredis = aioredis.from_url(url, socket_connect_timeout=5, socket_timeout=60)
+        if sentinel.is_sentinel_url(url):  # follows a failover, as the sync client does
+            app.state.aioredis = sentinel.async_client(url, {"socket_connect_timeout": 5, "socket_timeout": 60})
+        else:
+            app.state.aioredis = aioredis.from_url(url, socket_connect_timeout=5, socket_timeout=60)
         app.state.hub = sse.EventHub(app.state.aioredis)
         app.state.hub.start()
         try:

@@ -1,0 +1,176 @@
+"""Redis behind Sentinel, for real (issue 17): a primary, a replica and three ``redis-sentinel``
+processes; the primary is killed mid-storm and nothing is lost: every task ends completed, none
+runs twice at once, and workers, CLI and clients follow the failover by themselves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+from redis_server import _drain, free_port
+from workerproc import WorkerProcess
+
+from trainyard import Queue, Task, TaskStatus
+from trainyard.connection import reset_connections
+from trainyard.embedded import redis_server_binary
+from trainyard.queues.backend import sentinel as sentinel_urls
+from trainyard.queues.task import create_many
+
+PASSWORD = "s3nt-pw"
+SERVICE = "tymaster"
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-sentinel") is None, reason="needs Debian's redis-sentinel")
+
+
+def _until(check, what: str, timeout: float = 60) -> None:
+    """Wait for a condition on the servers (they announce nothing we could block on)."""
+    done = threading.Event()
+    deadline = threading.Timer(timeout, done.set)
+    deadline.start()
+    try:
+        while not done.wait(0.05):
+            try:
+                if check():
+                    return
+            except (redis.RedisError, OSError):
+                pass
+        raise AssertionError(f"timed out waiting for {what}")
+    finally:
+        deadline.cancel()
+
+
+class Cluster:
+    """Primary + replica (AOF, password) and three sentinels (quorum 2), on loopback."""
+
+    def __init__(self, root: Path):
+        self.root, self.procs = root, {}
+        self.primary, self.replica = free_port(), free_port()
+        self.sentinels = [free_port() for _ in range(3)]
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+        self.procs[name] = proc
+
+    def _server(self, name: str, port: int, extra: list[str]) -> None:
+        folder = self.root / name
+        folder.mkdir(parents=True)
+        args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"]
+        args += ["--requirepass", PASSWORD, "--masterauth", PASSWORD, *extra]
+        self._spawn(name, args)
+
+    def start(self) -> Cluster:
+        self._server("primary", self.primary, [])
+        self._server("replica", self.replica, ["--replicaof", "127.0.0.1", str(self.primary)])
+        replica = redis.Redis(port=self.replica, password=PASSWORD)
+        _until(lambda: replica.info("replication").get("master_link_status") == "up", "the replica's link")
+        for i, port in enumerate(self.sentinels):
+            conf = self.root / f"sentinel{i}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.root}\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary} 2\n"
+                f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel failover-timeout {SERVICE} 4000\n"
+            )
+            self._spawn(f"sentinel{i}", ["redis-sentinel", str(conf)])
+        for port in self.sentinels:
+            s = redis.Redis(port=port)
+            _until(
+                lambda s=s: (m := s.sentinel_master(SERVICE))["num-other-sentinels"] == 2 and m["num-slaves"] == 1,
+                "the sentinels to know each other and the replica",
+            )
+        return self
+
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
+        return f"redis+sentinel://:{PASSWORD}@{hosts}/{SERVICE}/0"
+
+    def kill_primary(self) -> None:
+        self.procs["primary"].send_signal(signal.SIGKILL)
+        self.procs["primary"].wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    found = Cluster(tmp_path / "sentinel").start()
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+def test_a_sentinel_url_is_parsed_and_a_bad_one_refused_in_one_line():
+    target = sentinel_urls.parse("redis+sentinel://u:p%40w@h1:26379,h2:26380/mymaster/3?sentinel_password=x")
+    assert target.sentinels == [("h1", 26379), ("h2", 26380)]
+    assert (target.service, target.db, target.username, target.password) == ("mymaster", 3, "u", "p@w")
+    assert target.sentinel_options == {"password": "x"}
+    assert sentinel_urls.parse("rediss+sentinel://h1:26379/m").tls
+    for bad in ("redis+sentinel://h1:26379/", "redis+sentinel://h1:port/m", "redis+sentinel://h1:1/m/x"):
+        with pytest.raises(ValueError):
+            sentinel_urls.parse(bad)
+
+
+def test_a_bad_sentinel_url_is_one_line_from_the_cli(run_cli):
+    result = run_cli("queue", "list", env={"TRAINYARD_REDIS_URL": "redis+sentinel://:secret@h1:port/m"})
+    assert result.returncode != 0
+    assert "sentinel" in result.stderr and "Traceback" not in result.stderr and "secret" not in result.stderr
+
+
+def test_a_primary_killed_mid_storm_loses_nothing(cluster, tmp_path, monkeypatch, run_cli):
+    url = cluster.url()
+    monkeypatch.setenv("TRAINYARD_REDIS_URL", url)
+    reset_connections()
+    log = tmp_path / "runs.log"
+    Queue.create("storm")
+    body = (
+        "import os, time\n"
+        f"f = os.open({str(log)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
+        "t = os.environ['TRAINYARD_TASK_ID']\n"
+        "os.write(f, f'start {t}\\n'.encode()); time.sleep(0.3); os.write(f, f'end {t}\\n'.encode())\n"
+    )
+    tasks = create_many(
+        [{"name": f"s{i}", "command": ["python", "-c", body], "retries": 3} for i in range(30)], queue="storm"
+    )
+    conn = redis.Redis(port=cluster.primary, password=PASSWORD)
+    assert conn.execute_command("WAIT", 1, 10000) == 1  # acknowledged once the replica has it
+    workers = [
+        WorkerProcess("-q", "storm", "--cpu-only", env={"TRAINYARD_REDIS_URL": url}, fast=False) for _ in range(3)
+    ]
+    try:
+        _until(lambda: log.exists() and log.read_text().count("end ") >= 6, "the storm to be under way", 120)
+        cluster.kill_primary()
+        sentinel = redis.Redis(port=cluster.sentinels[0])
+        _until(lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == cluster.replica, "the failover", 60)
+        final = [Task.get(t.id).wait(timeout=240) for t in tasks]
+        assert [t.status for t in final] == [TaskStatus.COMPLETED] * len(tasks)
+        listed = run_cli("task", "list", "--status", "completed", env={"TRAINYARD_REDIS_URL": url})
+        assert listed.returncode == 0, listed.stderr  # the CLI finds the new primary by itself
+    finally:
+        for worker in workers:
+            worker.stop()
+    running: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        kind, task_id = line.split()
+        running[task_id] = running.get(task_id, 0) + (1 if kind == "start" else -1)
+        assert running[task_id] <= 1, f"task {task_id} ran twice at once"
+    assert {t.id for t in tasks} <= {line.split()[1] for line in log.read_text().splitlines() if line.startswith("end")}
+    assert os.environ["TRAINYARD_REDIS_URL"] == url
