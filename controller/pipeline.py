@@ -453,7 +453,7 @@ def run_here(
     worker when the run was started with ``run_steps_locally``. With ``hold`` this process also
     runs the controller task (it heartbeats and ends it); without, something else does (a worker)."""
     from ..queues.queue import Queue
-    from .local import LocalController, step_worker
+    from .in_process import LocalController, step_worker
 
     run = run_store.load(conn, run_id)
     local_queue = run.local_queue

@@ -26,12 +26,6 @@ REDIS_COMMANDS = {
     "zrem", "zremrangebyscore", "zrevrange", "zrevrangebyscore", "zscan_iter", "zscore",
 }  # fmt: skip
 
-# Modules that still speak redis-py: services that landed beside the backend's making, to be moved
-# into it. The list may only shrink (the test fails when a listed module no longer needs to be here).
-NOT_YET_MOVED = {
-    "controller/alerts/service.py",
-}
-
 
 def _sources():
     for root in ROOTS:
@@ -49,17 +43,8 @@ def _redis_calls(path: Path) -> list[str]:
 
 
 def test_only_the_backend_speaks_redis_py():
-    found: dict[str, list[str]] = {}
-    for path in _sources():
-        if BACKEND in path.parents:
-            continue
-        calls = _redis_calls(path)
-        if calls:
-            found[path.as_posix()] = calls
-    outside = {p: c for p, c in found.items() if p not in NOT_YET_MOVED}
-    assert not outside, "redis-py called outside queues/backend/:\n" + "\n".join(sum(outside.values(), []))
-    moved = sorted(NOT_YET_MOVED - set(found))
-    assert not moved, f"no longer speaking redis-py, take them off NOT_YET_MOVED: {moved}"
+    found = [call for path in _sources() if BACKEND not in path.parents for call in _redis_calls(path)]
+    assert not found, "redis-py called outside queues/backend/:\n" + "\n".join(found)
 
 
 def test_no_lua_in_python_files():

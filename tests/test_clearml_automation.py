@@ -139,3 +139,34 @@ def test_trigger_scheduler_fires_on_the_status_event_once_per_task_with_a_thresh
     assert [(r.name, r.parent) for r in fired] == [("retrain (high score)", template.id)]  # once, for "at zero"
     with pytest.raises(UnsupportedCall, match=r"clearml TriggerScheduler.add_model_trigger \(trainyard has no model"):
         TriggerScheduler().add_model_trigger(name="deploy")
+
+
+def test_the_optimiser_runs_in_this_process_as_clearmls_does_with_a_callback_from_the_script(conn):
+    from trainyard.clearml.automation import HyperParameterOptimizer, RandomSearch, UniformParameterRange
+
+    trial = (
+        "from trainyard import current_task as c; t = c(); "
+        "t.log_metric('loss', 'val', (t.get_parameter('Args/x') - 0.3) ** 2)"
+    )
+    base = Task.create("trial", "hpo", command=[sys.executable, "-c", trial], parameters={"Args/x": 0.5})
+    done = []
+
+    def job_complete(job_id, objective_value, objective_iteration, job_parameters, top_performance_job_id):
+        done.append(job_id)
+
+    optimizer = HyperParameterOptimizer(
+        base_task_id=ClearmlTask.get_task(task_id=base.id),
+        hyper_parameters=[UniformParameterRange("Args/x", min_value=0.0, max_value=1.0)],
+        objective_metric_title="loss",
+        objective_metric_series="val",
+        objective_metric_sign="min",
+        optimizer_class=RandomSearch,
+        max_number_of_concurrent_tasks=2,
+        total_max_jobs=3,
+    )
+    optimizer.start_locally(job_complete_callback=job_complete)  # trials on an in-process worker
+    assert optimizer.wait()
+    top = optimizer.get_top_experiments(2)
+    assert all(isinstance(t, ClearmlTask) and t.status == "completed" for t in top) and len(top) == 2
+    assert sorted(done) == sorted(t.id for t in Task.list(project="hpo", tag="optimization", limit=10))
+    optimizer.stop()

@@ -2,7 +2,7 @@
 
 from .connection import connect, redact_url
 from .controller.decorators import component, pipeline
-from .controller.local import use_step_worker_factory
+from .controller.in_process import use_step_worker_factory
 from .controller.pipeline import Pipeline
 from .controller.schedules import TaskScheduler
 from .in_task import reader as _in_task_reader

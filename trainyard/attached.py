@@ -21,7 +21,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from .controller.local import LocalController
+from .controller.in_process import LocalController
 from .queues.store import TaskStore
 from .runtime.task_api import ENV_RUN_DIR, ENV_TASK_ID
 from .settings import settings

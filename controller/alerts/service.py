@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -29,12 +28,14 @@ from redis import Redis
 
 from ...queues import events, keys, services, workers
 from ...queues.alertstore import STATUS_EVENTS, AlertPipe, AlertRule, rules, rules_version
+from ...queues.backend import alerting, records, streams
+from ...queues.backend import queues as queue_lists
 from ...queues.connection import default_connection
 from ...queues.errors import TaskNotFound
 from ...queues.record import TaskRecord, TaskStatus
 from ...queues.store import TaskStore
-from ...queues.task import Task
 from .. import run_store
+from ..services import enqueue_service, run_until_signalled
 from . import message
 
 log = logging.getLogger("trainyard.alerts")
@@ -46,7 +47,7 @@ RETRY_MAX_S = 60.0
 CHECK_S = 0.25  # the no-event checks run at most this often, however many events arrive
 PRUNE_S = 600.0  # how often consumers of services long gone are dropped from the group
 GONE_CONSUMER_MS = 3_600_000
-SERVICE_COMMAND = ["python", "-m", "trainyard.controller.alerts.service"]
+SERVICE_MODULE = "trainyard.controller.alerts.service"
 
 
 class AlertService:
@@ -71,11 +72,7 @@ class AlertService:
     def setup(self) -> None:
         apprise.Apprise.instantiate("json://localhost")  # loads Apprise's plugins now, not at the first alert
         for stream in (keys.EVENTS, keys.ALERT_OUTBOX):
-            try:
-                self.conn.xgroup_create(stream, GROUP, id="$", mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            alerting.ensure_group(self.conn, stream, GROUP)
 
     def run(self) -> None:
         self.setup()
@@ -112,14 +109,15 @@ class AlertService:
             self._prune_consumers()
         if self._failures and time.time() >= self._retry_at:
             self._send_pending()
-        reply = self.conn.xreadgroup(
+        reply = alerting.read_group(
+            self.conn,
             GROUP,
             self.name,
             {keys.EVENTS: ">", keys.ALERT_OUTBOX: ">"},
             count=500,
-            block=events.block_ms(self.conn, max(wait, 0.001)),
+            block_ms=streams.block_ms(self.conn, max(wait, 0.001)),
         )
-        for stream, entries in reply or []:
+        for stream, entries in reply:
             if stream.decode() == keys.EVENTS:
                 self._on_events(entries)
             else:
@@ -141,7 +139,7 @@ class AlertService:
         active = self.rules()  # read after the events arrived: a rule added before them applies
         for entry_id, fields in entries:
             self.on_event(events.Event.from_fields(entry_id, fields), active)
-        self.conn.xack(keys.EVENTS, GROUP, *[e[0] for e in entries])
+        alerting.ack(self.conn, keys.EVENTS, GROUP, *[e[0] for e in entries])
 
     def on_event(self, event: events.Event, active: list[AlertRule]) -> None:
         if event.kind not in ("status", "pipeline") or event.status not in STATUS_EVENTS:
@@ -195,14 +193,14 @@ class AlertService:
         wait = TICK_S
         if not wait_rules:
             return wait
-        all_queues = sorted(q.decode() for q in self.conn.hkeys(keys.QUEUES))
+        all_queues = queue_lists.names(self.conn)
         for rule in wait_rules:
             for queue in [rule.queue] if rule.queue else all_queues:
-                head = self.conn.lindex(keys.rq_queue(queue), 0)
+                head = queue_lists.head(self.conn, queue)
                 if head is None:
                     continue
                 try:
-                    record = self.store.get(head.decode())
+                    record = self.store.get(head)
                 except TaskNotFound:
                     continue
                 if record.status != TaskStatus.QUEUED or record.queued_at is None:
@@ -219,26 +217,19 @@ class AlertService:
         return wait
 
     def _check_running(self, running_rules: list[AlertRule], now: float) -> None:
-        ids = [i.decode() for i in self.conn.zrange(keys.status_index(TaskStatus.RUNNING.value), 0, 9_999)]
-        records = [r for r in self.store.get_many(ids) if r is not None and r.status == TaskStatus.RUNNING]
-        if not records:
+        ids = records.index_oldest(self.conn, keys.status_index(TaskStatus.RUNNING.value), 10_000)
+        running = [r for r in self.store.get_many(ids) if r is not None and r.status == TaskStatus.RUNNING]
+        if not running:
             return
         stalled = [r for r in running_rules if r.on == "stalled"]
         last_seen: dict[str, float] = {}
         if stalled:
-            with self.conn.pipeline(transaction=False) as pipe:
-                for record in records:
-                    pipe.xrevrange(keys.log(record.id), count=1)
-                    pipe.xrevrange(keys.metrics(record.id), count=1)
-                replies = pipe.execute()
-            for i, record in enumerate(records):
-                stamps = [record.started or 0.0]
-                for reply in replies[2 * i : 2 * i + 2]:
-                    if reply:
-                        stamps.append(int(reply[0][0].split(b"-")[0]) / 1000)
+            activity = streams.last_activity(self.conn, [r.id for r in running])
+            for record, newest in zip(running, activity):
+                stamps = [record.started or 0.0] + [int(entry.split("-")[0]) / 1000 for entry in newest]
                 last_seen[record.id] = max(stamps)
         for rule in running_rules:
-            for record in records:
+            for record in running:
                 if not rule.covers(record.project, record.execution.queue, record.tags, record.user):
                     continue
                 attempt = record.runtime.attempt
@@ -267,31 +258,21 @@ class AlertService:
     # -- sending -------------------------------------------------------------------------------------
     def _take_over(self) -> None:
         """Claim what dead services left: events to examine and messages to send."""
-        _, entries, *_ = self.conn.xautoclaim(
-            keys.EVENTS, GROUP, self.name, min_idle_time=int(EVENT_CLAIM_S * 1000), count=500
-        )
-        entries = [e for e in entries if e and e[1] is not None]
+        entries = alerting.take_over(self.conn, keys.EVENTS, GROUP, self.name, int(EVENT_CLAIM_S * 1000), 500)
         if entries:
             self._on_events(entries)
-        _, entries, *_ = self.conn.xautoclaim(
-            keys.ALERT_OUTBOX, GROUP, self.name, min_idle_time=int(SEND_CLAIM_S * 1000), count=100
-        )
-        entries = [e for e in entries if e and e[1] is not None]
+        entries = alerting.take_over(self.conn, keys.ALERT_OUTBOX, GROUP, self.name, int(SEND_CLAIM_S * 1000), 100)
         if entries:
             self._send(entries)
 
     def _prune_consumers(self) -> None:
         """Drop the group's consumers that hold nothing and were idle an hour (services gone)."""
         for stream in (keys.EVENTS, keys.ALERT_OUTBOX):
-            for consumer in self.conn.xinfo_consumers(stream, GROUP):
-                name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
-                if consumer["pending"] == 0 and consumer["idle"] > GONE_CONSUMER_MS and name != self.name:
-                    self.conn.xgroup_delconsumer(stream, GROUP, name)
+            alerting.prune_consumers(self.conn, stream, GROUP, self.name, GONE_CONSUMER_MS)
 
     def _send_pending(self) -> None:
         """Try again the messages this service could not send (still pending on it)."""
-        reply = self.conn.xreadgroup(GROUP, self.name, {keys.ALERT_OUTBOX: "0"}, count=100)
-        for _, entries in reply or []:
+        for _, entries in alerting.read_group(self.conn, GROUP, self.name, {keys.ALERT_OUTBOX: "0"}, count=100):
             self._send([e for e in entries if e[1]])
 
     def _send(self, entries: list) -> None:
@@ -302,7 +283,7 @@ class AlertService:
             rule = by_id.get(data.get("rule")) or self._fresh_rule(data.get("rule"))
             if rule is None:
                 self.pipe.record({"rule": data.get("rule"), "ok": False, "error": "rule removed", "at": time.time()})
-                self.conn.xack(keys.ALERT_OUTBOX, GROUP, entry_id)
+                alerting.ack(self.conn, keys.ALERT_OUTBOX, GROUP, entry_id)
                 continue
             if data.get("digest"):
                 items = [json.loads(i) for i in data["items"]]
@@ -312,7 +293,7 @@ class AlertService:
             error = self.deliver(rule, msg["title"], msg["body"], msg.get("type", "info"))
             entry = {"rule": rule.id, "title": msg["title"], "subjects": subjects, "by": self.name, "at": time.time()}
             if error is None:
-                self.conn.xack(keys.ALERT_OUTBOX, GROUP, entry_id)
+                alerting.ack(self.conn, keys.ALERT_OUTBOX, GROUP, entry_id)
                 self.pipe.record({**entry, "ok": True, "digest": bool(data.get("digest"))})
                 self.sent += 1
             else:
@@ -353,30 +334,13 @@ def test_rule(conn: Redis, rule: AlertRule) -> str | None:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """An alert service as a controller task on ``queue``; returns its task id."""
-    from ...queues.queue_registry import QueueRegistry
-    from ...queues.record import TaskType
-
-    QueueRegistry(conn).require(queue)
-    task = Task.create(
-        "alert service",
-        "services",
-        command=SERVICE_COMMAND,
-        task_type=TaskType.CONTROLLER,
-        tags=["alert-service"],
-        connection=conn,
-    )
-    task.enqueue(queue)
-    return task.id
+    return enqueue_service(conn, "alert service", SERVICE_MODULE, "alert-service", queue)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     service = AlertService(default_connection())
-    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: service.stop_event.set())
-    service.run()
-    print("alert service stopped", flush=True)
-    return 0
+    return run_until_signalled(service, "alert service")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from redis import Redis
+from redis import Redis, ResponseError
 
 from .. import keys
 from . import scripts
@@ -112,3 +112,39 @@ class AlertPipe:
 def history(conn: Redis, count: int = 50) -> list[dict[str, Any]]:
     """The newest ``count`` sent (or failed) messages, newest first."""
     return [{"id": i.decode(), **json.loads(f[b"data"])} for i, f in conn.xrevrange(keys.ALERT_HISTORY, count=count)]
+
+
+# -- the services' consumer group on the event stream and the outbox ---------------------------------
+def ensure_group(conn: Redis, stream: str, group: str) -> None:
+    """Create ``group`` on ``stream`` (starting at its end) unless it exists."""
+    try:
+        conn.xgroup_create(stream, group, id="$", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def read_group(
+    conn: Redis, group: str, consumer: str, cursors: dict[str, str], count: int, block_ms: int | None = None
+):
+    """XREADGROUP: ``(stream, entries)`` pairs (``>``: new entries; ``0``: this consumer's pending)."""
+    return conn.xreadgroup(group, consumer, cursors, count=count, block=block_ms) or []
+
+
+def ack(conn: Redis, stream: str, group: str, *entry_ids) -> None:
+    if entry_ids:
+        conn.xack(stream, group, *entry_ids)
+
+
+def take_over(conn: Redis, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list:
+    """Claim entries another consumer left pending longer than ``min_idle_ms`` (XAUTOCLAIM)."""
+    _, entries, *_ = conn.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, count=count)
+    return [e for e in entries if e and e[1] is not None]
+
+
+def prune_consumers(conn: Redis, stream: str, group: str, keep: str, idle_ms: int) -> None:
+    """Drop the group's consumers that hold nothing and were idle ``idle_ms`` (services gone)."""
+    for consumer in conn.xinfo_consumers(stream, group):
+        name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+        if consumer["pending"] == 0 and consumer["idle"] > idle_ms and name != keep:
+            conn.xgroup_delconsumer(stream, group, name)

@@ -154,3 +154,9 @@ def unregister(conn: Redis, name: str) -> None:
 def length(conn: Redis, queue: str) -> int:
     """How many tasks wait on ``queue``."""
     return conn.llen(keys.rq_queue(queue))
+
+
+def head(conn: Redis, queue: str) -> str | None:
+    """The id at the head of ``queue`` (None when it is empty)."""
+    found = conn.lindex(keys.rq_queue(queue), 0)
+    return found.decode() if found is not None else None

@@ -262,3 +262,8 @@ def release_claim(conn: Redis, task_id: str, queue: str | None = None, worker: s
         if queue:
             pipe.zrem(keys.inflight(queue), task_id)
         pipe.execute()
+
+
+def index_oldest(conn: Redis, index: str, count: int) -> list[str]:
+    """The first ``count`` ids of ``index``, oldest first."""
+    return [i.decode() for i in conn.zrange(index, 0, count - 1)]

@@ -224,3 +224,13 @@ async def async_follow_task(client, task_id: str, cursors: dict[str, str], block
 async def async_record_json(client, task_id: str) -> bytes | None:
     """A task record's JSON, or None."""
     return await client.get(keys.task(task_id))
+
+
+def last_activity(conn: Redis, task_ids: list[str]) -> list[list[str]]:
+    """Per task, the ids of its newest log line and newest metric point (those it has)."""
+    with conn.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            pipe.xrevrange(keys.log(task_id), count=1)
+            pipe.xrevrange(keys.metrics(task_id), count=1)
+        replies = pipe.execute()
+    return [[reply[0][0].decode() for reply in replies[2 * i : 2 * i + 2] if reply] for i in range(len(task_ids))]
