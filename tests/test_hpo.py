@@ -744,6 +744,7 @@ def test_a_local_study_stopped_then_resumed_continues_without_losing_or_repeatin
     assert [t.number for t in trials] == list(range(total))
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
     assert [t.params["Args/x"] for t in trials] == [after[n].params["Args/x"] for n in range(total)]
+    assert len({t.params["Args/x"] for t in trials}) == total  # the seeded sampler did not start its draws over
     finished = {n: e.value for n, e in after.items() if e.state == "completed"}
     assert {t.number: t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE} == finished
 

@@ -72,6 +72,8 @@ class StudyController:
             sampler or build_sampler(self.doc.sampler, self.doc.strategy, self.space),
             pruner or build_pruner(self.doc.pruner, self.doc.strategy),
         )
+        if self.study.get_trials(deepcopy=False):  # resumed: a seeded sampler would draw its first points again
+            self.study.sampler.reseed_rng()
         self.entries = {n: TrialEntry.model_validate(e) for n, e in studies.trials(conn, study_id).items()}
         self.cursors: dict[int, str] = {}  # trial number -> its metric stream position
         self.optuna_trials: dict[int, optuna.trial.Trial] = {}
