@@ -33,6 +33,7 @@ from bench_dispatch import Bench, rq_sampler, trainyard_sampler
 from common import ChildProcesses, RedisServer, console, machine_facts, print_table, write_json
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "fleet.json"
+START_S = 600.0  # longest wait for a fleet to register
 GAP_S = 0.05  # between one task's end and the next enqueue: the worker is idle again
 
 
@@ -98,8 +99,16 @@ def lost_races(bench: Bench, sample, tasks: int, offset: int) -> float:
 
 def measure(bench: Bench, kind: str, n: int, tasks: int, idle_s: float) -> dict:
     bench.reset()
-    workers = bench.start_workers(kind if kind != "trainyard" else "trainyard", n)
+    workers = bench.start_workers(kind, n, wait=False)
     try:
+        deadline = time.monotonic() + START_S
+        pending = list(workers)
+        while pending:  # a hundred processes starting on two cores take a while
+            pending = [w for w in pending if not bench.is_registered(w)]
+            bench.check_alive(pending)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} of {n} workers did not register within {START_S:g}s")
+            time.sleep(0.2)
         time.sleep(1.0)  # start-up traffic (registration, first heartbeats, leftover sweeps) settles
         row = {"workers": n, "idle_cmds_per_s": idle_rate(bench.conn, idle_s)}
         sample = trainyard_sampler(bench) if kind == "trainyard" else rq_sampler(bench)
@@ -127,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             console.print(f"[bold]{n} worker(s)[/bold]")
             results["trainyard"].append(measure(bench, "trainyard", n, args.tasks, args.idle_s))
+            console.print(results["trainyard"][-1])
             if not args.no_rq:
                 results["rq"].append(measure(bench, "rq_worker", n, args.tasks, args.idle_s))
+                console.print(results["rq"][-1])
         facts = machine_facts(bench.conn)
     rq_by_n = {r["workers"]: r for r in results["rq"]}
     rows = []

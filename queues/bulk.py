@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from . import events, keys, rqjob
+from .backend import records as records_backend
 from .backend import scripts
 from .record import TaskRecord
 
@@ -84,7 +85,9 @@ def create(conn: Redis, records: Sequence[TaskRecord], index_keys, born: Born | 
             len(extra),
             *extra,
         ]
-    return int(scripts.run(conn, "queue", "create", queue_keys, args)) == 0
+    created = int(scripts.run(conn, "queue", "create", queue_keys, args)) == 0
+    records_backend.replicated(conn)
+    return created
 
 
 @contextlib.contextmanager

@@ -64,6 +64,13 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("TRAINYARD_DEAD_AFTER_S", "dead_after_s", "20", "a claim unrefreshed this long, its worker gone: reaped"),
     Variable(
+        "TRAINYARD_REDIS_REPLICAS",
+        "redis_replicas",
+        "0",
+        "a task change (create, enqueue, status) returns only once this many replicas have it (Redis `WAIT`, "
+        "up to 5 s, then a warning): what a failover cannot lose",
+    ),
+    Variable(
         "TRAINYARD_NVML",
         "nvml",
         "pynvml",
@@ -130,6 +137,7 @@ class Settings:
     heartbeat_s: float = 2.0
     worker_ttl_s: float = 10.0
     dead_after_s: float = 20.0
+    redis_replicas: int = 0
     nvml: str = "pynvml"
     standin_gpus: str | None = None
     standin_gpus_file: str | None = None

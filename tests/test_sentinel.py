@@ -138,6 +138,7 @@ def test_a_bad_sentinel_url_is_one_line_from_the_cli(run_cli):
 def test_a_primary_killed_mid_storm_loses_nothing(cluster, tmp_path, monkeypatch, run_cli):
     url = cluster.url()
     monkeypatch.setenv("TRAINYARD_REDIS_URL", url)
+    monkeypatch.setenv("TRAINYARD_REDIS_REPLICAS", "1")  # acknowledged only once the replica has it
     reset_connections()
     log = tmp_path / "runs.log"
     Queue.create("storm")
@@ -150,14 +151,14 @@ def test_a_primary_killed_mid_storm_loses_nothing(cluster, tmp_path, monkeypatch
     tasks = create_many(
         [{"name": f"s{i}", "command": ["python", "-c", body], "retries": 3} for i in range(30)], queue="storm"
     )
-    conn = redis.Redis(port=cluster.primary, password=PASSWORD)
-    assert conn.execute_command("WAIT", 1, 10000) == 1  # acknowledged once the replica has it
-    workers = [
-        WorkerProcess("-q", "storm", "--cpu-only", env={"TRAINYARD_REDIS_URL": url}, fast=False) for _ in range(3)
-    ]
+    replica = redis.Redis(port=cluster.replica, password=PASSWORD)
+    assert replica.llen("rq:queue:storm") == len(tasks)  # create_many returned: the replica has them all
+    env = {"TRAINYARD_REDIS_URL": url}  # after the failover no replica is left to wait for
+    workers = [WorkerProcess("-q", "storm", "--cpu-only", env=env, fast=False) for _ in range(3)]
     try:
         _until(lambda: log.exists() and log.read_text().count("end ") >= 6, "the storm to be under way", 120)
         cluster.kill_primary()
+        monkeypatch.delenv("TRAINYARD_REDIS_REPLICAS")
         sentinel = redis.Redis(port=cluster.sentinels[0])
         _until(lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == cluster.replica, "the failover", 60)
         final = [Task.get(t.id).wait(timeout=240) for t in tasks]

@@ -45,6 +45,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         heartbeat_s=seconds("TRAINYARD_HEARTBEAT_S", 2.0),
         worker_ttl_s=seconds("TRAINYARD_WORKER_TTL_S", 10.0),
         dead_after_s=seconds("TRAINYARD_DEAD_AFTER_S", 20.0),
+        redis_replicas=int(replicas) if (replicas := text("TRAINYARD_REDIS_REPLICAS") or "").isdigit() else 0,
         nvml=env.get("TRAINYARD_NVML", "").strip().lower() or "pynvml",
         standin_gpus=env.get("TRAINYARD_STANDIN_GPUS") or None,
         standin_gpus_file=env.get("TRAINYARD_STANDIN_GPUS_FILE") or None,

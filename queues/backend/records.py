@@ -4,18 +4,21 @@ record change (``change``), which executes a declared transition (``lifecycle.TA
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 
 from redis import Redis, WatchError
 from redis.client import Pipeline
 
-from .. import keys, rqjob
+from .. import config, keys, rqjob
 from ..errors import TaskNotFound
 from ..lifecycle import Effect, Transition, check_deletable
 from ..record import TaskRecord, TaskStatus
 from . import queues, streams, wake
 
+log = logging.getLogger("trainyard")
+REPLICA_WAIT_MS = 5000  # longest wait for the replicas TRAINYARD_REDIS_REPLICAS asks for
 _NAME_SCAN_COUNT = 25_000  # members per ZSCAN call (a glob with no literal prefix or suffix)
 
 
@@ -169,6 +172,16 @@ def _effects(conn: Redis, pipe: Pipeline, step: Transition, old: TaskRecord, new
             pipe.delete(keys.log(new.id))
 
 
+def replicated(conn: Redis) -> None:
+    """With ``TRAINYARD_REDIS_REPLICAS`` set, wait (up to 5 s) until that many replicas have every
+    write of this connection so far: the change is then acknowledged, and survives a failover."""
+    wanted = config.current().redis_replicas
+    if wanted > 0:
+        got = conn.wait(wanted, REPLICA_WAIT_MS)
+        if got < wanted:
+            log.warning("only %d of %d replica(s) confirmed a change within %d ms", got, wanted, REPLICA_WAIT_MS)
+
+
 def change(
     conn: Redis,
     task_id: str,
@@ -216,6 +229,7 @@ def change(
                         pipe, kind, task_id, new.status.value, old.status.value, new.project, new.execution.queue or ""
                     )
                 pipe.execute()
+                replicated(conn)
                 return new
             except WatchError:
                 continue

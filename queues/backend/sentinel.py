@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
+# A failover takes the sentinels' down-after time plus an election (seconds): a command retries
+# (asking the sentinels again each time) for about 20 s before its error reaches the caller.
+FAILOVER_RETRIES = 12
+
+
+def _failover_retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=2.0, base=0.1), FAILOVER_RETRIES)
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,9 @@ def client(url: str, options: dict) -> Redis:
     sentinel_kwargs = {k: v for k, v in opts.items() if k in shared or k.startswith("ssl_")}
     sentinel_kwargs.update(target.sentinel_options)
     sentinel = Sentinel(target.sentinels, sentinel_kwargs=sentinel_kwargs, **opts)
-    return sentinel.master_for(target.service, db=target.db, username=target.username, password=target.password)
+    return sentinel.master_for(
+        target.service, db=target.db, username=target.username, password=target.password, retry=_failover_retry()
+    )
 
 
 def async_client(url: str, options: dict):
