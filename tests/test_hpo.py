@@ -771,3 +771,24 @@ def test_sampler_or_pruner_objects_are_refused_by_start_with_one_line(conn, base
     assert name in message and "_kwargs={...}" in message and "start_locally()" in message
     _nothing_written(conn, base.id)
     assert Queue("services").task_ids() == []
+
+
+def test_cli_stops_and_resumes_a_study_that_runs_here(conn, base, run_cli):
+    """`hpo resume` refuses a study whose controller is running (one line); after `hpo stop` it
+    runs the controller again in the terminal, with its trials on an in-process worker as before."""
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.4})
+    opt = _optimizer(base.id, total_max_jobs=4, optuna_pruner="NopPruner")
+    opt.start_locally(run_trials_locally=True)
+    _wait_trials(conn, opt.id, lambda es: any(e.state == "running" for e in es))
+    busy = run_cli("hpo", "resume", opt.id)
+    assert busy.returncode == 1 and busy.stderr == f"error: study {opt.id}'s controller is running already\n"
+    assert run_cli("hpo", "stop", opt.id, check=True).stdout.strip() == f"study {opt.id}: stop requested"
+    assert opt.wait() and opt.study.status == "stopped"
+    before = _entries(conn, opt.id)
+    proc = run_cli("hpo", "resume", opt.id, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"study {opt.id} ") and ": completed;" in proc.stdout.splitlines()[0]
+    after = _entries(conn, opt.id)
+    assert sorted(after) == [0, 1, 2, 3] and all(after[n].task == e.task for n, e in before.items())
+    assert sorted(t.id for t in Task.list(tag=f"opt:{opt.id}", limit=100)) == sorted(e.task for e in after.values())
+    assert not [q for q in Queue.list() if q.name.startswith("local-trials-")]  # its in-process queue is gone
