@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -35,12 +34,13 @@ from .files import registry
 from .files.cron import next_tick
 from .files.schema import PipelineFile
 from .schedules import Schedule, file_schedules, user_schedules
+from .services import enqueue_service, run_until_signalled
 
 log = logging.getLogger("trainyard.triggers")
 FIRES = keys.TRIGGER_FIRES
 CLAIM_TTL_S = 7 * 24 * 3600
 REFRESH_S = 1.0
-SERVICE_COMMAND = ["python", "-m", "trainyard.controller.triggers"]
+SERVICE_MODULE = "trainyard.controller.triggers"
 
 
 class TriggerService:
@@ -222,28 +222,12 @@ def fires(conn: Redis, after: str = "0-0") -> list[tuple[str, dict]]:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """A trigger service as a controller task on ``queue``; returns its task id."""
-    from ..queues.queue_registry import QueueRegistry
-
-    QueueRegistry(conn).require(queue)
-    task = Task.create(
-        "trigger service",
-        "services",
-        command=SERVICE_COMMAND,
-        task_type=TaskType.CONTROLLER,
-        tags=["trigger-service"],
-        connection=conn,
-    )
-    task.enqueue(queue)
-    return task.id
+    return enqueue_service(conn, "trigger service", SERVICE_MODULE, "trigger-service", queue)
 
 
 def main() -> int:
     service = TriggerService(default_connection())
-    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: service.stop_event.set())
-    service.run()
-    print("trigger service stopped", flush=True)
-    return 0
+    return run_until_signalled(service, "trigger service")
 
 
 if __name__ == "__main__":

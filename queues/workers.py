@@ -79,15 +79,17 @@ def publish_state(conn: Redis, info: WorkerInfo) -> None:
     fleet.set_worker_state(conn, info.name, info.model_dump_json(), info.state, _ttl_ms())
 
 
-def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None]) -> str | None:
+def heartbeat(conn: Redis, info: WorkerInfo, claimed: dict[str, int | None], announce: bool = True) -> str | None:
     """Refresh the entry and the worker's claims (with each task's process group, so a reaper on
     this host can end what a dead worker left), in one round trip: nothing is read first (commands
     reach the worker through its inbox, and a drain is also in force through the draining set).
+    ``announce``: also (re)add the name to the registry's set; it is there from ``register`` on,
+    so a worker does it only now and then (a listing prunes names whose entry expired).
     Returns the command the worker has taken on (drain/stop), if any."""
     now = time.time()
     info.heartbeat = now
     pairs = [str(v) for task_id, pgid in claimed.items() for v in (task_id, pgid or "")]
-    fleet.heartbeat(conn, info.name, info.model_dump_json(), _ttl_ms(), now, pairs)
+    fleet.heartbeat(conn, info.name, info.model_dump_json(), _ttl_ms(), now, pairs, announce)
     return info.command
 
 

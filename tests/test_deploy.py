@@ -930,6 +930,15 @@ def test_chart_external_redis(render):
         assert url == "rediss://trainyard:$(TRAINYARD_REDIS_PASSWORD)@redis.example.internal:6380/2"
 
 
+def test_chart_external_redis_behind_sentinel(render):
+    hosts = "sentinel-0:26379,sentinel-1:26379,sentinel-2:26379"
+    docs = render({"redis": {"bundled": {"enabled": False}, "url": f"redis+sentinel://{hosts}/mymaster/0"}})
+    for doc in _workloads(docs):
+        env = _env(_container(doc, "worker"))
+        url = next(e["value"] for e in env if e["name"] == "TRAINYARD_REDIS_URL")
+        assert url == f"redis+sentinel://:$(TRAINYARD_REDIS_PASSWORD)@{hosts}/mymaster/0"
+
+
 def test_chart_external_redis_needs_a_clean_url(render):
     with pytest.raises(TemplateError, match="redis.url is required"):
         render({"redis": {"bundled": {"enabled": False}}})

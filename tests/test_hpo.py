@@ -628,3 +628,167 @@ def test_parameters_map_onto_optuna_and_round_trip_as_clearml_dicts():
         "step_size": 0.1,
         "include_max_value": True,
     }
+
+
+# -- the compute budget, a grid running out, resuming a local study, objects vs. a services worker -----------
+SLEEPER = textwrap.dedent(
+    """
+    import time
+    from trainyard import current_task
+    task = current_task()
+    task.log_metric("loss", "val", task.get_parameter("Args/x"), step=0)
+    time.sleep(600)  # only an abort ends it
+    """
+)
+
+
+def test_compute_time_limit_stops_the_study_and_aborts_its_trials(conn):
+    """ClearML's compute_time_limit: the trials' run times summed. When they reach it no trial
+    starts and the running ones are aborted (their value kept, as for any limit). The reconcile
+    period is an hour: the controller wakes on the budget's own deadline, not on a poll."""
+    Queue.create("trials")
+    base = Task.create("sleeper", "hpo", command=[sys.executable, "-c", SLEEPER], parameters={"Args/x": 1.0})
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[DiscreteParameterRange("Args/x", [1.0, 2.0, 3.0, 4.0, 5.0])],
+        optimizer_class="GridSearch",
+        compute_time_limit=0.2,  # 12 s of trial time in all
+        max_number_of_concurrent_tasks=2,
+        total_max_jobs=5,
+        pool_period_min=60,
+    )
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    doc = opt.study
+    assert doc.status == "completed" and doc.message == "compute_time_limit reached (0.2 min)"
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 2  # nothing started after the budget was spent
+    for entry in entries.values():
+        task = Task.get(entry.task).data
+        assert task.status == TaskStatus.ABORTED and "compute_time_limit reached" in task.status_message
+        if entry.steps:  # stopped by a limit: its value is kept
+            assert entry.state == "completed" and entry.value == entry.params["Args/x"]
+        else:  # (a machine so loaded that it was aborted before its first point)
+            assert entry.state == "failed" and entry.reason.startswith("it never reported the objective")
+    used = sum(e.ended - e.started for e in entries.values() if e.started is not None)
+    assert used >= 12.0  # the budget was spent, not cut short
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"optimizer_class": "GridSearch"},
+        {"optimizer_class": "OptimizerOptuna", "optuna_sampler": "GridSampler", "optuna_pruner": "NopPruner"},
+        {"optimizer_class": "OptimizerOptuna", "optuna_sampler": "object", "optuna_pruner": "NopPruner"},
+    ],
+    ids=["GridSearch", "GridSampler-by-name", "GridSampler-object"],
+)
+def test_a_grid_that_runs_out_of_points_ends_the_study_with_exactly_its_trials(conn, base, how):
+    """A 2 x 3 grid, total_max_jobs 20, 4 at a time: the study completes with the 6 points, each
+    once (no point run twice while the last ones are still running), in the book, the tasks and
+    Optuna's journal alike."""
+    space = [DiscreteParameterRange("Args/x", [0.25, 0.75]), UniformIntegerParameterRange("Args/steps", 2, 4)]
+    points = {(x, steps) for x in (0.25, 0.75) for steps in (2, 3, 4)}
+    if how.get("optuna_sampler") == "object":
+        how = {**how, "optuna_sampler": optuna.samplers.GridSampler({"Args/x": [0.25, 0.75], "Args/steps": [2, 3, 4]})}
+    opt = _optimizer(base.id, hyper_parameters=space, total_max_jobs=20, max_number_of_concurrent_tasks=4, **how)
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    assert opt.study.status == "completed"
+    entries = _entries(conn, opt.id)
+    assert sorted(entries) == list(range(6)) and all(e.state == "completed" for e in entries.values())
+    assert sorted((e.params["Args/x"], e.params["Args/steps"]) for e in entries.values()) == sorted(points)
+    tasks = Task.list(tag=f"opt:{opt.id}", limit=100)
+    assert sorted(t.id for t in tasks) == sorted(e.task for e in entries.values())
+    assert all(t.status == TaskStatus.COMPLETED for t in tasks)
+    trials = optuna.load_study(study_name=opt.id, storage=JournalStorage(RedisJournal(conn, opt.id))).get_trials()
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert {(t.params["Args/x"], t.params["Args/steps"]) for t in trials} == points
+
+
+def test_a_local_study_stopped_then_resumed_continues_without_losing_or_repeating_a_trial(conn, base):
+    """start_locally, stop it after two trials completed, resume it from Redis: the trials booked
+    before stay as they were (same tasks, same outcomes), the rest are launched once each, and
+    Optuna's journal carries on from where it was (the old entries are a prefix of the new)."""
+    from trainyard.controller.hpo.optimizer import resume_study
+
+    total = 6
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.4})
+    opt = _optimizer(
+        base.id,
+        total_max_jobs=total,
+        max_number_of_concurrent_tasks=2,
+        optuna_sampler="RandomSampler",
+        optuna_sampler_kwargs={"seed": 11},
+        optuna_pruner="NopPruner",
+    )
+    opt.start_locally(run_trials_locally=True)
+    _wait_trials(conn, opt.id, lambda es: sum(e.state == "completed" for e in es) >= 2)
+    opt.stop()
+    assert opt.wait()
+    assert opt.study.status == "stopped"
+    before = _entries(conn, opt.id)
+    assert 2 <= len(before) < total and not any(e.active for e in before.values())
+    journal_before = conn.lrange(keys.study_journal(opt.id), 0, -1)
+
+    result = resume_study(conn, opt.id)
+    assert result.status == "completed" and opt.study.status == "completed"
+    after = _entries(conn, opt.id)
+    assert sorted(after) == list(range(total))
+    for number, entry in before.items():  # untouched by the resume
+        assert (after[number].task, after[number].state, after[number].value) == (entry.task, entry.state, entry.value)
+    assert all(after[n].state == "completed" for n in range(len(before), total))
+    tasks = Task.list(tag=f"opt:{opt.id}", limit=100)
+    assert sorted(t.id for t in tasks) == sorted(e.task for e in after.values())  # one task per trial
+    assert all(t.status in (TaskStatus.COMPLETED, TaskStatus.ABORTED) for t in tasks)
+    journal_after = conn.lrange(keys.study_journal(opt.id), 0, -1)
+    assert journal_after[: len(journal_before)] == journal_before and len(journal_after) > len(journal_before)
+    trials = optuna.load_study(study_name=opt.id, storage=JournalStorage(RedisJournal(conn, opt.id))).get_trials()
+    assert [t.number for t in trials] == list(range(total))
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+    assert [t.params["Args/x"] for t in trials] == [after[n].params["Args/x"] for n in range(total)]
+    assert len({t.params["Args/x"] for t in trials}) == total  # the seeded sampler did not start its draws over
+    finished = {n: e.value for n, e in after.items() if e.state == "completed"}
+    assert {t.number: t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE} == finished
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"optuna_sampler": optuna.samplers.TPESampler(seed=1)}, "optuna_sampler='TPESampler'"),
+        ({"optuna_pruner": optuna.pruners.MedianPruner()}, "optuna_pruner='MedianPruner'"),
+    ],
+    ids=["sampler", "pruner"],
+)
+def test_sampler_or_pruner_objects_are_refused_by_start_with_one_line(conn, base, kwargs, name):
+    """A sampler or pruner object cannot travel to a services worker: start() says so in one line,
+    names what to pass instead, and writes nothing. start_locally() takes them (the grid test)."""
+    Queue.create("services")
+    with pytest.raises(InvalidInput) as err:
+        _optimizer(base.id, **kwargs).start(queue="services")
+    message = str(err.value)
+    assert "\n" not in message and "cannot travel to a services worker" in message
+    assert name in message and "_kwargs={...}" in message and "start_locally()" in message
+    _nothing_written(conn, base.id)
+    assert Queue("services").task_ids() == []
+
+
+def test_cli_stops_and_resumes_a_study_that_runs_here(conn, base, run_cli):
+    """`hpo resume` refuses a study whose controller is running (one line); after `hpo stop` it
+    runs the controller again in the terminal, with its trials on an in-process worker as before."""
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.4})
+    opt = _optimizer(base.id, total_max_jobs=4, optuna_pruner="NopPruner")
+    opt.start_locally(run_trials_locally=True)
+    _wait_trials(conn, opt.id, lambda es: any(e.state == "running" for e in es))
+    busy = run_cli("hpo", "resume", opt.id)
+    assert busy.returncode == 1 and busy.stderr == f"error: study {opt.id}'s controller is running already\n"
+    assert run_cli("hpo", "stop", opt.id, check=True).stdout.strip() == f"study {opt.id}: stop requested"
+    assert opt.wait() and opt.study.status == "stopped"
+    before = _entries(conn, opt.id)
+    proc = run_cli("hpo", "resume", opt.id, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"study {opt.id} ") and ": completed;" in proc.stdout.splitlines()[0]
+    after = _entries(conn, opt.id)
+    assert sorted(after) == [0, 1, 2, 3] and all(after[n].task == e.task for n, e in before.items())
+    assert sorted(t.id for t in Task.list(tag=f"opt:{opt.id}", limit=100)) == sorted(e.task for e in after.values())
+    assert not [q for q in Queue.list() if q.name.startswith("local-trials-")]  # its in-process queue is gone

@@ -330,3 +330,13 @@ def test_a_crashed_controller_ends_its_run_and_abort_ends_a_run_without_one(tpl,
     assert said.strip() == f"run {idle_id}: aborted (aborted: the pipeline was stopped)"
     assert run_store.load(conn, idle_id).status == "aborted"
     assert Task.get(idle_id).status == TaskStatus.ABORTED
+
+
+def test_a_steps_execution_options_reach_its_task(tpl):
+    """Steps take Task.create's execution options (queues/options.py); they override only what they name."""
+    pipe = Pipeline("opts", default_queue="cpu")
+    pipe.add_step("prep", base_task=tpl["prep"], env={"STEP_ENV": "1"}, memory="1g", time_limit=600)
+    assert pipe.start_locally(run_steps_locally=True).status == "completed"
+    record = Task.get(pipe.run.state["prep"].task_id).data
+    assert record.execution.env == {"STEP_ENV": "1"} and record.execution.memory == "1g"
+    assert record.execution.time_limit == 600 and record.script.source == tpl["prep"].data.script.source

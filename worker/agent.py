@@ -51,7 +51,8 @@ from .scheduler import Scheduler, SchedulerConfig
 from .secrets import Redactor, known_values
 
 log = logging.getLogger("trainyard.worker")
-BACKSTOP_S = 10.0  # an idle worker re-reads its queues this often even when nothing woke it (a lost token)
+ANNOUNCE_EVERY = 10  # heartbeats between re-adding the name to the registry's set
+BACKSTOP_S = 30.0  # an idle worker re-reads its queues this often even when nothing woke it (a lost token)
 RETRY_S = 2.0  # after an error while taking work
 REAP_EVERY_S = 5.0
 
@@ -477,6 +478,7 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         last_reap = 0.0
+        beats = 0
         reported_state = self.info.state
         monitor = Monitor(default_nvml)  # built here: psutil's CPU counter is per thread
         while not self._done.is_set():
@@ -492,7 +494,8 @@ class Worker:
                 reported_state = self.info.state
                 with self._running_lock:
                     claimed = {tid: run.launched.pgid if run.launched else None for tid, run in self.running.items()}
-                self._command(workers.heartbeat(self.conn, self.info, claimed))
+                beats += 1
+                self._command(workers.heartbeat(self.conn, self.info, claimed, announce=beats % ANNOUNCE_EVERY == 1))
                 self._contact = started
                 with self._running_lock:
                     holds = {tid: (g, self.task_memory_mb.get(tid, 0)) for tid, g in self.task_gpus.items() if g}

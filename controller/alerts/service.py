@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -35,8 +34,8 @@ from ...queues.connection import default_connection
 from ...queues.errors import TaskNotFound
 from ...queues.record import TaskRecord, TaskStatus
 from ...queues.store import TaskStore
-from ...queues.task import Task
 from .. import run_store
+from ..services import enqueue_service, run_until_signalled
 from . import message
 
 log = logging.getLogger("trainyard.alerts")
@@ -48,7 +47,7 @@ RETRY_MAX_S = 60.0
 CHECK_S = 0.25  # the no-event checks run at most this often, however many events arrive
 PRUNE_S = 600.0  # how often consumers of services long gone are dropped from the group
 GONE_CONSUMER_MS = 3_600_000
-SERVICE_COMMAND = ["python", "-m", "trainyard.controller.alerts.service"]
+SERVICE_MODULE = "trainyard.controller.alerts.service"
 
 
 class AlertService:
@@ -335,30 +334,13 @@ def test_rule(conn: Redis, rule: AlertRule) -> str | None:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """An alert service as a controller task on ``queue``; returns its task id."""
-    from ...queues.queue_registry import QueueRegistry
-    from ...queues.record import TaskType
-
-    QueueRegistry(conn).require(queue)
-    task = Task.create(
-        "alert service",
-        "services",
-        command=SERVICE_COMMAND,
-        task_type=TaskType.CONTROLLER,
-        tags=["alert-service"],
-        connection=conn,
-    )
-    task.enqueue(queue)
-    return task.id
+    return enqueue_service(conn, "alert service", SERVICE_MODULE, "alert-service", queue)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     service = AlertService(default_connection())
-    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: service.stop_event.set())
-    service.run()
-    print("alert service stopped", flush=True)
-    return 0
+    return run_until_signalled(service, "alert service")
 
 
 if __name__ == "__main__":

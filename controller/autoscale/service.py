@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
 import socket
 import sys
 import threading
@@ -29,14 +28,14 @@ from ...queues.backend import fleet, streams
 from ...queues.backend import queues as queue_lists
 from ...queues.connection import default_connection
 from ...queues.scalestore import Instance, ScalerConfig
-from ...queues.task import Task
+from ..services import enqueue_service, run_until_signalled
 from .drivers import Driver, make_drivers
 
 log = logging.getLogger("trainyard.autoscale")
 TICK_S = 1.0
 LEASE_S = 5.0
 SWEEP_S = 30.0  # how often machines that no instance record names (orphans) are looked for
-SERVICE_COMMAND = ["python", "-m", "trainyard.controller.autoscale.service"]
+SERVICE_MODULE = "trainyard.controller.autoscale.service"
 
 
 class Autoscaler:
@@ -218,20 +217,7 @@ class Autoscaler:
 
 def start_service(conn: Redis, queue: str = "services") -> str:
     """An autoscaler as a controller task on ``queue``; returns its task id."""
-    from ...queues.queue_registry import QueueRegistry
-    from ...queues.record import TaskType
-
-    QueueRegistry(conn).require(queue)
-    task = Task.create(
-        "autoscaler",
-        "services",
-        command=SERVICE_COMMAND,
-        task_type=TaskType.CONTROLLER,
-        tags=["autoscaler"],
-        connection=conn,
-    )
-    task.enqueue(queue)
-    return task.id
+    return enqueue_service(conn, "autoscaler", SERVICE_MODULE, "autoscaler", queue)
 
 
 def main() -> int:
@@ -239,11 +225,7 @@ def main() -> int:
     settings = config.current()
     drivers = make_drivers(settings.home, settings.redis_url or "")
     scaler = Autoscaler(default_connection(), drivers)
-    signal.signal(signal.SIGTERM, lambda *_: scaler.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: scaler.stop_event.set())
-    scaler.run()
-    print("autoscaler stopped", flush=True)
-    return 0
+    return run_until_signalled(scaler, "autoscaler")
 
 
 if __name__ == "__main__":

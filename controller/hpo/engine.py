@@ -31,9 +31,9 @@ from ...queues.errors import IllegalTransition, TaskNotFound, TrainyardError
 from ...queues.record import TaskRecord, TaskStatus
 from ...queues.store import TaskStore, new_task_id
 from ...queues.task import Task
-from .engines import build_pruner, build_sampler
+from .engines import build_pruner, build_sampler, grid_points
 from .model import StudyDoc, TrialEntry
-from .parameters import Parameter, decode_all, grid_size, space_distributions
+from .parameters import Parameter, decode_all, space_distributions
 from .storage import open_study
 from .trials import objective_value, reported_series, trial_record
 
@@ -72,6 +72,8 @@ class StudyController:
             sampler or build_sampler(self.doc.sampler, self.doc.strategy, self.space),
             pruner or build_pruner(self.doc.pruner, self.doc.strategy),
         )
+        if self.study.get_trials(deepcopy=False):  # resumed: a seeded sampler would draw its first points again
+            self.study.sampler.reseed_rng()
         self.entries = {n: TrialEntry.model_validate(e) for n, e in studies.trials(conn, study_id).items()}
         self.cursors: dict[int, str] = {}  # trial number -> its metric stream position
         self.optuna_trials: dict[int, optuna.trial.Trial] = {}
@@ -83,8 +85,9 @@ class StudyController:
         self.cursor = "0-0"  # the event stream position
         self._completed: list[TrialEntry] = []  # told, not yet in the best / callbacks
         self.total = self.doc.total_max_jobs
-        if self.doc.strategy == "GridSearch":
-            self.total = min(self.total, grid_size(self.space))
+        points = grid_points(self.study.sampler)
+        if points is not None:  # a grid (GridSearch, or a GridSampler by name or object) ends with its points
+            self.total = min(self.total, points)
         self._base: TaskRecord | None = None
         self._objective_seen = any(e.value is not None for e in self.entries.values())
 
@@ -161,7 +164,7 @@ class StudyController:
         """Until the next per-trial or study deadline, at most the reconcile period."""
         wait = self.doc.reconcile_s
         now = time.time()
-        for deadline in [*self._job_deadlines().values(), self._study_deadline()]:
+        for deadline in [*self._job_deadlines().values(), self._study_deadline(), self._compute_deadline()]:
             if deadline is not None:
                 wait = min(wait, max(0.01, deadline - now))
         return wait
@@ -233,6 +236,7 @@ class StudyController:
 
     def _prune(self, entry: TrialEntry, trial: optuna.trial.Trial, step: int, entry_id: str) -> None:
         entry.decided, entry.decided_after = time.time(), entry_id
+        entry.ended = entry.decided  # its compute ends here for the study (no longer watched)
         self._abort_task(entry, f"pruned at step {step}")
         self._tell(trial.number, state=TrialState.PRUNED)
         entry.state, entry.reason, entry.iteration = "pruned", f"pruned at step {step}", step
@@ -406,11 +410,21 @@ class StudyController:
             return
         self._check_deadlines()
         limit = self.doc.compute_time_limit
-        if limit:
-            now = time.time()
-            used = sum((e.ended or now) - e.started for e in self.entries.values() if e.started is not None)
-            if used >= limit * 60:
-                self.stopping = f"compute_time_limit reached ({limit} min)"
+        if limit and self._compute_used(time.time()) >= limit * 60:
+            self._stop_all(None, f"compute_time_limit reached ({limit} min)")  # ClearML: all jobs aborted
+
+    def _compute_used(self, now: float) -> float:
+        """Seconds the trials have run, summed (running ones up to ``now``)."""
+        return sum((e.ended or now) - e.started for e in self.entries.values() if e.started is not None)
+
+    def _compute_deadline(self) -> float | None:
+        """When the running trials use up ``compute_time_limit`` if nothing ends before."""
+        limit = self.doc.compute_time_limit
+        running = sum(1 for e in self.entries.values() if e.started is not None and e.ended is None)
+        if not limit or not running or self.stopping:
+            return None
+        now = time.time()
+        return now + max(0.0, limit * 60 - self._compute_used(now)) / running
 
     def _stop_all(self, status: str | None, message: str) -> None:
         """No new trial; abort the active ones. The loop goes on until they have ended, so that

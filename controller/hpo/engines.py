@@ -146,3 +146,12 @@ def build_pruner(pruner: Mapping[str, Any] | None, strategy: str) -> optuna.prun
         inner = kwargs["wrapped_pruner"]
         kwargs["wrapped_pruner"] = build_pruner(spec(inner, None, "pruner"), strategy) if inner is not None else None
     return _build(cls, kwargs, "pruner")
+
+
+def grid_points(sampler: optuna.samplers.BaseSampler) -> int | None:
+    """How many points a GridSampler has (it stops the study after them), None for other samplers.
+    Optuna keeps the grid private: read defensively."""
+    if not isinstance(sampler, optuna.samplers.GridSampler):
+        return None
+    grids = getattr(sampler, "_all_grids", None)
+    return len(grids) if isinstance(grids, list) else None

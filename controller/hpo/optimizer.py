@@ -188,7 +188,9 @@ class HyperParameterOptimizer:
             command=CONTROLLER_COMMAND,
             task_type=TaskType.OPTIMIZER,
             tags=["optimizer"],
-            retries=3,  # a controller whose worker dies is re-queued and resumes the study
+            # a queued controller whose worker dies is re-queued and resumes the study; one run here
+            # has no queue to go back to (a retry would leave it queued for ever): `hpo resume` restarts it
+            retries=3 if controller_queue else 0,
             connection=conn,
             configuration={"parameter_optimization_space": space},
             parameters=self._connected_args(),
@@ -241,11 +243,13 @@ class HyperParameterOptimizer:
     def start(self, job_complete_callback: JobCallback | str | None = None, queue: str = "services") -> bool:
         """Run the controller as a task on ``queue`` (a services worker). The callback must be
         importable there (a function of a module, or ``"module:function"``)."""
-        if self._sampler_obj is not None or self._pruner_obj is not None:
-            raise InvalidInput(
-                "a sampler or pruner object cannot travel to a services worker: give it by name "
-                "(optuna_sampler='TPESampler', optuna_sampler_kwargs={...}), or use start_locally()"
-            )
+        for what, obj in (("sampler", self._sampler_obj), ("pruner", self._pruner_obj)):
+            if obj is not None:
+                kind = type(obj).__name__
+                raise InvalidInput(
+                    f"optuna_{what} is a {kind} object, which cannot travel to a services worker: give it by name "
+                    f"(optuna_{what}='{kind}', optuna_{what}_kwargs={{...}}), or use start_locally()"
+                )
         doc = self._new_study(job_complete_callback, queue, None)
         Task.get(doc.id, self.connection).enqueue(queue)
         return True

@@ -80,12 +80,15 @@ def is_draining(conn: Redis, name: str) -> bool:
     return bool(conn.sismember(keys.DRAINING, name))
 
 
-def heartbeat(conn: Redis, name: str, entry_json: str, ttl_ms: int, now: float, claimed: list[str]) -> None:
+def heartbeat(
+    conn: Redis, name: str, entry_json: str, ttl_ms: int, now: float, claimed: list[str], announce: bool = True
+) -> None:
     """Refresh the entry and this worker's claims (``claimed``: task id / process group pairs,
     the group "" when unknown) in one round trip."""
     with conn.pipeline(transaction=False) as pipe:
         pipe.set(keys.worker(name), entry_json, px=ttl_ms)
-        pipe.sadd(keys.WORKERS, name)
+        if announce:
+            pipe.sadd(keys.WORKERS, name)
         if claimed:
             scripts.run(conn, "claims", "refresh", [keys.CLAIMS], [name, repr(now), *claimed], client=pipe)
         pipe.execute()

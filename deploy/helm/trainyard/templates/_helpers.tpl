@@ -68,7 +68,7 @@ redis://:$(TRAINYARD_REDIS_PASSWORD)@{{ include "trainyard.redisName" . }}:6379/
 {{- $url := required "redis.url is required when redis.bundled.enabled=false" .Values.redis.url -}}
 {{- $parts := splitList "://" $url -}}
 {{- if ne (len $parts) 2 -}}
-{{- fail (printf "redis.url %q: expected redis://host:port/db or rediss://host:port/db" $url) -}}
+{{- fail (printf "redis.url %q: expected redis://host:port/db, rediss://host:port/db or redis+sentinel://host:port,.../service/db" $url) -}}
 {{- end -}}
 {{- if contains "@" (last $parts) -}}
 {{- fail "redis.url must not hold credentials: the password comes from the Secret (redis.password or redis.existingSecret)" -}}
