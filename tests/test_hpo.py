@@ -674,6 +674,29 @@ def test_compute_time_limit_stops_the_study_and_aborts_its_trials(conn):
     assert used >= 12.0  # the budget was spent, not cut short
 
 
+def test_optimization_time_limit_ends_the_study_on_its_deadline(conn):
+    """set_time_limit (optimization_time_limit): at the deadline no trial starts and the running
+    ones are aborted; the controller wakes on the deadline (its reconcile period is an hour)."""
+    Queue.create("trials")
+    base = Task.create("sleeper", "hpo", command=[sys.executable, "-c", SLEEPER], parameters={"Args/x": 1.0})
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[DiscreteParameterRange("Args/x", [1.0, 2.0, 3.0, 4.0])],
+        optimizer_class="GridSearch",
+        max_number_of_concurrent_tasks=2,
+        pool_period_min=60,
+    )
+    opt.set_time_limit(in_minutes=0.1)
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    doc = opt.study
+    assert doc.status == "completed" and doc.message == "optimization_time_limit reached (0.1 min)"
+    assert opt.reached_time_limit() and doc.ended - doc.started >= 6.0
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 2
+    assert all(Task.get(e.task).status == TaskStatus.ABORTED for e in entries.values())
+
+
 @pytest.mark.parametrize(
     "how",
     [
