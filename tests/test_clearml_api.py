@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -258,6 +259,46 @@ def test_a_script_registers_itself_reports_and_runs_remotely_after_execute_remot
         worker.stop()
     found = Task.get_tasks(project_name="demo", task_name=r"lr=0\.\d", task_filter={"status": ["completed"]})
     assert [t.name for t in found] == ["train lr=0.5"]
+
+
+@pytest.mark.parametrize("imported", ["before Task.init", "after Task.init"])
+def test_plt_show_stores_the_open_figures_as_png_artifacts_once_task_init_ran(tmp_path, conn, imported):
+    """ClearML captures matplotlib figures on ``plt.show()``; so does Task.init here, whether pyplot
+    was imported before it or is imported after (then it is patched on import)."""
+    pyplot = "import matplotlib.pyplot as plt"
+    script = tmp_path / "figures.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            {pyplot if imported.startswith("before") else ""}
+            from trainyard.clearml import Task
+
+            Task.init(project_name="figures", task_name="{imported}")
+            {pyplot if imported.startswith("after") else ""}
+            plt.plot([1, 2, 3])
+            plt.title("loss curve")
+            plt.figure()
+            plt.bar([0, 1], [3, 4])
+            plt.show()
+            plt.show()  # the same figures again: the next iteration of each
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    view = Task.get_task(project_name="figures", task_name=imported)
+    arts = view.artifacts
+    assert {"image-loss_curve-plot", "image-Figure_2-plot"} <= set(arts)
+    assert arts["image-loss_curve-plot"].get().format == "PNG"
+    assert arts["image-loss_curve-plot"].metadata["iteration"] == 1  # shown twice: iterations 0 and 1
+    assert arts["image-Figure_2-plot"].metadata["title"] == "Figure 2"
 
 
 def test_a_function_step_returning_what_only_pickle_can_carry_stops_with_one_line(in_task, capsys):

@@ -32,6 +32,7 @@ from ..settings import settings
 from . import artifacts as codec
 from . import params
 from .errors import install_hook, refuse_unknown, unsupported
+from .figures import capture_pyplot
 from .logger import Logger
 
 STATUS = {  # trainyard status -> ClearML's
@@ -74,6 +75,11 @@ class TaskStatusEnum(str, Enum):
 
 _current: Task | None = None
 _attached = None  # the AttachedRun of a script registered by Task.init outside a worker
+
+
+def _wanted(switch: bool | Mapping, framework: str) -> bool:
+    """ClearML's ``auto_connect_frameworks``: a bool, or a mapping of framework names to bools."""
+    return bool(switch.get(framework, True)) if isinstance(switch, Mapping) else bool(switch)
 
 
 def _inside_worker() -> bool:
@@ -175,6 +181,8 @@ class Task(metaclass=_TaskType):
         _current = task
         if auto_connect_arg_parser:
             _patch_argparse()
+        if _wanted(auto_connect_frameworks, "matplotlib"):
+            capture_pyplot()
         return task
 
     @classmethod
