@@ -9,8 +9,11 @@ a services worker; the trials run on a second worker process with ``--concurrenc
 logs ``loss/val`` every 50 ms for ``--steps`` steps (the worse its ``x``, the higher), and prints the
 time it receives SIGTERM. Optuna's TPE with a median pruner decides. Measured, from the records:
 
+- **logged**: the trial's ``log_metric`` call (the point's ``ts``, the trial's clock) -> the
+  controller's prune decision (``TrialEntry.decided``): the whole path, through the run folder's
+  events file and the worker that forwards it;
 - **decision**: the objective point's XADD to its trial's metric stream (the stream entry id is the
-  Redis server's clock) -> the controller's prune decision (``TrialEntry.decided``);
+  Redis server's clock) -> the prune decision: the controller's own share;
 - **abort**: the decision -> SIGTERM arriving in the trial's process (its own stamp);
 - **refill**: a slot freed (a trial's final status, or a prune decision) -> the next trial queued.
 
@@ -133,13 +136,16 @@ def measure(conn, study_id: str, wall: float) -> dict[str, Any]:
     entries = [TrialEntry.model_validate(e) for e in studies.trials(conn, study_id).values()]
     store = TaskStore(conn)
     records = {e.number: store.get(e.task) for e in entries}
-    decision, abort, refill = [], [], []
+    logged, decision, abort, refill = [], [], [], []
     frees = []
     for entry in entries:
         record = records[entry.number]
         if entry.state == "pruned" and entry.decided and entry.decided_after:
             xadd = int(entry.decided_after.split("-")[0]) / 1000
             decision.append((entry.decided - xadd) * 1000)
+            point = conn.xrange(keys.metrics(entry.task), min=entry.decided_after, max=entry.decided_after)
+            if point and float(point[0][1].get(b"ts", 0)) > 0:
+                logged.append((entry.decided - float(point[0][1][b"ts"])) * 1000)
             term = next((line.text for line in logs.read(conn, entry.task) if line.text.startswith("SIGTERM ")), None)
             if term is not None:
                 abort.append((float(term.split()[1]) - entry.decided) * 1000)
@@ -167,6 +173,7 @@ def measure(conn, study_id: str, wall: float) -> dict[str, Any]:
         "trials": counts,
         "objective_points_reported": steps_reported,
         "objective_points_logged_up_to_the_decision": points,
+        "logged_ms": _round(summarize(logged)) if logged else None,
         "decision_ms": _round(summarize(decision)) if decision else None,
         "abort_ms": _round(summarize(abort)) if abort else None,
         "refill_ms": _round(summarize(refill)) if refill else None,
@@ -210,12 +217,14 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 def show(result: dict[str, Any]) -> None:
     rows = []
     clearml = {
+        "logged_ms": f"up to {CLEARML_POOL_S:.0f} s (mean {CLEARML_POOL_S / 2:.0f} s) plus the upload of the scalar",
         "decision_ms": f"up to {CLEARML_POOL_S:.0f} s (mean {CLEARML_POOL_S / 2:.0f} s): one read per pool_period_min",
         "abort_ms": "after the decision, at the agent's next poll",
         "refill_ms": f"up to {CLEARML_POOL_S:.0f} s: refilled at the next poll",
     }
     for key, label in (
-        ("decision_ms", "objective logged -> prune decision"),
+        ("logged_ms", "log_metric call -> prune decision"),
+        ("decision_ms", "objective XADD -> prune decision"),
         ("abort_ms", "prune decision -> SIGTERM in the trial"),
         ("refill_ms", "trial ended or pruned -> next trial queued"),
     ):

@@ -2,9 +2,11 @@
 cloned and enqueued (ClearML's ``TriggerScheduler.add_task_trigger``). Kept in Redis; the trigger
 service (``controller/triggers.py``) fires them on the status event, once per (trigger, task).
 
-A metric condition is checked against the task's metric summary (the running max for ``sign
-max``: ``max >= threshold``; the running min for ``min``: ``min <= threshold``) when its status
-changes; a threshold of 0 is a threshold like any other.
+A metric condition holds once the metric's running max has reached the threshold (``sign max``:
+``max >= threshold``) or its running min has (``min``: ``min <= threshold``); a threshold of 0 is a
+threshold like any other. It is checked against the task's metric summary when its status changes
+and, for a trigger that accepts a running task (no status, or ``running`` among them), against each
+metric point of a running task as it is reported: the trigger fires on the point that crosses.
 """
 
 from __future__ import annotations
@@ -72,6 +74,30 @@ def all_triggers(conn: Redis | None = None) -> list[TaskTrigger]:
 
 def matches(trigger: TaskTrigger, record: TaskRecord, status: str) -> bool:
     """Does this status change of ``record`` fire ``trigger``?"""
+    if not selects(trigger, record, status):
+        return False
+    if trigger.metric is not None:
+        summary = record.metrics.get(trigger.metric, {}).get(trigger.variant or "")
+        if summary is None:
+            return False
+        return crosses(trigger, summary.max if trigger.sign == "max" else summary.min)
+    return True
+
+
+def watches_points(trigger: TaskTrigger) -> bool:
+    """Is ``trigger`` checked against a running task's metric points as they come?"""
+    return trigger.metric is not None and (not trigger.statuses or "running" in trigger.statuses)
+
+
+def crosses(trigger: TaskTrigger, value: float) -> bool:
+    """Does a metric value (a point, or the running extremum) reach the trigger's threshold?"""
+    if trigger.threshold is None:
+        return False
+    return value >= trigger.threshold if trigger.sign == "max" else value <= trigger.threshold
+
+
+def selects(trigger: TaskTrigger, record: TaskRecord, status: str) -> bool:
+    """Everything but the metric: is ``record`` in ``status`` one of the tasks ``trigger`` watches?"""
     if record.type == TaskType.CONTROLLER or f"trigger:{trigger.id}" in record.tags:
         return False  # never controllers, never the trigger's own clones (no loops)
     if trigger.statuses and status not in trigger.statuses:
@@ -82,13 +108,4 @@ def matches(trigger: TaskTrigger, record: TaskRecord, status: str) -> bool:
         return False
     if trigger.any_tags and not set(trigger.any_tags) & set(record.tags):
         return False
-    if not set(trigger.all_tags) <= set(record.tags):
-        return False
-    if trigger.metric is not None:
-        summary = record.metrics.get(trigger.metric, {}).get(trigger.variant or "")
-        if summary is None or trigger.threshold is None:
-            return False
-        if trigger.sign == "max":
-            return summary.max >= trigger.threshold
-        return summary.min <= trigger.threshold
-    return True
+    return set(trigger.all_tags) <= set(record.tags)

@@ -6,6 +6,10 @@ the same event stream; before acting it takes a Redis key for that (trigger, tic
 (trigger, event) with ``SET NX``, so whichever service gets there first fires and the others skip.
 It sleeps until the next tick or the next event (no polling interval), and re-reads the schedules
 and registered pipeline files at least every second so additions take effect at once.
+
+Task triggers with a metric threshold that accept a running task also read the metric streams of
+the running tasks they watch, in the same blocking read as the events: a point that crosses the
+threshold fires the trigger as it arrives, while the task still runs (once per task, as ever).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from ..queues import events, keys
 from ..queues.backend import documents, streams
 from ..queues.connection import default_connection
 from ..queues.errors import TaskNotFound, TrainyardError
-from ..queues.record import TaskType
-from ..queues.store import TaskStore
+from ..queues.record import TaskRecord, TaskStatus, TaskType
+from ..queues.store import Query, TaskStore
 from ..queues.task import Task
 from . import run_store, task_triggers
 from .files import registry
@@ -40,6 +44,7 @@ log = logging.getLogger("trainyard.triggers")
 FIRES = keys.TRIGGER_FIRES
 CLAIM_TTL_S = 7 * 24 * 3600
 REFRESH_S = 1.0
+MAX_WATCHED = 1000  # running tasks whose metric streams one service reads (the newest first)
 SERVICE_MODULE = "trainyard.controller.triggers"
 
 
@@ -50,6 +55,10 @@ class TriggerService:
         self.stop_event = threading.Event()
         self._due: dict[str, float] = {}  # schedule key -> next tick
         self._parsed: dict[tuple, PipelineFile] = {}  # (project, name, updated) -> the registered file
+        self.watched: dict[str, str] = {}  # running task id -> its metric stream position
+        self._watched_records: dict[str, TaskRecord] = {}
+        self._metric_triggers: list[task_triggers.TaskTrigger] = []
+        self._fired: set[tuple[str, str]] = set()  # (trigger, task) this service fired or saw claimed
 
     def run(self) -> None:
         cursor = streams.last_event_id(self.conn)
@@ -57,9 +66,14 @@ class TriggerService:
         while not self.stop_event.is_set():
             file_entries = registry.entries(self.conn)
             wait = self.fire_due(file_entries, time.time())
-            for event in streams.follow_events(self.conn, cursor, max(wait, 0.001), count=500):
+            self.refresh_watched()
+            found, points = streams.follow_events_and_metrics(
+                self.conn, cursor, self.watched, max(wait, 0.001), count=500
+            )
+            for event in found:
                 cursor = event.id
                 self._on_event(event, file_entries)
+            self.on_points(points)
 
     def fire_due(self, file_entries: list[dict[str, Any]], now: float) -> float:
         """Fire every schedule whose tick has come; returns how long until the next one (at most REFRESH_S)."""
@@ -156,16 +170,63 @@ class TriggerService:
         except TaskNotFound:
             return
         for trigger in triggers:
-            if not task_triggers.matches(trigger, record, event.status) or not self._claim(trigger.id, record.id):
+            if task_triggers.matches(trigger, record, event.status):
+                self._fire_task_trigger(trigger, record.id, event.id)
+        self._watch(record, [t for t in triggers if task_triggers.watches_points(t)])
+
+    def _fire_task_trigger(self, trigger: task_triggers.TaskTrigger, subject: str, occurrence: str) -> None:
+        if not self._claim(trigger.id, subject):
+            return
+        try:
+            template = Task.get(trigger.task_id, self.conn)
+            name = f"{template.data.name} ({trigger.name or 'triggered'})"
+            clone = template.clone(name=name, tags=[*template.data.tags, f"trigger:{trigger.id}"])
+            clone.enqueue(trigger.queue)
+            self._record(trigger.id, event=occurrence, started=clone.id, subject=subject)
+        except TrainyardError as exc:
+            self._record(trigger.id, event=occurrence, error=str(exc), subject=subject)
+
+    # -- metric thresholds on running tasks ------------------------------------------------------------
+    def refresh_watched(self) -> None:
+        """Re-read the metric triggers; when they changed, watch the running tasks they select."""
+        wanted = [t for t in task_triggers.all_triggers(self.conn) if task_triggers.watches_points(t)]
+        if [t.model_dump() for t in wanted] == [t.model_dump() for t in self._metric_triggers]:
+            return
+        self._metric_triggers = wanted
+        self.watched = {}
+        self._watched_records = {}
+        self._fired.clear()
+        if wanted:
+            for record in TaskStore(self.conn).query(Query(status="running"), limit=MAX_WATCHED):
+                self._watch(record, wanted)
+
+    def _watch(self, record: TaskRecord, triggers: list[task_triggers.TaskTrigger]) -> None:
+        """Read a running task's metric points (from its first) while some trigger selects it."""
+        selected = record.status == TaskStatus.RUNNING and any(
+            task_triggers.selects(t, record, "running") for t in triggers
+        )
+        if not selected:
+            self.watched.pop(record.id, None)
+            self._watched_records.pop(record.id, None)
+        elif record.id not in self.watched and len(self.watched) < MAX_WATCHED:
+            self.watched[record.id] = "0-0"
+            self._watched_records[record.id] = record
+
+    def on_points(self, points: list[tuple[str, dict]]) -> None:
+        """Fire the metric triggers whose threshold a running task's point reaches."""
+        for task_id, point in points:
+            record = self._watched_records.get(task_id)
+            if record is None:
                 continue
-            try:
-                template = Task.get(trigger.task_id, self.conn)
-                name = f"{template.data.name} ({trigger.name or 'triggered'})"
-                clone = template.clone(name=name, tags=[*template.data.tags, f"trigger:{trigger.id}"])
-                clone.enqueue(trigger.queue)
-                self._record(trigger.id, event=event.id, started=clone.id, subject=record.id)
-            except TrainyardError as exc:
-                self._record(trigger.id, event=event.id, error=str(exc), subject=record.id)
+            for trigger in self._metric_triggers:
+                if (
+                    (point["title"], point["series"]) == (trigger.metric, trigger.variant)
+                    and task_triggers.crosses(trigger, point["value"])
+                    and task_triggers.selects(trigger, record, "running")
+                    and (trigger.id, task_id) not in self._fired
+                ):
+                    self._fired.add((trigger.id, task_id))
+                    self._fire_task_trigger(trigger, task_id, f"metric:{task_id}:{point['step']}")
 
     def _details(self, event: events.Event, kind: str) -> dict[str, Any] | None:
         try:

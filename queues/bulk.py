@@ -4,8 +4,8 @@ A new task is its record, its indexes, its name hint and name index entries, a `
 event and, when it is born queued, its RQ job hash and its place in the queue. Sending those as
 ~10 commands per task made the client pack and parse more than Redis worked; here the client
 sends one ``EVALSHA`` whose arguments it built once per task, and the script does the same
-writes (the sorted-set and hash ones batched per key; ``TaskStore.update`` and
-``events.publish`` write the same shapes one at a time).
+writes (the sorted-set and hash ones batched per key; ``backend.records.change`` and
+``backend.streams.publish`` write the same shapes one at a time).
 
 The script first checks that no id is taken, so a refused batch writes nothing; it runs
 atomically, like the MULTI it replaces (a big batch holds Redis as long as that did).

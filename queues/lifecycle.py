@@ -22,7 +22,7 @@ class Effect(str, Enum):
     PUSH_FRONT = "push_front"  # the same, ahead of every waiting task (a task going back)
     UNQUEUE = "unqueue"  # id leaves its queue list (when it was waiting there)
     DROP_CLAIM = "drop_claim"  # the worker's claim and the queue's in-flight entry go
-    DROP_LOG = "drop_log"  # the log stream is deleted
+    DROP_LOG = "drop_log"  # the log and metric streams are deleted (the results go with the record's)
 
 
 @dataclass(frozen=True)

@@ -310,6 +310,19 @@ class Task:
         except ValueError as exc:  # pydantic validation of an assigned value
             raise InvalidInput(f"invalid value: {_first_error(exc)}") from None
 
+    def recapture(self, script: str | Path, detect_repository: bool = True) -> Task:
+        """Make this draft a new run of ``script``: its code, commit, diff and requirements captured
+        again (as ``create(script=...)`` does), its parameters and configuration emptied."""
+        model = Script()
+        capture.fill_from_script(model, Path(script), detect_repository)
+
+        def apply(record: TaskRecord) -> None:
+            record.script = model
+            record.parameters = {}
+            record.configuration = {}
+
+        return self._edit(apply, "recapture")
+
     def add_tags(self, *tags: str) -> Task:
         """Tags may change in any status."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from trainyard import Queue, TaskStatus
 from trainyard import Task as NativeTask
 from trainyard.clearml import StorageManager, Task, UnsupportedCall
 from trainyard.clearml import artifacts as codec
+from trainyard.queues.backend import streams
 from trainyard.worker.runfolder import create_run_folder
 
 
@@ -258,6 +260,95 @@ def test_a_script_registers_itself_reports_and_runs_remotely_after_execute_remot
         worker.stop()
     found = Task.get_tasks(project_name="demo", task_name=r"lr=0\.\d", task_filter={"status": ["completed"]})
     assert [t.name for t in found] == ["train lr=0.5"]
+
+
+def test_task_init_reuses_the_last_task_of_this_script_when_it_kept_nothing_as_clearml_does(tmp_path, conn):
+    """``reuse_last_task_id=True`` (the default): the second run of a script reuses its last task
+    (reset: metrics, log and parameters from the first run gone) unless that task kept artifacts;
+    ``False`` always makes a new one; ``"<id>"`` names the task to reuse."""
+    script = tmp_path / "debug.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from trainyard.clearml import Task
+
+            reuse = {"default": True, "no": False}.get(sys.argv[1], sys.argv[1])
+            task = Task.init(project_name="dev", task_name="debug", reuse_last_task_id=reuse)
+            task.connect({"run": sys.argv[2]})
+            task.get_logger().report_scalar("loss", "train", float(sys.argv[2]), iteration=0)
+            if sys.argv[3:] == ["keep"]:
+                task.upload_artifact("result", {"run": sys.argv[2]})
+            print("run", sys.argv[2], "as", task.id)
+            """
+        )
+    )
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()[-1]
+
+    first = run("default", "1")
+    second = run("default", "2")
+    assert second == first  # nothing kept: reused
+    task = NativeTask.get(first)
+    assert task.status == TaskStatus.COMPLETED and task.get_parameters() == {"General/run": "2"}
+    assert [p["value"] for p in streams.metric_points(conn, first)] == [
+        2.0
+    ]  # the first run's points went with the reset
+    assert not any("run 1" in line for line in task.get_log())
+    third = run("no", "3")
+    assert third != first  # reuse_last_task_id=False: a new task
+    fourth = run("default", "4", "keep")
+    assert fourth == third  # the last task (the third run's) is reused; this run keeps an artifact
+    fifth = run("default", "5")
+    assert fifth != fourth and "result" in NativeTask.get(fourth).data.artifacts  # results are never reset
+    assert run(first, "6") == first  # a named task
+    assert run(fourth, "7") not in (first, fourth)  # a named task with results: a new one
+    assert len(NativeTask.list(project="dev")) == 4
+
+
+@pytest.mark.parametrize("imported", ["before Task.init", "after Task.init"])
+def test_plt_show_stores_the_open_figures_as_png_artifacts_once_task_init_ran(tmp_path, conn, imported):
+    """ClearML captures matplotlib figures on ``plt.show()``; so does Task.init here, whether pyplot
+    was imported before it or is imported after (then it is patched on import)."""
+    pyplot = "import matplotlib.pyplot as plt"
+    script = tmp_path / "figures.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            {pyplot if imported.startswith("before") else ""}
+            from trainyard.clearml import Task
+
+            Task.init(project_name="figures", task_name="{imported}")
+            {pyplot if imported.startswith("after") else ""}
+            plt.plot([1, 2, 3])
+            plt.title("loss curve")
+            plt.figure()
+            plt.bar([0, 1], [3, 4])
+            plt.show()
+            plt.show()  # the same figures again: the next iteration of each
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    view = Task.get_task(project_name="figures", task_name=imported)
+    arts = view.artifacts
+    assert {"image-loss_curve-plot", "image-Figure_2-plot"} <= set(arts)
+    assert arts["image-loss_curve-plot"].get().format == "PNG"
+    assert arts["image-loss_curve-plot"].metadata["iteration"] == 1  # shown twice: iterations 0 and 1
+    assert arts["image-Figure_2-plot"].metadata["title"] == "Figure 2"
 
 
 def test_a_function_step_returning_what_only_pickle_can_carry_stops_with_one_line(in_task, capsys):

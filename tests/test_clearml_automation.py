@@ -4,7 +4,11 @@ as scripts and on a real worker; the results are ClearML's: the clone prints `Ex
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import threading
+import time
 
 import pytest
 from clearml_ported import copy_example, run_script
@@ -15,8 +19,20 @@ from trainyard.clearml import Task as ClearmlTask
 from trainyard.clearml import UnsupportedCall
 from trainyard.clearml.automation import TaskScheduler, TriggerScheduler
 from trainyard.clearml.automation.scheduler import to_cron
-from trainyard.controller.triggers import TriggerService
+from trainyard.controller.triggers import FIRES, TriggerService, fires
 from trainyard.queues.backend import streams
+
+
+def await_fires(conn, count: int, trigger: str, timeout: float = 120) -> list[dict]:
+    """Block on the firings stream until ``count`` firings of ``trigger`` are recorded."""
+    deadline, cursor, found = time.monotonic() + timeout, "0-0", []
+    while len(found) < count and time.monotonic() < deadline:
+        for _, entries in conn.xread({FIRES: cursor}, block=1000, count=100) or []:
+            for entry_id, fields in entries:
+                cursor = entry_id
+                found += [data for data in [json.loads(fields[b"data"])] if data["trigger"] == trigger]
+    assert len(found) >= count, f"only {len(found)} firings of {trigger} before the timeout"
+    return found
 
 
 def test_programmatic_orchestration_clones_edits_and_enqueues_the_toy_task(tmp_path):
@@ -139,6 +155,56 @@ def test_trigger_scheduler_fires_on_the_status_event_once_per_task_with_a_thresh
     assert [(r.name, r.parent) for r in fired] == [("retrain (high score)", template.id)]  # once, for "at zero"
     with pytest.raises(UnsupportedCall, match=r"clearml TriggerScheduler.add_model_trigger \(trainyard has no model"):
         TriggerScheduler().add_model_trigger(name="deploy")
+
+
+def test_a_metric_threshold_fires_on_the_point_that_crosses_it_while_the_task_still_runs(conn, tmp_path):
+    """The trigger service reads the running task's metric stream: the point that reaches the
+    threshold (0 here) fires the trigger while the task runs (it waits on a FIFO until the test has
+    seen the firing), once however many points cross; a task whose points stay below never fires."""
+    Queue.create("default", exist_ok=True)
+    Queue.create("cpu", exist_ok=True)
+    template = Task.create("retrain", "examples", command=["true"])
+    TriggerScheduler().add_task_trigger(
+        name="crossed",
+        schedule_task_id=template.id,
+        schedule_queue="default",
+        trigger_project="examples",
+        trigger_on_metric="loss",
+        trigger_on_variant="val",
+        trigger_on_sign="min",
+        trigger_on_threshold=0.0,
+    )
+    [trigger] = TriggerScheduler().get_triggers()
+    script = (
+        "import sys; from trainyard import current_task\n"
+        "for step, value in enumerate(map(float, sys.argv[2:])):\n"
+        "    current_task().log_metric('loss', 'val', value, step)\n"
+        "if sys.argv[1] != '-':\n"
+        "    open(sys.argv[1]).read()\n"  # blocks until the test opens the FIFO for writing
+    )
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    above = Task.create("stays above", "examples", command=[sys.executable, "-c", script, "-", "2", "1"])
+    crosses = Task.create("crosses", "examples", command=[sys.executable, "-c", script, str(fifo), "3", "0", "-1"])
+    service = TriggerService(conn, name="metrics")
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        with WorkerProcess("--queue", "cpu"):
+            above.enqueue("cpu")
+            crosses.enqueue("cpu")
+            [fired] = await_fires(conn, 1, trigger.id)
+            assert fired["subject"] == crosses.id
+            assert Task.get(crosses.id).status == TaskStatus.RUNNING  # fired on the point, not on the end
+            assert Task.get(above.id).status == TaskStatus.COMPLETED
+            fifo.write_text("go")
+            assert wait_status(crosses, TaskStatus.COMPLETED, TaskStatus.FAILED).status == TaskStatus.COMPLETED
+    finally:
+        service.stop_event.set()
+        thread.join()
+    assert [f["subject"] for _, f in fires(conn) if f["trigger"] == trigger.id] == [crosses.id]  # once
+    [(_, clone)] = Queue("default").tasks()
+    assert (clone.name, clone.parent, clone.id) == ("retrain (crossed)", template.id, fired["started"])
 
 
 def test_the_optimiser_runs_in_this_process_as_clearmls_does_with_a_callback_from_the_script(conn):

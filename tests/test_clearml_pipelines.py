@@ -126,6 +126,8 @@ def test_pipeline_from_tasks_runs_the_three_template_steps_with_callbacks_on_the
     assert process.artifacts["X_train"].url.endswith(".npy")
     train_log = "\n".join(Task.get(states["stage_train"].task_id).get_log())
     assert "Iris dataset loaded" in train_log and "model trained & stored" in train_log
+    figure = ClearmlTask.get_task(task_id=states["stage_train"].task_id).artifacts["image-Iris_Types-plot"]
+    assert figure.get().format == "PNG"  # step 3's plt.show() captured, as ClearML does
 
 
 def test_pipeline_from_decorator_runs_locally_with_lazy_results_fetched_when_used(tmp_path, conn):

@@ -652,7 +652,7 @@ def test_compute_time_limit_stops_the_study_and_aborts_its_trials(conn):
         base.id,
         hyper_parameters=[DiscreteParameterRange("Args/x", [1.0, 2.0, 3.0, 4.0, 5.0])],
         optimizer_class="GridSearch",
-        compute_time_limit=0.05,  # 3 s of trial time in all
+        compute_time_limit=0.2,  # 12 s of trial time in all
         max_number_of_concurrent_tasks=2,
         total_max_jobs=5,
         pool_period_min=60,
@@ -660,15 +660,41 @@ def test_compute_time_limit_stops_the_study_and_aborts_its_trials(conn):
     opt.start_locally(run_trials_locally=True)
     assert opt.wait()
     doc = opt.study
-    assert doc.status == "completed" and doc.message == "compute_time_limit reached (0.05 min)"
+    assert doc.status == "completed" and doc.message == "compute_time_limit reached (0.2 min)"
     entries = _entries(conn, opt.id)
     assert len(entries) == 2  # nothing started after the budget was spent
     for entry in entries.values():
         task = Task.get(entry.task).data
         assert task.status == TaskStatus.ABORTED and "compute_time_limit reached" in task.status_message
-        assert entry.state == "completed" and entry.value == entry.params["Args/x"]  # stopped by a limit: kept
-    used = sum(e.ended - e.started for e in entries.values())
-    assert used >= 3.0  # the budget was spent, not cut short
+        if entry.steps:  # stopped by a limit: its value is kept
+            assert entry.state == "completed" and entry.value == entry.params["Args/x"]
+        else:  # (a machine so loaded that it was aborted before its first point)
+            assert entry.state == "failed" and entry.reason.startswith("it never reported the objective")
+    used = sum(e.ended - e.started for e in entries.values() if e.started is not None)
+    assert used >= 12.0  # the budget was spent, not cut short
+
+
+def test_optimization_time_limit_ends_the_study_on_its_deadline(conn):
+    """set_time_limit (optimization_time_limit): at the deadline no trial starts and the running
+    ones are aborted; the controller wakes on the deadline (its reconcile period is an hour)."""
+    Queue.create("trials")
+    base = Task.create("sleeper", "hpo", command=[sys.executable, "-c", SLEEPER], parameters={"Args/x": 1.0})
+    opt = _optimizer(
+        base.id,
+        hyper_parameters=[DiscreteParameterRange("Args/x", [1.0, 2.0, 3.0, 4.0])],
+        optimizer_class="GridSearch",
+        max_number_of_concurrent_tasks=2,
+        pool_period_min=60,
+    )
+    opt.set_time_limit(in_minutes=0.1)
+    opt.start_locally(run_trials_locally=True)
+    assert opt.wait()
+    doc = opt.study
+    assert doc.status == "completed" and doc.message == "optimization_time_limit reached (0.1 min)"
+    assert opt.reached_time_limit() and doc.ended - doc.started >= 6.0
+    entries = _entries(conn, opt.id)
+    assert len(entries) == 2
+    assert all(Task.get(e.task).status == TaskStatus.ABORTED for e in entries.values())
 
 
 @pytest.mark.parametrize(
@@ -710,7 +736,7 @@ def test_a_local_study_stopped_then_resumed_continues_without_losing_or_repeatin
     from trainyard.controller.hpo.optimizer import resume_study
 
     total = 6
-    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.2})
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.4})
     opt = _optimizer(
         base.id,
         total_max_jobs=total,
@@ -768,3 +794,24 @@ def test_sampler_or_pruner_objects_are_refused_by_start_with_one_line(conn, base
     assert name in message and "_kwargs={...}" in message and "start_locally()" in message
     _nothing_written(conn, base.id)
     assert Queue("services").task_ids() == []
+
+
+def test_cli_stops_and_resumes_a_study_that_runs_here(conn, base, run_cli):
+    """`hpo resume` refuses a study whose controller is running (one line); after `hpo stop` it
+    runs the controller again in the terminal, with its trials on an in-process worker as before."""
+    Task.get(base.id).set_parameters({"Args/x": 0.5, "Args/steps": 6, "Args/pause": 0.4})
+    opt = _optimizer(base.id, total_max_jobs=4, optuna_pruner="NopPruner")
+    opt.start_locally(run_trials_locally=True)
+    _wait_trials(conn, opt.id, lambda es: any(e.state == "running" for e in es))
+    busy = run_cli("hpo", "resume", opt.id)
+    assert busy.returncode == 1 and busy.stderr == f"error: study {opt.id}'s controller is running already\n"
+    assert run_cli("hpo", "stop", opt.id, check=True).stdout.strip() == f"study {opt.id}: stop requested"
+    assert opt.wait() and opt.study.status == "stopped"
+    before = _entries(conn, opt.id)
+    proc = run_cli("hpo", "resume", opt.id, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"study {opt.id} ") and ": completed;" in proc.stdout.splitlines()[0]
+    after = _entries(conn, opt.id)
+    assert sorted(after) == [0, 1, 2, 3] and all(after[n].task == e.task for n, e in before.items())
+    assert sorted(t.id for t in Task.list(tag=f"opt:{opt.id}", limit=100)) == sorted(e.task for e in after.values())
+    assert not [q for q in Queue.list() if q.name.startswith("local-trials-")]  # its in-process queue is gone

@@ -205,7 +205,13 @@ PLOTS = textwrap.dedent(
     Task.init("web", "plots")
     logger = Logger.current_logger()
     logger.report_image("sample", "red", matrix=np.full((8, 12, 3), (255, 0, 0), dtype=np.uint8))
-    logger.report_table("results", "epochs", table_plot=[["epoch", "loss"], [0, 1.0]])
+    logger.report_table("results", "epochs", table_plot=[["epoch", "loss"], [0, 1.0], ["<b>bold</b>", "a,\\"b\\""]])
+    logger.report_histogram("weights", "layer1", values=[3, 1, 4], xlabels=["a", "b", "c"], xaxis="bin")
+    logger.report_plotly("roc", "val", {"data": [
+        {"type": "scatter", "mode": "lines", "x": [0, 0.5, 1], "y": [0, 0.8, 1], "name": "model"},
+        {"type": "histogram", "x": [1, 2, 2, 3, 3, 3], "name": "scores"},
+        {"type": "heatmap", "z": [[1]]},
+    ], "layout": {"title": {"text": "ROC"}}})
     """
 )
 
@@ -227,7 +233,23 @@ def test_plots_a_task_reported_are_shown_on_its_page(page, stack, conn, tmp_path
     )
     assert size == [12, 8]  # the image itself reached the browser, not a broken link
     assert "sample / red" in page.inner_text("#plots")
-    assert page.locator("#plots figure[data-artifact=table-results-epochs]").count() == 0  # a CSV stays a download
+    # a table: an HTML table of text (a cell holding markup stays text; quoted commas stay one cell)
+    page.wait_for_selector("#plots figure[data-artifact=table-results-epochs][data-ready] table")
+    rows = page.eval_on_selector_all(
+        "#plots figure[data-artifact=table-results-epochs] tr",
+        "trs => trs.map(tr => [...tr.children].map(c => c.textContent))",
+    )
+    assert rows == [["epoch", "loss"], ["0", "1.0"], ["<b>bold</b>", 'a,"b"']]
+    assert page.locator("#plots figure[data-artifact=table-results-epochs] td b").count() == 0
+    # a histogram and a plotly figure: uPlot charts of their drawable traces (the heatmap is left out)
+    for name, series in (("plot-weights-layer1", ["layer1"]), ("plot-roc-val", ["model", "scores"])):
+        page.wait_for_selector(f"#plots figure[data-artifact={name}][data-ready] .uplot canvas")
+        legend = page.eval_on_selector_all(
+            f"#plots figure[data-artifact={name}] .u-legend .u-series .u-label", "els => els.map(e => e.textContent)"
+        )
+        assert legend[1:] == series, legend  # the first is the x series
+    assert page.inner_text("#plots figure[data-artifact=plot-roc-val] .u-title") == "ROC"
+    page.screenshot(path=str(stack.shots / "task-plots.png"), full_page=True)
 
 
 def test_read_only_user_sees_no_admin_buttons_and_names_stay_text(page, stack, conn):

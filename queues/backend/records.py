@@ -169,7 +169,7 @@ def _effects(conn: Redis, pipe: Pipeline, step: Transition, old: TaskRecord, new
                 pipe.zrem(keys.inflight(old.execution.queue), new.id)
                 wake.ring(conn, old.execution.queue, pipe)  # a slot is free: one waiting worker, if any
         elif effect == Effect.DROP_LOG:
-            pipe.delete(keys.log(new.id))
+            pipe.delete(keys.log(new.id), keys.metrics(new.id))
 
 
 def replicated(conn: Redis) -> None:

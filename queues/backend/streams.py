@@ -83,6 +83,28 @@ def follow_events(conn: Redis, cursor: str, block_s: float, count: int = 1000) -
     return [Event.from_fields(i, f) for _, entries in reply or [] for i, f in entries]
 
 
+def follow_events_and_metrics(
+    conn: Redis, cursor: str, metric_cursors: dict[str, str], block_s: float, count: int = 1000
+) -> tuple[list[Event], list[tuple[str, dict]]]:
+    """One blocking read of the event stream after ``cursor`` and of the metric streams of the tasks
+    in ``metric_cursors`` (task id -> position, moved past what came): the events and the
+    ``(task id, point)`` pairs, each oldest first; both empty when nothing came within ``block_s``."""
+    wanted = {keys.EVENTS: cursor, **{keys.metrics(t): c for t, c in metric_cursors.items()}}
+    tasks = {keys.metrics(t): t for t in metric_cursors}
+    reply = conn.xread(wanted, block=block_ms(conn, block_s), count=count)
+    found: list[Event] = []
+    points: list[tuple[str, dict]] = []
+    for stream, entries in reply or []:
+        name = stream.decode() if isinstance(stream, bytes) else stream
+        if name == keys.EVENTS:
+            found += [Event.from_fields(i, f) for i, f in entries]
+            continue
+        task_id = tasks[name]
+        metric_cursors[task_id] = entries[-1][0].decode()
+        points += [(task_id, _point(f)) for _, f in entries]
+    return found, points
+
+
 # -- logs and metrics --------------------------------------------------------------------------
 def append_lines(pipe: Pipeline, task_id: str, lines: Iterable[tuple[str, str]]) -> None:
     """Queue XADDs for ``(stream, text)`` lines on the caller's pipeline."""

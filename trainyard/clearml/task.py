@@ -30,8 +30,9 @@ from ..queues.task import Task as NativeTask
 from ..runtime.task_api import RunContext, current_task
 from ..settings import settings
 from . import artifacts as codec
-from . import params
+from . import params, reuse
 from .errors import install_hook, refuse_unknown, unsupported
+from .figures import capture_pyplot
 from .logger import Logger
 
 STATUS = {  # trainyard status -> ClearML's
@@ -74,6 +75,11 @@ class TaskStatusEnum(str, Enum):
 
 _current: Task | None = None
 _attached = None  # the AttachedRun of a script registered by Task.init outside a worker
+
+
+def _wanted(switch: bool | Mapping, framework: str) -> bool:
+    """ClearML's ``auto_connect_frameworks``: a bool, or a mapping of framework names to bools."""
+    return bool(switch.get(framework, True)) if isinstance(switch, Mapping) else bool(switch)
 
 
 def _inside_worker() -> bool:
@@ -161,13 +167,12 @@ class Task(metaclass=_TaskType):
             task = cls(context=current_task())
         else:
             script = _main_script()
-            native = NativeTask.create(
-                task_name or script.stem,
-                project_name or "default",
-                script=script,
-                task_type=str(task_type),
-                tags=list(tags or ()),
-            )
+            project, name, kind = project_name or "default", task_name or script.stem, str(task_type)
+            last = reuse.reusable(project, name, kind, reuse_last_task_id)
+            native = reuse.reuse(last, script, list(tags or ())) if last is not None else None
+            if native is None:
+                native = NativeTask.create(name, project, script=script, task_type=kind, tags=list(tags or ()))
+            reuse.remember(project, name, kind, native.id)
             from ..attached import AttachedRun
 
             _attached = AttachedRun(native.connection, native.id).start()
@@ -175,6 +180,8 @@ class Task(metaclass=_TaskType):
         _current = task
         if auto_connect_arg_parser:
             _patch_argparse()
+        if _wanted(auto_connect_frameworks, "matplotlib"):
+            capture_pyplot()
         return task
 
     @classmethod

@@ -111,7 +111,9 @@ class PipelineController(metaclass=_ControllerType):
             artifact_serialization_function=artifact_serialization_function,
             artifact_deserialization_function=artifact_deserialization_function,
         )
-        self._task = Task.init(project_name=project, task_name=name, task_type=TaskTypes.controller)
+        self._task = Task.init(
+            project_name=project, task_name=name, task_type=TaskTypes.controller, reuse_last_task_id=False
+        )
         self._pipe = Pipeline(name, project=project, version=version or "1.0.0", abort_on_failure=abort_on_failure)
         self._retries = int(retry_on_failure or 0) if not callable(retry_on_failure) else None
         if callable(retry_on_failure):
@@ -752,7 +754,12 @@ class PipelineDecorator(metaclass=_DecoratorType):
         bound = inspect.signature(func).bind(*args, **kwargs)
         bound.apply_defaults()
         parameters = dict(bound.arguments)
-        task = Task.init(project_name=settings["project"], task_name=settings["name"], task_type=TaskTypes.controller)
+        task = Task.init(
+            project_name=settings["project"],
+            task_name=settings["name"],
+            task_type=TaskTypes.controller,
+            reuse_last_task_id=False,  # as ClearML's pipelines: each run is a new controller task
+        )
         task.connect(parameters, name="Args")  # on the services worker: the task's values
         local_steps = cls._mode == "local"
         if not (local_steps or settings["controller_here"] or clearml_task._inside_worker()):

@@ -98,8 +98,6 @@
         h("button", { type: "button", class: "primary", id: "save-params", onclick: save }, "Save parameters")));
   }
 
-  const SHOWN_IMAGES = ["image/png", "image/jpeg", "image/gif", "image/webp"];  // never SVG (it can carry script)
-
   function artifactsView(task) {
     const arts = Object.values(task.artifacts || {});
     if (!arts.length) return h("p", { class: "empty" }, "no artifacts");
@@ -109,14 +107,8 @@
       h("tbody", {}, arts.map((a) => h("tr", {},
         h("td", {}, a.name), h("td", {}, TY.bytes(a.size)), h("td", { class: "mono" }, (a.sha256 || "").slice(0, 16)),
         h("td", {}, h("a", { href: url(a), download: "" }, "download"))))));
-    // images (plots and pictures a task reported, e.g. trainyard.clearml's Logger) are shown
-    const images = arts.filter((a) => SHOWN_IMAGES.includes(a.content_type));
-    if (!images.length) return table;
-    const caption = (a) => (a.metadata && a.metadata.title ? `${a.metadata.title} / ${a.metadata.series || ""}` : a.name);
-    return h("div", {}, table, h("div", { id: "plots", class: "plots" }, images.map((a) =>
-      h("figure", { "data-artifact": a.name },
-        h("img", { src: url(a), alt: a.name, loading: "lazy" }),
-        h("figcaption", {}, caption(a))))));
+    // images, tables and plots a task reported (e.g. trainyard.clearml's Logger) are shown (reports.js)
+    return h("div", {}, table, TY.reportsView(task, arts, url));
   }
 
   function outputsView(task) {
