@@ -96,3 +96,15 @@ def test_a_worker_command_goes_to_that_workers_inbox_only(conn):
     workers.send_command(conn, "a", "drain")
     assert wake.wait(conn, "a", [], 1) == ("inbox", "drain")
     assert conn.llen(keys.inbox("b")) == 0
+
+
+def test_abort_of_a_running_task_goes_to_its_workers_inbox_only(conn):
+    from trainyard.queues.dispatch import Dispatcher
+
+    Queue.create("q")
+    task = Task.create("long", command=["true"]).enqueue("q")
+    dispatcher = Dispatcher(conn, "runner", "h")
+    assert dispatcher.start(dispatcher.claim_head("q", task.id), []) is not None
+    task.abort("stop it")
+    assert wake.wait(conn, "runner", [], 1) == ("inbox", f"abort {task.id}")
+    assert not [k for k in conn.keys(keys.inbox("*")) if k.decode() != keys.inbox("runner")]
