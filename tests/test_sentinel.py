@@ -25,6 +25,8 @@ from trainyard.queues.task import create_many
 PASSWORD = "s3nt-pw"
 SERVICE = "tymaster"
 
+if shutil.which("redis-sentinel") is None and os.environ.get("TRAINYARD_REQUIRE_SENTINEL"):
+    pytest.fail("TRAINYARD_REQUIRE_SENTINEL is set but redis-sentinel is not installed", pytrace=False)
 pytestmark = pytest.mark.skipif(shutil.which("redis-sentinel") is None, reason="needs Debian's redis-sentinel")
 
 
