@@ -474,7 +474,8 @@ class Task:
 
             self._record = self._store.update(self.id, request, event_kind="abort_requested")
             if self._record.runtime.worker:  # straight to the one worker running it (no broadcast)
-                wake.notify(self.connection, self._record.runtime.worker, f"abort {self.id}")
+                attempt = self._record.runtime.attempt  # a stale message cannot abort a later attempt
+                wake.notify(self.connection, self._record.runtime.worker, f"abort {self.id} {attempt}")
             return self
 
         def apply(record: TaskRecord) -> None:

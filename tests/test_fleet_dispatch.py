@@ -106,5 +106,22 @@ def test_abort_of_a_running_task_goes_to_its_workers_inbox_only(conn):
     dispatcher = Dispatcher(conn, "runner", "h")
     assert dispatcher.start(dispatcher.claim_head("q", task.id), []) is not None
     task.abort("stop it")
-    assert wake.wait(conn, "runner", [], 1) == ("inbox", f"abort {task.id}")
+    # the message names the attempt it was asked for
+    assert wake.wait(conn, "runner", [], 1) == ("inbox", f"abort {task.id} 1")
     assert not [k for k in conn.keys(keys.inbox("*")) if k.decode() != keys.inbox("runner")]
+
+
+def test_an_abort_for_an_earlier_attempt_leaves_the_running_one_alone():
+    """An inbox message outlives the attempt it was sent for (the task was requeued and the same
+    worker took it again): only an abort naming the running attempt ends it."""
+    from types import SimpleNamespace
+
+    from trainyard.worker.agent import Worker
+
+    asked: list[int] = []
+    run = SimpleNamespace(attempt=2, request_abort=lambda: asked.append(run.attempt))
+    worker = SimpleNamespace(running={"t1": run})
+    Worker._message(worker, "abort t1 1")
+    assert asked == []
+    Worker._message(worker, "abort t1 2")
+    assert asked == [2]

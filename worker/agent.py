@@ -328,12 +328,14 @@ class Worker:
         return None
 
     def _message(self, message: str) -> None:
-        """A message from this worker's inbox: ``abort <task id>``, ``drain``, ``stop``, or a wake-up
-        (``ended``, ``gpu``, ``poke``: a slot or a GPU may be free, or the state changed)."""
+        """A message from this worker's inbox: ``abort <task id> <attempt>``, ``drain``, ``stop``, or
+        a wake-up (``ended``, ``gpu``, ``poke``: a slot or a GPU may be free, or the state changed).
+        An abort names the attempt it was asked for: a stale one never ends a later attempt."""
         command, _, arg = message.partition(" ")
         if command == "abort":
-            run = self.running.get(arg)
-            if run is not None:
+            task_id, _, attempt = arg.partition(" ")
+            run = self.running.get(task_id)
+            if run is not None and (not attempt.isdigit() or int(attempt) == run.attempt):
                 run.request_abort()
         elif command in ("drain", "stop"):
             if self.info.command != "stop":
