@@ -47,26 +47,3 @@ class Event:
 
 def deadline_after(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
-
-
-# The stream's reads and writes are the backend's (``backend.streams``); these names forward
-# there for callers that know them from here.
-def publish(pipe, kind: str, task_id: str, status: str, previous: str = "", project: str = "", queue: str = ""):
-    """Append a task event inside the caller's transaction (``backend.streams.publish``)."""
-    from .backend import streams
-
-    streams.publish(pipe, kind, task_id, status, previous, project, queue)
-
-
-def last_id(conn) -> str:
-    """The newest event's id (``backend.streams.last_event_id``)."""
-    from .backend import streams
-
-    return streams.last_event_id(conn)
-
-
-def block_ms(conn, seconds: float) -> int:
-    """A blocking-read time under the socket timeout (``backend.streams.block_ms``)."""
-    from .backend import streams
-
-    return streams.block_ms(conn, seconds)

@@ -26,7 +26,8 @@ import redis
 from optuna.trial import TrialState
 from redis import Redis
 
-from ...queues import events, keys, studies
+from ...queues import keys, studies
+from ...queues.backend import streams
 from ...queues.errors import IllegalTransition, TaskNotFound, TrainyardError
 from ...queues.record import TaskRecord, TaskStatus
 from ...queues.store import TaskStore, new_task_id
@@ -97,7 +98,7 @@ class StudyController:
         doc.status, doc.message, doc.ended = "running", None, None
         doc.started = doc.started or time.time()
         self._save()
-        self.cursor = events.last_id(self.conn)
+        self.cursor = streams.last_event_id(self.conn)
         self._recover()
         while True:
             try:
@@ -119,11 +120,11 @@ class StudyController:
         active = self._active()
         if not active and (self.stopping or len(self.entries) >= self.total):
             return True
-        streams = {keys.EVENTS: self.cursor}
-        streams.update({keys.metrics(self.entries[n].task): self.cursors.setdefault(n, "0-0") for n in active})
+        wanted = {keys.EVENTS: self.cursor}
+        wanted.update({keys.metrics(self.entries[n].task): self.cursors.setdefault(n, "0-0") for n in active})
         by_stream = {keys.metrics(self.entries[n].task): n for n in active}
-        items = studies.read(self.conn, streams, self._block_s())
-        self.cursor = streams[keys.EVENTS]
+        items = studies.read(self.conn, wanted, self._block_s())
+        self.cursor = wanted[keys.EVENTS]
         touched: set[int] = set()
         by_task = {self.entries[n].task: n for n in active}
         for stream, entry_id, fields in items:
