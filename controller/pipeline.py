@@ -241,19 +241,7 @@ class Pipeline:
             connection=conn,
             parameters={f"Args/{k}": v for k, v in self.parameters.items()},
         )
-        run = PipelineRun(
-            id=task.id,
-            name=self.name,
-            project=self.project,
-            version=self.version,
-            parameters=dict(self.parameters),
-            default_queue=self.default_queue,
-            abort_on_failure=self.abort_on_failure,
-            force_rerun=force_rerun,
-            steps=dict(self.steps),
-            controller_queue=controller_queue,
-            local_queue=local_queue,
-        )
+        run = self._run_record(task.id, controller_queue, local_queue, force_rerun, dict(self.steps))
         run_store.save(conn, run)
         self.run_id = run.id
         return run
@@ -290,18 +278,8 @@ class Pipeline:
         except TaskNotFound:
             self.validate()
             local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
-            run = PipelineRun(
-                id=task_id,
-                name=self.name,
-                project=self.project,
-                version=self.version,
-                parameters=dict(self.parameters),
-                default_queue=self.default_queue,
-                abort_on_failure=self.abort_on_failure,
-                force_rerun=force_rerun,
-                steps=dict(self.steps),
-                controller_queue=Task.get(task_id, conn).data.execution.queue,
-                local_queue=local_queue,
+            run = self._run_record(
+                task_id, Task.get(task_id, conn).data.execution.queue, local_queue, force_rerun, dict(self.steps)
             )
             if local_queue is None:
                 check_queues(conn, run)
@@ -319,7 +297,16 @@ class Pipeline:
         local_queue = f"local-steps-{os.urandom(4).hex()}" if run_steps_locally else None
         if local_queue is None and self.default_queue:
             QueueRegistry(conn).require(self.default_queue)
-        run = PipelineRun(
+        run = self._run_record(task_id, Task.get(task_id, conn).data.execution.queue, local_queue, force_rerun, {})
+        run_store.save(conn, run)
+        self.run_id = run.id
+        return OpenRun(self, Controller(conn, run.id, self.callbacks, open_ended=True))
+
+    def _run_record(
+        self, task_id: str, controller_queue: str | None, local_queue: str | None, force_rerun: bool, steps: dict
+    ) -> PipelineRun:
+        """This pipeline's run record for the controller task ``task_id``."""
+        return PipelineRun(
             id=task_id,
             name=self.name,
             project=self.project,
@@ -328,12 +315,10 @@ class Pipeline:
             default_queue=self.default_queue,
             abort_on_failure=self.abort_on_failure,
             force_rerun=force_rerun,
-            controller_queue=Task.get(task_id, conn).data.execution.queue,
+            steps=steps,
+            controller_queue=controller_queue,
             local_queue=local_queue,
         )
-        run_store.save(conn, run)
-        self.run_id = run.id
-        return OpenRun(self, Controller(conn, run.id, self.callbacks, open_ended=True))
 
     def _set_parameters(self, values: Mapping[str, Any]) -> None:
         for key, value in values.items():
