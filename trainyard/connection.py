@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
+from collections.abc import Callable
 
 import redis
+import redis.sentinel
+from redis.exceptions import AuthenticationError, AuthorizationError, BusyLoadingError
 
 from .embedded import EmbeddedRedis
 from .in_task import inside_task, no_redis_here
@@ -96,7 +100,9 @@ def client_for(url: str) -> redis.Redis:
     except (ValueError, TypeError) as exc:  # a malformed URL or an option the URL's scheme refuses
         raise RedisUnavailable(f"bad Redis URL {redact_url(url)!r}: {_url_problem(exc)}") from None
     except (redis.RedisError, OSError) as exc:
-        raise RedisUnavailable(f"cannot reach Redis at {redact_url(url)}: {_cause(exc)}") from None
+        error = RedisUnavailable(f"cannot reach Redis at {redact_url(url)}: {_cause(exc)}")
+        error.transient = _transient(exc)
+        raise error from None
     return client
 
 
@@ -114,12 +120,42 @@ def connect() -> redis.Redis:
         return client
 
 
+def connect_waiting(wait_s: float, tell: Callable[[str], None]) -> redis.Redis:
+    """``connect()``, riding out a Redis that is not up yet (connection refused, timed out, still
+    loading, no primary elected) for up to ``wait_s`` seconds: a worker started with, or just
+    before, its Redis waits for it. A wrong password or a bad URL is refused at once; ``tell``
+    gets one line when the wait begins."""
+    deadline = time.monotonic() + wait_s
+    pause = 0.2
+    told = False
+    while True:
+        try:
+            return connect()
+        except RedisUnavailable as exc:
+            if not getattr(exc, "transient", False) or time.monotonic() + pause > deadline:
+                raise
+            if not told:
+                tell(f"{exc}; waiting up to {wait_s:g}s for it")
+                told = True
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
 def reset_connections() -> None:
     """Forget cached clients (after the environment changed, e.g. in tests)."""
     with _lock:
         for client in _clients.values():
             client.close()
         _clients.clear()
+
+
+def _transient(exc: BaseException) -> bool:
+    """A Redis that is not up yet, or restarting (worth waiting for), rather than a wrong setting."""
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        return False
+    if isinstance(exc, BusyLoadingError | redis.sentinel.MasterNotFoundError):
+        return True
+    return _cause(exc) in ("connection refused", "timed out")
 
 
 def _cause(exc: BaseException) -> str:

@@ -541,7 +541,12 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
                     fleet.start(index)
                     figures.kills += 1
 
-        records = _wait_terminal(conn, all_ids, timeout=600 if size.tasks > 500 else 240)
+        try:
+            records = _wait_terminal(conn, all_ids, timeout=600 if size.tasks > 500 else 240)
+        except AssertionError:
+            for worker in fleet.lonely:  # what the workers of the lonely rounds said (the rare stragglers)
+                print(f"--- {' '.join(worker.args)}\n{worker.output()[-4000:]}")
+            raise
         if pipeline_run is None:
             pipeline_run = pipe.start(queue="services")
         controller = Task.get(pipeline_run).wait(timeout=240)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..connection import connect, redis_url
+from ..connection import connect, connect_waiting, redis_url
 from ..queues import services
 from ..queues import workers as registry
 from ..settings import settings
@@ -99,6 +99,13 @@ from .output import ago, emit_json, json_option, say, table
     show_default=True,
     help="Seconds between SIGTERM and SIGKILL when a task is aborted or timed out.",
 )
+@click.option(
+    "--wait-redis",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait at start for a Redis that is not up yet (refused, timed out, loading); 0: fail at once.",
+)
 @click.option("--create-queue", is_flag=True, help="Create queues that do not exist yet.")
 @click.option("--keep-runs", is_flag=True, help="Keep each task's run folder (for debugging).")
 @click.pass_context
@@ -120,6 +127,7 @@ def worker(
     env_cache_size,
     installer,
     grace,
+    wait_redis,
     create_queue,
     keep_runs,
 ) -> None:
@@ -143,6 +151,7 @@ def worker(
     else:
         chosen = resolve_worker_gpus(gpus, cpu_only, nvml)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    conn = connect_waiting(wait_redis, lambda line: say(f"worker: {line}", err=True))
     current = settings()
     config = WorkerConfig(
         queues=list(dict.fromkeys(queues)),
@@ -169,7 +178,7 @@ def worker(
     )
     if docker_image:
         config.mode = "docker"
-    agent = Worker(connect(), config)
+    agent = Worker(conn, config)
     say(
         f"worker {agent.name}: queues {', '.join(config.queues)}; {describe(nvml)}"
         f"{'' if chosen else '; tasks get no GPU'}",
