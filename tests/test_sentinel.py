@@ -6,109 +6,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import threading
-from pathlib import Path
 
 import pytest
 import redis
-from redis_server import _drain, free_port
+from sentinel_cluster import PASSWORD, SERVICE, Cluster
+from sentinel_cluster import until as _until
 from workerproc import WorkerProcess
 
 from trainyard import Queue, Task, TaskStatus
 from trainyard.connection import reset_connections
-from trainyard.embedded import redis_server_binary
 from trainyard.queues.backend import sentinel as sentinel_urls
 from trainyard.queues.task import create_many
-
-PASSWORD = "s3nt-pw"
-SERVICE = "tymaster"
 
 if shutil.which("redis-sentinel") is None and os.environ.get("TRAINYARD_REQUIRE_SENTINEL"):
     pytest.fail("TRAINYARD_REQUIRE_SENTINEL is set but redis-sentinel is not installed", pytrace=False)
 pytestmark = pytest.mark.skipif(shutil.which("redis-sentinel") is None, reason="needs Debian's redis-sentinel")
-
-
-def _until(check, what: str, timeout: float = 60) -> None:
-    """Wait for a condition on the servers (they announce nothing we could block on)."""
-    done = threading.Event()
-    deadline = threading.Timer(timeout, done.set)
-    deadline.start()
-    try:
-        while not done.wait(0.05):
-            try:
-                if check():
-                    return
-            except (redis.RedisError, OSError):
-                pass
-        raise AssertionError(f"timed out waiting for {what}")
-    finally:
-        deadline.cancel()
-
-
-class Cluster:
-    """Primary + replica (AOF, password) and three sentinels (quorum 2), on loopback."""
-
-    def __init__(self, root: Path):
-        self.root, self.procs = root, {}
-        self.primary, self.replica = free_port(), free_port()
-        self.sentinels = [free_port() for _ in range(3)]
-
-    def _spawn(self, name: str, args: list[str]) -> None:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
-        self.procs[name] = proc
-
-    def _server(self, name: str, port: int, extra: list[str]) -> None:
-        folder = self.root / name
-        folder.mkdir(parents=True)
-        args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"]
-        args += ["--requirepass", PASSWORD, "--masterauth", PASSWORD, *extra]
-        self._spawn(name, args)
-
-    def start(self) -> Cluster:
-        self._server("primary", self.primary, [])
-        self._server("replica", self.replica, ["--replicaof", "127.0.0.1", str(self.primary)])
-        replica = redis.Redis(port=self.replica, password=PASSWORD)
-        _until(lambda: replica.info("replication").get("master_link_status") == "up", "the replica's link")
-        for i, port in enumerate(self.sentinels):
-            conf = self.root / f"sentinel{i}.conf"
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.root}\n"
-                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary} 2\n"
-                f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-                f"sentinel failover-timeout {SERVICE} 4000\n"
-            )
-            self._spawn(f"sentinel{i}", ["redis-sentinel", str(conf)])
-        for port in self.sentinels:
-            s = redis.Redis(port=port)
-            _until(
-                lambda s=s: (m := s.sentinel_master(SERVICE))["num-other-sentinels"] == 2 and m["num-slaves"] == 1,
-                "the sentinels to know each other and the replica",
-            )
-        return self
-
-    def url(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
-        return f"redis+sentinel://:{PASSWORD}@{hosts}/{SERVICE}/0"
-
-    def kill_primary(self) -> None:
-        self.procs["primary"].send_signal(signal.SIGKILL)
-        self.procs["primary"].wait(timeout=30)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture

@@ -137,6 +137,24 @@ def put_claim(conn: Redis, task_id: str, claim_json: str) -> None:
     conn.hset(keys.CLAIMS, task_id, claim_json)
 
 
+def unclaimed_running(conn: Redis) -> list[str]:
+    """Running tasks (their status index) that have no claim: only a failover (the claim's write,
+    or a release, lost while the start survived) or a bug leaves one. Reads every running id."""
+    ids = conn.zrange(keys.status_index("running"), 0, -1)
+    if not ids:
+        return []
+    with conn.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            pipe.hexists(keys.CLAIMS, task_id)
+        held = pipe.execute()
+    return [i.decode() for i, has in zip(ids, held) if not has]
+
+
+def adopt_claim(conn: Redis, task_id: str, claim_json: str) -> bool:
+    """Give ``task_id`` a claim only while it has none (a worker's own claim always wins)."""
+    return bool(conn.hsetnx(keys.CLAIMS, task_id, claim_json))
+
+
 # -- GPU holds -------------------------------------------------------------------------------------
 def hold_gpus(
     conn: Redis,
