@@ -1,7 +1,8 @@
 """Hosts on a private virtual network, for the multi-host tests (tests/test_multihost.py).
 
 Each host is a Linux network namespace with its own "cable" to this machine: a veth pair whose
-root end (``ty<id>-<n>``) has 10.77.X.(4n+1)/30 and whose end inside the host (``eth0``) has
+root end (named like the namespace: ``ty<run><net>-<n>``, ``<run>`` from the test run's token, so
+tests/leftovers.py finds what a run left) has 10.77.X.(4n+1)/30 and whose end inside the host (``eth0``) has
 10.77.X.(4n+2)/30; a redis-server bound to the root ends is one server reachable from every host.
 Pulling a cable (its root end set down) is a real partition: packets are dropped, calls hang until
 they time out. Killing a host SIGKILLs every process in its namespace, as a machine that died.
@@ -11,6 +12,7 @@ namespace and veth it made (a namespace's removal takes its veth pair with it).
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import re
@@ -20,7 +22,9 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-PREFIX = "ty"  # names of this module's namespaces and veths: ty<6 hex>-<n>
+from leftovers import TOKEN_ENV, netns_prefix
+
+_NETWORKS = itertools.count()  # this process's networks: part of their names
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,9 @@ class Network:
     """Hosts named ``hostnames`` (their host names get this network's id appended: unique)."""
 
     def __init__(self, hostnames: list[str]):
-        self.id = secrets.token_hex(3)
+        token = os.environ.get(TOKEN_ENV) or secrets.token_hex(3)
+        self.id = f"{token[:6]}{next(_NETWORKS) % 256:02x}"  # appended to host names: unique
+        self.prefix = f"{netns_prefix(token)}{self.id[-2:]}-"  # ty<run><net>-: 15 characters at most
         self.names = list(hostnames)
         self.hosts: dict[str, Host] = {}
         self._made: list[str] = []  # namespaces and root-end veths, to remove in close()
@@ -85,7 +91,7 @@ class Network:
         try:
             subnet = _free_subnet()
             for n, name in enumerate(self.names):
-                netns = cable = f"{PREFIX}{self.id}-{n}"
+                netns = cable = f"{self.prefix}{n}"
                 gateway, address = f"10.77.{subnet}.{4 * n + 1}", f"10.77.{subnet}.{4 * n + 2}"
                 _ip("netns", "add", netns)
                 self._made.append(f"netns:{netns}")
@@ -148,9 +154,9 @@ class Network:
 
     def leftovers(self) -> list[str]:
         """Namespaces or veths of this network that still exist (empty after ``close``)."""
-        ours = f"{PREFIX}{self.id}-"
         links = _ip("-o", "link", "show", check=False).stdout
-        return [n for n in namespaces() if n.startswith(ours)] + sorted(set(re.findall(rf"\b({ours}\d+)@", links)))
+        found = sorted(set(re.findall(rf"\b({re.escape(self.prefix)}\d+)@", links)))
+        return [n for n in namespaces() if n.startswith(self.prefix)] + found
 
 
 def _alive(pid: int) -> bool:

@@ -172,7 +172,7 @@ def test_gpu_holds_are_per_host(cluster):
         c.worker("b", "b1", "--gpus", "0", "-q", "host-b", env=STANDIN_GPU),
     ]
     for name in ("a1", "a2", "b1"):
-        wait_worker_registered(conn, name)
+        wait_worker_registered(conn, name, timeout=90)
 
     # Round 1: one task per host; both are up (each holding its host's GPU 0) before either may end.
     lock = "gpu-{host}-{gpu}"
@@ -220,11 +220,11 @@ def test_a_dead_hosts_task_is_rerun_on_another_host(cluster):
     conn = c.redis.client()
     Queue.create("work")
     doomed = c.worker("a", "wa", "--cpu-only", "-q", "work")
-    wait_worker_registered(conn, "wa")
+    wait_worker_registered(conn, "wa", timeout=90)
     task = c.task("long", "work", "task-{task}", {"1": 600, "*": 0.2}, retries=1)
     wait_for_log(conn, task.id, "UP 1")
     survivor = c.worker("b", "wb", "--cpu-only", "-q", "work")  # idle: the queue is empty now
-    wait_worker_registered(conn, "wb")
+    wait_worker_registered(conn, "wb", timeout=90)
 
     assert c.net.kill_host("a") >= 3  # the worker, its guard, the task
     doomed.wait()
@@ -256,11 +256,11 @@ def test_a_host_cut_off_from_redis_fences_its_task_and_rejoins(cluster):
     Queue.create("work")
     Queue.create("only-a")
     cut = c.worker("a", "wa", "--cpu-only", "-q", "work", "-q", "only-a")
-    wait_worker_registered(conn, "wa")
+    wait_worker_registered(conn, "wa", timeout=90)
     task = c.task("long", "work", "task-{task}", {"1": 600, "*": 0.2}, retries=1)
     wait_for_log(conn, task.id, "UP 1")
     c.worker("b", "wb", "--cpu-only", "-q", "work")  # idle: the queue is empty now
-    wait_worker_registered(conn, "wb")
+    wait_worker_registered(conn, "wb", timeout=90)
 
     c.net.cut("a")
     record = wait_status(task, TaskStatus.COMPLETED, TaskStatus.FAILED, timeout=120).data
@@ -273,8 +273,10 @@ def test_a_host_cut_off_from_redis_fences_its_task_and_rejoins(cluster):
     assert [(s["kind"], s["attempt"]) for s in stamps] == [("start", 1), ("term", 1), ("start", 2), ("end", 2)]
     assert first.ended <= second.started
 
+    assert not conn.exists(keys.worker("wa"))  # cut off, it looked dead: its entry expired
+
     c.net.restore("a")
-    wait_worker_registered(conn, "wa")  # its entry expired while it was cut off; heartbeats are back
+    wait_worker_registered(conn, "wa", timeout=120)  # its entry expired while it was cut off; heartbeats are back
     again = c.task("after", "only-a", "task-{task}", {"*": 0})
     done = wait_status(again, TaskStatus.COMPLETED, TaskStatus.FAILED, timeout=120).data
     assert (done.status, done.runtime.worker, done.runtime.host) == (TaskStatus.COMPLETED, "wa", c.host("a"))
