@@ -42,8 +42,9 @@ class LocalController:
 
     def __enter__(self) -> LocalController:
         workers.register(self.conn, self.info, lambda pid: False)
-        claim = {"worker": self.name, "host": self.host, "ts": time.time(), "queue": ""}
-        fleet.put_claim(self.conn, self.task_id, json.dumps(claim))
+        now = time.time()
+        claim = {"worker": self.name, "host": self.host, "ts": now, "queue": ""}
+        fleet.put_claim(self.conn, self.task_id, json.dumps(claim), now)
 
         def apply(record: TaskRecord) -> None:
             record.started = time.time()

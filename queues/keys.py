@@ -74,6 +74,7 @@ def priorities(queue: str) -> str:
 
 
 CLAIMS = PREFIX + "claims"  # hash: task id -> JSON {worker, queue, host, pgid, ts} while a worker holds it
+CLAIMS_REFRESHED = PREFIX + "claims:refreshed"  # zset: the claims' task ids by last write or refresh (reaper)
 WORKERS = PREFIX + "workers"  # set of registered worker names
 DRAINING = PREFIX + "draining"  # set of worker names told to drain: their claims refuse new work
 REAPER_LOCK = PREFIX + "reaper:lock"

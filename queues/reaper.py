@@ -1,6 +1,7 @@
 """The reaper: finds tasks whose worker died and ends or re-queues them.
 
-A claim that no heartbeat refreshed for ``dead_after_s()`` seconds, and whose worker has no live
+A claim that no heartbeat refreshed for ``dead_after_s()`` seconds (the reaper reads only those:
+the claims' index, scored by each claim's last refresh, gives them), and whose worker has no live
 registry entry (or a live one, under the same name, that does not list the task: a worker restarted
 with a fixed ``--name``), belongs to a dead worker. A task claimed but never started goes back
 to the front of its queue (``return``); a running one is re-queued when it has retries left
@@ -76,10 +77,12 @@ def adopt_unclaimed(conn: Redis) -> list[str]:
 
 
 def _reap(conn: Redis, dead_after: float) -> list[Reaped]:
-    parsed = fleet.claims(conn)
+    """Judge only the claims nothing refreshed for ``dead_after`` (the old end of the claims'
+    index): a pass costs what the dead left, not what the living hold."""
+    now = time.time()
+    parsed = fleet.stale_claims(conn, now - dead_after)
     if not parsed:
         return []
-    now = time.time()
     names = sorted({c.get("worker", "") for c in parsed.values()})
     alive = dict(zip(names, fleet.worker_entries(conn, names)))
     store = TaskStore(conn)

@@ -90,7 +90,8 @@ def heartbeat(
         if announce:
             pipe.sadd(keys.WORKERS, name)
         if claimed:
-            scripts.run(conn, "claims", "refresh", [keys.CLAIMS], [name, repr(now), *claimed], client=pipe)
+            claim_keys = [keys.CLAIMS, keys.CLAIMS_REFRESHED]
+            scripts.run(conn, "claims", "refresh", claim_keys, [name, repr(now), *claimed], client=pipe)
         pipe.execute()
 
 
@@ -132,9 +133,24 @@ def worker_count(conn: Redis) -> int:
 
 
 # -- claims ----------------------------------------------------------------------------------------
-def put_claim(conn: Redis, task_id: str, claim_json: str) -> None:
-    """Record that a worker holds ``task_id`` (a local pipeline controller claims its own run)."""
-    conn.hset(keys.CLAIMS, task_id, claim_json)
+def put_claim(conn: Redis, task_id: str, claim_json: str, ts: float) -> None:
+    """Record that a worker holds ``task_id`` since ``ts`` (a local pipeline controller claims its own run)."""
+    scripts.run(conn, "claims", "put", [keys.CLAIMS, keys.CLAIMS_REFRESHED], [task_id, claim_json, repr(ts)])
+
+
+def stale_claims(conn: Redis, before: float) -> dict[str, dict]:
+    """The claims last written or refreshed at or before ``before``: ``{task id: {worker, host,
+    queue, ts, pgid}}`` (an unreadable one as ``{}``). Costs what it returns, not the number of
+    claims: the reaper's read."""
+    flat = scripts.run(conn, "claims", "stale", [keys.CLAIMS, keys.CLAIMS_REFRESHED], [repr(before)])
+    out: dict[str, dict] = {}
+    for task_id, raw in zip(flat[::2], flat[1::2]):
+        try:
+            claim = json.loads(raw)
+        except ValueError:
+            claim = {}
+        out[task_id.decode()] = claim if isinstance(claim, dict) else {}
+    return out
 
 
 def unclaimed_running(conn: Redis) -> list[str]:
@@ -213,11 +229,6 @@ def gpu_holders(conn: Redis, host: str, gpus: list[int]) -> dict[int, dict[str, 
                 live[field.decode()] = (worker, int(memory or 0))
         out[gpu] = live
     return out
-
-
-def claims(conn: Redis) -> dict[str, dict]:
-    """Every claim: ``{task id: {worker, host, queue, ts, pgid}}``."""
-    return {k.decode(): json.loads(v) for k, v in conn.hgetall(keys.CLAIMS).items()}
 
 
 @contextlib.contextmanager

@@ -86,7 +86,8 @@ function commands.move()
   return idx
 end
 
--- claim: KEYS list, priorities, claims, inflight, draining, bell   ARGV worker, host, ts, queue, expected head id, limit
+-- claim: KEYS list, priorities, claims, inflight, draining, bell, claims index   ARGV worker, host, ts,
+-- queue, expected head id, limit
 -- Pops the head only if it is still the expected id and the queue is under its concurrency limit
 -- (0: none), and records the claim. -> the id, or false; -1 and nothing for a worker marked
 -- draining (the autoscaler's scale-down cannot race a claim)
@@ -98,6 +99,7 @@ function commands.claim()
   redis.call('HDEL', KEYS[2], id)
   local claim = cjson.encode({worker = ARGV[1], host = ARGV[2], ts = tonumber(ARGV[3]), queue = ARGV[4]})
   redis.call('HSET', KEYS[3], id, claim)
+  redis.call('ZADD', KEYS[7], ARGV[3], id)
   redis.call('ZADD', KEYS[4], ARGV[3], id)
   local left = redis.call('LLEN', KEYS[1])
   if KEYS[6] ~= nil and redis.call('LLEN', KEYS[6]) > left then redis.call('LTRIM', KEYS[6], 0, left - 1) end

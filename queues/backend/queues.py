@@ -49,6 +49,7 @@ def claim(conn: Redis, queue: str, task_id: str, worker: str, host: str, limit: 
             keys.inflight(queue),
             keys.DRAINING,
             keys.bell(queue),
+            keys.CLAIMS_REFRESHED,
         ],
         [worker, host, time.time(), queue, task_id, int(limit)],
     )

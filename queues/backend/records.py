@@ -3,7 +3,6 @@ record change (``change``), which executes a declared transition (``lifecycle.TA
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from .. import config, keys, rqjob
 from ..errors import TaskNotFound
 from ..lifecycle import Effect, Transition, check_deletable
 from ..record import TaskRecord, TaskStatus
-from . import queues, streams, wake
+from . import queues, scripts, streams, wake
 
 log = logging.getLogger("trainyard")
 REPLICA_WAIT_MS = 5000  # longest wait for the replicas TRAINYARD_REDIS_REPLICAS asks for
@@ -165,6 +164,7 @@ def _effects(conn: Redis, pipe: Pipeline, step: Transition, old: TaskRecord, new
                 queues.remove(pipe, old.execution.queue, old.id)
         elif effect == Effect.DROP_CLAIM:
             pipe.hdel(keys.CLAIMS, new.id)
+            pipe.zrem(keys.CLAIMS_REFRESHED, new.id)
             if old.execution.queue and old.status != TaskStatus.RUNNING:  # a running one leaves it by its indexes
                 pipe.zrem(keys.inflight(old.execution.queue), new.id)
                 wake.ring(conn, old.execution.queue, pipe)  # a slot is free: one waiting worker, if any
@@ -294,16 +294,10 @@ def remove(conn: Redis, task_id: str) -> TaskRecord:
 
 
 def release_claim(conn: Redis, task_id: str, queue: str | None = None, worker: str | None = None) -> None:
-    """Drop a claim (only ``worker``'s, when given) and, with ``queue``, the in-flight entry."""
-    if worker is not None:
-        raw = conn.hget(keys.CLAIMS, task_id)
-        if raw is None or json.loads(raw).get("worker") != worker:
-            return
-    with conn.pipeline(transaction=True) as pipe:
-        pipe.hdel(keys.CLAIMS, task_id)
-        if queue:
-            pipe.zrem(keys.inflight(queue), task_id)
-        pipe.execute()
+    """Drop a claim (only ``worker``'s, when given: compared and dropped in one step) and, with
+    ``queue``, the in-flight entry."""
+    claim_keys = [keys.CLAIMS, keys.CLAIMS_REFRESHED, *([keys.inflight(queue)] if queue else [])]
+    scripts.run(conn, "claims", "release", claim_keys, [task_id, worker or ""])
 
 
 def index_oldest(conn: Redis, index: str, count: int) -> list[str]:
