@@ -70,7 +70,7 @@ def adopt_unclaimed(conn: Redis) -> list[str]:
             continue
         rt = record.runtime
         claim = {"worker": rt.worker or "", "host": rt.host or "", "queue": record.execution.queue or "", "ts": now}
-        if fleet.adopt_claim(conn, record.id, json.dumps(claim)):
+        if fleet.adopt_claim(conn, record.id, json.dumps(claim), now):
             log.warning("task %s was running without a claim; claimed again for %s", record.id, rt.worker)
             adopted.append(record.id)
     return adopted

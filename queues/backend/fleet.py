@@ -155,20 +155,16 @@ def stale_claims(conn: Redis, before: float) -> dict[str, dict]:
 
 def unclaimed_running(conn: Redis) -> list[str]:
     """Running tasks (their status index) that have no claim: only a failover (the claim's write,
-    or a release, lost while the start survived) or a bug leaves one. Reads every running id."""
-    ids = conn.zrange(keys.status_index("running"), 0, -1)
-    if not ids:
-        return []
-    with conn.pipeline(transaction=False) as pipe:
-        for task_id in ids:
-            pipe.hexists(keys.CLAIMS, task_id)
-        held = pipe.execute()
-    return [i.decode() for i, has in zip(ids, held) if not has]
+    or a release, lost while the start survived) or a bug leaves one. One script call that walks
+    the running tasks inside Redis and returns only those."""
+    found = scripts.run(conn, "claims", "unclaimed", [keys.CLAIMS, keys.status_index("running")], [])
+    return [i.decode() for i in found]
 
 
-def adopt_claim(conn: Redis, task_id: str, claim_json: str) -> bool:
-    """Give ``task_id`` a claim only while it has none (a worker's own claim always wins)."""
-    return bool(conn.hsetnx(keys.CLAIMS, task_id, claim_json))
+def adopt_claim(conn: Redis, task_id: str, claim_json: str, ts: float) -> bool:
+    """Give ``task_id`` a claim since ``ts`` only while it has none (a worker's own claim always wins)."""
+    claim_keys = [keys.CLAIMS, keys.CLAIMS_REFRESHED]
+    return bool(scripts.run(conn, "claims", "put", claim_keys, [task_id, claim_json, repr(ts), "nx"]))
 
 
 # -- GPU holds -------------------------------------------------------------------------------------
