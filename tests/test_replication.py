@@ -126,6 +126,23 @@ def test_a_running_task_without_a_claim_is_claimed_again_then_reaped_when_nobody
     assert Task.get(task.id).status == TaskStatus.QUEUED
 
 
+def test_a_finish_of_a_start_that_a_failover_lost_leaves_the_task_to_the_reaper(conn):
+    """Without TRAINYARD_REDIS_REPLICAS a failover can lose a start the worker acted on: the new
+    primary has the task queued under this worker's claim (popped from its queue). The worker's
+    finish is refused; it must not drop that claim, the only thing that still accounts for the task."""
+    Queue.create("unstarted")
+    task = Task.create("unstarted", "replication", command=["true"])
+    task.enqueue("unstarted")
+    dispatcher = Dispatcher(conn, "w-ran", "h1")
+    assert dispatcher.claim_head("unstarted", task.id)  # the claim survived, the start did not
+    assert dispatcher.finish(task.id, "completed", exit_code=0, attempt=1) is None
+    assert json.loads(conn.hget(keys.CLAIMS, task.id))["worker"] == "w-ran"
+    done = reaper.reap(conn, dead_after=0)
+    assert [(d.task_id, d.outcome) for d in done] == [(task.id, "returned")]
+    assert Task.get(task.id).status == TaskStatus.QUEUED
+    assert conn.lrange("rq:queue:unstarted", 0, -1) == [task.id.encode()]  # back in its queue: it runs again
+
+
 def test_a_claim_held_by_a_live_worker_is_never_replaced(conn):
     Queue.create("held")
     task = Task.create("held", "replication", command=["true"])
