@@ -5,8 +5,9 @@ so a process still alive at the end that carries this run's token — a redis-se
 process, anything else — was left by a test. Containers are this run's when they mount a folder of
 its temporary directory or carry its token. The real ``~/.trainyard`` (the account's home, whatever
 ``HOME`` says) is listed at the start and at the end: any file added or changed there is a leak.
-Leftover processes and containers are reported, then ended (by pid / container id), so one bad test
-does not poison the machine.
+Network namespaces and veths of the multi-host tests (tests/netns.py) carry the token in their
+names. Leftover processes, containers and namespaces are reported, then ended (by pid / container
+id / name), so one bad test does not poison the machine.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,11 @@ TOKEN_ENV = "TRAINYARD_TEST_SESSION"
 WAIT_S = 15.0  # processes still shutting down (a worker ending its last task) get this long to exit
 MAX_FILES = 20_000  # the listing of the real ~/.trainyard is bounded
 OWN_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def netns_prefix(token: str) -> str:
+    """How the names of a run's network namespaces and veths begin (tests/netns.py)."""
+    return f"ty{token[:6]}"
 
 
 def real_trainyard_home() -> Path:
@@ -117,6 +125,23 @@ class LeftoverCheck:
                 found.append((item["Id"], item.get("Name", "").lstrip("/")))
         return found
 
+    # -- network namespaces ------------------------------------------------------------------
+    def networks(self) -> list[tuple[str, str]]:
+        """("netns" | "link", name) of this run's network namespaces and root-side veths."""
+        if shutil.which("ip") is None:
+            return []
+        prefix = netns_prefix(self.token)
+
+        def ip(*args: str) -> str:
+            try:
+                return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30).stdout
+            except (OSError, subprocess.SubprocessError):
+                return ""
+
+        found = [("netns", line.split()[0]) for line in ip("netns", "list").splitlines() if line.startswith(prefix)]
+        links = re.findall(rf"^\d+: ({re.escape(prefix)}[^:@\s]*)", ip("-o", "link", "show"), re.M)
+        return found + [("link", name) for name in sorted(set(links))]
+
     # -- the verdict -------------------------------------------------------------------------
     def finish(self) -> list[str]:
         """Lines naming every leftover (empty: clean); ends the leftover processes and containers."""
@@ -134,6 +159,9 @@ class LeftoverCheck:
         for cid, name in self.containers():
             problems.append(f"container {name or cid[:12]} left behind")
             subprocess.run(["docker", "rm", "-f", cid], capture_output=True, timeout=120)
+        for kind, name in self.networks():
+            problems.append(f"network namespace {name} left behind" if kind == "netns" else f"veth {name} left behind")
+            subprocess.run(["ip", kind, "del", name], capture_output=True, timeout=30)
         after = listing(real_trainyard_home())
         changed = sorted(p for p, stat in after.items() if self.home_before.get(p) != stat)
         if changed:

@@ -24,9 +24,16 @@ class RedisServer:
     """One redis-server process with AOF on, restartable on the same port and data folder."""
 
     def __init__(
-        self, directory: Path, password: str | None = None, port: int | None = None, unixsocket: Path | None = None
+        self,
+        directory: Path,
+        password: str | None = None,
+        port: int | None = None,
+        unixsocket: Path | None = None,
+        bind: tuple[str, ...] = (),
     ):
+        """``bind``: addresses it listens on besides 127.0.0.1 (a test network's, tests/netns.py)."""
         self.unixsocket = unixsocket
+        self.bind = tuple(bind)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.password = password
@@ -38,6 +45,10 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
+    def url_at(self, address: str) -> str:
+        """The URL through another of its addresses (one of ``bind``)."""
+        return self.url.replace("@127.0.0.1:", f"@{address}:").replace("//127.0.0.1:", f"//{address}:")
+
     def start(self) -> RedisServer:
         args = [
             redis_server_binary(),
@@ -45,6 +56,7 @@ class RedisServer:
             str(self.port),
             "--bind",
             "127.0.0.1",
+            *self.bind,
             "--dir",
             str(self.directory),
             "--appendonly",

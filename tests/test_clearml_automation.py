@@ -4,6 +4,7 @@ as scripts and on a real worker; the results are ClearML's: the clone prints `Ex
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from trainyard.clearml import UnsupportedCall
 from trainyard.clearml.automation import TaskScheduler, TriggerScheduler
 from trainyard.clearml.automation.scheduler import to_cron
 from trainyard.controller.triggers import FIRES, TriggerService, fires
+from trainyard.queues import studies
 from trainyard.queues.backend import streams
 
 
@@ -236,3 +238,45 @@ def test_the_optimiser_runs_in_this_process_as_clearmls_does_with_a_callback_fro
     assert all(isinstance(t, ClearmlTask) and t.status == "completed" for t in top) and len(top) == 2
     assert sorted(done) == sorted(t.id for t in Task.list(project="hpo", tag="optimization", limit=10))
     optimizer.stop()
+
+
+def test_the_optimiser_keeps_its_study_on_the_current_task_and_makes_no_other_task_as_clearml(conn, tmp_path):
+    """ClearML's optimiser reports to ``Task.current_task()`` (the script's ``Task.init`` task, of
+    type optimizer in ClearML's example) and spawns only the trials. Here too: the script's task
+    holds the study and is the trials' parent; no ``Optimizing: ...`` task is made."""
+    trial = (
+        "from trainyard import current_task as c; t = c(); "
+        "t.log_metric('loss', 'val', (t.get_parameter('Args/x') - 0.3) ** 2)"
+    )
+    base = Task.create("trial", "hpo-count", command=[sys.executable, "-c", trial], parameters={"Args/x": 0.5})
+    script = tmp_path / "optimize.py"
+    script.write_text(
+        "import sys\n"
+        "from trainyard.clearml import Task\n"
+        "from trainyard.clearml.automation import HyperParameterOptimizer, RandomSearch, UniformParameterRange\n"
+        "task = Task.init(project_name='hpo-count', task_name='Automatic Hyper-Parameter Optimization',\n"
+        "                 task_type=Task.TaskTypes.optimizer, reuse_last_task_id=False)\n"
+        "optimizer = HyperParameterOptimizer(\n"
+        "    base_task_id=sys.argv[1],\n"
+        "    hyper_parameters=[UniformParameterRange('Args/x', min_value=0.0, max_value=1.0)],\n"
+        "    objective_metric_title='loss', objective_metric_series='val', objective_metric_sign='min',\n"
+        "    optimizer_class=RandomSearch, max_number_of_concurrent_tasks=2, total_max_jobs=3,\n"
+        ")\n"
+        "optimizer.start_locally()\n"
+        "optimizer.wait()\n"
+        "print('top', [t.id for t in optimizer.get_top_experiments(3)])\n"
+        "optimizer.stop()\n"
+    )
+    proc = run_script(script, base.id)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    controller = Task.get_task(project="hpo-count", name="Automatic Hyper-Parameter Optimization")
+    trials = Task.list(project="hpo-count", tag="optimization", limit=50)
+    made = {t.id for t in Task.list(project="hpo-count", limit=50)} - {base.id}
+    assert made == {controller.id, *(t.id for t in trials)} and len(trials) == 3  # ClearML's count: 1 + trials
+    assert all(t.parent == controller.id for t in trials)
+    assert not [t for t in Task.list(limit=200) if t.name.startswith("Optimizing:")]
+    assert controller.status == TaskStatus.COMPLETED and controller.data.type.value == "optimizer"
+    assert controller.get_parameters()["opt/total_max_jobs"] == 3  # ClearML's `opt` section
+    assert studies.load(conn, controller.id)["status"] == "completed"  # the study is the task's
+    [top] = [line for line in proc.stdout.splitlines() if line.startswith("top ")]
+    assert sorted(ast.literal_eval(top.removeprefix("top "))) == sorted(t.id for t in trials)

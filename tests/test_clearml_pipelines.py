@@ -206,3 +206,48 @@ def test_callbacks_of_the_main_script_run_with_start_locally_and_steps_on_an_in_
     assert "before skipped {'kwargs_artifacts/x': '" + first.artifacts["y"].uri + "'}" in lines  # a reference
     assert Task.list(project="cb", tag="step:skipped") == [] and "successful: True" in lines
     assert Task.get_task(project="cb", name="local").status == TaskStatus.COMPLETED
+
+
+def test_a_failed_pipeline_fails_its_controller_task_and_the_script_goes_on_as_under_clearml(tmp_path, conn):
+    """ClearML's ``start()`` on the services agent: the pipeline runs to its end, ``stop()`` marks
+    the controller task failed (a step failed) and ``start()`` returns; the script carries on to
+    its end, and the task stays failed. trainyard: the same, with the pipeline's message."""
+    _queues()
+    script = tmp_path / "failing_pipeline.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from trainyard.clearml import PipelineController
+
+
+            def fine():
+                return 1
+
+
+            def broken(one):
+                raise RuntimeError("broken on purpose")
+
+
+            pipe = PipelineController(name="failing", project="fails")
+            pipe.set_default_execution_queue("default")
+            pipe.add_function_step("fine", fine, function_return=["one"])
+            pipe.add_function_step("broken", broken, function_kwargs={"one": "${fine.one}"}, function_return=["two"])
+            pipe.start()
+            print("after start: successful", pipe.is_successful(), "finished", pipe.wait())
+            """
+        )
+    )
+    local = run_script(script)
+    assert local.returncode == 0, local.stderr
+    assert "after start" not in local.stdout  # the local run ended at start(), as ClearML's does
+    controller = Task.get_task(project="fails", name="failing")
+    with WorkerProcess("-q", "services", "--services-mode", "2"), WorkerProcess("-q", "default"):
+        done = wait_status(controller, TaskStatus.COMPLETED, TaskStatus.FAILED, timeout=240)
+    assert done.status == TaskStatus.FAILED
+    assert done.data.runtime.exit_code == 0  # the script was not stopped: it ran to its end
+    assert done.data.runtime.error.startswith("pipeline 'failing' failed")
+    lines = done.get_log()
+    marked = next(i for i, line in enumerate(lines) if line.startswith("Setting pipeline controller Task as failed"))
+    assert "after start: successful False finished True" in lines[marked + 1 :]  # it went on after
+    run = run_store.load(conn, controller.id)
+    assert (run.state["fine"].status, run.state["broken"].status) == ("completed", "failed")

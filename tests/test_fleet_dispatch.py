@@ -125,3 +125,19 @@ def test_an_abort_for_an_earlier_attempt_leaves_the_running_one_alone():
     assert asked == []
     Worker._message(worker, "abort t1 2")
     assert asked == [2]
+
+
+def test_a_wait_longer_than_the_socket_timeout_ends_empty_not_as_a_read_timeout(conn):
+    """The worker's 30 s backstop wait on a client whose socket timeout is 30 s used to race the
+    socket's deadline: under load the empty reply came late and the wait failed as a read timeout
+    (a warning, a dropped connection, a second's pause). The wait now ends short of that deadline."""
+    Queue.create("q")
+    kwargs = {**conn.connection_pool.connection_kwargs, "socket_timeout": 4.0}
+    short = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+    try:
+        assert wake.wait(short, "w", ["q"], 60.0) is None  # before: redis.TimeoutError after 4 s
+        Task.create("one", command=["true"]).enqueue("q")
+        assert wake.wait(short, "w", ["q"], 60.0) == ("bell", "q")
+    finally:
+        short.close()
+        short.connection_pool.disconnect()

@@ -7,6 +7,7 @@ import sys
 
 import leftovers
 import psutil
+import pytest
 
 
 def test_the_check_reports_and_ends_a_leftover_process_and_a_write_under_the_home(monkeypatch, tmp_path):
@@ -27,3 +28,25 @@ def test_the_check_reports_and_ends_a_leftover_process_and_a_write_under_the_hom
     assert child.wait(timeout=30) < 0  # ended by the check
     assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
     assert leftovers.LeftoverCheck(token="other").processes() == []  # another run's check sees none of it
+
+
+def test_the_check_reports_and_removes_a_left_network(monkeypatch, tmp_path):
+    """A multi-host test's network (tests/netns.py) that outlives its test: its namespaces and
+    veths carry the run's token in their names; the check names them and removes them."""
+    import netns
+
+    why_not = netns.unavailable()
+    if why_not:
+        pytest.skip(why_not)
+    monkeypatch.setattr(leftovers, "real_trainyard_home", lambda: tmp_path / "real-home" / ".trainyard")
+    monkeypatch.setenv(leftovers.TOKEN_ENV, "restored-after-the-test")
+    check = leftovers.LeftoverCheck()
+    check.begin()
+    network = netns.Network(["left"]).open()
+    host = network.hosts["left"]
+    try:
+        assert leftovers.LeftoverCheck(token="other").networks() == []  # another run's check sees none of it
+        assert check.finish() == [f"network namespace {host.netns} left behind", f"veth {host.cable} left behind"]
+        assert network.leftovers() == []
+    finally:
+        network.close()

@@ -108,6 +108,24 @@ def test_failing_task_records_exit_code_and_last_lines(conn):
     assert "about to fail" in record.runtime.log_tail
 
 
+def test_a_task_that_asks_to_end_failed_goes_on_running_and_ends_failed_with_its_message(conn):
+    """``current_task().fail_at_exit(message)``: the process carries on and exits 0, the task ends
+    failed with the message (how a ClearML pipeline controller fails its own task)."""
+    Queue.create("cpu")
+    code = (
+        "from trainyard import current_task\n"
+        "current_task().fail_at_exit('step two broke')\n"
+        "print('still running after asking', flush=True)\n"
+    )
+    task = Task.create("fails late", command=["python", "-c", code]).enqueue("cpu")
+    with WorkerProcess("--queue", "cpu", "--cpu-only", "--burst") as worker:
+        assert worker.wait() == 0
+    record = Task.get(task.id).data
+    assert (record.status, record.runtime.exit_code) == (TaskStatus.FAILED, 0)
+    assert record.runtime.error == "step two broke"
+    assert "still running after asking" in "\n".join(Task.get(task.id).get_log())
+
+
 def test_a_failed_task_s_error_is_its_exception_line(conn, run_cli):
     """Not ``exit code 1``: the last meaningful line, wherever the error is shown (issue 14, 2d)."""
     Queue.create("cpu")

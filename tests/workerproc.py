@@ -20,15 +20,20 @@ FAST = {"TRAINYARD_HEARTBEAT_S": "0.5", "TRAINYARD_WORKER_TTL_S": "5", "TRAINYAR
 class WorkerProcess:
     """`trainyard worker ...` in a subprocess, with its stderr kept for assertions."""
 
-    def __init__(self, *args: str, env: dict | None = None, fast: bool = True, host: str | None = None):
+    def __init__(
+        self, *args: str, env: dict | None = None, fast: bool = True, host: str | None = None, netns: str | None = None
+    ):
         """``host``: run the worker under that host name (its own UTS namespace: another host as far
-        as trainyard can tell, on this machine); the wrapper execs, so ``proc.pid`` is the worker's."""
+        as trainyard can tell, on this machine); ``netns``: inside that named network namespace (its
+        network, tests/netns.py). The wrappers exec, so ``proc.pid`` is the worker's."""
         self.args = args
         full_env = {**os.environ, **(FAST if fast else {}), **(env or {})}
         self.log_path = Path(os.environ["TRAINYARD_HOME"]) / f"worker-{time.monotonic_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115
         wrap = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host] if host else []
+        if netns:
+            wrap = ["nsenter", f"--net=/run/netns/{netns}", *wrap]
         self.proc = subprocess.Popen(
             [*wrap, sys.executable, "-m", "trainyard", "worker", *args],
             env=full_env,

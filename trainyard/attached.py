@@ -4,7 +4,8 @@ A draft task is marked running in this process (it heartbeats like a worker, so 
 is reaped like any task), gets a run folder (``TRAINYARD_RUN_DIR``) so that ``current_task()``
 reports as it would under a worker, and its console output, metrics, outputs and artifacts reach
 Redis as they happen. It ends completed when the process exits normally, failed (with the
-exception's last line) on an uncaught exception, or earlier with :meth:`AttachedRun.end`.
+exception's last line) on an uncaught exception or when it asked to (``current_task().fail_at_exit``),
+or earlier with :meth:`AttachedRun.end`.
 """
 
 from __future__ import annotations
@@ -115,10 +116,6 @@ class AttachedRun:
         self._error = (lines[-1].strip() if lines else kind.__name__)[:500]
         (self._previous_hook or sys.__excepthook__)(kind, value, tb)
 
-    def fail_at_exit(self, error: str) -> None:
-        """End the task failed with ``error`` when the process exits (it goes on running until then)."""
-        self._error = error[:500]
-
     def end(self, outcome: str | None = None, error: str | None = None) -> None:
         """Flush everything and end the task (completed unless an exception ended the process)."""
         if self._ended:
@@ -132,11 +129,11 @@ class AttachedRun:
         for name, tee in zip(("stdout", "stderr"), self._tees):
             if getattr(sys, name) is tee:
                 setattr(sys, name, tee._inner)
-        error = error or self._error
-        outcome = outcome or ("failed" if error else "completed")
         try:
             if self.reporter is not None:
-                self.reporter.close(retry_for_s=30.0)
+                self.reporter.close(retry_for_s=30.0)  # reads the last events: a fail_at_exit among them
+            error = error or self._error or (self.reporter.failure if self.reporter is not None else None)
+            outcome = outcome or ("failed" if error else "completed")
             self.holder.finish(outcome, error)
         finally:
             self.holder.__exit__(None, None, None)

@@ -191,7 +191,7 @@ class Worker:
         wake.clear_inbox(self.conn, self.name)  # what an earlier worker of this name was sent
         workers.register(self.conn, self.info, psutil.pid_exists)
         self._end_leftovers()
-        self.settings.guard = guard.Guard()
+        self.settings.guard = self._start_guard()
         log.info(
             "worker %s listening on %s (%s order), GPUs: %s",
             self.name,
@@ -216,6 +216,10 @@ class Worker:
             if self.settings.guard is not None:
                 self.settings.guard.close()
         return 0
+
+    def _start_guard(self) -> guard.Guard | None:
+        """The guard process that ends this worker's tasks if the worker dies (``guard.py``)."""
+        return guard.Guard()
 
     def _end_leftovers(self) -> None:
         """Before taking work, end what dead workers of this home left on this host: processes that

@@ -192,6 +192,8 @@ class TaskRun:
             reporter.system(error)
         finally:
             reporter.close()
+        if outcome == "completed" and reporter.failure:  # the task marked itself failed, then exited 0
+            outcome, error = "failed", reporter.failure
         self._finish(outcome, exit_code, error, reporter, log_file)
         self.run_dir = run_dir
 

@@ -69,6 +69,7 @@ class Reporter:
         self._dropped = 0
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.last_error_line = ""  # the task's last non-blank stderr line: a failed task's error
+        self.failure: str | None = None  # asked for by the task (fail_at_exit): it ends failed with this
         self._log = open(log_file, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._points: list[dict] = []
         self._changes: list[dict] = []
@@ -174,6 +175,10 @@ class Reporter:
         kind = event["kind"]
         if kind == "query":
             self._answer(event)
+            return
+        if kind == "failure":
+            self.failure = event["error"][:MAX_ERROR_CHARS]
+            self.system(f"the task asked to end failed: {self.failure}")
             return
         if not self._within_caps(event):
             return

@@ -35,7 +35,7 @@ from ..runtime.task_api import (
 from ..runtime.task_api import SECTION_NAME as _SECTION
 
 _READ_CHUNK = 1 << 16
-EVENT_KINDS = ("metric", "output", "artifact", "parameters", "query")
+EVENT_KINDS = ("metric", "output", "artifact", "parameters", "query", "failure")
 
 
 def create_run_folder(path: Path, task: Mapping[str, Any]) -> Path:
@@ -179,6 +179,11 @@ def validate_event(event: Any) -> dict:
         if not isinstance(args, dict):
             raise _BadEvent(f"query 'args' must be an object, got {_short(args)}")
         return {"kind": "query", "id": query_id, "op": op, "args": args}
+    if kind == "failure":
+        error = event.get("error")
+        if not isinstance(error, str) or not error.strip():
+            raise _BadEvent(f"failure 'error' must be a non-empty string, got {_short(error)}")
+        return {"kind": "failure", "error": error.strip()}
     raise _BadEvent(f"unknown event kind {_short(kind)} (expected one of {', '.join(EVENT_KINDS)})")
 
 

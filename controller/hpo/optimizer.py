@@ -160,8 +160,15 @@ class HyperParameterOptimizer:
             self._conn = resolve(None)
         return self._conn
 
-    def _new_study(self, callback: JobCallback | str | None, controller_queue: str | None, local_queue: str | None):
-        """Check everything, then write the optimiser task and the study (nothing is enqueued)."""
+    def _new_study(
+        self,
+        callback: JobCallback | str | None,
+        controller_queue: str | None,
+        local_queue: str | None,
+        task_id: str | None = None,
+    ):
+        """Check everything, then write the optimiser task (or use ``task_id``, the running task
+        of this process) and the study (nothing is enqueued)."""
         conn = self.connection
         try:
             base = TaskStore(conn).get(self.base_task_id)
@@ -182,19 +189,22 @@ class HyperParameterOptimizer:
                 )
         space = [p.to_dict() for p in self.hyper_parameters]
         name = self.name or f"Optimizing: {base.name}"
-        task = Task.create(
-            name,
-            self.project or base.project,
-            command=CONTROLLER_COMMAND,
-            task_type=TaskType.OPTIMIZER,
-            tags=["optimizer"],
-            # a queued controller whose worker dies is re-queued and resumes the study; one run here
-            # has no queue to go back to (a retry would leave it queued for ever): `hpo resume` restarts it
-            retries=3 if controller_queue else 0,
-            connection=conn,
-            configuration={"parameter_optimization_space": space},
-            parameters=self._connected_args(),
-        )
+        if task_id is not None:
+            task = self._own_task(task_id)
+        else:
+            task = Task.create(
+                name,
+                self.project or base.project,
+                command=CONTROLLER_COMMAND,
+                task_type=TaskType.OPTIMIZER,
+                tags=["optimizer"],
+                # a queued controller whose worker dies is re-queued and resumes the study; one run here
+                # has no queue to go back to (a retry would leave it queued for ever): `hpo resume` restarts it
+                retries=3 if controller_queue else 0,
+                connection=conn,
+                configuration={"parameter_optimization_space": space},
+                parameters=self._connected_args(),
+            )
         doc = StudyDoc(
             id=task.id,
             name=name,
@@ -221,6 +231,17 @@ class HyperParameterOptimizer:
         studies.save(conn, doc.id, doc.model_dump(), doc.created)
         self.id = doc.id
         return doc
+
+    def _own_task(self, task_id: str) -> Task:
+        """The running task of this process, holding the study (one study per task)."""
+        task = Task.get(task_id, self.connection)
+        if task.status != TaskStatus.RUNNING:
+            raise InvalidInput(f"task {task_id} is {task.status.value}: a study is kept on a running task only")
+        try:
+            studies.load(self.connection, task_id)
+        except studies.StudyNotFound:
+            return task.add_tags("optimizer")
+        raise InvalidInput(f"task {task_id} holds a study already: one optimiser per task")
 
     def _connected_args(self) -> dict[str, Any]:
         """The optimiser's settings as the controller task's ``opt/`` parameters (as ClearML's)."""
@@ -254,11 +275,18 @@ class HyperParameterOptimizer:
         Task.get(doc.id, self.connection).enqueue(queue)
         return True
 
-    def start_locally(self, job_complete_callback: JobCallback | None = None, run_trials_locally: bool = False) -> bool:
+    def start_locally(
+        self,
+        job_complete_callback: JobCallback | None = None,
+        run_trials_locally: bool = False,
+        task_id: str | None = None,
+    ) -> bool:
         """Run the controller in this process, in a background thread (``wait()`` joins it). With
-        ``run_trials_locally`` the trials run on an in-process worker instead of ``execution_queue``."""
+        ``run_trials_locally`` the trials run on an in-process worker instead of ``execution_queue``.
+        ``task_id``: the running task of this process holds the study (no optimiser task is made;
+        the task ends with its process, not with the study)."""
         local_queue = f"local-trials-{os.urandom(4).hex()}" if run_trials_locally else None
-        doc = self._new_study(job_complete_callback, None, local_queue)
+        doc = self._new_study(job_complete_callback, None, local_queue, task_id)
         ready = threading.Event()
 
         def run() -> None:
@@ -270,6 +298,7 @@ class HyperParameterOptimizer:
                     self._sampler_obj,
                     self._pruner_obj,
                     on_controller=lambda c: (setattr(self, "_controller", c), ready.set()),
+                    hold=task_id is None,
                 )
             except BaseException as exc:  # noqa: BLE001 - kept for wait() to raise
                 self._error = exc
@@ -434,9 +463,12 @@ def run_here(
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
     on_controller: Callable[[StudyController], Any] | None = None,
+    hold: bool = True,
 ) -> StudyDoc:
     """Run (or resume) a study's controller in this process; trials run on an in-process worker
-    when the study was started with ``run_trials_locally``."""
+    when the study was started with ``run_trials_locally``. ``hold``: this process runs the
+    study's task here and ends it with the study; False when the task is the process's own (a
+    worker's or an attached run's), which ends it."""
     from ...queues.queue import Queue
     from ..in_process import LocalController, step_worker
 
@@ -446,6 +478,11 @@ def run_here(
         if doc.local_queue:
             QueueRegistry(conn).create(doc.local_queue, description="trials of a local study", exist_ok=True)
             drain, thread = step_worker(conn, doc.local_queue)
+        if not hold:
+            controller = StudyController(conn, study_id, callback, sampler, pruner)
+            if on_controller is not None:
+                on_controller(controller)
+            return controller.execute()
         with LocalController(conn, study_id) as holder:
             try:
                 controller = StudyController(conn, study_id, callback, sampler, pruner)

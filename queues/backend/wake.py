@@ -15,19 +15,31 @@ from .. import keys
 from . import scripts
 
 INBOX_TTL_S = 86400  # an inbox nobody reads (its worker died) goes away by itself
+SOCKET_MARGIN_S = 5.0  # a blocking wait ends this long before the client's socket timeout
 
 
 def wait(conn: Redis, worker: str, queues: list[str], timeout_s: float) -> tuple[str, str] | None:
     """Block until a message reaches ``worker``'s inbox (``("inbox", message)``) or a token rings
-    one of ``queues`` (``("bell", queue)``); None after ``timeout_s``. The inbox is read first."""
+    one of ``queues`` (``("bell", queue)``); None after ``timeout_s``, or sooner: the wait never
+    reaches the client's socket timeout, where the reply of a wait that simply ran out would race
+    the socket's own deadline and could end as a read timeout (a dropped connection, a reconnect).
+    The inbox is read first."""
     bells = {keys.bell(q): q for q in queues}
-    got = conn.blpop([keys.inbox(worker), *bells], timeout=max(0.01, timeout_s))
+    got = conn.blpop([keys.inbox(worker), *bells], timeout=max(0.01, min(timeout_s, _longest_block_s(conn))))
     if got is None:
         return None
     key, value = got[0].decode(), got[1].decode("utf-8", "replace")
     if key in bells:
         return "bell", bells[key]
     return "inbox", value
+
+
+def _longest_block_s(conn: Redis) -> float:
+    """How long one blocking command may wait on ``conn``: short of its socket timeout (if any)."""
+    socket_s = conn.connection_pool.connection_kwargs.get("socket_timeout")
+    if not socket_s:
+        return float("inf")
+    return max(socket_s / 2, socket_s - SOCKET_MARGIN_S)
 
 
 def ring(conn: Redis, queue: str, client=None) -> None:

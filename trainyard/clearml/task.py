@@ -631,12 +631,12 @@ class Task(metaclass=_TaskType):
 
 
 def mark_failed(message: str) -> None:
-    """End the task this process runs as failed with ``message``: a task run here (Task.init
-    outside a worker) ends failed at exit; under a worker the script stops here with it."""
-    if _inside_worker():
-        raise SystemExit(message)
-    if _attached is not None:
-        _attached.fail_at_exit(message)
+    """ClearML's controller marking its own task failed (``stop()`` after a failed step): the task
+    ends failed with ``message`` when this process exits, and the script goes on until then, here
+    or on a worker (it is never stopped by it)."""
+    print(f"Setting pipeline controller Task as failed: {message}", file=sys.stderr, flush=True)
+    if _inside_worker() or _attached is not None:
+        current_task().fail_at_exit(message)
 
 
 def _native_of(task: Task | str | NativeTask | None) -> NativeTask:

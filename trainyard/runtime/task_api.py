@@ -137,6 +137,7 @@ class RunContext:
         self._outputs: dict[str, Any] = {}
         self._metrics: list[dict] = []  # offline only: online metrics live in events.jsonl
         self._artifacts: dict[str, Any] = {}  # offline only
+        self._failure: str | None = None
         if run_dir is None:
             self._run_dir: Path | None = None
             task: dict = {"id": os.environ.get(ENV_TASK_ID) or "offline", "name": "offline", "project": ""}
@@ -333,6 +334,18 @@ class RunContext:
         self._write_file(folder / filename, artifact, source)
         self._emit({"kind": "artifact", "name": name, "path": rel, "metadata": metadata})
         return rel
+
+    def fail_at_exit(self, error: str) -> None:
+        """End this task failed with ``error`` when its process exits, even with exit status 0;
+        the process goes on running until then (a controller marking its own task failed and
+        carrying on, as ClearML's pipelines do when a step failed)."""
+        if not isinstance(error, str) or not error.strip():
+            raise ValueError("fail_at_exit needs a non-empty error message")
+        error = error.strip()
+        with self._lock:
+            self._failure = error
+        if not self.offline:
+            self._emit({"kind": "failure", "error": error})
 
     # in-memory record ----------------------------------------------------------------------------
 
