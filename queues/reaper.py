@@ -10,8 +10,9 @@ Any process may reap (workers on their heartbeat, taking turns through a lease s
 makes one pass per period whatever its size; ``trainyard task wait`` on its reconcile tick); a
 short Redis lock keeps two reapers from doing the same work. Right after Redis itself
 restarted, reaping waits ``dead_after_s()`` so live workers can report. A running task left
-without any claim (a failover lost the claim's write but kept the start) first gets one back
-(``adopt_unclaimed``), so that it is judged like any other and never stays running forever.
+without any claim (a failover lost the claim's write but kept the start) gets one back
+(``adopt_unclaimed``, once per half dead-after bound for the fleet, on its own lease), so that it
+is judged like any other and never stays running forever.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ def reap(conn: Redis, dead_after: float | None = None, turn: tuple[str, float] |
     dead_after = workers.dead_after_s() if dead_after is None else dead_after
     if turn is not None and not fleet.take_reaper_turn(conn, turn[0], int(turn[1] * 1000)):
         return []
+    if fleet.take_adoption_turn(conn, turn[0] if turn else "reaper", int(dead_after * 500)):
+        adopt_unclaimed(conn)  # at most once per half dead-after bound, fleet-wide
     if not fleet.stale_claims(conn, time.time() - dead_after):
         return []  # nothing to judge (the usual pass): no lock, no server check
     with fleet.reaper_lock(conn) as held:
         if not held or fleet.server_uptime_s(conn) < dead_after:
             return []
-        adopt_unclaimed(conn)
         return _reap(conn, dead_after)
 
 

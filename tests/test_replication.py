@@ -14,7 +14,7 @@ import threading
 
 import pytest
 import redis
-from sentinel_cluster import Cluster
+from sentinel_cluster import Cluster, until
 
 from trainyard import Queue, Task, TaskStatus
 from trainyard.queues import keys, reaper
@@ -178,3 +178,14 @@ def test_a_change_is_acknowledged_only_once_the_replica_has_every_earlier_write(
     monkeypatch.setattr(records, "REPLICA_WAIT_MS", 30_000)
     assert records.replicated(waiter)
     assert pair.client("replica").get("written-elsewhere") == b"1"
+
+
+def test_with_no_replica_connected_a_change_does_not_wait_for_one(pair, monkeypatch):
+    monkeypatch.setenv("TRAINYARD_REDIS_REPLICAS", "1")
+    monkeypatch.setattr(records, "REPLICA_WAIT_MS", 600_000)  # a WAIT would hold the connection for nothing
+    primary = pair.client("primary")
+    pair.kill("replica")
+    until(lambda: primary.info("replication")["connected_slaves"] == 0, "the primary to see its replica gone")
+    waits = primary.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
+    assert not records.replicated(primary)  # not acknowledged by a replica ...
+    assert primary.info("commandstats").get("cmdstat_wait", {}).get("calls", 0) == waits  # ... and no WAIT sent

@@ -241,6 +241,12 @@ def reaper_lock(conn: Redis, ttl_ms: int = 5000) -> Iterator[bool]:
             scripts.run(conn, "claims", "unlock", [keys.REAPER_LOCK], [token])
 
 
+def take_adoption_turn(conn: Redis, name: str, every_ms: int) -> bool:
+    """The lease of the reaper's adoption pass (``reaper.adopt_unclaimed``): True for at most one
+    caller per ``every_ms``, so its walk over the running tasks is made once per period fleet-wide."""
+    return bool(conn.set(keys.ADOPT_LEASE, name, nx=True, px=max(1, every_ms)))
+
+
 def take_reaper_turn(conn: Redis, name: str, every_ms: int) -> bool:
     """The fleet's reaper lease: True for at most one caller per ``every_ms`` (the lease is never
     let go early), so a fleet of N workers makes one reaper pass per period, not N."""

@@ -18,6 +18,8 @@ from . import queues, scripts, streams, wake
 
 log = logging.getLogger("trainyard")
 REPLICA_WAIT_MS = 5000  # longest wait for the replicas TRAINYARD_REDIS_REPLICAS asks for
+WARN_EVERY_S = 30.0  # at most one warning this often about replicas that did not confirm
+_warned_at = -WARN_EVERY_S
 _NAME_SCAN_COUNT = 25_000  # members per ZSCAN call (a glob with no literal prefix or suffix)
 
 
@@ -175,22 +177,37 @@ def _effects(conn: Redis, pipe: Pipeline, step: Transition, old: TaskRecord, new
 def replicated(conn: Redis) -> bool:
     """With ``TRAINYARD_REDIS_REPLICAS`` set, wait (up to 5 s) until that many replicas have every
     write the server took so far: the change is then acknowledged, and survives a failover. True
-    when they confirmed (or none are asked for).
+    when they confirmed (or none are asked for). With fewer replicas connected than asked for (the
+    replica is down, or a failover promoted it and none has joined the new primary yet) it does not
+    wait, which would only block the connection for nothing: False, with a warning.
 
     ``WAIT`` counts from the last write of the connection it runs on, and a pooled client may
     run it on another connection than the one that wrote (another thread had that one): a small
     write on the waiting connection first moves that point past every earlier write of the server."""
+    global _warned_at
     wanted = config.current().redis_replicas
     if wanted <= 0:
         return True
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.incr(keys.REPLICATION_MARK)
-        pipe.wait(wanted, REPLICA_WAIT_MS)
-        got = pipe.execute()[-1]
-    if got < wanted:
-        log.warning("only %d of %d replica(s) confirmed a change within %d ms", got, wanted, REPLICA_WAIT_MS)
-        return False
-    return True
+    connected = len(conn.execute_command("ROLE")[2])
+    got = 0
+    if connected >= wanted:
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.incr(keys.REPLICATION_MARK)
+            pipe.wait(wanted, REPLICA_WAIT_MS)
+            got = pipe.execute()[-1]
+    if got >= wanted:
+        return True
+    if time.monotonic() - _warned_at >= WARN_EVERY_S:
+        _warned_at = time.monotonic()
+        log.warning(
+            "TRAINYARD_REDIS_REPLICAS=%d: %d replica(s) connected, %d confirmed a change (within %d ms); "
+            "changes live on the primary only until a replica catches up",
+            wanted,
+            connected,
+            got,
+            REPLICA_WAIT_MS,
+        )
+    return False
 
 
 def _kept(conn: Redis, key: str, written: bytes) -> bool:
