@@ -20,6 +20,8 @@ from .settings import settings
 
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
+_process_client: dict = {}  # use_client's settings for this process's clients: name, connection cap
+POOL_WAIT_S = 30.0  # the longest a caller waits for a free connection of a capped pool (the socket timeout)
 
 
 def redact_url(url: str) -> str:
@@ -84,6 +86,19 @@ def tls_options() -> dict[str, str]:
     return out
 
 
+def use_client(name: str | None = None, max_connections: int | None = None) -> None:
+    """Make this process's clients from now on with ``name`` (``CLIENT SETNAME`` on each connection,
+    so ``CLIENT LIST`` tells whose connections they are) and at most ``max_connections``
+    connections, shared by all its threads: a caller waits (up to ``POOL_WAIT_S``) for a free one
+    rather than opening another. A worker uses two: its blocking wait and one for everything else."""
+    reset_connections()
+    _process_client.clear()
+    if name:
+        _process_client["client_name"] = "".join(c if "!" <= c <= "~" else "_" for c in name)
+    if max_connections:
+        _process_client["max_connections"] = max_connections
+
+
 def client_for(url: str) -> redis.Redis:
     """A checked client for ``url``; raises RedisUnavailable with one line naming address and cause."""
     options = {"socket_connect_timeout": 5, "socket_timeout": 30, "health_check_interval": 15}
@@ -91,9 +106,15 @@ def client_for(url: str) -> redis.Redis:
         options["socket_keepalive"] = True
     if url.startswith("rediss:") or url.startswith("rediss+sentinel:"):
         options.update(tls_options())
+    if "client_name" in _process_client:
+        options["client_name"] = _process_client["client_name"]
+    cap = _process_client.get("max_connections")
     try:
         if sentinel.is_sentinel_url(url):
-            client = sentinel.client(url, options)
+            client = sentinel.client(url, options, max_connections=cap, pool_wait_s=POOL_WAIT_S)
+        elif cap:
+            pool = redis.BlockingConnectionPool.from_url(url, max_connections=cap, timeout=POOL_WAIT_S, **options)
+            client = redis.Redis(connection_pool=pool)
         else:
             client = redis.Redis.from_url(url, **options)
         server.ping(client)

@@ -57,6 +57,14 @@ RETRY_S = 2.0  # after an error while taking work
 REAP_EVERY_S = 5.0
 
 
+CONNECTIONS = 2  # Redis connections of a worker process: its blocking wait, and one for everything else
+
+
+def default_name() -> str:
+    """A worker's name when ``--name`` gives none: host, process id and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
+
+
 # A worker that has not reached Redis for this long ends its tasks: from dead_after_s() on, a reaper
 # may declare it dead and another worker may start them, and a task must never run twice at once.
 def fence_after_s() -> float:
@@ -105,7 +113,7 @@ class Worker:
         self.conn = conn
         self.cfg = config
         self.host = socket.gethostname()
-        self.name = config.name or f"{self.host}-{os.getpid()}-{os.urandom(2).hex()}"
+        self.name = config.name or default_name()
         self.dispatcher = Dispatcher(conn, self.name, self.host)
         self.settings = RunSettings(
             dispatcher=self.dispatcher,

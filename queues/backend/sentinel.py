@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
+from redis.connection import BlockingConnectionPool
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 # A failover takes the sentinels' down-after time plus an election (seconds): a command retries
@@ -82,8 +83,13 @@ def parse(url: str) -> SentinelTarget:
     )
 
 
-def client(url: str, options: dict) -> Redis:
-    """A client of the service's current primary (``options``: redis-py connection options)."""
+class _CappedSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The sentinels' pool of primary connections, capped: a caller waits for a free connection."""
+
+
+def client(url: str, options: dict, max_connections: int | None = None, pool_wait_s: float = 30.0) -> Redis:
+    """A client of the service's current primary (``options``: redis-py connection options), with
+    at most ``max_connections`` connections when given (callers wait up to ``pool_wait_s`` for one)."""
     target = parse(url)
     opts = dict(options)
     opts.pop("health_check_interval", None)  # a sentinel-managed pool checks by itself on failure
@@ -93,8 +99,16 @@ def client(url: str, options: dict) -> Redis:
     sentinel_kwargs = {k: v for k, v in opts.items() if k in shared or k.startswith("ssl_")}
     sentinel_kwargs.update(target.sentinel_options)
     sentinel = Sentinel(target.sentinels, sentinel_kwargs=sentinel_kwargs, **opts)
+    capped: dict = {}
+    if max_connections:
+        capped = dict(connection_pool_class=_CappedSentinelPool, max_connections=max_connections, timeout=pool_wait_s)
     return sentinel.master_for(
-        target.service, db=target.db, username=target.username, password=target.password, retry=_failover_retry()
+        target.service,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        retry=_failover_retry(),
+        **capped,
     )
 
 

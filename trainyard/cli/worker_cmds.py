@@ -9,12 +9,12 @@ from typing import Any
 
 import click
 
-from ..connection import connect, connect_waiting, redis_url
+from ..connection import connect, connect_waiting, redis_url, use_client
 from ..queues import services
 from ..queues import workers as registry
 from ..settings import settings
 from ..worker import modes as execution_modes
-from ..worker.agent import Worker, WorkerConfig
+from ..worker.agent import CONNECTIONS, Worker, WorkerConfig, default_name
 from ..worker.gpus import default_nvml, describe, resolve_worker_gpus
 from .output import ago, emit_json, json_option, say, table
 
@@ -151,6 +151,8 @@ def worker(
     else:
         chosen = resolve_worker_gpus(gpus, cpu_only, nvml)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    name = name or default_name()
+    use_client(f"trainyard-worker:{name}", max_connections=CONNECTIONS)  # CLIENT LIST shows them, at most 2
     conn = connect_waiting(wait_redis, lambda line: say(f"worker: {line}", err=True))
     current = settings()
     config = WorkerConfig(
