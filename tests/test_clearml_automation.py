@@ -161,6 +161,8 @@ def test_trigger_scheduler_fires_on_the_status_event_once_per_task_with_a_thresh
     assert [(r.name, r.parent) for r in fired] == [("retrain (high score)", template.id)]  # once, for "at zero"
     with pytest.raises(UnsupportedCall, match=r"clearml TriggerScheduler.add_model_trigger \(trainyard has no model"):
         TriggerScheduler().add_model_trigger(name="deploy")
+    with pytest.raises(UnsupportedCall, match=r"add_dataset_trigger \(trainyard has no datasets .* add_task_trigger\("):
+        TriggerScheduler().add_dataset_trigger(name="retrain on new data")
 
 
 def test_a_metric_threshold_fires_on_the_point_that_crosses_it_while_the_task_still_runs(conn, tmp_path):
