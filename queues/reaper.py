@@ -41,10 +41,13 @@ def reap(conn: Redis, dead_after: float | None = None, turn: tuple[str, float] |
     """One pass over the claims; returns what was done (empty when another reaper holds the lock).
 
     ``turn`` (the caller's name, a period in seconds): pass only when no other caller has passed
-    in this period (the fleet's lease), so N workers reaping every period cost one pass, not N."""
+    in this period (the fleet's lease), so N workers reaping every period cost one pass, not N.
+    A pass that finds no stale claim ends there; only one that does takes the lock."""
     dead_after = workers.dead_after_s() if dead_after is None else dead_after
     if turn is not None and not fleet.take_reaper_turn(conn, turn[0], int(turn[1] * 1000)):
         return []
+    if not fleet.stale_claims(conn, time.time() - dead_after):
+        return []  # nothing to judge (the usual pass): no lock, no server check
     with fleet.reaper_lock(conn) as held:
         if not held or fleet.server_uptime_s(conn) < dead_after:
             return []
