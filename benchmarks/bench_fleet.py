@@ -43,6 +43,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, when run as python -m benchmarks.bench_fleet
 
 from bench_dispatch import QUEUE, STAMP_CMD, WAIT_S, Bench, WorkerProc, rq_sampler  # noqa: E402
@@ -66,6 +68,8 @@ SIM_SCRIPT = Path(__file__).resolve().parent / "fleet_sim.py"
 SIM_PER_HOST = 500  # simulated workers per process
 START_S = 600.0  # longest wait for a fleet to register
 SETTLE_S = 3.0  # after the fleet registered: start-up traffic (registration, first beats) settles
+SETTLE_MAX_S = 240.0  # the longest wait for a fleet's start-up CPU to die down
+SETTLED_CORES = 0.5  # a fleet using less CPU than this has started
 GAP_S = 0.05  # between one task's end and the next enqueue: the worker is idle again
 REAPER_PASSES = 10
 DEAD_AFTER_S = 20.0  # TRAINYARD_DEAD_AFTER_S's default: a fresh Redis sees no reaper pass before it
@@ -73,6 +77,14 @@ DEAD_AFTER_S = 20.0  # TRAINYARD_DEAD_AFTER_S's default: a fresh Redis sees no r
 
 def load() -> float:
     return os.getloadavg()[0]
+
+
+def busy_pct(before) -> float:
+    """The machine's CPU busy share (all cores, every process) since ``before`` (``psutil.cpu_times()``)."""
+    after = psutil.cpu_times()
+    total = sum(after) - sum(before)
+    idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+    return 100.0 * (total - idle) / total if total > 0 else 0.0
 
 
 class Counters:
@@ -108,6 +120,7 @@ def idle_costs(conn, seconds: float, workers: int) -> dict:
         "idle_cpu_ms_per_s": cpu_s * 1000 / elapsed,
         "idle_by_command_per_s": {n: c / elapsed for n, c in sorted(calls.items(), key=lambda x: -x[1])},
         "idle_top": top(calls, elapsed),
+        "idle_elapsed_s": elapsed,
     }
 
 
@@ -163,6 +176,30 @@ class Fleet:
                 raise RuntimeError(f"{got} of {self.n} {self.kind} workers registered within {START_S:g}s")
             time.sleep(0.2)
         return time.monotonic() - started
+
+    def cpu_s(self) -> float:
+        """CPU seconds the fleet's processes (and their children: guards, tasks) have used so far."""
+        total = 0.0
+        for proc in self.procs:
+            try:
+                p = psutil.Process(proc.pid)
+                for q in [p, *p.children(recursive=True)]:
+                    t = q.cpu_times()
+                    total += t.user + t.system
+            except psutil.Error:
+                continue
+        return total
+
+    def settle(self) -> float:
+        """Wait (up to SETTLE_MAX_S) until the fleet's start-up is over: its processes use less than
+        SETTLED_CORES over a 2 s window. Returns the cores they used over the last window."""
+        deadline = time.monotonic() + SETTLE_MAX_S
+        while True:
+            before = self.cpu_s()
+            time.sleep(2.0)
+            cores = (self.cpu_s() - before) / 2.0
+            if cores < SETTLED_CORES or time.monotonic() > deadline:
+                return cores
 
     def stop(self) -> None:
         self.bench.children.stop(self.procs, timeout=120.0)
@@ -270,11 +307,6 @@ def reaper_pass(conn, names: list[str], idle: dict) -> dict:
         passes = 0
         before = Counters(conn)
         while passes < REAPER_PASSES:
-            with fleet.reaper_lock(conn) as free:  # a worker's own pass holds the lock: wait for it
-                pass
-            if not free:
-                time.sleep(0.01)
-                continue
             if reaper.reap(conn):
                 raise RuntimeError("the reaper reaped a live worker's claim")
             passes += 1
@@ -294,15 +326,21 @@ def measure(bench: Bench, kind: str, n: int, tasks: int, idle_s: float, run: int
     try:
         row: dict = {"kind": kind, "workers": n, "register_s": fleet_.wait_registered()}
         time.sleep(SETTLE_S)
+        row["fleet_cores_settled"] = fleet_.settle()
         uptime = int(bench.conn.info("server")["uptime_in_seconds"])
         if kind != "rq" and uptime < DEAD_AFTER_S + 1:  # the reapers pass only from then on
             time.sleep(DEAD_AFTER_S + 1 - uptime)
         row["connections_per_worker"] = (clients(bench.conn) - base_clients) / n
         row["load_idle"] = load()
+        cpu0, busy0 = fleet_.cpu_s(), psutil.cpu_times()
         row.update(idle_costs(bench.conn, idle_s, n))
+        row["fleet_idle_cores"] = (fleet_.cpu_s() - cpu0) / row.pop("idle_elapsed_s")
+        row["machine_busy_pct_idle"] = busy_pct(busy0)
         sample = rq_claim_sampler(bench) if kind == "rq" else claim_sampler(bench)
         row["load_tasks"] = load()
+        busy0 = psutil.cpu_times()
         row.update(task_costs(bench, sample, tasks, row))
+        row["machine_busy_pct_tasks"] = busy_pct(busy0)
         if kind != "rq":
             row["lost_races_per_task"] = lost_races(bench, sample, max(10, tasks // 2))
             row.update(reaper_pass(bench.conn, fleet_.names, row))
@@ -323,7 +361,7 @@ def show_row(r: dict) -> list[str]:
 
     return [
         f"{r['kind']} {r['workers']}",
-        f"{r['load_idle']:.1f}/{r['load_tasks']:.1f}",
+        f"{r['machine_busy_pct_idle']:.0f}/{r['machine_busy_pct_tasks']:.0f}%",
         f"{r['idle_cmds_per_s']:.1f}",
         f"{r['idle_cmds_per_s_per_worker']:.2f}",
         f"{r['connections_per_worker']:.1f}",
@@ -339,7 +377,7 @@ def show_row(r: dict) -> list[str]:
 
 COLUMNS = [
     "fleet",
-    "load",
+    "busy",
     "idle/s",
     "/worker",
     "conns",
@@ -352,7 +390,7 @@ COLUMNS = [
     "reap ms",
 ]
 CAPTION = (
-    "load: 1-min load average (idle round/task round); idle/s: Redis commands per second with nothing queued, "
+    "busy: the machine's CPU busy share (idle round/task round); idle/s: Redis commands per second, nothing queued, "
     "/worker: the same per worker; conns: Redis connections per worker; cmds/task and CPU ms: Redis commands and "
     "CPU per task, less the idle fleet's meanwhile; races: lost claim races per task; claim ms / start ms: median "
     "enqueue -> claimed and started / task process running; reap: one reaper pass, no claims / one per worker"

@@ -2,13 +2,13 @@
 
 Run by the benchmark (``python benchmarks/fleet_sim.py --count 500 --prefix sim-a --queue bench``,
 ``TRAINYARD_REDIS_URL`` set). Each simulated worker is the real ``trainyard.worker.agent.Worker``
-with its own Redis client (``trainyard.connection.client_for``, as a worker process gets), run on
-threads: the same blocking wait on its inbox and its queue's bell, the same claim and start
-scripts, heartbeat, reaper turn, fence watchdog and task launch. Two things are left out, neither
-of which talks to Redis: the guard process each worker starts beside itself (a thousand bare
-interpreters do not fit one small machine) and the start-up sweep of /proc and Docker for what
-dead workers left. SIGTERM stops every worker (its task, if any, goes back to its queue) and the
-process exits once all have unregistered.
+with its own Redis client (``use_client`` and ``client_for``, as a worker process gets: named, at
+most two connections), run on threads: the same blocking wait on its inbox and its queue's bell,
+the same claim and start scripts, heartbeat, reaper turn and task launch. Left out, none of which
+talks to Redis: the guard process each worker starts beside itself (a thousand bare interpreters
+do not fit one small machine), the start-up sweep of /proc and Docker for what dead workers left,
+and a fence thread per worker (one thread runs every worker's fence check). SIGTERM stops every
+worker (its task, if any, goes back to its queue) and the process exits once all have unregistered.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, run as a script
 
-from trainyard.connection import client_for  # noqa: E402
-from trainyard.worker.agent import Worker, WorkerConfig, fence_after_s  # noqa: E402
+from trainyard.connection import client_for, use_client  # noqa: E402
+from trainyard.worker.agent import CONNECTIONS, Worker, WorkerConfig, fence_after_s  # noqa: E402
 
 START_GAP_S = 0.002  # between two workers' starts: a thousand at once would all register in one burst
 
@@ -61,13 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     url = os.environ["TRAINYARD_REDIS_URL"]
     home = Path(os.environ["TRAINYARD_HOME"])
-    agents = [
-        SimWorker(
-            client_for(url),
-            WorkerConfig(queues=[args.queue], name=f"{args.prefix}-{i}", home=home, redis_url=url),
-        )
-        for i in range(args.count)
-    ]
+    agents = []
+    for i in range(args.count):
+        name = f"{args.prefix}-{i}"
+        use_client(f"trainyard-worker:{name}", max_connections=CONNECTIONS)  # as `trainyard worker` does
+        config = WorkerConfig(queues=[args.queue], name=name, home=home, redis_url=url)
+        agents.append(SimWorker(client_for(url), config))
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())

@@ -2,13 +2,20 @@
 
 ClearML's ``TaskScheduler`` use, kept in Redis: ``add`` stores a schedule, the trigger service
 (``trainyard.controller.triggers``) fires it at every tick, exactly once however many services run.
+
+A function schedule (ClearML's ``schedule_function``) cannot be stored: it lives in the process
+that added it (:meth:`TaskScheduler.add_function`), whose own trigger service
+(:meth:`TaskScheduler.start`) calls it in a thread at each tick, as ClearML's scheduler does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,16 +36,38 @@ class Schedule(BaseModel):
 
     id: str = Field(default_factory=lambda: os.urandom(6).hex())
     name: str | None = None
-    kind: Literal["task", "pipeline"] = "task"
+    kind: Literal["task", "pipeline", "function"] = "task"
     cron: CronExpression
     timezone: TimeZoneName = "UTC"
     task_id: str | None = None  # kind task: the template, cloned at every tick
     queue: str | None = None  # kind task: where the clone is enqueued; pipelines: where the controller runs
     pipeline: str | None = None  # kind pipeline: "project/name" of a registered pipeline file
+    function: str | None = None  # kind function: "module:name" of the function (never stored in Redis)
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, Any] = Field(default_factory=dict)
     created: float = Field(default_factory=time.time)
     source: str = "user"  # user | file (from a registered pipeline file's on.schedule)
+
+
+@dataclass
+class FunctionJob:
+    """A function schedule held by this process: ``function()`` runs in a thread at each tick."""
+
+    schedule: Schedule
+    function: Callable[[], Any]
+    immediately: bool = False  # also once when the service starts
+    single_instance: bool = False  # skip a tick while the previous call still runs
+    recurring: bool = True  # False: once, then the schedule is dropped
+    thread: threading.Thread | None = None
+
+
+def _model(**fields: Any) -> Schedule:
+    """A Schedule, a bad field being one InvalidInput line."""
+    try:
+        return Schedule(**fields)
+    except ValueError as exc:
+        errors = getattr(exc, "errors", None)
+        raise InvalidInput(errors()[0]["msg"].removeprefix("Value error, ") if errors else str(exc)) from None
 
 
 def add(
@@ -56,21 +85,17 @@ def add(
     conn = resolve(conn)
     if (task_id is None) == (pipeline is None):
         raise InvalidInput("a schedule runs either a task (--task ID) or a registered pipeline (--pipeline NAME)")
-    try:
-        schedule = Schedule(
-            name=name,
-            kind="task" if task_id else "pipeline",
-            cron=cron,
-            timezone=timezone,
-            task_id=task_id,
-            queue=queue,
-            pipeline=pipeline,
-            params=dict(params or {}),
-            inputs=dict(inputs or {}),
-        )
-    except ValueError as exc:
-        errors = getattr(exc, "errors", None)
-        raise InvalidInput(errors()[0]["msg"].removeprefix("Value error, ") if errors else str(exc)) from None
+    schedule = _model(
+        name=name,
+        kind="task" if task_id else "pipeline",
+        cron=cron,
+        timezone=timezone,
+        task_id=task_id,
+        queue=queue,
+        pipeline=pipeline,
+        params=dict(params or {}),
+        inputs=dict(inputs or {}),
+    )
     if task_id:
         if not queue:
             raise InvalidInput("a task schedule needs --queue (where each clone is enqueued)")
@@ -138,6 +163,7 @@ class TaskScheduler:
 
     def __init__(self, connection: Redis | None = None):
         self.conn = resolve(connection)
+        self.functions: list[FunctionJob] = []  # this process's function schedules
 
     def add_task(
         self, schedule_task_id: str, queue: str, cron: str, timezone: str = "UTC", name: str | None = None
@@ -147,11 +173,47 @@ class TaskScheduler:
     def add_pipeline(self, pipeline: str, cron: str, timezone: str = "UTC", params: dict | None = None) -> Schedule:
         return add(cron, pipeline=pipeline, timezone=timezone, params=params, conn=self.conn)
 
+    def add_function(
+        self,
+        function: Callable[[], Any],
+        cron: str,
+        timezone: str = "UTC",
+        name: str | None = None,
+        execute_immediately: bool = False,
+        single_instance: bool = False,
+        recurring: bool = True,
+    ) -> Schedule:
+        """Call ``function()`` in a thread of this process at each tick, once :meth:`start` runs
+        (``execute_immediately``: also as it starts). It is not stored in Redis: other trigger
+        services never see it, and it ends with this process."""
+        if not callable(function):
+            raise InvalidInput(f"a function schedule needs a callable, got {type(function).__name__}")
+        where = f"{getattr(function, '__module__', '?')}:{getattr(function, '__qualname__', repr(function))}"
+        schedule = _model(name=name, kind="function", cron=cron, timezone=timezone, function=where)
+        self.functions.append(FunctionJob(schedule, function, execute_immediately, single_instance, recurring))
+        return schedule
+
     def remove(self, schedule_id: str) -> None:
+        kept = [job for job in self.functions if job.schedule.id != schedule_id]
+        if len(kept) < len(self.functions):
+            self.functions = kept
+            return
         remove(schedule_id, self.conn)
 
     def list(self) -> list[Schedule]:
-        return all_schedules(self.conn)
+        return all_schedules(self.conn) + [job.schedule for job in self.functions]
+
+    def start(self) -> None:
+        """Run a trigger service in this process until SIGTERM or SIGINT (from the main thread) or
+        its stop: it fires every stored schedule and trigger, and this process's functions."""
+        from .services import run_until_signalled
+        from .triggers import TriggerService
+
+        service = TriggerService(self.conn, functions=self.functions)
+        if threading.current_thread() is threading.main_thread():
+            run_until_signalled(service, "trigger service")
+        else:
+            service.run()
 
     def start_remotely(self, queue: str = "services") -> str:
         """Start a trigger service as a controller task on ``queue``; returns its task id."""

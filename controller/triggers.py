@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
@@ -37,7 +38,7 @@ from . import run_store, task_triggers
 from .files import registry
 from .files.cron import next_tick
 from .files.schema import PipelineFile
-from .schedules import Schedule, file_schedules, user_schedules
+from .schedules import FunctionJob, Schedule, file_schedules, user_schedules
 from .services import enqueue_service, run_until_signalled
 
 log = logging.getLogger("trainyard.triggers")
@@ -49,9 +50,10 @@ SERVICE_MODULE = "trainyard.controller.triggers"
 
 
 class TriggerService:
-    def __init__(self, conn: Redis, name: str | None = None):
+    def __init__(self, conn: Redis, name: str | None = None, functions: Sequence[FunctionJob] = ()):
         self.conn = conn
         self.name = name or f"{socket.gethostname()}-triggers-{os.getpid()}"
+        self.functions = list(functions)  # function schedules of this process (never in Redis)
         self.stop_event = threading.Event()
         self._due: dict[str, float] = {}  # schedule key -> next tick
         self._parsed: dict[tuple, PipelineFile] = {}  # (project, name, updated) -> the registered file
@@ -77,13 +79,16 @@ class TriggerService:
 
     def fire_due(self, file_entries: list[dict[str, Any]], now: float) -> float:
         """Fire every schedule whose tick has come; returns how long until the next one (at most REFRESH_S)."""
-        schedules = user_schedules(self.conn) + file_schedules(file_entries, self._parsed)
+        functions = [job.schedule for job in self.functions]
+        schedules = user_schedules(self.conn) + file_schedules(file_entries, self._parsed) + functions
+        immediate = {job.schedule.id for job in self.functions if job.immediately}
         wait = REFRESH_S
         keys_now = set()
         for schedule in schedules:
             key = f"{schedule.id}|{schedule.cron}|{schedule.timezone}"
             keys_now.add(key)
-            due = self._due.setdefault(key, next_tick(schedule.cron, schedule.timezone, now))
+            first = now if schedule.id in immediate else next_tick(schedule.cron, schedule.timezone, now)
+            due = self._due.setdefault(key, first)
             if due <= now:
                 # a service that fell behind fires the latest tick only, never a burst
                 following = next_tick(schedule.cron, schedule.timezone, due)
@@ -98,6 +103,9 @@ class TriggerService:
 
     # -- schedules ---------------------------------------------------------------------------
     def _fire_schedule(self, schedule: Schedule, tick: float, now: float) -> None:
+        if schedule.kind == "function":  # this process's own: no other service holds it
+            self._call_function(schedule, tick, now)
+            return
         if not self._claim(schedule.id, f"{tick:.3f}"):
             return
         try:
@@ -108,6 +116,27 @@ class TriggerService:
             self._record(schedule.id, tick=tick, started=started, late=now - tick)
         except TrainyardError as exc:
             self._record(schedule.id, tick=tick, error=str(exc), late=now - tick)
+
+    def _call_function(self, schedule: Schedule, tick: float, now: float) -> None:
+        """Start the function in a thread of its own (ClearML's scheduler does the same)."""
+        job = next((j for j in self.functions if j.schedule.id == schedule.id), None)
+        if job is None:
+            return
+        job.immediately = False
+        if not job.recurring:
+            self.functions.remove(job)
+        if job.single_instance and job.thread is not None and job.thread.is_alive():
+            self._record(
+                schedule.id,
+                tick=tick,
+                function=schedule.function,
+                name=schedule.name,
+                skipped="the previous call still runs",
+            )
+            return
+        job.thread = threading.Thread(target=job.function, name=f"schedule-{schedule.name or schedule.id}")
+        job.thread.start()
+        self._record(schedule.id, tick=tick, function=schedule.function, name=schedule.name, late=now - tick)
 
     def _clone_task(self, schedule: Schedule) -> str:
         template = Task.get(schedule.task_id, self.conn)

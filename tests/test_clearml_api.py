@@ -188,6 +188,27 @@ def test_calls_outside_the_supported_surface_name_the_call():
     assert not hasattr(Task, "_repr_html_")  # Python's own probes still see AttributeError
 
 
+def test_the_refused_pipeline_arguments_are_one_table_of_real_clearml_parameters():
+    """Each entry of the refusal table is a parameter of the call it names, and is refused in one
+    line before anything is written (no controller task for a refused PipelineController)."""
+    import inspect
+
+    from trainyard.clearml.automation import PipelineController, PipelineDecorator
+    from trainyard.clearml.automation.controller import REFUSED
+
+    owners = {"PipelineController": PipelineController, "PipelineDecorator": PipelineDecorator}
+    for call, names in REFUSED.items():
+        owner, _, method = call.partition(".")
+        function = inspect.getattr_static(owners[owner], method or "__init__")
+        function = getattr(function, "__func__", function)
+        assert set(names) <= set(inspect.signature(function).parameters), call
+    with pytest.raises(UnsupportedCall, match=r"clearml PipelineController\(docker, repo=...\) \(see README"):
+        PipelineController(name="refused", project="refused", docker="img", repo="git@x")
+    with pytest.raises(UnsupportedCall, match=r"PipelineDecorator.component\(retry_on_failure=<callable>\)"):
+        PipelineDecorator.component(retry_on_failure=lambda *a: True)
+    assert Task.get_tasks(project_name="refused") == []
+
+
 def test_a_script_calling_an_unsupported_call_gets_one_line(tmp_path):
     script = tmp_path / "s.py"
     script.write_text("from trainyard.clearml import Task\nTask.query_tasks(project_name='x')\n")

@@ -7,32 +7,36 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 
 import pytest
 from clearml_ported import copy_example, run_script
-from workerproc import WorkerProcess, wait_status
+from workerproc import WorkerProcess, wait_for_log, wait_status
 
 from trainyard import InvalidInput, Queue, Task, TaskStatus
 from trainyard.clearml import Task as ClearmlTask
 from trainyard.clearml import UnsupportedCall
 from trainyard.clearml.automation import TaskScheduler, TriggerScheduler
 from trainyard.clearml.automation.scheduler import to_cron
+from trainyard.controller import schedules
 from trainyard.controller.triggers import FIRES, TriggerService, fires
 from trainyard.queues import studies
 from trainyard.queues.backend import streams
 
 
-def await_fires(conn, count: int, trigger: str, timeout: float = 120) -> list[dict]:
-    """Block on the firings stream until ``count`` firings of ``trigger`` are recorded."""
+def await_fires(conn, count: int, trigger: str, timeout: float = 120, key: str = "trigger") -> list[dict]:
+    """Block on the firings stream until ``count`` firings of ``trigger`` (whose ``key`` field is
+    ``trigger``: its id, or ``name`` for a function schedule) are recorded."""
     deadline, cursor, found = time.monotonic() + timeout, "0-0", []
     while len(found) < count and time.monotonic() < deadline:
         for _, entries in conn.xread({FIRES: cursor}, block=1000, count=100) or []:
             for entry_id, fields in entries:
                 cursor = entry_id
-                found += [data for data in [json.loads(fields[b"data"])] if data["trigger"] == trigger]
+                found += [data for data in [json.loads(fields[b"data"])] if data.get(key) == trigger]
     assert len(found) >= count, f"only {len(found)} firings of {trigger} before the timeout"
     return found
 
@@ -107,7 +111,7 @@ def test_task_scheduler_stores_the_schedule_and_the_trigger_service_fires_it(con
     service.fire_due([], start + 1)
     [clone] = Queue("default").tasks()
     assert clone[1].parent == template.id
-    with pytest.raises(UnsupportedCall, match=r"TaskScheduler.add_task\(schedule_function=...\)"):
+    with pytest.raises(InvalidInput, match=r"add_task\(schedule_function=...\) needs a name \(as in ClearML\)"):
         scheduler.add_task(schedule_function=print, minute=30, hour=2)
     with pytest.raises(InvalidInput, match="unknown weekday 'caturday'"):
         scheduler.add_task(schedule_task_id=template.id, queue="default", hour=2, weekdays=["caturday"])
@@ -157,6 +161,8 @@ def test_trigger_scheduler_fires_on_the_status_event_once_per_task_with_a_thresh
     assert [(r.name, r.parent) for r in fired] == [("retrain (high score)", template.id)]  # once, for "at zero"
     with pytest.raises(UnsupportedCall, match=r"clearml TriggerScheduler.add_model_trigger \(trainyard has no model"):
         TriggerScheduler().add_model_trigger(name="deploy")
+    with pytest.raises(UnsupportedCall, match=r"add_dataset_trigger \(trainyard has no datasets .* add_task_trigger\("):
+        TriggerScheduler().add_dataset_trigger(name="retrain on new data")
 
 
 def test_a_metric_threshold_fires_on_the_point_that_crosses_it_while_the_task_still_runs(conn, tmp_path):
@@ -280,3 +286,137 @@ def test_the_optimiser_keeps_its_study_on_the_current_task_and_makes_no_other_ta
     assert studies.load(conn, controller.id)["status"] == "completed"  # the study is the task's
     [top] = [line for line in proc.stdout.splitlines() if line.startswith("top ")]
     assert sorted(ast.literal_eval(top.removeprefix("top "))) == sorted(t.id for t in trials)
+
+
+def _join(*jobs) -> None:
+    for job in jobs:
+        if job.thread is not None:
+            job.thread.join(timeout=60)
+
+
+def test_a_scheduled_function_runs_in_a_thread_of_the_scheduler_s_process_at_each_tick(conn):
+    """ClearML's ``add_task(schedule_function=...)``: the function is called in a thread of the
+    scheduler's process at ClearML's interval; nothing is stored in Redis (a function cannot be)."""
+    calls: list[str] = []
+    slow_started, release = threading.Event(), threading.Event()
+
+    def tidy():
+        calls.append(threading.current_thread().name)
+
+    def slow():
+        calls.append("slow")
+        slow_started.set()
+        release.wait(60)
+
+    scheduler = TaskScheduler()
+    scheduler.add_task(schedule_function=tidy, name="tidy", minute=15)
+    scheduler.add_task(schedule_function=tidy, name="once now", hour=1, execute_immediately=True, recurring=False)
+    scheduler.add_task(schedule_function=slow, name="slow", minute=15, single_instance=True)
+    by_name = {s.name: s for s in scheduler.get_scheduled_tasks()}
+    assert (by_name["tidy"].kind, by_name["tidy"].cron) == ("function", "*/15 * * * *")
+    assert by_name["tidy"].function == f"{__name__}:{tidy.__qualname__}"
+    assert schedules.user_schedules(conn) == []  # it lives in this process only
+    every, once, blocking = scheduler._native.functions
+
+    service = TriggerService(conn, functions=scheduler._native.functions)
+    start = 1_800_000_000.0  # 15-minute aligned
+    service.fire_due([], start - 1)  # the service starts: "once now" runs at once, the others wait
+    _join(once)
+    assert calls == ["schedule-once now"] and once not in service.functions  # not recurring: dropped
+    service.fire_due([], start + 1)  # the tick: tidy and slow
+    _join(every)
+    assert slow_started.wait(60) and sorted(calls) == ["schedule-once now", "schedule-tidy", "slow"]
+    service.fire_due([], start + 900 + 1)  # the next tick: slow still runs, so it is skipped
+    _join(every)
+    assert calls.count("schedule-tidy") == 2 and calls.count("slow") == 1
+    release.set()
+    _join(blocking)
+    records = [f for _, f in fires(conn)]
+    assert [(f["name"], f["tick"]) for f in records if "skipped" not in f] == [
+        ("once now", start - 1),
+        ("tidy", start),
+        ("slow", start),
+        ("tidy", start + 900),
+    ]
+    assert [f["name"] for f in records if f.get("skipped")] == ["slow"]
+    assert scheduler.remove_task(tidy) and [s.name for s in scheduler.get_scheduled_tasks()] == ["slow"]
+
+
+def test_the_native_scheduler_calls_its_function_at_each_real_tick(conn):
+    """trainyard's own ``TaskScheduler.add_function`` (with a seconds field): a running trigger
+    service calls it on consecutive ticks."""
+    from trainyard.controller.schedules import TaskScheduler as NativeScheduler
+
+    called = threading.Semaphore(0)
+    native = NativeScheduler(conn)
+    every_s = native.add_function(called.release, cron="* * * * * */1", name="every second")
+    service = TriggerService(conn, functions=native.functions)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        assert called.acquire(timeout=60) and called.acquire(timeout=60)
+    finally:
+        service.stop_event.set()
+        thread.join(timeout=60)
+    ticks = [f["tick"] for _, f in fires(conn) if f["trigger"] == every_s.id]
+    # whole-second ticks, each once (a service that fell behind under load fires the latest tick only)
+    assert len(ticks) >= 2 and all(t == int(t) for t in ticks) and all(b > a for a, b in zip(ticks, ticks[1:]))
+
+
+SCHEDULER_SCRIPT = """
+from trainyard.clearml.automation import TaskScheduler
+
+
+def greet():
+    print("hello from the scheduler's thread", flush=True)
+
+
+scheduler = TaskScheduler()
+scheduler.add_task(schedule_task_id="{template}", queue="default", name="nightly", hour=1)
+scheduler.add_task(schedule_function=greet, name="greet", minute=1, execute_immediately=True)
+scheduler.{start}
+print("scheduler stopped", flush=True)
+"""
+
+
+def test_start_runs_the_function_jobs_in_this_process_until_sigterm(conn, tmp_path):
+    Queue.create("default", exist_ok=True)
+    template = Task.create("nightly", "examples", command=["true"])
+    script = tmp_path / "scheduler.py"
+    script.write_text(SCHEDULER_SCRIPT.format(template=template.id, start="start()"))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        [fired] = await_fires(conn, 1, "greet", key="name")
+        assert fired["by"].endswith(f"-triggers-{proc.pid}")  # the script's own trigger service
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "hello from the scheduler's thread" in out and out.rstrip().endswith("scheduler stopped")
+    assert [s.name for s in schedules.user_schedules(conn)] == ["nightly"]
+
+
+def test_start_remotely_sends_the_script_with_its_functions_to_a_services_worker(conn, tmp_path):
+    """As PipelineController callbacks do: the script is the scheduler task's code; the services
+    worker runs it again, where the same calls add the same jobs (the stored task job is not stored
+    twice) and ``start_remotely`` starts the scheduler, calling the function there."""
+    Queue.create("default", exist_ok=True)
+    Queue.create("services", exist_ok=True)
+    template = Task.create("nightly", "examples", command=["true"])
+    script = tmp_path / "scheduler.py"
+    script.write_text(SCHEDULER_SCRIPT.format(template=template.id, start="start_remotely(queue='services')"))
+    local = run_script(script)
+    assert local.returncode == 0, local.stderr
+    assert "hello" not in local.stdout and "scheduler stopped" not in local.stdout  # it left at start_remotely
+    task = Task.get_task(project="DevOps", name="Scheduler")
+    assert task.status == TaskStatus.QUEUED and task.data.type.value == "controller"
+    with WorkerProcess("-q", "services", "--services-mode", "2"):
+        [fired] = await_fires(conn, 1, "greet", key="name")
+        wait_for_log(conn, task.id, "hello from the scheduler's thread")
+        assert [s.name for s in schedules.user_schedules(conn)] == ["nightly"]  # not added twice
+        Task.get(task.id).abort("test over")
+        done = wait_status(task, TaskStatus.ABORTED, TaskStatus.FAILED, TaskStatus.COMPLETED)
+    assert done.status == TaskStatus.ABORTED
+    assert fired["function"].endswith(":greet")

@@ -603,6 +603,7 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
     assert Task.get(run.state["c"].task_id).outputs["value"] == 24
     leftover = {k.decode(): (v, by_id.get(k.decode())) for k, v in conn.hgetall(keys.CLAIMS).items()}
     assert leftover == {}
+    assert conn.zcard(keys.CLAIMS_REFRESHED) == 0  # the claims' index went with the claims
     if size.cuts:
         assert figures.fenced >= 1, "the cut worker was running a slow task: it must have fenced it"
     assert all(conn.llen(keys.rq_queue(q)) == 0 for q in (*QUEUES, "slow"))

@@ -12,8 +12,14 @@ KNOWN: dict[str, str] = {
     "Model": "models are artifacts: task.upload_artifact('model', path)",
     "InputModel": "models are artifacts: Task.get_task(id).artifacts['model'].get_local_copy()",
     "OutputModel": "models are artifacts: task.upload_artifact('model', path)",
-    "TriggerScheduler.add_model_trigger": "trainyard has no model registry; trigger on the task instead",
-    "TriggerScheduler.add_dataset_trigger": "trainyard has no dataset registry; trigger on the task instead",
+    "TriggerScheduler.add_model_trigger": (
+        "trainyard has no model registry to publish, tag or archive models in: a model is an artifact of the "
+        "task that stores it, so trigger on that task: add_task_trigger(trigger_on_status=['completed'], ...)"
+    ),
+    "TriggerScheduler.add_dataset_trigger": (
+        "trainyard has no datasets (clearml Dataset is not carried): data is an artifact of the task that "
+        "stores it, so trigger on that task: add_task_trigger(trigger_on_status=['completed'], ...)"
+    ),
 }
 
 

@@ -58,11 +58,79 @@ def _is_json(value: Any) -> bool:
     return True
 
 
-def _no(call: str, **given: Any) -> None:
-    """Refuse ClearML arguments that trainyard does not carry, naming them."""
-    used = sorted(key for key, value in given.items() if value not in (None, False, (), [], {}))
+# ClearML arguments trainyard does not carry, per call: one given (not None, False or empty) is
+# refused in one line naming it; so is a callable retry_on_failure (a number of retries is carried).
+REFUSED: dict[str, tuple[str, ...]] = {
+    "PipelineController": (
+        "docker",
+        "docker_args",
+        "docker_bash_setup_script",
+        "repo",
+        "artifact_serialization_function",
+        "artifact_deserialization_function",
+    ),
+    "PipelineController.add_step": (
+        "task_overrides",
+        "monitor_metrics",
+        "monitor_artifacts",
+        "monitor_models",
+        "continue_on_fail",
+        "base_task_factory",
+        "status_change_callback",
+        "continue_behaviour",
+    ),
+    "PipelineController.add_function_step": (
+        "repo",
+        "helper_functions",
+        "docker_args",
+        "docker_bash_setup_script",
+        "monitor_metrics",
+        "monitor_artifacts",
+        "monitor_models",
+        "continue_on_fail",
+        "status_change_callback",
+        "draft",
+        "continue_behaviour",
+    ),
+    "PipelineController.start": (
+        "step_task_created_callback",
+        "step_task_completed_callback",
+    ),
+    "PipelineDecorator.component": (
+        "continue_on_fail",
+        "docker_args",
+        "docker_bash_setup_script",
+        "repo",
+        "helper_functions",
+        "monitor_metrics",
+        "monitor_artifacts",
+        "monitor_models",
+        "pre_execute_callback",
+        "post_execute_callback",
+        "status_change_callback",
+        "draft",
+        "continue_behaviour",
+    ),
+    "PipelineDecorator.pipeline": (
+        "multi_instance_support",
+        "args_map",
+        "docker",
+        "docker_args",
+        "docker_bash_setup_script",
+        "repo",
+        "artifact_serialization_function",
+        "artifact_deserialization_function",
+    ),
+}
+
+
+def _no(call: str, given: Mapping[str, Any]) -> None:
+    """Refuse the ClearML arguments of ``call`` that trainyard does not carry (``REFUSED``), naming them."""
+    used = [key for key in REFUSED[call] if given[key] not in (None, False, (), [], {})]
     if used:
-        raise unsupported(f"{call}({', '.join(used)}=...)")
+        raise unsupported(f"{call}({', '.join(sorted(used))}=...)")
+    if callable(given.get("retry_on_failure")):
+        raise unsupported(f"{call}(retry_on_failure=<callable>)")
 
 
 class _ControllerType(type):
@@ -102,22 +170,12 @@ class PipelineController(metaclass=_ControllerType):
         working_dir: str | None = None,
         enable_local_imports: bool = True,
     ):
-        _no(
-            "PipelineController",
-            docker=docker,
-            docker_args=docker_args,
-            docker_bash_setup_script=docker_bash_setup_script,
-            repo=repo,
-            artifact_serialization_function=artifact_serialization_function,
-            artifact_deserialization_function=artifact_deserialization_function,
-        )
+        _no("PipelineController", locals())
         self._task = Task.init(
             project_name=project, task_name=name, task_type=TaskTypes.controller, reuse_last_task_id=False
         )
         self._pipe = Pipeline(name, project=project, version=version or "1.0.0", abort_on_failure=abort_on_failure)
-        self._retries = int(retry_on_failure or 0) if not callable(retry_on_failure) else None
-        if callable(retry_on_failure):
-            raise unsupported("PipelineController(retry_on_failure=<callable>)")
+        self._retries = int(retry_on_failure or 0)
         self._function_steps: set[str] = set()
         self._nodes: dict[str, Node] = {}
         self._run = None
@@ -166,19 +224,7 @@ class PipelineController(metaclass=_ControllerType):
     ) -> bool:
         """A step that clones a template task (``base_task_id``, or ``base_task_project`` +
         ``base_task_name``, looked up now), overrides its ``Section/name`` parameters and enqueues it."""
-        _no(
-            "PipelineController.add_step",
-            task_overrides=task_overrides,
-            monitor_metrics=monitor_metrics,
-            monitor_artifacts=monitor_artifacts,
-            monitor_models=monitor_models,
-            continue_on_fail=continue_on_fail,
-            base_task_factory=base_task_factory,
-            status_change_callback=status_change_callback,
-            continue_behaviour=continue_behaviour,
-        )
-        if callable(retry_on_failure):
-            raise unsupported("PipelineController.add_step(retry_on_failure=<callable>)")
+        _no("PipelineController.add_step", locals())
         if base_task_id:
             base = NativeTask.get(str(base_task_id))
         elif base_task_name:
@@ -254,22 +300,7 @@ class PipelineController(metaclass=_ControllerType):
         """A step that runs ``function(**function_kwargs)`` as a task. ``'${step.<return>}'`` passes
         another function step's return value (DataFrames and arrays included, through safe artifacts);
         ``function_return`` names the values it returns."""
-        _no(
-            "PipelineController.add_function_step",
-            repo=repo,
-            helper_functions=helper_functions,
-            docker_args=docker_args,
-            docker_bash_setup_script=docker_bash_setup_script,
-            monitor_metrics=monitor_metrics,
-            monitor_artifacts=monitor_artifacts,
-            monitor_models=monitor_models,
-            continue_on_fail=continue_on_fail,
-            status_change_callback=status_change_callback,
-            draft=draft,
-            continue_behaviour=continue_behaviour,
-        )
-        if callable(retry_on_failure):
-            raise unsupported("PipelineController.add_function_step(retry_on_failure=<callable>)")
+        _no("PipelineController.add_function_step", locals())
         kwargs, override = self._split_kwargs(name, dict(function_kwargs or {}))
         if isinstance(packages, str):
             packages = [line for line in packages.splitlines() if line.strip()]
@@ -359,11 +390,7 @@ class PipelineController(metaclass=_ControllerType):
     ) -> bool:
         """Locally: check the pipeline, then enqueue this script on ``queue`` as the controller task
         and exit. On the services worker: run the pipeline to its end."""
-        _no(
-            "PipelineController.start",
-            step_task_created_callback=step_task_created_callback,
-            step_task_completed_callback=step_task_completed_callback,
-        )
+        _no("PipelineController.start", locals())
         if clearml_task._inside_worker():
             self._execute(run_steps_locally=False)
             return True
@@ -628,24 +655,7 @@ class PipelineDecorator(metaclass=_DecoratorType):
         stage: str | None = None,
     ):
         """Make a function a pipeline step (a task of its own when the pipeline calls it)."""
-        _no(
-            "PipelineDecorator.component",
-            continue_on_fail=continue_on_fail,
-            docker_args=docker_args,
-            docker_bash_setup_script=docker_bash_setup_script,
-            repo=repo,
-            helper_functions=helper_functions,
-            monitor_metrics=monitor_metrics,
-            monitor_artifacts=monitor_artifacts,
-            monitor_models=monitor_models,
-            pre_execute_callback=pre_execute_callback,
-            post_execute_callback=post_execute_callback,
-            status_change_callback=status_change_callback,
-            draft=draft,
-            continue_behaviour=continue_behaviour,
-        )
-        if callable(retry_on_failure):
-            raise unsupported("PipelineDecorator.component(retry_on_failure=<callable>)")
+        _no("PipelineDecorator.component", locals())
         options = {
             "return_values": [return_values] if isinstance(return_values, str) else list(return_values or ()),
             "name": name,
@@ -697,17 +707,7 @@ class PipelineDecorator(metaclass=_DecoratorType):
         enable_local_imports: bool = True,
     ):
         """Make a function the pipeline's logic; its arguments are the pipeline's parameters."""
-        _no(
-            "PipelineDecorator.pipeline",
-            multi_instance_support=multi_instance_support,
-            args_map=args_map,
-            docker=docker,
-            docker_args=docker_args,
-            docker_bash_setup_script=docker_bash_setup_script,
-            repo=repo,
-            artifact_serialization_function=artifact_serialization_function,
-            artifact_deserialization_function=artifact_deserialization_function,
-        )
+        _no("PipelineDecorator.pipeline", locals())
         settings = {
             "name": name,
             "project": project,

@@ -71,7 +71,11 @@ class _SchedulerType(type):
 
 
 class TaskScheduler(metaclass=_SchedulerType):
-    """ClearML's TaskScheduler: jobs are stored in Redis at once and fired by the trigger service."""
+    """ClearML's TaskScheduler: task jobs are stored in Redis at once and fired by the trigger
+    service; function jobs live in this process, whose trigger service (``start``) calls them in
+    a thread at each tick. With function jobs, ``start_remotely`` sends this script to the services
+    queue as its task's code (``execute_remotely``, as a PipelineController does), and the services
+    worker runs it again: the same calls add the same jobs, and ``start_remotely`` there starts."""
 
     def __init__(
         self,
@@ -103,12 +107,23 @@ class TaskScheduler(metaclass=_SchedulerType):
         task_overrides: dict | None = None,
     ) -> bool:
         """Clone and enqueue ``schedule_task_id`` (a task or its id) on ``queue`` at ClearML's
-        interval (see :func:`to_cron`); ``execute_immediately`` also runs it once now."""
+        interval (see :func:`to_cron`); ``execute_immediately`` also runs it once now. Or call
+        ``schedule_function()`` in this process at that interval (``name`` required, as in
+        ClearML; ``single_instance``, ``recurring`` and ``execute_immediately`` apply)."""
         if schedule_function is not None:
-            raise unsupported(
-                "TaskScheduler.add_task(schedule_function=...) (a function cannot be stored in Redis: "
-                "schedule a task that calls it)"
+            if schedule_task_id is not None:
+                raise InvalidInput("TaskScheduler.add_task takes schedule_task_id or schedule_function, not both")
+            if not name:
+                raise InvalidInput("TaskScheduler.add_task(schedule_function=...) needs a name (as in ClearML)")
+            self._native.add_function(
+                schedule_function,
+                to_cron(minute, hour, day, weekdays, month, year),
+                name=name,
+                execute_immediately=execute_immediately,
+                single_instance=single_instance,
+                recurring=recurring,
             )
+            return True
         used = {
             "target_project": target_project,
             "limit_execution_time": limit_execution_time,
@@ -126,6 +141,12 @@ class TaskScheduler(metaclass=_SchedulerType):
         if not task_id or not queue:
             raise InvalidInput("TaskScheduler.add_task needs schedule_task_id and queue")
         cron = to_cron(minute, hour, day, weekdays, month, year)
+        same = (str(task_id), queue, cron, "UTC", name)
+        if any(
+            (s.task_id, s.queue, s.cron, s.timezone, s.name) == same
+            for s in schedules.user_schedules(self._native.conn)
+        ):
+            return True  # stored already: this script run again (on the services worker), or twice
         self._native.add_task(str(task_id), queue=queue, cron=cron, name=name)
         if execute_immediately:
             NativeTask.get(str(task_id)).clone(name=name).enqueue(queue)
@@ -134,23 +155,48 @@ class TaskScheduler(metaclass=_SchedulerType):
     def get_scheduled_tasks(self) -> list[schedules.Schedule]:
         return self._native.list()
 
-    def remove_task(self, task_id: str) -> bool:
-        found = [s for s in self._native.list() if s.task_id == task_id or s.name == task_id or s.id == task_id]
+    def remove_task(self, task_id: Any) -> bool:
+        """By task (or id), name or schedule id; a function job by the function itself."""
+        if callable(task_id) and not isinstance(task_id, NativeTask):
+            found = [job.schedule for job in self._native.functions if job.function is task_id]
+        else:
+            task_id = getattr(task_id, "id", task_id)
+            found = [s for s in self._native.list() if task_id in (s.task_id, s.name, s.id)]
         for schedule in found:
             self._native.remove(schedule.id)
         return bool(found)
 
     def start(self) -> None:
-        """Run a trigger service in this process (it never returns, as ClearML's does not)."""
-        from ...controller.triggers import TriggerService
-
-        TriggerService(self._native.conn).run()
+        """Run a trigger service in this process, calling the function jobs at their ticks (it
+        returns only when SIGTERM or SIGINT stops it; ClearML's never returns)."""
+        self._native.start()
 
     def start_remotely(self, queue: str = "services") -> None:
-        """Start a trigger service on ``queue`` and end this process (ClearML's behaviour)."""
-        self._native.start_remotely(queue)
-        sys.stdout.flush()
-        sys.exit(0)
+        """End this process and run the scheduler on ``queue``: on a services worker this starts
+        (ClearML's behaviour). Function jobs travel with this script as its task's code; without
+        them a plain trigger service is started there."""
+        from .. import task as clearml_task
+
+        if clearml_task._inside_worker():
+            self.start()
+            return
+        if not self._native.functions:
+            self._native.start_remotely(queue)
+            sys.stdout.flush()
+            sys.exit(0)
+        from ...queues.queue import Queue
+        from ..task import Task, TaskTypes
+
+        Queue.get(queue)  # an unknown queue: one line, before anything is written
+        task = Task.current_task()
+        if task is None:  # ClearML's scheduler task; a controller here, the type a worker hands Redis to
+            task = Task.init(project_name="DevOps", task_name="Scheduler", task_type=TaskTypes.controller)
+        elif task.task_type not in ("controller", "optimizer"):
+            raise InvalidInput(
+                f"TaskScheduler.start_remotely: task {task.id} is of type {task.task_type}; a scheduler that runs "
+                "functions on a services worker needs Redis there: Task.init(task_type=Task.TaskTypes.controller)"
+            )
+        task.execute_remotely(queue_name=queue, exit_process=True)
 
     def __getattr__(self, name: str):
         refuse_unknown("TaskScheduler", name)
