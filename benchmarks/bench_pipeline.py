@@ -375,7 +375,7 @@ PROFILE_FOCUS = [
     ("store.py", "create_many"),
     ("store.py", "update"),
     ("task.py", "enqueue"),
-    ("task.py", "_clone_record"),
+    ("newrecords.py", "clone_record"),
     ("broker.py", "require"),
     ("core.py", "xread"),
     ("main.py", "model_dump_json"),

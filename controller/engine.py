@@ -23,6 +23,7 @@ from redis import Redis
 from ..queues import lifecycle, workers
 from ..queues.backend import documents, streams
 from ..queues.errors import IllegalTransition, InvalidInput, TaskNotFound, TrainyardError
+from ..queues.newrecords import clone_record
 from ..queues.params import check_parameters
 from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord, TaskStatus
@@ -262,7 +263,7 @@ class Controller:
             record.parameters = check_parameters({**step.template.get("parameters", {}), **overrides})
         else:
             base = self._base_task(name, step)
-            record = Task._clone_record(base, name, run.project, overrides, None, None)
+            record = clone_record(base, name, run.project, overrides, None, None)
         step.execution_options().apply(record)  # every kind of step (a pipeline file's job is a template)
         record.parent = run.id
         record.tags = list(dict.fromkeys([*record.tags, f"pipeline:{run.id}", f"step:{name}"]))

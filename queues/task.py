@@ -14,25 +14,17 @@ from .backend import streams, wake
 from .connection import reader_without_redis, resolve
 from .errors import IllegalTransition, InvalidInput, TaskNotFound, WaitTimeout
 from .gitinfo import strip_credentials
+from .newrecords import clone_record, clone_records, first_error, ready_queue, records_from_specs, user, write_new
 from .options import ExecutionOptions
 from .params import check_parameters, check_value, normalize_key
-from .queue_registry import QueueRegistry, check_queue_name
 from .record import (
     FINAL_STATUSES,
-    Execution,
     Script,
     TaskRecord,
     TaskStatus,
     TaskType,
 )
 from .store import Query, TaskStore, new_task_id
-
-
-def _user() -> str | None:
-    from .config import current
-
-    user = current().user
-    return None if user == "unknown" else user
 
 
 class Task:
@@ -129,13 +121,13 @@ class Task:
                 parent=parent,
                 tags=list(dict.fromkeys(tags)),
                 comment=comment,
-                user=_user(),
+                user=user(),
                 script=script_model,
                 parameters=check_parameters(parameters or {}),
                 configuration=dict(configuration or {}),
             )
         except ValueError as exc:  # pydantic: a field with a bad value
-            raise InvalidInput(f"invalid value: {_first_error(exc)}") from None
+            raise InvalidInput(f"invalid value: {first_error(exc)}") from None
         checked.apply(record)
         conn = resolve(connection)
         TaskStore(conn).create(record)
@@ -147,7 +139,7 @@ class Task:
         given: one atomic write, as ``create`` then ``enqueue`` would leave it, with nothing written
         when the queue does not exist."""
         conn = resolve(connection)
-        _create_records(conn, [record], queue, 0, False)
+        write_new(conn, [record], queue, 0, False)
         return cls(record, conn)
 
     @classmethod
@@ -308,7 +300,7 @@ class Task:
         try:
             return self._edit(apply)
         except ValueError as exc:  # pydantic validation of an assigned value
-            raise InvalidInput(f"invalid value: {_first_error(exc)}") from None
+            raise InvalidInput(f"invalid value: {first_error(exc)}") from None
 
     def recapture(self, script: str | Path, detect_repository: bool = True) -> Task:
         """Make this draft a new run of ``script``: its code, commit, diff and requirements captured
@@ -341,7 +333,7 @@ class Task:
         try:
             self._record = self._store.update(self.id, apply)
         except ValueError as exc:  # pydantic validation of an assigned value (the record's limits)
-            raise InvalidInput(f"invalid value: {_first_error(exc)}") from None
+            raise InvalidInput(f"invalid value: {first_error(exc)}") from None
         return self
 
     # -- clone ---------------------------------------------------------------------------
@@ -354,7 +346,7 @@ class Task:
         tags: Iterable[str] | None = None,
     ) -> Task:
         """A new draft with this task's definition; ``parent`` points here. Results are not copied."""
-        record = self._clone_record(self.refresh()._record, name, project, parameters, comment, tags)
+        record = clone_record(self.refresh()._record, name, project, parameters, comment, tags)
         self._store.create(record)
         return Task(record, self.connection)
 
@@ -377,70 +369,14 @@ class Task:
         sets = list(parameter_sets)
         names = [pattern.replace("{i}", str(i)) for i in range(len(sets))]
         with bulk.no_gc():
-            records = self._clone_records(src, names, project, sets, tags)
-            _create_records(self.connection, records, queue, priority, create_queue)
+            records = clone_records(src, names, project, sets, tags)
+            write_new(self.connection, records, queue, priority, create_queue)
             return [Task(r, self.connection) for r in records]
-
-    @classmethod
-    def _clone_records(
-        cls,
-        src: TaskRecord,
-        names: Sequence[str],
-        project: str | None,
-        parameter_sets: Sequence[Mapping[str, Any] | None],
-        tags: Iterable[str] | None,
-    ) -> list[TaskRecord]:
-        """``_clone_record`` for many clones: the shared part is built once, and each clone is
-        validated from a plain dict (fresh nested objects without a deep copy per clone)."""
-        proto = cls._clone_record(src, None, project, None, None, tags)
-        base = proto.model_dump(exclude_defaults=True, exclude={"id", "name", "parameters", "created", "updated"})
-        records = []
-        for clone_name, params in zip(names, parameter_sets):
-            data = {**base, "id": new_task_id(), "name": clone_name}
-            data["parameters"] = {**proto.parameters, **check_parameters(params or {})}
-            try:
-                records.append(TaskRecord.model_validate(data))
-            except ValueError as exc:  # pydantic: e.g. a blank name
-                raise InvalidInput(f"clone {clone_name!r}: {_first_error(exc)}") from None
-        return records
-
-    @staticmethod
-    def _clone_record(
-        src: TaskRecord,
-        name: str | None,
-        project: str | None,
-        parameters: Mapping[str, Any] | None,
-        comment: str | None,
-        tags: Iterable[str] | None,
-    ) -> TaskRecord:
-        overrides = check_parameters(parameters or {})
-        return TaskRecord(
-            id=new_task_id(),
-            name=name or src.name,
-            project=project or src.project,
-            type=src.type,
-            parent=src.id,
-            tags=list(tags) if tags is not None else list(src.tags),
-            comment=comment if comment is not None else src.comment,
-            user=_user(),
-            script=src.script.model_copy(deep=True),
-            container=src.container.model_copy(deep=True),
-            execution=src.execution.model_copy(deep=True, update={"queue": None, "priority": 0}),
-            parameters={**src.parameters, **overrides},
-            configuration=dict(src.configuration),
-        )
 
     # -- queue transitions ---------------------------------------------------------------
     def enqueue(self, queue: str, priority: int = 0, front: bool = False, create_queue: bool = False) -> Task:
         """Put a draft on ``queue``. Higher ``priority`` runs first; ``front`` goes ahead of all."""
-        check_queue_name(queue)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InvalidInput(f"priority must be an integer, got {priority!r}")
-        registry = QueueRegistry(self.connection)
-        if create_queue:
-            registry.create(queue, exist_ok=True)
-        else:
-            registry.require(queue)
+        ready_queue(self.connection, queue, priority, create_queue)
 
         def apply(record: TaskRecord) -> None:
             record.execution.queue = queue
@@ -549,49 +485,6 @@ class Task:
         return self._record.model_dump(mode="json")
 
 
-def _create_records(
-    conn: Redis, records: list[TaskRecord], queue: str | None, priority: int, create_queue: bool
-) -> None:
-    """Write new records in one atomic call; with ``queue``, they are born queued there."""
-    if queue is None:
-        TaskStore(conn).create_many(records)
-        return
-    born = _born(conn, queue, priority, create_queue)
-    for record in records:
-        _mark_queued(record, born)
-    TaskStore(conn).create_many(records, born)
-
-
-def _born(conn: Redis, queue: str, priority: int, create_queue: bool) -> bulk.Born:
-    """Check (or create) the queue new records are born on."""
-    check_queue_name(queue)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise InvalidInput(f"priority must be an integer, got {priority!r}")
-    registry = QueueRegistry(conn)
-    if create_queue:
-        registry.create(queue, exist_ok=True)
-    else:
-        registry.require(queue)
-    return bulk.Born(queue, priority, time.time())
-
-
-def _mark_queued(record: TaskRecord, born: bulk.Born) -> None:
-    """A new record's fields when it is born queued (as ``Task.enqueue`` would set them)."""
-    record.status = TaskStatus.QUEUED
-    record.execution.queue = born.queue
-    record.execution.priority = born.priority
-    record.queued_at = born.now
-
-
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{loc}: {first.get('msg')}" if loc else str(first.get("msg"))
-    return str(exc)
-
-
 def create_many(
     specs: Iterable[Mapping[str, Any]],
     queue: str | None = None,
@@ -605,28 +498,7 @@ def create_many(
     ``comment`` and ``retries``.
     """
     conn = resolve(connection)
-    user = _user()
     with bulk.no_gc():
-        records = []
-        for spec in specs:
-            unknown = set(spec) - {"name", "command", "project", "parameters", "tags", "comment", "retries"}
-            if unknown:
-                raise InvalidInput(f"create_many: unknown field(s) {', '.join(sorted(unknown))}")
-            command = spec.get("command")
-            if not command or isinstance(command, str):
-                raise InvalidInput("create_many: each spec needs a command (a list of strings)")
-            records.append(
-                TaskRecord(
-                    id=new_task_id(),
-                    name=spec["name"],
-                    project=spec.get("project", "default"),
-                    user=user,
-                    tags=list(spec.get("tags", ())),
-                    comment=spec.get("comment"),
-                    script=Script(command=list(command)),
-                    parameters=check_parameters(spec.get("parameters") or {}),
-                    execution=Execution(retries=spec.get("retries", 0)),
-                )
-            )
-        _create_records(conn, records, queue, priority, create_queue)
+        records = records_from_specs(specs)
+        write_new(conn, records, queue, priority, create_queue)
         return [Task(r, conn) for r in records]

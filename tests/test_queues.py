@@ -6,6 +6,7 @@ import pytest
 
 from trainyard import InvalidInput, Queue, QueueNotEmpty, QueueNotFound, Task, TaskStatus
 from trainyard.queues import keys
+from trainyard.queues.newrecords import clone_record
 
 
 def _make(n: int, prefix: str = "t") -> list[Task]:
@@ -198,13 +199,13 @@ def test_store_new_is_born_queued_or_writes_nothing(conn):
     """A controller's prepared clone: one write, born queued; an unknown queue leaves no draft behind."""
     Queue.create("steps")
     template = Task.create("tmpl", command=["true"])
-    record = Task._clone_record(template.data, "step-a", None, {"lr": 1}, None, None)
+    record = clone_record(template.data, "step-a", None, {"lr": 1}, None, None)
     task = Task.store_new(record, "steps")
     assert Task.get(task.id).status == TaskStatus.QUEUED
     assert [e.task_id for e in Queue("steps").entries()] == [task.id]
     kinds = [f[b"kind"] for _, f in conn.xrange(keys.EVENTS) if f[b"task"] == task.id.encode()]
     assert kinds == [b"created"]
-    orphan = Task._clone_record(template.data, "step-b", None, None, None, None)
+    orphan = clone_record(template.data, "step-b", None, None, None, None)
     with pytest.raises(QueueNotFound):
         Task.store_new(orphan, "missing")
     assert not conn.exists(keys.task(orphan.id))
