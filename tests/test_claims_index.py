@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from trainyard import Queue, Task, TaskStatus
 from trainyard.controller.in_process import LocalController
 from trainyard.queues import keys, reaper, workers
@@ -214,3 +216,17 @@ def test_right_after_a_redis_restart_no_claim_is_judged(conn):
     assert reaper.reap(conn, bound) == []
     assert _in_step(conn) == {task.id}
     assert [r.outcome for r in _pass(conn)] == ["returned"]
+
+
+def test_a_claim_refreshed_by_an_older_trainyard_moves_up_the_index_and_is_not_judged(conn):
+    """A rolling upgrade: an older worker refreshes the claim's own time but knows no index. The
+    pass that finds it at the old end moves it up to that time; the next passes do not read it."""
+    Queue.create("cpu")
+    task = _claimed(conn, Dispatcher(conn, "w1", "h"))
+    _age(conn, "w1", task.id, DEAD_AFTER + 5)
+    claim = json.loads(conn.hget(keys.CLAIMS, task.id))
+    now = time.time()
+    conn.hset(keys.CLAIMS, task.id, json.dumps({**claim, "ts": now}))  # the older refresh: the hash only
+    assert fleet.stale_claims(conn, now - DEAD_AFTER) == {}
+    assert _index(conn)[task.id] == pytest.approx(now, abs=1e-3)
+    assert _pass(conn) == [] and _in_step(conn) == {task.id}

@@ -141,3 +141,21 @@ def test_a_wait_longer_than_the_socket_timeout_ends_empty_not_as_a_read_timeout(
     finally:
         short.close()
         short.connection_pool.disconnect()
+
+
+def test_a_worker_woken_by_its_backstop_leaves_a_fresh_head_to_the_token_holder(conn):
+    """A backstop that runs out while a task was just queued must not race the worker its token
+    woke (with a thousand workers a backstop runs out every few ms: a lost race per task); a task
+    queued longer than the bound (its token lost) is taken."""
+    from trainyard.worker.gpu_holds import GpuHolds
+    from trainyard.worker.gpus import default_nvml
+    from trainyard.worker.scheduler import Scheduler, SchedulerConfig
+
+    Queue.create("q")
+    task = Task.create("one", command=["true"]).enqueue("q")
+    scheduler = Scheduler(conn, GpuHolds(conn, "h", "w"), default_nvml, SchedulerConfig(gpus=[], queue_gpus={}))
+    assert scheduler.choose(["q"], min_age_s=3600.0) is None  # queued moments ago: left alone
+    assert scheduler.blocked == {}  # and not reported as blocked (nothing is passed on)
+    chosen = scheduler.choose(["q"], min_age_s=1e-6)  # it has waited longer than that
+    assert chosen is not None and chosen.task_id == task.id
+    assert scheduler.choose(["q"]).task_id == task.id  # a wake-up: no bound

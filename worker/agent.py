@@ -53,6 +53,7 @@ from .secrets import Redactor, known_values
 log = logging.getLogger("trainyard.worker")
 ANNOUNCE_EVERY = 10  # heartbeats between re-adding the name to the registry's set
 BACKSTOP_S = 30.0  # an idle worker re-reads its queues this often even when nothing woke it (a lost token)
+BACKSTOP_MIN_AGE_S = 5.0  # a worker woken by its backstop leaves alone tasks queued less long ago
 RETRY_S = 2.0  # after an error while taking work
 REAP_EVERY_S = 5.0
 
@@ -171,6 +172,7 @@ class Worker:
         self.completed = 0
         self._contact = time.monotonic()  # when the last heartbeat that reached Redis started
         self.fenced = 0
+        self._by_backstop = False  # the last wait ran out with nothing woken (see _try_claim)
 
     # -- set-up ----------------------------------------------------------------------------
     def check_queues(self) -> None:
@@ -326,12 +328,14 @@ class Worker:
         """Block in Redis until a message for this worker or a token on one of ``queues``; the
         queue whose token woke it, else None (a message was handled, or the backstop passed: the
         parked queues are listened to again)."""
+        self._by_backstop = False
         try:
             got = wake.wait(self.conn, self.name, queues, timeout_s)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("Redis unreachable while waiting for work (%s); retrying", exc)
             self._done.wait(1.0)
             return None
+        self._by_backstop = got is None and bool(queues)
         if got is not None and got[0] == "bell":
             return got[1]
         parked.clear()
@@ -386,7 +390,10 @@ class Worker:
         """Take the task the scheduler chooses, with its GPUs held; None when nothing fits now,
         ``_RETRY`` when another worker was faster."""
         try:
-            choice = self.scheduler.choose(self._ordered_queues())
+            # after a backstop, not a wake-up: a task queued moments ago has its token with another
+            # worker (racing it for the claim would cost a lost race per backstop that ran out then)
+            fresh = BACKSTOP_MIN_AGE_S if self._by_backstop and not self.cfg.burst else 0.0
+            choice = self.scheduler.choose(self._ordered_queues(), min_age_s=fresh)
             if choice is None:
                 return None
             gpus = choice.gpus

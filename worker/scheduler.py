@@ -66,8 +66,10 @@ class Scheduler:
             return record.execution.gpus.count
         return len(self.cfg.gpus)
 
-    def choose(self, queues: list[str]) -> Choice | None:
-        """The next task to take (and its GPUs), or None: nothing fits now, or the line is held."""
+    def choose(self, queues: list[str], min_age_s: float = 0.0) -> Choice | None:
+        """The next task to take (and its GPUs), or None: nothing fits now, or the line is held.
+        ``min_age_s``: leave alone heads queued less than that long ago (another worker holds
+        their wake-up token)."""
         self.blocked = {}
         found = queue_lists.heads(self.conn, queues)
         raw_heads = [h for h, _ in found]
@@ -84,8 +86,10 @@ class Scheduler:
             record = records.get(head)
             if record is None:
                 if self._drop_foreign_head(queue, raw[head]) or self._set_aside(queue, raw[head]):
-                    return self.choose(queues)
+                    return self.choose(queues, min_age_s)
                 continue
+            if min_age_s and now - (record.queued_at or 0) < min_age_s:
+                continue  # queued moments ago: its token woke another worker
             if limit and queue_lists.running_count(self.conn, queue) >= limit:
                 self.blocked[queue] = "limit"
                 continue  # this queue is at its concurrency limit: others may go on

@@ -63,17 +63,25 @@ local function backfill()
 end
 
 -- stale: KEYS claims, index   ARGV bound. The claims last written or refreshed at or before the
--- bound, as a flat list id, claim JSON, ...: O(1) plus what it returns. The index is made whole
+-- bound, as a flat list id, claim JSON, ...: O(1) plus what it reads. The index is made whole
 -- first when its size differs from the hash's (claims of an older trainyard); an id of the index
--- without a claim leaves it.
+-- without a claim leaves it; a claim whose own time is newer than its score (refreshed by an older
+-- trainyard, which knows no index) moves up to that time instead of being returned.
 function commands.stale()
   if redis.call('HLEN', KEYS[1]) ~= redis.call('ZCARD', KEYS[2]) then backfill() end
+  local bound = tonumber(ARGV[1])
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])) do
     local raw = redis.call('HGET', KEYS[1], id)
     if raw then
-      out[#out + 1] = id
-      out[#out + 1] = raw
+      local ok, claim = pcall(cjson.decode, raw)
+      local ts = ok and type(claim) == 'table' and tonumber(claim['ts'])
+      if ts and ts > bound then
+        redis.call('ZADD', KEYS[2], ts, id)
+      else
+        out[#out + 1] = id
+        out[#out + 1] = raw
+      end
     else
       redis.call('ZREM', KEYS[2], id)
     end
