@@ -594,3 +594,18 @@ def test_trigger_scheduler_start_remotely_sends_the_script_with_its_functions_to
         done = wait_status(task, TaskStatus.ABORTED, TaskStatus.FAILED, TaskStatus.COMPLETED)
     assert done.status == TaskStatus.ABORTED
     assert (fired["subject"], fired["function"].endswith(":trigger_task_func")) == (watched.id, True)
+
+
+@pytest.mark.parametrize(("sign", "stored"), [(None, "min"), ("minimum", "min"), ("maximum", "max"), ("Max", "max")])
+def test_trigger_on_sign_takes_clearmls_words_and_its_default_min(conn, sign, stored):
+    """ClearML filters on the running min unless the sign is "max"/"maximum" (``sign_max = ... in
+    ('max', 'maximum')``), whatever its docstring's wording."""
+    template = Task.create("retrain", "examples", command=["true"])
+    scheduler = TriggerScheduler()
+    metric = {"trigger_on_metric": "loss", "trigger_on_variant": "val", "trigger_on_threshold": 0.1}
+    scheduler.add_task_trigger(schedule_task_id=template.id, schedule_queue="default", trigger_on_sign=sign, **metric)
+    assert [t.sign for t in scheduler.get_triggers()] == [stored]
+    with pytest.raises(InvalidInput, match="trigger_on_sign must be 'max', 'maximum', 'min' or 'minimum', got 'up'"):
+        scheduler.add_task_trigger(
+            schedule_task_id=template.id, schedule_queue="default", trigger_on_sign="up", **metric
+        )

@@ -221,9 +221,10 @@ class TriggerScheduler(metaclass=_TriggerType):
     ) -> None:
         """Clone and enqueue ``schedule_task_id`` on ``schedule_queue`` when a matching task changes
         status (``trigger_on_status``: ClearML's names) and, with ``trigger_on_metric``, its metric's
-        running max (``trigger_on_sign="max"``) or min has crossed the threshold (0 included). Or
-        call ``schedule_function(task_id)`` with the id of that task, in a thread of this process
-        (``name`` required, as in ClearML; ``single_instance`` applies); given both, both happen."""
+        running max (``trigger_on_sign="max"``) or min (``"min"``, ClearML's default) has crossed the
+        threshold (0 included). Or call ``schedule_function(task_id)`` with the id of that task, in
+        a thread of this process (``name`` required, as in ClearML; ``single_instance`` applies);
+        given both, both happen."""
         for key, value in {
             "target_project": target_project,
             "single_instance": single_instance if schedule_task_id is not None else None,
@@ -250,9 +251,12 @@ class TriggerScheduler(metaclass=_TriggerType):
             if status not in FROM_CLEARML_STATUS:
                 raise InvalidInput(f"unknown status {status!r} (use {', '.join(FROM_CLEARML_STATUS)})")
             statuses.append(FROM_CLEARML_STATUS[status])
-        sign = (trigger_on_sign or "max").lower()
-        if sign not in ("max", "min"):
-            raise InvalidInput(f"trigger_on_sign must be 'max' or 'min', got {trigger_on_sign!r}")
+        # ClearML's: "max"/"maximum" or "min"/"minimum", and min when not given
+        sign = {"max": "max", "maximum": "max", "min": "min", "minimum": "min"}.get(
+            str(trigger_on_sign or "min").lower()
+        )
+        if sign is None:
+            raise InvalidInput(f"trigger_on_sign must be 'max', 'maximum', 'min' or 'minimum', got {trigger_on_sign!r}")
         watch = task_triggers.TaskTrigger(
             name=name,
             project=trigger_project,
