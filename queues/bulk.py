@@ -85,9 +85,15 @@ def create(conn: Redis, records: Sequence[TaskRecord], index_keys, born: Born | 
             len(extra),
             *extra,
         ]
-    created = int(scripts.run(conn, "queue", "create", queue_keys, args)) == 0
-    records_backend.replicated(conn)
-    return created
+    while True:
+        taken = int(scripts.run(conn, "queue", "create", queue_keys, args))
+        if taken and records_backend.record_json(conn, records[taken - 1].id) == records[taken - 1].to_json():
+            taken = 0  # this very batch, written by a call whose reply was lost (then retried)
+        if taken:
+            return False
+        if records_backend.replicated(conn) or records_backend.exists(conn, records[0].id):
+            return True
+        # a failover lost the batch before a replica had it (all or nothing: it is one script): again
 
 
 @contextlib.contextmanager

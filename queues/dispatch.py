@@ -169,8 +169,11 @@ class Dispatcher:
 
     def _release_stale(self, record: TaskRecord) -> None:
         """After a late report of an attempt that was taken away: drop the claim only when the task
-        is not this worker's any more (a newer attempt of it on this worker keeps its claim)."""
-        if record.runtime.worker != self.worker:
+        is not this worker's any more (a newer attempt of it on this worker keeps its claim). A task
+        that reads queued keeps this worker's claim: its start was lost (a failover without
+        ``TRAINYARD_REDIS_REPLICAS``), the claim is all that still accounts for it, and the reaper
+        returns it to its queue once the claim goes stale."""
+        if record.runtime.worker != self.worker and record.status != TaskStatus.QUEUED:
             self.release(record.id)
 
     def _owned_update(

@@ -79,6 +79,8 @@ WORKERS = PREFIX + "workers"  # set of registered worker names
 DRAINING = PREFIX + "draining"  # set of worker names told to drain: their claims refuse new work
 REAPER_LOCK = PREFIX + "reaper:lock"
 REAPER_LEASE = PREFIX + "reaper:lease"  # whose turn it is to reap, for one period (workers' passes)
+ADOPT_LEASE = PREFIX + "reaper:adopt"  # whose turn it is to give unclaimed running tasks a claim
+REPLICATION_MARK = PREFIX + "replication:mark"  # counter: written before WAIT, so WAIT covers every earlier write
 
 
 def worker(name: str) -> str:

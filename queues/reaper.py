@@ -9,12 +9,16 @@ to the front of its queue (``return``); a running one is re-queued when it has r
 Any process may reap (workers on their heartbeat, taking turns through a lease so that the fleet
 makes one pass per period whatever its size; ``trainyard task wait`` on its reconcile tick); a
 short Redis lock keeps two reapers from doing the same work. Right after Redis itself
-restarted, reaping waits ``dead_after_s()`` so live workers can report.
+restarted, reaping waits ``dead_after_s()`` so live workers can report. A running task left
+without any claim (a failover lost the claim's write but kept the start) gets one back
+(``adopt_unclaimed``, once per half dead-after bound for the fleet, on its own lease), so that it
+is judged like any other and never stays running forever.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 
@@ -26,6 +30,8 @@ from .dispatch import _close_attempt
 from .errors import IllegalTransition, TaskNotFound
 from .record import TaskRecord, TaskStatus
 from .store import TaskStore
+
+log = logging.getLogger("trainyard")
 
 
 @dataclass(frozen=True)
@@ -46,12 +52,33 @@ def reap(conn: Redis, dead_after: float | None = None, turn: tuple[str, float] |
     dead_after = workers.dead_after_s() if dead_after is None else dead_after
     if turn is not None and not fleet.take_reaper_turn(conn, turn[0], int(turn[1] * 1000)):
         return []
+    if fleet.take_adoption_turn(conn, turn[0] if turn else "reaper", int(dead_after * 500)):
+        adopt_unclaimed(conn)  # at most once per half dead-after bound, fleet-wide
     if not fleet.stale_claims(conn, time.time() - dead_after):
         return []  # nothing to judge (the usual pass): no lock, no server check
     with fleet.reaper_lock(conn) as held:
         if not held or fleet.server_uptime_s(conn) < dead_after:
             return []
         return _reap(conn, dead_after)
+
+
+def adopt_unclaimed(conn: Redis) -> list[str]:
+    """Give a claim back to every running task that has none, in the name of the worker its record
+    names, stamped now. The reaper reads only claims, so such a task would otherwise stay running
+    forever. A worker that runs it refreshes the claim from its next heartbeat; one that does not
+    (it died, or never learnt that its start survived a failover) leaves it to be reaped
+    ``dead_after_s()`` later like any claim, by which time that worker has fenced its copy."""
+    adopted = []
+    now = time.time()
+    for record in TaskStore(conn).get_many(fleet.unclaimed_running(conn)):
+        if record is None or record.status != TaskStatus.RUNNING:
+            continue
+        rt = record.runtime
+        claim = {"worker": rt.worker or "", "host": rt.host or "", "queue": record.execution.queue or "", "ts": now}
+        if fleet.adopt_claim(conn, record.id, json.dumps(claim), now):
+            log.warning("task %s was running without a claim; claimed again for %s", record.id, rt.worker)
+            adopted.append(record.id)
+    return adopted
 
 
 def _reap(conn: Redis, dead_after: float) -> list[Reaped]:

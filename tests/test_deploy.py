@@ -37,6 +37,7 @@ import yaml
 from conftest import REPO
 
 from trainyard.cli.worker_cmds import worker
+from trainyard.queues.backend import sentinel
 from trainyard.queues.errors import InvalidInput
 from trainyard.worker.gpus import parse_gpu_spec
 
@@ -191,6 +192,154 @@ def test_compose_config_with_docker_compose():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+# -- compose.sentinel.yaml: Redis that fails over -------------------------------------------------
+
+
+def _merge_compose(base, override):
+    """Compose's merge of an override file, for what these files use: mappings merge key by key,
+    anything else (a command list, a string) is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = _merge_compose(base[key], value) if key in base else value
+        return out
+    return copy.deepcopy(override)
+
+
+def _sentinel_compose(env: dict[str, str] | None = None) -> dict:
+    raw = (DEPLOY / "compose.sentinel.yaml").read_text()
+    assert isinstance(yaml.safe_load(raw), dict)
+    base = yaml.safe_load(compose_interpolate((DEPLOY / "compose.yaml").read_text(), env))
+    return _merge_compose(base, yaml.safe_load(compose_interpolate(raw, env)))
+
+
+def _flags(argv: list[str]) -> dict[str, str]:
+    """Each ``--flag`` of a redis-server command line with the word after it."""
+    return {flag: value for flag, value in zip(argv, argv[1:]) if flag.startswith("--")}
+
+
+def _sentinel_conf(service: dict) -> list[list[str]]:
+    """The configuration lines a sentinel service writes before it starts."""
+    script = service["command"][0]
+    body = script.split("<<EOF\n", 1)[1].split("\nEOF\n", 1)[0]
+    return [line.split() for line in body.splitlines()]
+
+
+def test_compose_sentinel_override():
+    doc = _sentinel_compose({"TRAINYARD_REDIS_PASSWORD": "pw-1"})
+    services = doc["services"]
+    primary, replica = services["redis"]["command"], services["redis-replica"]["command"]
+    assert primary[0] == replica[0] == "redis-server"
+    for argv, name in ((primary, "redis"), (replica, "redis-replica")):
+        flags = _flags(argv)
+        assert flags["--appendonly"] == "yes" and flags["--requirepass"] == flags["--masterauth"] == "pw-1", name
+        assert flags["--replica-announce-ip"] == name  # what the sentinels hand out: the compose name
+    assert replica[replica.index("--replicaof") + 1 : replica.index("--replicaof") + 3] == ["redis", "6379"]
+    assert services["redis-replica"]["volumes"] == ["redis-replica-data:/data"]
+    sentinels = sorted(name for name in services if name.startswith("sentinel-"))
+    assert sentinels == ["sentinel-1", "sentinel-2", "sentinel-3"]
+    for name in sentinels:
+        conf = _sentinel_conf(services[name])
+        assert ["sentinel", "monitor", "trainyard", "redis", "6379", "2"] in conf  # quorum 2 of 3
+        assert ["sentinel", "auth-pass", "trainyard", "$TRAINYARD_REDIS_PASSWORD"] in conf  # from its env
+        assert services[name]["environment"]["TRAINYARD_REDIS_PASSWORD"] == "pw-1"
+        assert ["sentinel", "resolve-hostnames", "yes"] in conf and ["port", "26379"] in conf
+    workers = {name: svc for name, svc in services.items() if _runs_trainyard(svc)}
+    assert {"worker-cpu", "worker-services", "worker-gpu"} <= set(workers)
+    for name, svc in workers.items():
+        target = sentinel.parse(svc["environment"]["TRAINYARD_REDIS_URL"])
+        assert target.sentinels == [(s, 26379) for s in sentinels] and target.service == "trainyard", name
+        assert (target.password, target.db) == ("pw-1", 0), name
+        assert svc["environment"]["TRAINYARD_REDIS_REPLICAS"] == "1", name
+        assert set(sentinels) <= set(svc["depends_on"]) and "redis" in svc["depends_on"], name
+        assert svc["command"][0] == "worker" and worker_params(svc["command"][1:]), name
+    assert "change-me" not in json.dumps(doc)
+
+
+def test_compose_sentinel_config_with_docker_compose():
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("`docker compose` is not installed here")
+    files = ["-f", str(DEPLOY / "compose.yaml"), "-f", str(DEPLOY / "compose.sentinel.yaml")]
+    proc = subprocess.run(
+        [docker, "compose", *files, "--profile", "gpu", "config", "-q"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_sentinel_servers_fail_over_for_real(tmp_path):
+    """The override's Redis flags and sentinel script, run for real on this machine (redis-server
+    and Debian's redis-sentinel; no redis:7 image and no Docker DNS here, so each compose name is
+    swapped for 127.0.0.1 and a port of its own): the sentinels find each other and the replica,
+    and when the primary dies they promote the replica, which a trainyard client reaches through
+    the override's URL."""
+    if shutil.which("redis-sentinel") is None:
+        pytest.skip("needs Debian's redis-sentinel")
+    from redis_server import free_port
+    from sentinel_cluster import until
+
+    from trainyard.embedded import redis_server_binary
+
+    services = _sentinel_compose({"TRAINYARD_REDIS_PASSWORD": "pw-2"})["services"]
+    ports = {name: free_port() for name in ("redis", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3")}
+    procs: dict[str, subprocess.Popen] = {}
+
+    def local(argv: list[str], name: str) -> list[str]:
+        out = []
+        for i, arg in enumerate(argv):
+            if argv[i - 1] in ("--replicaof", "--replica-announce-ip") and arg in ports:
+                out.append("127.0.0.1")
+            elif i > 1 and argv[i - 2] == "--replicaof":
+                assert arg == "6379"
+                out.append(str(ports[argv[i - 1]]))
+            else:
+                out.append(arg)
+        out = [redis_server_binary(), *out[1:], "--port", str(ports[name]), "--bind", "127.0.0.1"]
+        return [*out, "--dir", str(tmp_path / name), "--daemonize", "no"]
+
+    def spawn(name: str, argv: list[str], env: dict | None = None) -> None:
+        log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+    try:
+        for name in ("redis", "redis-replica"):
+            (tmp_path / name).mkdir()
+            spawn(name, local(services[name]["command"], name))
+        replica = __import__("redis").Redis(port=ports["redis-replica"], password="pw-2")
+        until(lambda: replica.info("replication")["master_link_status"] == "up", "the replica's link")
+        for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+            script = services[name]["command"][0]
+            script = script.replace("/tmp/sentinel.conf", str(tmp_path / f"{name}.conf"))
+            script = script.replace("port 26379", f"port {ports[name]}\nbind 127.0.0.1\ndir {tmp_path}")
+            script = script.replace("trainyard redis 6379", f"trainyard 127.0.0.1 {ports['redis']}")
+            spawn(name, ["sh", "-c", script], services[name]["environment"])
+        for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+            s = __import__("redis").Redis(port=ports[name])
+            until(
+                lambda s=s: (m := s.sentinel_master("trainyard"))["num-other-sentinels"] == 2 and m["num-slaves"] == 1,
+                "the sentinels to know each other and the replica",
+            )
+        procs["redis"].kill()
+        procs["redis"].wait()
+        s = __import__("redis").Redis(port=ports["sentinel-1"])
+        until(lambda: s.sentinel_get_master_addr_by_name("trainyard")[1] == ports["redis-replica"], "the failover", 90)
+        url = services["worker-cpu"]["environment"]["TRAINYARD_REDIS_URL"]
+        for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+            url = url.replace(f"{name}:26379", f"127.0.0.1:{ports[name]}")
+        client = sentinel.client(url, {"socket_timeout": 10})
+        client.set("after-the-failover", "1")  # the promoted replica takes writes
+        assert replica.get("after-the-failover") == b"1"
+    finally:
+        for proc in reversed(list(procs.values())):
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 # -- a stand-in for `helm template`: the Go-template subset the chart uses --------------------------
@@ -937,6 +1086,23 @@ def test_chart_external_redis_behind_sentinel(render):
         env = _env(_container(doc, "worker"))
         url = next(e["value"] for e in env if e["name"] == "TRAINYARD_REDIS_URL")
         assert url == f"redis+sentinel://:$(TRAINYARD_REDIS_PASSWORD)@{hosts}/mymaster/0"
+
+
+def test_chart_sentinel_with_a_replica_to_wait_for(render):
+    hosts = "sentinel-0:26379,sentinel-1:26379,sentinel-2:26379"
+    redis = {"bundled": {"enabled": False}, "url": f"redis+sentinel://{hosts}/mymaster/0", "waitReplicas": 1}
+    docs = render({"redis": redis})
+    workloads = _workloads(docs)
+    assert len(workloads) >= 2  # the cpu group and the services worker
+    for doc in workloads:
+        env = {e["name"]: e for e in _env(_container(doc, "worker"))}
+        assert env["TRAINYARD_REDIS_REPLICAS"]["value"] == "1"
+        target = sentinel.parse(env["TRAINYARD_REDIS_URL"]["value"].replace("$(TRAINYARD_REDIS_PASSWORD)", "pw"))
+        assert (target.service, target.password, len(target.sentinels)) == ("mymaster", "pw", 3)
+    for doc in _workloads(render({})):  # by default no wait: a bundled Redis has no replica
+        if doc["kind"] == "StatefulSet":
+            continue  # the bundled Redis itself
+        assert "TRAINYARD_REDIS_REPLICAS" not in {e["name"] for e in _env(_container(doc, "worker"))}
 
 
 def test_chart_external_redis_needs_a_clean_url(render):

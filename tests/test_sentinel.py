@@ -6,109 +6,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import threading
-from pathlib import Path
+import sys
 
 import pytest
-import redis
-from redis_server import _drain, free_port
+from sentinel_cluster import Cluster
+from sentinel_cluster import until as _until
 from workerproc import WorkerProcess
 
 from trainyard import Queue, Task, TaskStatus
 from trainyard.connection import reset_connections
-from trainyard.embedded import redis_server_binary
 from trainyard.queues.backend import sentinel as sentinel_urls
 from trainyard.queues.task import create_many
-
-PASSWORD = "s3nt-pw"
-SERVICE = "tymaster"
 
 if shutil.which("redis-sentinel") is None and os.environ.get("TRAINYARD_REQUIRE_SENTINEL"):
     pytest.fail("TRAINYARD_REQUIRE_SENTINEL is set but redis-sentinel is not installed", pytrace=False)
 pytestmark = pytest.mark.skipif(shutil.which("redis-sentinel") is None, reason="needs Debian's redis-sentinel")
-
-
-def _until(check, what: str, timeout: float = 60) -> None:
-    """Wait for a condition on the servers (they announce nothing we could block on)."""
-    done = threading.Event()
-    deadline = threading.Timer(timeout, done.set)
-    deadline.start()
-    try:
-        while not done.wait(0.05):
-            try:
-                if check():
-                    return
-            except (redis.RedisError, OSError):
-                pass
-        raise AssertionError(f"timed out waiting for {what}")
-    finally:
-        deadline.cancel()
-
-
-class Cluster:
-    """Primary + replica (AOF, password) and three sentinels (quorum 2), on loopback."""
-
-    def __init__(self, root: Path):
-        self.root, self.procs = root, {}
-        self.primary, self.replica = free_port(), free_port()
-        self.sentinels = [free_port() for _ in range(3)]
-
-    def _spawn(self, name: str, args: list[str]) -> None:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
-        self.procs[name] = proc
-
-    def _server(self, name: str, port: int, extra: list[str]) -> None:
-        folder = self.root / name
-        folder.mkdir(parents=True)
-        args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"]
-        args += ["--requirepass", PASSWORD, "--masterauth", PASSWORD, *extra]
-        self._spawn(name, args)
-
-    def start(self) -> Cluster:
-        self._server("primary", self.primary, [])
-        self._server("replica", self.replica, ["--replicaof", "127.0.0.1", str(self.primary)])
-        replica = redis.Redis(port=self.replica, password=PASSWORD)
-        _until(lambda: replica.info("replication").get("master_link_status") == "up", "the replica's link")
-        for i, port in enumerate(self.sentinels):
-            conf = self.root / f"sentinel{i}.conf"
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.root}\n"
-                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary} 2\n"
-                f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-                f"sentinel failover-timeout {SERVICE} 4000\n"
-            )
-            self._spawn(f"sentinel{i}", ["redis-sentinel", str(conf)])
-        for port in self.sentinels:
-            s = redis.Redis(port=port)
-            _until(
-                lambda s=s: (m := s.sentinel_master(SERVICE))["num-other-sentinels"] == 2 and m["num-slaves"] == 1,
-                "the sentinels to know each other and the replica",
-            )
-        return self
-
-    def url(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
-        return f"redis+sentinel://:{PASSWORD}@{hosts}/{SERVICE}/0"
-
-    def kill_primary(self) -> None:
-        self.procs["primary"].send_signal(signal.SIGKILL)
-        self.procs["primary"].wait(timeout=30)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
@@ -137,43 +49,85 @@ def test_a_bad_sentinel_url_is_one_line_from_the_cli(run_cli):
     assert "sentinel" in result.stderr and "Traceback" not in result.stderr and "secret" not in result.stderr
 
 
+STORM_TASKS = 240
+STORM_WORKERS = 4
+# Each task process notices a concurrent twin itself (as in tests/chaos/test_chaos.py): a
+# non-blocking flock on a file named after its task id (the kernel drops it when the process dies),
+# then start/end stamps appended with O_APPEND; a twin that finds the lock taken writes DUP.
+STAMP_CODE = """
+import fcntl, os, sys, time
+tid, attempt = os.environ["TRAINYARD_TASK_ID"], os.environ["TRAINYARD_ATTEMPT"]
+folder, pause = sys.argv[1], float(sys.argv[2])
+stamps = os.open(os.path.join(folder, "stamps.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+lock = os.open(os.path.join(folder, "locks", tid), os.O_RDWR | os.O_CREAT, 0o644)
+try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    dup = ""
+except BlockingIOError:
+    dup = " DUP"
+os.write(stamps, f"start {tid} {attempt}{dup}\\n".encode())
+time.sleep(pause)
+os.write(stamps, f"end {tid} {attempt}\\n".encode())
+"""
+
+
+def _stamps(folder) -> list[list[str]]:
+    path = folder / "stamps.log"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _ended(folder) -> int:
+    return sum(s[0] == "end" for s in _stamps(folder))
+
+
 def test_a_primary_killed_mid_storm_loses_nothing(cluster, tmp_path, monkeypatch, run_cli):
+    """A few hundred short tasks on several workers; the primary is SIGKILLed mid-storm, the
+    sentinels promote the replica, and the old primary comes back (empty) as the new replica, as
+    an operator or the sentinels would bring it back. Then: 0 lost (every task completed, each
+    with an end stamp), 0 concurrent duplicates, every task final."""
     url = cluster.url()
     monkeypatch.setenv("TRAINYARD_REDIS_URL", url)
-    monkeypatch.setenv("TRAINYARD_REDIS_REPLICAS", "1")  # acknowledged only once the replica has it
+    monkeypatch.setenv("TRAINYARD_REDIS_REPLICAS", "1")  # acknowledged only once the replica has it (workers too)
     reset_connections()
-    log = tmp_path / "runs.log"
+    folder = tmp_path / "storm"
+    (folder / "locks").mkdir(parents=True)
     Queue.create("storm")
-    body = (
-        "import os, time\n"
-        f"f = os.open({str(log)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
-        "t = os.environ['TRAINYARD_TASK_ID']\n"
-        "os.write(f, f'start {t}\\n'.encode()); time.sleep(0.3); os.write(f, f'end {t}\\n'.encode())\n"
-    )
-    tasks = create_many(
-        [{"name": f"s{i}", "command": ["python", "-c", body], "retries": 3} for i in range(30)], queue="storm"
-    )
-    replica = redis.Redis(port=cluster.replica, password=PASSWORD)
+    specs = [
+        {
+            "name": f"s{i}",
+            "command": [sys.executable, "-c", STAMP_CODE, str(folder), f"{(i % 5) * 0.02:.2f}"],
+            "retries": 3,
+        }
+        for i in range(STORM_TASKS)
+    ]
+    tasks = create_many(specs, queue="storm")
+    replica = cluster.client("replica")
     assert replica.llen("rq:queue:storm") == len(tasks)  # create_many returned: the replica has them all
-    env = {"TRAINYARD_REDIS_URL": url}  # after the failover no replica is left to wait for
-    workers = [WorkerProcess("-q", "storm", "--cpu-only", env=env, fast=False) for _ in range(3)]
+    env = {"TRAINYARD_REDIS_URL": url}
+    workers = [WorkerProcess("-q", "storm", "--cpu-only", env=env, fast=False) for _ in range(STORM_WORKERS)]
     try:
-        _until(lambda: log.exists() and log.read_text().count("end ") >= 6, "the storm to be under way", 120)
+        _until(
+            lambda: sum(s[0] == "end" for s in _stamps(folder)) >= STORM_TASKS // 4, "the storm to be under way", 180
+        )
         cluster.kill_primary()
-        monkeypatch.delenv("TRAINYARD_REDIS_REPLICAS")
-        sentinel = redis.Redis(port=cluster.sentinels[0])
-        _until(lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == cluster.replica, "the failover", 60)
-        final = [Task.get(t.id).wait(timeout=240) for t in tasks]
-        assert [t.status for t in final] == [TaskStatus.COMPLETED] * len(tasks)
-        listed = run_cli("task", "list", "--status", "completed", env={"TRAINYARD_REDIS_URL": url})
+        ended_before = sum(s[0] == "end" for s in _stamps(folder))
+        _until(lambda: cluster.promoted() == "replica", "the failover", 60)
+        cluster.replicate("primary", of="replica")  # the dead primary returns as the new primary's replica
+        final = [Task.get(t.id).wait(timeout=300) for t in tasks]
+        listed = run_cli("task", "list", "--status", "completed", "--limit", "1", env={"TRAINYARD_REDIS_URL": url})
         assert listed.returncode == 0, listed.stderr  # the CLI finds the new primary by itself
     finally:
         for worker in workers:
             worker.stop()
+    assert ended_before < STORM_TASKS  # the primary died mid-storm, not after it
+    assert [t.id for t in final if t.status != TaskStatus.COMPLETED] == []  # every task final, none lost
+    stamps = _stamps(folder)
+    assert [s for s in stamps if "DUP" in s] == []  # no task ever ran beside a twin of itself
     running: dict[str, int] = {}
-    for line in log.read_text().splitlines():
-        kind, task_id = line.split()
+    for kind, task_id, *_ in stamps:
         running[task_id] = running.get(task_id, 0) + (1 if kind == "start" else -1)
         assert running[task_id] <= 1, f"task {task_id} ran twice at once"
-    assert {t.id for t in tasks} <= {line.split()[1] for line in log.read_text().splitlines() if line.startswith("end")}
+    assert {t.id for t in tasks} <= {s[1] for s in stamps if s[0] == "end"}
     assert os.environ["TRAINYARD_REDIS_URL"] == url
+    reruns = sum(s[0] == "start" for s in stamps) - len(tasks)
+    print(f"storm: {len(tasks)} tasks, {ended_before} ended before the kill, {reruns} ran again")  # -s shows it

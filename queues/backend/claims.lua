@@ -25,11 +25,13 @@ function commands.refresh()
   return 0
 end
 
--- put: KEYS claims, index   ARGV task id, claim JSON, its time. -> 0
+-- put: KEYS claims, index   ARGV task id, claim JSON, its time[, 'nx': only when the task has no
+-- claim (the reaper's adoption of a running task left without one)]. -> 1, or 0 when 'nx' found one
 function commands.put()
+  if ARGV[4] == 'nx' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-  return 0
+  return 1
 end
 
 -- release: KEYS claims, index[, in-flight zset]   ARGV task id, worker ('' for whoever holds it)
@@ -46,6 +48,17 @@ function commands.release()
   redis.call('ZREM', KEYS[2], ARGV[1])
   if KEYS[3] ~= nil then redis.call('ZREM', KEYS[3], ARGV[1]) end
   return 1
+end
+
+-- unclaimed: KEYS claims, the running tasks' status index. -> the running task ids that have no
+-- claim (only a failover that lost a claim's write but kept the start, or a bug, leaves one): the
+-- reaper's adoption reads them in one call, however many tasks run
+function commands.unclaimed()
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if redis.call('HEXISTS', KEYS[1], id) == 0 then out[#out + 1] = id end
+  end
+  return out
 end
 
 -- A claim the index lacks (written by an older trainyard) joins it with its own time (0 when its

@@ -153,6 +153,20 @@ def stale_claims(conn: Redis, before: float) -> dict[str, dict]:
     return out
 
 
+def unclaimed_running(conn: Redis) -> list[str]:
+    """Running tasks (their status index) that have no claim: only a failover (the claim's write,
+    or a release, lost while the start survived) or a bug leaves one. One script call that walks
+    the running tasks inside Redis and returns only those."""
+    found = scripts.run(conn, "claims", "unclaimed", [keys.CLAIMS, keys.status_index("running")], [])
+    return [i.decode() for i in found]
+
+
+def adopt_claim(conn: Redis, task_id: str, claim_json: str, ts: float) -> bool:
+    """Give ``task_id`` a claim since ``ts`` only while it has none (a worker's own claim always wins)."""
+    claim_keys = [keys.CLAIMS, keys.CLAIMS_REFRESHED]
+    return bool(scripts.run(conn, "claims", "put", claim_keys, [task_id, claim_json, repr(ts), "nx"]))
+
+
 # -- GPU holds -------------------------------------------------------------------------------------
 def hold_gpus(
     conn: Redis,
@@ -225,6 +239,12 @@ def reaper_lock(conn: Redis, ttl_ms: int = 5000) -> Iterator[bool]:
     finally:
         if held:
             scripts.run(conn, "claims", "unlock", [keys.REAPER_LOCK], [token])
+
+
+def take_adoption_turn(conn: Redis, name: str, every_ms: int) -> bool:
+    """The lease of the reaper's adoption pass (``reaper.adopt_unclaimed``): True for at most one
+    caller per ``every_ms``, so its walk over the running tasks is made once per period fleet-wide."""
+    return bool(conn.set(keys.ADOPT_LEASE, name, nx=True, px=max(1, every_ms)))
 
 
 def take_reaper_turn(conn: Redis, name: str, every_ms: int) -> bool:

@@ -18,6 +18,8 @@ from . import queues, scripts, streams, wake
 
 log = logging.getLogger("trainyard")
 REPLICA_WAIT_MS = 5000  # longest wait for the replicas TRAINYARD_REDIS_REPLICAS asks for
+WARN_EVERY_S = 30.0  # at most one warning this often about replicas that did not confirm
+_warned_at = -WARN_EVERY_S
 _NAME_SCAN_COUNT = 25_000  # members per ZSCAN call (a glob with no literal prefix or suffix)
 
 
@@ -172,14 +174,50 @@ def _effects(conn: Redis, pipe: Pipeline, step: Transition, old: TaskRecord, new
             pipe.delete(keys.log(new.id), keys.metrics(new.id))
 
 
-def replicated(conn: Redis) -> None:
+def replicated(conn: Redis) -> bool:
     """With ``TRAINYARD_REDIS_REPLICAS`` set, wait (up to 5 s) until that many replicas have every
-    write of this connection so far: the change is then acknowledged, and survives a failover."""
+    write the server took so far: the change is then acknowledged, and survives a failover. True
+    when they confirmed (or none are asked for). With fewer replicas connected than asked for (the
+    replica is down, or a failover promoted it and none has joined the new primary yet) it does not
+    wait, which would only block the connection for nothing: False, with a warning.
+
+    ``WAIT`` counts from the last write of the connection it runs on, and a pooled client may
+    run it on another connection than the one that wrote (another thread had that one): a small
+    write on the waiting connection first moves that point past every earlier write of the server."""
+    global _warned_at
     wanted = config.current().redis_replicas
-    if wanted > 0:
-        got = conn.wait(wanted, REPLICA_WAIT_MS)
-        if got < wanted:
-            log.warning("only %d of %d replica(s) confirmed a change within %d ms", got, wanted, REPLICA_WAIT_MS)
+    if wanted <= 0:
+        return True
+    connected = len(conn.execute_command("ROLE")[2])
+    got = 0
+    if connected >= wanted:
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.incr(keys.REPLICATION_MARK)
+            pipe.wait(wanted, REPLICA_WAIT_MS)
+            got = pipe.execute()[-1]
+    if got >= wanted:
+        return True
+    if time.monotonic() - _warned_at >= WARN_EVERY_S:
+        _warned_at = time.monotonic()
+        log.warning(
+            "TRAINYARD_REDIS_REPLICAS=%d: %d replica(s) connected, %d confirmed a change (within %d ms); "
+            "changes live on the primary only until a replica catches up",
+            wanted,
+            connected,
+            got,
+            REPLICA_WAIT_MS,
+        )
+    return False
+
+
+def _kept(conn: Redis, key: str, written: bytes) -> bool:
+    """After the replicas did not confirm a change: is it on the server that answers now (the
+    same primary with a slow replica, or one promoted by a failover that had it)? A later change
+    built on it counts as kept; a record at or below its revision without it is a lost change."""
+    data = conn.get(key)
+    if data is None or data == written:
+        return data is not None
+    return TaskRecord.from_json(data).rev > TaskRecord.from_json(written).rev
 
 
 def change(
@@ -199,6 +237,7 @@ def change(
     its indexes, the RQ job's status, the transition's side effects and the event are written
     in one MULTI. Without a transition it is a plain edit (an event only when ``event_kind``)."""
     key = keys.task(task_id)
+    written: bytes | None = None  # what this call wrote last, while its fate is unknown
     while True:
         with conn.pipeline(transaction=True) as pipe:
             try:
@@ -206,6 +245,10 @@ def change(
                 data = pipe.get(key)
                 if data is None:
                     raise TaskNotFound(f"no task with id {task_id!r}")
+                if written is not None and data == written:
+                    # this call's own write is there: its reply (or its replicas' ack) was lost, and
+                    # the retry must not take the transition a second time
+                    return TaskRecord.from_json(data)
                 old = TaskRecord.from_json(data)
                 new = TaskRecord.from_json(data)  # a second parse is cheaper than a deep copy
                 now = time.time()
@@ -216,7 +259,8 @@ def change(
                 new.rev = old.rev + 1
                 new.updated = now
                 pipe.multi()
-                pipe.set(key, new.to_json())
+                written = new.to_json()
+                pipe.set(key, written)
                 _write_indexes(pipe, old, new)
                 if new.status != old.status:
                     _write_job_status(pipe, task_id, new.status, now, new.runtime.worker)
@@ -229,10 +273,11 @@ def change(
                         pipe, kind, task_id, new.status.value, old.status.value, new.project, new.execution.queue or ""
                     )
                 pipe.execute()
-                replicated(conn)
-                return new
             except WatchError:
-                continue
+                continue  # another change came first, or the link broke under this one (``written`` tells)
+        if replicated(conn) or _kept(conn, key, written):
+            return new
+        # a failover lost the change before a replica had it: take it again on what the new primary holds
 
 
 def remove(conn: Redis, task_id: str) -> TaskRecord:

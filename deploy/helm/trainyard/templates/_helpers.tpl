@@ -86,6 +86,10 @@ redis://:$(TRAINYARD_REDIS_PASSWORD)@{{ include "trainyard.redisName" . }}:6379/
       key: {{ include "trainyard.secretKey" . }}
 - name: TRAINYARD_REDIS_URL
   value: {{ include "trainyard.redisUrl" . | quote }}
+{{- if .Values.redis.waitReplicas }}
+- name: TRAINYARD_REDIS_REPLICAS
+  value: {{ .Values.redis.waitReplicas | quote }}
+{{- end }}
 {{- end -}}
 
 {{/*
