@@ -5,7 +5,8 @@ ClearML's ``TaskScheduler`` use, kept in Redis: ``add`` stores a schedule, the t
 
 A function schedule (ClearML's ``schedule_function``) cannot be stored: it lives in the process
 that added it (:meth:`TaskScheduler.add_function`), whose own trigger service
-(:meth:`TaskScheduler.start`) calls it in a thread at each tick, as ClearML's scheduler does.
+(:meth:`TaskScheduler.start`) calls it in a thread at each tick, as ClearML's scheduler does; a
+function task trigger (:meth:`TaskScheduler.add_function_trigger`) the same way when it fires.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..queues.connection import resolve
 from ..queues.errors import InvalidInput, TaskNotFound
 from ..queues.store import TaskStore
 from .files.cron import CronExpression, TimeZoneName
+from .task_triggers import FunctionTrigger, TaskTrigger, function_trigger
 
 SCHEDULES = keys.SCHEDULES
 
@@ -164,6 +166,7 @@ class TaskScheduler:
     def __init__(self, connection: Redis | None = None):
         self.conn = resolve(connection)
         self.functions: list[FunctionJob] = []  # this process's function schedules
+        self.function_triggers: list[FunctionTrigger] = []  # this process's function task triggers
 
     def add_task(
         self, schedule_task_id: str, queue: str, cron: str, timezone: str = "UTC", name: str | None = None
@@ -193,10 +196,22 @@ class TaskScheduler:
         self.functions.append(FunctionJob(schedule, function, execute_immediately, single_instance, recurring))
         return schedule
 
+    def add_function_trigger(
+        self, function: Callable[[str], Any], trigger: TaskTrigger, single_instance: bool = False
+    ) -> TaskTrigger:
+        """Call ``function(task_id)`` in a thread of this process when ``trigger`` (a task trigger
+        without template or queue) fires for a task, once :meth:`start` runs; like
+        :meth:`add_function`, it is not stored in Redis and ends with this process."""
+        job = function_trigger(function, trigger, single_instance)
+        self.function_triggers.append(job)
+        return job.trigger
+
     def remove(self, schedule_id: str) -> None:
+        """A schedule, or a function schedule or function trigger of this process, by its id."""
         kept = [job for job in self.functions if job.schedule.id != schedule_id]
-        if len(kept) < len(self.functions):
-            self.functions = kept
+        kept_triggers = [job for job in self.function_triggers if job.trigger.id != schedule_id]
+        if len(kept) < len(self.functions) or len(kept_triggers) < len(self.function_triggers):
+            self.functions, self.function_triggers = kept, kept_triggers
             return
         remove(schedule_id, self.conn)
 
@@ -205,11 +220,12 @@ class TaskScheduler:
 
     def start(self) -> None:
         """Run a trigger service in this process until SIGTERM or SIGINT (from the main thread) or
-        its stop: it fires every stored schedule and trigger, and this process's functions."""
+        its stop: it fires every stored schedule and trigger, and this process's functions (schedules
+        and triggers)."""
         from .services import run_until_signalled
         from .triggers import TriggerService
 
-        service = TriggerService(self.conn, functions=self.functions)
+        service = TriggerService(self.conn, functions=self.functions, function_triggers=self.function_triggers)
         if threading.current_thread() is threading.main_thread():
             run_until_signalled(service, "trigger service")
         else:

@@ -7,13 +7,20 @@ A metric condition holds once the metric's running max has reached the threshold
 threshold like any other. It is checked against the task's metric summary when its status changes
 and, for a trigger that accepts a running task (no status, or ``running`` among them), against each
 metric point of a running task as it is reported: the trigger fires on the point that crosses.
+
+A function trigger (ClearML's ``schedule_function``) cannot be stored: it lives in the process that
+added it (:class:`FunctionTrigger`, :meth:`trainyard.controller.schedules.TaskScheduler.add_function_trigger`),
+whose own trigger service calls ``function(task_id)`` in a thread when it fires.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
@@ -32,8 +39,9 @@ class TaskTrigger(BaseModel):
 
     id: str = Field(default_factory=lambda: os.urandom(6).hex())
     name: str | None = None
-    task_id: str  # the template, cloned and enqueued when the trigger fires
-    queue: str
+    task_id: str | None = None  # the template, cloned and enqueued when the trigger fires
+    queue: str | None = None
+    function: str | None = None  # a function trigger's "module:name" (never stored in Redis)
     project: str | None = None  # of the watched tasks
     task_name: str | None = None  # exact name of the watched tasks
     statuses: list[str] = Field(default_factory=list)  # empty: any status change
@@ -46,14 +54,44 @@ class TaskTrigger(BaseModel):
     created: float = Field(default_factory=time.time)
 
 
-def add(trigger: TaskTrigger, conn: Redis | None = None) -> TaskTrigger:
-    """Store a task trigger (its template must exist; a metric needs a variant and a threshold)."""
-    conn = resolve(conn)
+@dataclass
+class FunctionTrigger:
+    """A trigger held by this process: ``function(task_id)`` runs in a thread when it fires."""
+
+    trigger: TaskTrigger
+    function: Callable[[str], Any]
+    single_instance: bool = False  # skip a firing while the previous call still runs
+    thread: threading.Thread | None = None
+
+
+def check(trigger: TaskTrigger) -> None:
+    """Refuse, in one line, statuses and metric conditions the trigger service cannot match."""
     bad = sorted(set(trigger.statuses) - set(STATUSES))
     if bad:
         raise InvalidInput(f"unknown status(es) {', '.join(bad)} (use {', '.join(STATUSES)})")
     if trigger.metric is not None and (trigger.variant is None or trigger.threshold is None):
         raise InvalidInput("a metric trigger needs the metric, its variant (series) and a threshold")
+
+
+def function_trigger(
+    function: Callable[[str], Any], trigger: TaskTrigger, single_instance: bool = False
+) -> FunctionTrigger:
+    """``trigger`` calling ``function(task_id)`` instead of cloning a template (checked, not stored)."""
+    if not callable(function):
+        raise InvalidInput(f"a function trigger needs a callable, got {type(function).__name__}")
+    if trigger.task_id is not None or trigger.queue is not None:
+        raise InvalidInput("a function trigger calls its function: it takes no template task or queue")
+    check(trigger)
+    where = f"{getattr(function, '__module__', '?')}:{getattr(function, '__qualname__', repr(function))}"
+    return FunctionTrigger(trigger.model_copy(update={"function": where}), function, single_instance)
+
+
+def add(trigger: TaskTrigger, conn: Redis | None = None) -> TaskTrigger:
+    """Store a task trigger (its template must exist; a metric needs a variant and a threshold)."""
+    conn = resolve(conn)
+    if not trigger.task_id or not trigger.queue or trigger.function is not None:
+        raise InvalidInput("a stored task trigger clones a template task onto a queue: it needs both, and no function")
+    check(trigger)
     try:
         TaskStore(conn).get(trigger.task_id)
     except TaskNotFound:

@@ -50,10 +50,17 @@ SERVICE_MODULE = "trainyard.controller.triggers"
 
 
 class TriggerService:
-    def __init__(self, conn: Redis, name: str | None = None, functions: Sequence[FunctionJob] = ()):
+    def __init__(
+        self,
+        conn: Redis,
+        name: str | None = None,
+        functions: Sequence[FunctionJob] = (),
+        function_triggers: Sequence[task_triggers.FunctionTrigger] = (),
+    ):
         self.conn = conn
         self.name = name or f"{socket.gethostname()}-triggers-{os.getpid()}"
         self.functions = list(functions)  # function schedules of this process (never in Redis)
+        self.function_triggers = list(function_triggers)  # function task triggers of this process (same)
         self.stop_event = threading.Event()
         self._due: dict[str, float] = {}  # schedule key -> next tick
         self._parsed: dict[tuple, PipelineFile] = {}  # (project, name, updated) -> the registered file
@@ -189,9 +196,13 @@ class TriggerService:
                 except TrainyardError as exc:
                     self._record(trigger_id, event=event.id, error=str(exc), subject=event.task_id)
 
+    def _all_task_triggers(self) -> list[task_triggers.TaskTrigger]:
+        """The stored task triggers and this process's function triggers."""
+        return task_triggers.all_triggers(self.conn) + [job.trigger for job in self.function_triggers]
+
     def _on_task_status(self, event: events.Event) -> None:
         """Task triggers added by hand: each fires at most once per watched task."""
-        triggers = task_triggers.all_triggers(self.conn)
+        triggers = self._all_task_triggers()
         if not triggers:
             return
         try:
@@ -206,6 +217,9 @@ class TriggerService:
     def _fire_task_trigger(self, trigger: task_triggers.TaskTrigger, subject: str, occurrence: str) -> None:
         if not self._claim(trigger.id, subject):
             return
+        if trigger.function is not None:
+            self._call_trigger_function(trigger, subject, occurrence)
+            return
         try:
             template = Task.get(trigger.task_id, self.conn)
             name = f"{template.data.name} ({trigger.name or 'triggered'})"
@@ -215,10 +229,25 @@ class TriggerService:
         except TrainyardError as exc:
             self._record(trigger.id, event=occurrence, error=str(exc), subject=subject)
 
+    def _call_trigger_function(self, trigger: task_triggers.TaskTrigger, subject: str, occurrence: str) -> None:
+        """``function(task_id)`` in a thread of its own, as ClearML's trigger scheduler calls it."""
+        job = next((j for j in self.function_triggers if j.trigger.id == trigger.id), None)
+        if job is None:
+            return
+        fields = {"event": occurrence, "function": trigger.function, "name": trigger.name, "subject": subject}
+        if job.single_instance and job.thread is not None and job.thread.is_alive():
+            self._record(trigger.id, **fields, skipped="the previous call still runs")
+            return
+        job.thread = threading.Thread(
+            target=job.function, args=(subject,), name=f"trigger-{trigger.name or trigger.id}"
+        )
+        job.thread.start()
+        self._record(trigger.id, **fields)
+
     # -- metric thresholds on running tasks ------------------------------------------------------------
     def refresh_watched(self) -> None:
         """Re-read the metric triggers; when they changed, watch the running tasks they select."""
-        wanted = [t for t in task_triggers.all_triggers(self.conn) if task_triggers.watches_points(t)]
+        wanted = [t for t in self._all_task_triggers() if task_triggers.watches_points(t)]
         if [t.model_dump() for t in wanted] == [t.model_dump() for t in self._metric_triggers]:
             return
         self._metric_triggers = wanted

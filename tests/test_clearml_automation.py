@@ -420,3 +420,192 @@ def test_start_remotely_sends_the_script_with_its_functions_to_a_services_worker
         done = wait_status(task, TaskStatus.ABORTED, TaskStatus.FAILED, TaskStatus.COMPLETED)
     assert done.status == TaskStatus.ABORTED
     assert fired["function"].endswith(":greet")
+
+
+def test_a_trigger_function_is_called_with_the_id_of_the_task_that_fired_it(conn):
+    """ClearML's ``add_task_trigger(schedule_function=...)``: ``function(task_id)`` runs in a thread
+    of the trigger service's process, once per watched task; nothing is stored in Redis for it."""
+    Queue.create("default", exist_ok=True)
+    Queue.create("cpu", exist_ok=True)
+    template = Task.create("alert", "examples", command=["true"])
+    calls: list[tuple[str, str]] = []
+    busy, release = threading.Event(), threading.Event()
+
+    def on_failed(task_id):
+        calls.append((threading.current_thread().name, task_id))
+
+    def slow(task_id):
+        calls.append(("slow", task_id))
+        busy.set()
+        release.wait(60)
+
+    scheduler = TriggerScheduler()
+    scheduler.add_task_trigger(
+        name="failed",
+        schedule_function=on_failed,
+        schedule_task_id=template.id,  # both: the function is called and the template cloned, as in ClearML
+        schedule_queue="default",
+        trigger_project="examples",
+        trigger_on_status=["failed"],
+    )
+    scheduler.add_task_trigger(
+        name="slow",
+        schedule_function=slow,
+        trigger_project="examples",
+        trigger_on_status=["completed"],
+        single_instance=True,
+    )
+    scheduler.add_task_trigger(  # ClearML's trigger_example: a function on a metric threshold (0 counts here)
+        name="performance high-score",
+        schedule_function=on_failed,
+        trigger_project="examples",
+        trigger_on_metric="epoch_accuracy",
+        trigger_on_variant="epoch_accuracy",
+        trigger_on_threshold=0.0,
+        trigger_on_sign="max",
+    )
+    stored, *functions = scheduler.get_triggers()
+    assert (stored.task_id, stored.function) == (template.id, None)
+    assert [(t.name, t.function) for t in functions] == [
+        ("failed", f"{__name__}:{on_failed.__qualname__}"),
+        ("slow", f"{__name__}:{slow.__qualname__}"),
+        ("performance high-score", f"{__name__}:{on_failed.__qualname__}"),
+    ]
+    assert [t.id for t in scheduler._stored()] == [stored.id]  # the functions live in this process only
+    with pytest.raises(InvalidInput, match=r"schedule_function=\.\.\.\) needs a name"):
+        scheduler.add_task_trigger(schedule_function=on_failed, trigger_on_status=["failed"])
+    with pytest.raises(InvalidInput, match="needs schedule_task_id and schedule_queue, or schedule_function"):
+        scheduler.add_task_trigger(name="nothing", trigger_on_status=["failed"])
+    with pytest.raises(UnsupportedCall, match=r"add_task_trigger\(single_instance=\.\.\.\)"):
+        scheduler.add_task_trigger(schedule_task_id=template.id, schedule_queue="default", single_instance=True)
+    assert len(scheduler.get_triggers()) == 4  # refused calls added nothing
+
+    report = "from trainyard import current_task; current_task().log_metric('epoch_accuracy', 'epoch_accuracy', {})"
+    watched = {
+        "fails": Task.create("fails", "examples", command=["false"]),
+        "first": Task.create("first", "examples", command=["true"]),
+        "second": Task.create("second", "examples", command=[sys.executable, "-c", report.format(0.0)]),
+        "elsewhere": Task.create("elsewhere", "other", command=["false"]),
+    }
+    cursor = streams.last_event_id(conn)
+    with WorkerProcess("--queue", "cpu"):
+        for task in watched.values():  # one after the other: "first" completes before "second"
+            task.enqueue("cpu")
+            wait_status(task, TaskStatus.COMPLETED, TaskStatus.FAILED)
+    happened = streams.follow_events(conn, cursor, 0.001, count=1000)
+    service = TriggerService(conn, function_triggers=scheduler._native.function_triggers)
+    for _ in range(2):  # the same events twice: each trigger calls once per task
+        for event in happened:
+            service._on_event(event, [])
+    assert busy.wait(60)
+    failed_job, slow_job, metric_job = service.function_triggers
+    _join(failed_job, metric_job)
+    assert sorted(calls) == [
+        ("slow", watched["first"].id),
+        ("trigger-failed", watched["fails"].id),
+        ("trigger-performance high-score", watched["second"].id),
+    ]
+    release.set()
+    _join(slow_job)
+    records = [f for _, f in fires(conn)]
+    called = [(f["name"], f["subject"]) for f in records if "function" in f and not f.get("skipped")]
+    assert sorted(called) == [
+        ("failed", watched["fails"].id),
+        ("performance high-score", watched["second"].id),
+        ("slow", watched["first"].id),
+    ]
+    assert [(f["name"], f["subject"]) for f in records if f.get("skipped")] == [("slow", watched["second"].id)]
+    [(_, clone)] = Queue("default").tasks()  # the stored trigger cloned its template for the failed task
+    assert (clone.name, clone.parent) == ("alert (failed)", template.id)
+
+
+TRIGGER_SCRIPT = """
+from trainyard.clearml import Task
+from trainyard.clearml.automation import TriggerScheduler
+
+
+def trigger_task_func(task_id):
+    task = Task.get_task(task_id=task_id)
+    print("task {{}} is {{}}".format(task.id, task.status), flush=True)
+
+
+trigger = TriggerScheduler(pooling_frequency_minutes=1.0)
+trigger.add_task_trigger(schedule_task_id="{template}", schedule_queue="default", name="retrain",
+                         trigger_project="watched", trigger_on_status=["failed"])
+trigger.add_task_trigger(name="on done", schedule_function=trigger_task_func, trigger_project="watched",
+                         trigger_on_status=["completed"])
+trigger.{start}
+print("trigger scheduler stopped", flush=True)
+"""
+
+
+def _watch_two_tasks(conn) -> Task:
+    """A task elsewhere, then one the "on done" trigger watches, both completed on a real worker."""
+    Queue.create("cpu", exist_ok=True)
+    with WorkerProcess("--queue", "cpu"):
+        for project in ("other", "watched"):
+            task = Task.create("train", project, command=["true"])
+            task.enqueue("cpu")
+            assert wait_status(task, TaskStatus.COMPLETED, TaskStatus.FAILED).status == TaskStatus.COMPLETED
+    return task
+
+
+def test_trigger_scheduler_start_calls_the_function_in_this_process_until_sigterm(conn, tmp_path):
+    Queue.create("default", exist_ok=True)
+    template = Task.create("retrain", "examples", command=["true"])
+    script = tmp_path / "trigger.py"
+    script.write_text(TRIGGER_SCRIPT.format(template=template.id, start="start()"))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        started = proc.stdout.readline()  # the service reads events from its start: wait for it
+        assert started.startswith("trigger service ") and started.rstrip().endswith("started"), started
+        watched = _watch_two_tasks(conn)
+        fired = await_fires(conn, 1, "on done", key="name")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [f["subject"] for f in fired] == [watched.id]  # the task elsewhere, done first, never fired it
+    assert fired[0]["by"].endswith(f"-triggers-{proc.pid}")  # the script's own trigger service
+    assert f"task {watched.id} is completed" in out and out.rstrip().endswith("trigger scheduler stopped")
+    assert [t.name for t in TriggerScheduler()._stored()] == ["retrain"]
+
+
+def test_trigger_scheduler_start_remotely_sends_the_script_with_its_functions_to_a_services_worker(conn, tmp_path):
+    Queue.create("default", exist_ok=True)
+    Queue.create("services", exist_ok=True)
+    template = Task.create("retrain", "examples", command=["true"])
+    script = tmp_path / "trigger.py"
+    script.write_text(TRIGGER_SCRIPT.format(template=template.id, start="start_remotely(queue='services')"))
+    local = run_script(script)
+    assert local.returncode == 0, local.stderr
+    assert "stopped" not in local.stdout  # it left at start_remotely
+    task = Task.get_task(project="DevOps", name="Scheduler")
+    assert task.status == TaskStatus.QUEUED and task.data.type.value == "controller"
+    with WorkerProcess("-q", "services", "--services-mode", "2"):
+        wait_for_log(conn, task.id, "trigger service", timeout=120)  # it reads events from its start
+        watched = _watch_two_tasks(conn)
+        [fired] = await_fires(conn, 1, "on done", key="name")
+        wait_for_log(conn, task.id, f"task {watched.id} is completed")
+        assert [t.name for t in TriggerScheduler()._stored()] == ["retrain"]  # not stored twice
+        Task.get(task.id).abort("test over")
+        done = wait_status(task, TaskStatus.ABORTED, TaskStatus.FAILED, TaskStatus.COMPLETED)
+    assert done.status == TaskStatus.ABORTED
+    assert (fired["subject"], fired["function"].endswith(":trigger_task_func")) == (watched.id, True)
+
+
+@pytest.mark.parametrize(("sign", "stored"), [(None, "min"), ("minimum", "min"), ("maximum", "max"), ("Max", "max")])
+def test_trigger_on_sign_takes_clearmls_words_and_its_default_min(conn, sign, stored):
+    """ClearML filters on the running min unless the sign is "max"/"maximum" (``sign_max = ... in
+    ('max', 'maximum')``), whatever its docstring's wording."""
+    template = Task.create("retrain", "examples", command=["true"])
+    scheduler = TriggerScheduler()
+    metric = {"trigger_on_metric": "loss", "trigger_on_variant": "val", "trigger_on_threshold": 0.1}
+    scheduler.add_task_trigger(schedule_task_id=template.id, schedule_queue="default", trigger_on_sign=sign, **metric)
+    assert [t.sign for t in scheduler.get_triggers()] == [stored]
+    with pytest.raises(InvalidInput, match="trigger_on_sign must be 'max', 'maximum', 'min' or 'minimum', got 'up'"):
+        scheduler.add_task_trigger(
+            schedule_task_id=template.id, schedule_queue="default", trigger_on_sign="up", **metric
+        )

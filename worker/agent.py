@@ -15,7 +15,6 @@ of dead workers.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -30,14 +29,14 @@ import psutil
 import redis
 
 from ..queues import reaper, workers
-from ..queues.backend import fleet, wake
 from ..queues.backend import queues as queue_lists
+from ..queues.backend import wake
 from ..queues.dispatch import DRAINING, Dispatcher
 from ..queues.errors import InvalidInput
 from ..queues.queue_registry import QueueRegistry
 from ..queues.record import TaskRecord
 from ..queues.store import TaskStore
-from . import guard
+from . import guard, leftovers
 from .artifacts import ArtifactStore
 from .executor import RunSettings, TaskRun
 from .gpu_holds import GpuHolds
@@ -224,52 +223,8 @@ class Worker:
         return guard.Guard()
 
     def _end_leftovers(self) -> None:
-        """Before taking work, end what dead workers of this home left on this host: processes that
-        name a dead worker in their environment (``TRAINYARD_WORKER``; a predecessor under this
-        worker's own name is dead too) and, apart from this thread, their containers."""
-        runs = str(self.settings.runs_dir) + os.sep
-        leftovers = [
-            marks
-            for _, marks in guard.task_processes()
-            if marks.get("TRAINYARD_WORKER") and marks.get("TRAINYARD_RUN_DIR", "").startswith(runs)
-        ]
-        known: dict[str, bool] = {self.name: False}
-
-        def alive(name: str) -> bool:
-            """A registry entry, and (for a worker of this host) its process: a worker killed moments
-            ago keeps its entry until it expires."""
-            if name not in known:
-                entry = fleet.worker_entry(self.conn, name)
-                try:
-                    facts = json.loads(entry) if entry else None
-                except ValueError:
-                    facts = {}
-                known[name] = facts is not None and (
-                    facts.get("host") != self.host or _process_alive(int(facts.get("pid") or 0))
-                )
-            return known[name]
-
-        for marks in leftovers:
-            if not alive(marks["TRAINYARD_WORKER"]):
-                task_id, attempt = marks.get("TRAINYARD_TASK_ID", ""), marks.get("TRAINYARD_ATTEMPT")
-                log.warning(
-                    "ending task %s (attempt %s) of dead worker %s", task_id, attempt, marks["TRAINYARD_WORKER"]
-                )
-                guard.kill_task(task_id, int(attempt) if attempt and attempt.isdigit() else None)
-
-        def containers() -> None:
-            from .containers import remove_containers_of
-
-            try:
-                removed = remove_containers_of(runs.rstrip(os.sep), lambda name: bool(name) and not alive(name))
-            except Exception:  # noqa: BLE001 - best effort, logged
-                log.exception("removing containers of dead workers failed")
-                return
-            if removed:
-                log.warning("removed %d container(s) of dead workers", removed)
-
-        # not a daemon: a worker that exits meanwhile (--burst) still finishes the clean-up
-        threading.Thread(target=containers, name="leftover-containers", daemon=False).start()
+        """Before taking work, end what dead workers of this home left on this host."""
+        leftovers.end_dead_workers_leftovers(self.conn, self.name, self.host, self.settings.runs_dir)
 
     def _loop(self) -> None:
         parked: set[str] = set()  # queues whose head this worker cannot take now: not waited on
@@ -590,25 +545,5 @@ class Worker:
         if local:  # apart from the heartbeat: a slow Docker engine must never delay heartbeats
             # not a daemon: a worker that exits meanwhile still finishes the clean-up
             threading.Thread(
-                target=_clean_up_after, args=(local, self.name), name="reaper-cleanup", daemon=False
+                target=leftovers.clean_up_after, args=(local, self.name), name="reaper-cleanup", daemon=False
             ).start()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        return pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _clean_up_after(local: list, own_name: str) -> None:
-    """End what dead workers on this host left: the processes and containers of the reaped tasks
-    that name the dead worker (a newer attempt of the same task, run by a live worker, stays)."""
-    dead = {(d.task_id, d.worker) for d in local if d.worker != own_name}  # a same-name predecessor: at start
-    try:
-        guard.kill_matching(lambda m: (m.get("TRAINYARD_TASK_ID"), m.get("TRAINYARD_WORKER")) in dead)
-        from .containers import remove_task_containers
-
-        remove_task_containers(dead)  # any task may have run in docker mode
-    except Exception:  # noqa: BLE001 - best effort, logged
-        log.exception("cleaning up after a dead worker failed")

@@ -175,28 +175,7 @@ class TaskScheduler(metaclass=_SchedulerType):
         """End this process and run the scheduler on ``queue``: on a services worker this starts
         (ClearML's behaviour). Function jobs travel with this script as its task's code; without
         them a plain trigger service is started there."""
-        from .. import task as clearml_task
-
-        if clearml_task._inside_worker():
-            self.start()
-            return
-        if not self._native.functions:
-            self._native.start_remotely(queue)
-            sys.stdout.flush()
-            sys.exit(0)
-        from ...queues.queue import Queue
-        from ..task import Task, TaskTypes
-
-        Queue.get(queue)  # an unknown queue: one line, before anything is written
-        task = Task.current_task()
-        if task is None:  # ClearML's scheduler task; a controller here, the type a worker hands Redis to
-            task = Task.init(project_name="DevOps", task_name="Scheduler", task_type=TaskTypes.controller)
-        elif task.task_type not in ("controller", "optimizer"):
-            raise InvalidInput(
-                f"TaskScheduler.start_remotely: task {task.id} is of type {task.task_type}; a scheduler that runs "
-                "functions on a services worker needs Redis there: Task.init(task_type=Task.TaskTypes.controller)"
-            )
-        task.execute_remotely(queue_name=queue, exit_process=True)
+        _start_remotely(self._native, queue, "TaskScheduler")
 
     def __getattr__(self, name: str):
         refuse_unknown("TaskScheduler", name)
@@ -208,8 +187,11 @@ class _TriggerType(type):
 
 
 class TriggerScheduler(metaclass=_TriggerType):
-    """ClearML's TriggerScheduler for task triggers: stored in Redis at once, fired by the trigger
-    service on the task's status event (within a second, where ClearML polls every 3 minutes)."""
+    """ClearML's TriggerScheduler for task triggers: fired by the trigger service on the task's
+    status event or metric point (within a second, where ClearML polls every 3 minutes). A trigger
+    that clones a task is stored in Redis at once; one that calls a function lives in this process,
+    whose trigger service (``start``) calls it in a thread, and travels with this script as its
+    task's code on ``start_remotely``, as TaskScheduler's function jobs do."""
 
     def __init__(self, pooling_frequency_minutes: float = 3.0, sync_frequency_minutes: float = 15):
         self._native = schedules.TaskScheduler()
@@ -218,7 +200,7 @@ class TriggerScheduler(metaclass=_TriggerType):
         self,
         schedule_task_id: Any = None,
         schedule_queue: str | None = None,
-        schedule_function: Callable | None = None,
+        schedule_function: Callable[[str], Any] | None = None,
         trigger_project: str | None = None,
         trigger_name: str | None = None,
         trigger_on_tags: Sequence[str] | None = None,
@@ -239,15 +221,13 @@ class TriggerScheduler(metaclass=_TriggerType):
     ) -> None:
         """Clone and enqueue ``schedule_task_id`` on ``schedule_queue`` when a matching task changes
         status (``trigger_on_status``: ClearML's names) and, with ``trigger_on_metric``, its metric's
-        running max (``trigger_on_sign="max"``) or min has crossed the threshold (0 included)."""
-        if schedule_function is not None:
-            raise unsupported(
-                "TriggerScheduler.add_task_trigger(schedule_function=...) (a function cannot be stored in Redis: "
-                "trigger a task that calls it)"
-            )
+        running max (``trigger_on_sign="max"``) or min (``"min"``, ClearML's default) has crossed the
+        threshold (0 included). Or call ``schedule_function(task_id)`` with the id of that task, in
+        a thread of this process (``name`` required, as in ClearML; ``single_instance`` applies);
+        given both, both happen."""
         for key, value in {
             "target_project": target_project,
-            "single_instance": single_instance,
+            "single_instance": single_instance if schedule_task_id is not None else None,
             "reuse_task": reuse_task,
             "task_parameters": task_parameters,
             "task_overrides": task_overrides,
@@ -258,20 +238,27 @@ class TriggerScheduler(metaclass=_TriggerType):
         from ..task import FROM_CLEARML_STATUS
 
         task_id = getattr(schedule_task_id, "id", schedule_task_id)
-        if not task_id or not schedule_queue:
-            raise InvalidInput("TriggerScheduler.add_task_trigger needs schedule_task_id and schedule_queue")
+        if schedule_function is None and (not task_id or not schedule_queue):
+            raise InvalidInput(
+                "TriggerScheduler.add_task_trigger needs schedule_task_id and schedule_queue, or schedule_function"
+            )
+        if schedule_function is not None and not name:
+            raise InvalidInput("TriggerScheduler.add_task_trigger(schedule_function=...) needs a name (as in ClearML)")
+        if task_id and not schedule_queue:
+            raise InvalidInput("TriggerScheduler.add_task_trigger(schedule_task_id=...) needs schedule_queue")
         statuses = []
         for status in trigger_on_status or ():
             if status not in FROM_CLEARML_STATUS:
                 raise InvalidInput(f"unknown status {status!r} (use {', '.join(FROM_CLEARML_STATUS)})")
             statuses.append(FROM_CLEARML_STATUS[status])
-        sign = (trigger_on_sign or "max").lower()
-        if sign not in ("max", "min"):
-            raise InvalidInput(f"trigger_on_sign must be 'max' or 'min', got {trigger_on_sign!r}")
-        trigger = task_triggers.TaskTrigger(
+        # ClearML's: "max"/"maximum" or "min"/"minimum", and min when not given
+        sign = {"max": "max", "maximum": "max", "min": "min", "minimum": "min"}.get(
+            str(trigger_on_sign or "min").lower()
+        )
+        if sign is None:
+            raise InvalidInput(f"trigger_on_sign must be 'max', 'maximum', 'min' or 'minimum', got {trigger_on_sign!r}")
+        watch = task_triggers.TaskTrigger(
             name=name,
-            task_id=str(task_id),
-            queue=schedule_queue,
             project=trigger_project,
             task_name=trigger_name,
             statuses=statuses,
@@ -282,7 +269,15 @@ class TriggerScheduler(metaclass=_TriggerType):
             threshold=trigger_on_threshold,
             sign=sign,
         )
-        task_triggers.add(trigger, self._native.conn)
+        task_triggers.check(watch)  # before anything is added
+        if task_id:
+            fields = watch.model_dump(exclude={"id", "created", "task_id", "queue", "function"})
+            stored = task_triggers.TaskTrigger(**fields, task_id=str(task_id), queue=schedule_queue)  # an id of its own
+            same = stored.model_dump(exclude={"id", "created"})
+            if not any(t.model_dump(exclude={"id", "created"}) == same for t in self._stored()):
+                task_triggers.add(stored, self._native.conn)  # not twice: this script run again, or twice
+        if schedule_function is not None:
+            self._native.add_function_trigger(schedule_function, watch, single_instance=single_instance)
 
     def add_model_trigger(self, *args: Any, **kwargs: Any) -> None:
         raise unsupported("TriggerScheduler.add_model_trigger")
@@ -291,21 +286,51 @@ class TriggerScheduler(metaclass=_TriggerType):
         raise unsupported("TriggerScheduler.add_dataset_trigger")
 
     def get_triggers(self) -> list:
+        """The stored task triggers, then this process's function triggers."""
+        return self._stored() + [job.trigger for job in self._native.function_triggers]
+
+    def _stored(self) -> list:
         from ...controller import task_triggers
 
         return task_triggers.all_triggers(self._native.conn)
 
     def start(self) -> None:
-        """Run a trigger service in this process (it never returns)."""
-        from ...controller.triggers import TriggerService
-
-        TriggerService(self._native.conn).run()
+        """Run a trigger service in this process, calling the function triggers as they fire (it
+        returns only when SIGTERM or SIGINT stops it; ClearML's never returns)."""
+        self._native.start()
 
     def start_remotely(self, queue: str = "services") -> None:
-        """Start a trigger service on ``queue`` and end this process (ClearML's behaviour)."""
-        self._native.start_remotely(queue)
-        sys.stdout.flush()
-        sys.exit(0)
+        """End this process and run the trigger service on ``queue`` (ClearML's behaviour); with
+        function triggers this script travels as its task's code, as for TaskScheduler."""
+        _start_remotely(self._native, queue, "TriggerScheduler")
 
     def __getattr__(self, name: str):
         refuse_unknown("TriggerScheduler", name)
+
+
+def _start_remotely(native: schedules.TaskScheduler, queue: str, owner: str) -> None:
+    """``start_remotely`` of both schedulers: on a worker, start here; without functions, a plain
+    trigger service on ``queue`` and exit; with them, this script goes to ``queue`` as the code of
+    the current task (or of ClearML's ``DevOps/Scheduler`` task) and exits, to run again there."""
+    from .. import task as clearml_task
+
+    if clearml_task._inside_worker():
+        native.start()
+        return
+    if not native.functions and not native.function_triggers:
+        native.start_remotely(queue)
+        sys.stdout.flush()
+        sys.exit(0)
+    from ...queues.queue import Queue
+    from ..task import Task, TaskTypes
+
+    Queue.get(queue)  # an unknown queue: one line, before anything is written
+    task = Task.current_task()
+    if task is None:  # ClearML's scheduler task; a controller here, the type a worker hands Redis to
+        task = Task.init(project_name="DevOps", task_name="Scheduler", task_type=TaskTypes.controller)
+    elif task.task_type not in ("controller", "optimizer"):
+        raise InvalidInput(
+            f"{owner}.start_remotely: task {task.id} is of type {task.task_type}; a scheduler that runs "
+            "functions on a services worker needs Redis there: Task.init(task_type=Task.TaskTypes.controller)"
+        )
+    task.execute_remotely(queue_name=queue, exit_process=True)
