@@ -3,12 +3,13 @@
 Run from the repository root::
 
     python -m benchmarks.bench_fleet [--processes 1,10] [--sim 1,10,100,1000] [--rq 1,10]
-                                     [--tasks 100] [--idle-s 30] [--quick]
+                                     [--tasks 100] [--idle-s 30] [--spread-s 25] [--quick]
                                      [--json-out benchmarks/results/fleet.json]
 
 Each fleet serves one queue on one throwaway redis-server. ``--processes`` fleets are real
 ``trainyard worker`` processes; ``--sim`` fleets are real ``Worker`` objects, up to
-``SIM_PER_HOST`` of them per process, each with its own Redis client (``fleet_sim.py``: the
+``SIM_PER_HOST`` of them per process, started over ``--spread-s`` (one backstop period, so their
+timers do not run out together), each with its own Redis client (``fleet_sim.py``: the
 same wait, claim, start, heartbeat and reaper code; no guard process, no start-up sweep): a
 thousand worker processes do not fit a 2-core machine, a thousand simulated workers do, and the
 rows where both run show they cost Redis the same. ``--rq`` fleets are raw ``rq worker``
@@ -27,8 +28,9 @@ processes, the peer. Measured on the Redis side:
 - **reaper pass**: commands and Redis CPU of one reaper pass (``reaper.reap``) over the fleet,
   with no claims and with one claim per worker (the claims of a fleet that is all busy).
 
-The load average of the machine is noted with each row: on a shared 2-core machine a loaded
-moment slows the workers, not the Redis counts.
+Each row notes the machine's CPU busy share (every process, over the idle and the task round)
+and the fleet's own CPU while idle: on a shared 2-core machine a busy moment slows the workers
+(the latencies), not the Redis counts. ``--quick`` is a smoke run (its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ class Fleet:
     """N workers of one kind on the bench's queue: ``process`` (trainyard worker processes),
     ``sim`` (simulated workers, fleet_sim.py) or ``rq`` (raw ``rq worker`` processes)."""
 
-    def __init__(self, bench: Bench, kind: str, n: int, run: int):
+    def __init__(self, bench: Bench, kind: str, n: int, run: int, spread_s: float = 25.0):
         self.bench, self.kind, self.n = bench, kind, n
         self.procs = []
         self.names: list[str] = []
@@ -149,6 +151,7 @@ class Fleet:
                 count = n // hosts + (1 if h < n % hosts else 0)
                 prefix = f"sim{run}-{h}"
                 argv = [sys.executable, str(SIM_SCRIPT), "--count", str(count), "--prefix", prefix, "--queue", QUEUE]
+                argv += ["--spread-s", str(spread_s)]
                 self.procs.append(bench.children.start(argv, prefix, env=bench.env))
                 self.names += [f"{prefix}-{i}" for i in range(count)]
 
@@ -319,10 +322,10 @@ def reaper_pass(conn, names: list[str], idle: dict) -> dict:
     return out
 
 
-def measure(bench: Bench, kind: str, n: int, tasks: int, idle_s: float, run: int) -> dict:
+def measure(bench: Bench, kind: str, n: int, tasks: int, idle_s: float, run: int, spread_s: float) -> dict:
     bench.reset()
     base_clients = clients(bench.conn)
-    fleet_ = Fleet(bench, kind, n, run)
+    fleet_ = Fleet(bench, kind, n, run, spread_s)
     try:
         row: dict = {"kind": kind, "workers": n, "register_s": fleet_.wait_registered()}
         time.sleep(SETTLE_S)
@@ -404,11 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rq", default="1,10", help="fleet sizes of raw RQ worker processes, comma-separated")
     parser.add_argument("--tasks", type=int, default=100, help="tasks per fleet (one at a time)")
     parser.add_argument("--idle-s", type=float, default=30.0, help="seconds of idle traffic measured")
+    parser.add_argument("--spread-s", type=float, default=25.0, help="simulated workers start over this long")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 process, 10 simulated, 1 RQ, few tasks")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     if args.quick:
-        args.processes, args.sim, args.rq, args.tasks, args.idle_s = "1", "10", "1", 5, 3.0
+        args.processes, args.sim, args.rq, args.tasks, args.idle_s, args.spread_s = "1", "10", "1", 5, 3.0, 1.0
     plan = [("process", n) for n in sizes(args.processes)] + [("sim", n) for n in sizes(args.sim)]
     plan += [("rq", n) for n in sizes(args.rq)]
     results: list[dict] = []
@@ -416,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(server, children)
         for run, (kind, n) in enumerate(plan):
             console.print(f"[bold]{kind}: {n} worker(s)[/bold] (load {load():.1f})")
-            results.append(measure(bench, kind, n, args.tasks, args.idle_s, run))
+            results.append(measure(bench, kind, n, args.tasks, args.idle_s, run, args.spread_s))
             console.print(
                 {k: v for k, v in results[-1].items() if not k.endswith("by_command_per_s") and k != "task_by_command"}
             )

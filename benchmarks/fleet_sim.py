@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from trainyard.connection import client_for, use_client  # noqa: E402
 from trainyard.worker.agent import CONNECTIONS, Worker, WorkerConfig, fence_after_s  # noqa: E402
 
-START_GAP_S = 0.002  # between two workers' starts: a thousand at once would all register in one burst
+SPREAD_S = 25.0  # starts spread over one backstop period: the workers' timers do not run out together
 
 
 class SimWorker(Worker):
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--prefix", required=True, help="worker names are <prefix>-<i>")
     parser.add_argument("--queue", required=True)
+    parser.add_argument("--spread-s", type=float, default=SPREAD_S, help="start the workers over this many seconds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     url = os.environ["TRAINYARD_REDIS_URL"]
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         thread = threading.Thread(target=agent.run, name=agent.name, daemon=True)
         thread.start()
         threads.append(thread)
-        time.sleep(START_GAP_S)
+        time.sleep(args.spread_s / len(agents))
     threading.Thread(target=fence_all, args=(agents, stopped), name="fence", daemon=True).start()
     print(f"started {len(agents)} workers", flush=True)
     stopped.wait()
