@@ -188,7 +188,8 @@ def replicated(conn: Redis) -> bool:
     wanted = config.current().redis_replicas
     if wanted <= 0:
         return True
-    connected = len(conn.execute_command("ROLE")[2])
+    role = conn.execute_command("ROLE")  # a primary: [b"master", offset, [[host, port, offset], ...]]
+    connected = len(role[2]) if role[0] == b"master" else 0
     got = 0
     if connected >= wanted:
         with conn.pipeline(transaction=False) as pipe:
