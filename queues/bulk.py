@@ -91,7 +91,8 @@ def create(conn: Redis, records: Sequence[TaskRecord], index_keys, born: Born | 
             taken = 0  # this very batch, written by a call whose reply was lost (then retried)
         if taken:
             return False
-        if records_backend.replicated(conn) or records_backend.exists(conn, records[0].id):
+        first = records[0]
+        if records_backend.acknowledged(conn, keys.task(first.id), first.to_json()):
             return True
         # a failover lost the batch before a replica had it (all or nothing: it is one script): again
 

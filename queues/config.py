@@ -68,7 +68,7 @@ VARIABLES: tuple[Variable, ...] = (
         "redis_replicas",
         "0",
         "a task change (create, enqueue, status) returns only once this many replicas have it (Redis `WAIT`, "
-        "up to 5 s; not confirmed: checked on the server that answers next, taken again if a failover lost it; "
+        "up to 5 s, then the record read back from the server that answers: taken again if a failover lost it; "
         "no wait while fewer replicas are connected, with a warning): what a failover cannot lose",
     ),
     Variable(

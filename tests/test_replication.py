@@ -14,12 +14,14 @@ import threading
 
 import pytest
 import redis
-from sentinel_cluster import Cluster, until
+from sentinel_cluster import PASSWORD, Cluster, until
 
 from trainyard import Queue, Task, TaskStatus
+from trainyard.connection import reset_connections
 from trainyard.queues import keys, reaper
 from trainyard.queues.backend import records
 from trainyard.queues.dispatch import Dispatcher
+from trainyard.queues.record import TaskRecord
 
 
 class ReplyEater:
@@ -189,3 +191,94 @@ def test_with_no_replica_connected_a_change_does_not_wait_for_one(pair, monkeypa
     waits = primary.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
     assert not records.replicated(primary)  # not acknowledged by a replica ...
     assert primary.info("commandstats").get("cmdstat_wait", {}).get("calls", 0) == waits  # ... and no WAIT sent
+
+
+class FailingOverProxy:
+    """A TCP proxy that forwards to one server until the first command batch holding ``WAIT``
+    after ``arm()``: that batch is dropped with its link, and from then on new connections go to
+    ``then_port``, as a Sentinel client finds the promoted server after a failover."""
+
+    def __init__(self, port: int, then_port: int):
+        self.target, self.then_port = port, then_port
+        self.armed, self.switched = threading.Event(), threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self) -> None:
+        self.armed.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if from_client and self.armed.is_set() and b"WAIT" in data:
+                    self.armed.clear()
+                    self.target = self.then_port
+                    self.switched.set()
+                    break
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def test_a_wait_confirmed_by_the_promoted_server_does_not_acknowledge_a_change_it_lacks(tmp_path, monkeypatch):
+    """The primary takes a start, its replica is too slow to have it, and the link drops while the
+    worker waits: redis-py retries the wait on the server promoted meanwhile, whose own replica
+    confirms at once. The start is not there, so the worker must not act on it before taking it
+    again where it now lives."""
+    old = Cluster(tmp_path / "old").start_servers()  # the primary that dies, and its lagging replica
+    new = Cluster(
+        tmp_path / "new"
+    ).start_servers()  # the promoted server (a copy from before the start), and its replica
+    proxy = None
+    try:
+        monkeypatch.setenv("TRAINYARD_REDIS_URL", f"redis://:{PASSWORD}@127.0.0.1:{old.primary}/0")
+        monkeypatch.setenv("TRAINYARD_REDIS_REPLICAS", "1")
+        reset_connections()
+        Queue.create("failing-over")
+        task = Task.create("failing-over", "replication", command=["true"])
+        task.enqueue("failing-over")
+        promoted = new.client("primary")
+        promoted.replicaof("127.0.0.1", old.primary)  # the promoted server holds everything up to here
+        until(lambda: promoted.exists(keys.task(task.id)) and promoted.llen("rq:queue:failing-over") == 1, "the copy")
+        promoted.replicaof("NO", "ONE")
+        until(lambda: promoted.info("replication")["connected_slaves"] == 1, "the promoted server's replica")
+
+        proxy = FailingOverProxy(old.primary, new.primary)
+        worker = redis.Redis(port=proxy.port, password=PASSWORD)  # redis-py retries a broken link
+        dispatcher = Dispatcher(worker, "w-fo", "h1")
+        claimed = dispatcher.claim_head("failing-over", task.id)
+        assert claimed
+        old.procs["replica"].send_signal(signal.SIGSTOP)  # the old replica never gets the start
+        proxy.arm()
+        record = dispatcher.start(claimed, [])
+        assert proxy.switched.is_set()  # the wait went to the promoted server
+        assert record is not None
+        held = TaskRecord.from_json(promoted.get(keys.task(task.id)))
+        assert (held.status, held.runtime.worker, held.runtime.attempt) == (TaskStatus.RUNNING, "w-fo", 1)
+    finally:
+        if proxy is not None:
+            proxy.close()
+        old.stop()
+        new.stop()
+        reset_connections()

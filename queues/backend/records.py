@@ -211,10 +211,22 @@ def replicated(conn: Redis) -> bool:
     return False
 
 
+def acknowledged(conn: Redis, key: str, written: bytes) -> bool:
+    """Whether a change that wrote ``written`` at ``key`` may be acted on: at once without
+    ``TRAINYARD_REDIS_REPLICAS``; with it, once the replicas were waited for and the record read
+    back from the server that answers now. The read is needed even when the wait was confirmed: a
+    wait that lost its link is retried, and after a failover the retry runs on the promoted server,
+    whose replica then confirms that server's writes, not this change."""
+    if config.current().redis_replicas <= 0:
+        return True
+    replicated(conn)
+    return _kept(conn, key, written)
+
+
 def _kept(conn: Redis, key: str, written: bytes) -> bool:
-    """After the replicas did not confirm a change: is it on the server that answers now (the
-    same primary with a slow replica, or one promoted by a failover that had it)? A later change
-    built on it counts as kept; a record at or below its revision without it is a lost change."""
+    """Is the change on the server that answers now (the same primary, or one promoted by a
+    failover that had it)? A later change built on it counts as kept; a record at or below its
+    revision without it is a lost change."""
     data = conn.get(key)
     if data is None or data == written:
         return data is not None
@@ -276,7 +288,7 @@ def change(
                 pipe.execute()
             except WatchError:
                 continue  # another change came first, or the link broke under this one (``written`` tells)
-        if replicated(conn) or _kept(conn, key, written):
+        if acknowledged(conn, key, written):
             return new
         # a failover lost the change before a replica had it: take it again on what the new primary holds
 
