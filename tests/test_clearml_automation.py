@@ -653,3 +653,60 @@ def test_trigger_on_sign_takes_clearmls_words_and_its_default_min(conn, sign, st
         scheduler.add_task_trigger(
             schedule_task_id=template.id, schedule_queue="default", trigger_on_sign="up", **metric
         )
+
+
+def test_trigger_name_dev_tasks_and_add_tag_as_clearml_reads_them(conn, tmp_path):
+    """``trigger_name`` is searched in the name (ClearML's is a regular expression: a plain one is
+    a part of the name; a pattern is refused in one line), ``trigger_exclude_dev_tasks=True`` skips
+    tasks that ran outside a worker (``Task.init`` in a script: ClearML's development tasks), and
+    ``add_tag`` tags each clone with the trigger's name (default) or the given tag."""
+    Queue.create("default", exist_ok=True)
+    Queue.create("cpu", exist_ok=True)
+    template = Task.create("retrain", "examples", command=["true"])
+    scheduler = TriggerScheduler()
+    scheduler.add_task_trigger(
+        name="resnet done",
+        schedule_task_id=template.id,
+        schedule_queue="default",
+        trigger_project="examples",
+        trigger_name="resnet",
+        trigger_on_status=["completed"],
+        trigger_exclude_dev_tasks=True,
+    )
+    scheduler.add_task_trigger(
+        name="any vgg",
+        schedule_task_id=template.id,
+        schedule_queue="default",
+        trigger_project="examples",
+        trigger_name="vgg",
+        trigger_on_status=["completed"],
+        add_tag="from-vgg",
+    )
+    with pytest.raises(UnsupportedCall, match=r"add_task_trigger\(trigger_name=<a regular expression>\) \(a trig"):
+        scheduler.add_task_trigger(name="re", schedule_task_id=template.id, schedule_queue="default",
+                                   trigger_name="^res.*$")  # fmt: skip
+    cursor = streams.last_event_id(conn)
+    on_worker = {name: Task.create(name, "examples", command=["true"]) for name in ("train-resnet-50", "train-vgg16")}
+    for task in on_worker.values():
+        task.enqueue("cpu")
+    with WorkerProcess("--queue", "cpu"):
+        for task in on_worker.values():
+            assert wait_status(task, TaskStatus.COMPLETED, TaskStatus.FAILED).status == TaskStatus.COMPLETED
+    script = tmp_path / "dev.py"  # a developer's run: Task.init outside any worker
+    script.write_text("from trainyard.clearml import Task\nTask.init('examples', 'dev-resnet-vgg')\nprint('ran')\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    dev = ClearmlTask.get_task(project_name="examples", task_name="dev-resnet-vgg")
+    assert dev.status == "completed"
+    happened = streams.follow_events(conn, cursor, 0.001, count=1000)
+    service = TriggerService(conn, name="a")
+    for event in happened:
+        service._on_event(event, [])
+    fired = sorted((r.name, r.tags[-1], [f for f in r.tags if f.startswith("trigger:")] != []) for _, r in
+                   Queue("default").tasks())  # fmt: skip
+    # resnet: the worker's run only (not the dev run); vgg: both runs, tagged as asked
+    assert fired == [
+        ("retrain (any vgg)", "from-vgg", True),
+        ("retrain (any vgg)", "from-vgg", True),
+        ("retrain (resnet done)", "resnet done", True),
+    ]
