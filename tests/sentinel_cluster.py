@@ -72,7 +72,7 @@ class Cluster:
         """Start server ``name`` (empty) as a replica of ``of`` and wait for its link."""
         self._server(name, ["--replicaof", "127.0.0.1", str(self.ports[of])])
         server = self.client(name)
-        until(lambda: server.info("replication").get("master_link_status") == "up", f"{name}'s replication link")
+        until(lambda: server.info("replication").get("master_link_status") == "up", f"{name}'s replication link", 120)
 
     def start_servers(self) -> Cluster:
         self._server("primary", [])

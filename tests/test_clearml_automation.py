@@ -519,6 +519,50 @@ def test_a_trigger_function_is_called_with_the_id_of_the_task_that_fired_it(conn
     assert (clone.name, clone.parent) == ("alert (failed)", template.id)
 
 
+def test_a_trigger_function_on_a_metric_is_called_on_the_point_that_crosses_while_the_task_runs(conn, tmp_path):
+    """A function trigger on a metric without a status watches running tasks' metric streams as a
+    stored one does: the crossing point calls ``function(task_id)`` while the task still runs."""
+    Queue.create("cpu", exist_ok=True)
+    seen: list[tuple[str, str]] = []
+    called = threading.Event()
+
+    def on_crossed(task_id):
+        seen.append((task_id, Task.get(task_id).status.value))
+        called.set()
+
+    scheduler = TriggerScheduler()
+    scheduler.add_task_trigger(
+        name="crossed",
+        schedule_function=on_crossed,
+        trigger_project="examples",
+        trigger_on_metric="loss",
+        trigger_on_variant="val",
+        trigger_on_threshold=0.0,  # sign: ClearML's default, min
+    )
+    script = (
+        "import sys; from trainyard import current_task\n"
+        "for step, value in enumerate(map(float, sys.argv[2:])):\n"
+        "    current_task().log_metric('loss', 'val', value, step)\n"
+        "open(sys.argv[1]).read()\n"  # blocks until the test opens the FIFO for writing
+    )
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    crosses = Task.create("crosses", "examples", command=[sys.executable, "-c", script, str(fifo), "3", "0", "-1"])
+    service = TriggerService(conn, name="metrics", function_triggers=scheduler._native.function_triggers)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        with WorkerProcess("--queue", "cpu"):
+            crosses.enqueue("cpu")
+            assert called.wait(120)
+            fifo.write_text("go")
+            assert wait_status(crosses, TaskStatus.COMPLETED, TaskStatus.FAILED).status == TaskStatus.COMPLETED
+    finally:
+        service.stop_event.set()
+        thread.join(timeout=60)
+    assert seen == [(crosses.id, "running")]  # called on the point, once however many points cross
+
+
 TRIGGER_SCRIPT = """
 from trainyard.clearml import Task
 from trainyard.clearml.automation import TriggerScheduler

@@ -42,6 +42,14 @@ def refuse_unknown(owner: str, name: str):
     raise unsupported(f"{owner}.{name}" if owner else name)
 
 
+class Refusing(type):
+    """Metaclass of the layer's ClearML classes: an unknown class attribute (``Task.query_tasks``)
+    raises the one-line UnsupportedCall naming it, not an AttributeError."""
+
+    def __getattr__(cls, name: str):
+        refuse_unknown(cls.__name__, name)
+
+
 def _one_line_hook(kind, value, tb) -> None:
     """An uncaught UnsupportedCall is one line on stderr, not a traceback."""
     if isinstance(value, UnsupportedCall):

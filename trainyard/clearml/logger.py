@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.task_api import RunContext, current_task
-from .errors import refuse_unknown
+from .errors import Refusing, refuse_unknown
 
 SINGLE_VALUE_TITLE = "Summary"
 SINGLE_VALUE_STEP = -(2**31)  # ClearML reports single values at this iteration
@@ -24,12 +24,7 @@ def _artifact_name(kind: str, title: str, series: str) -> str:
     return text[:128]
 
 
-class _LoggerType(type):
-    def __getattr__(cls, name: str):
-        refuse_unknown("Logger", name)
-
-
-class Logger(metaclass=_LoggerType):
+class Logger(metaclass=Refusing):
     """Reports of the task this process runs."""
 
     def __init__(self, context: RunContext):

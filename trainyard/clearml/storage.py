@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..queues.errors import InvalidInput
 from ..settings import settings
-from .errors import refuse_unknown
+from .errors import Refusing
 
 
 def _local_path(url: str) -> Path | None:
@@ -34,12 +34,7 @@ def _fsspec():
     return fsspec
 
 
-class _StorageManagerType(type):
-    def __getattr__(cls, name: str):
-        refuse_unknown("StorageManager", name)
-
-
-class StorageManager(metaclass=_StorageManagerType):
+class StorageManager(metaclass=Refusing):
     """ClearML's StorageManager for local paths and fsspec URLs; downloads are cached per URL."""
 
     @classmethod

@@ -31,7 +31,7 @@ from ..runtime.task_api import RunContext, current_task
 from ..settings import settings
 from . import artifacts as codec
 from . import params, reuse
-from .errors import install_hook, refuse_unknown, unsupported
+from .errors import Refusing, install_hook, refuse_unknown, unsupported
 from .figures import capture_pyplot
 from .logger import Logger
 
@@ -87,11 +87,6 @@ def _inside_worker() -> bool:
     return settings().run_dir is not None and _attached is None
 
 
-class _TaskType(type):
-    def __getattr__(cls, name: str):
-        refuse_unknown("Task", name)
-
-
 class Artifact:
     """ClearML's artifact entry: ``url``, ``size``, ``hash``, ``metadata``; ``get()`` and ``get_local_copy()``."""
 
@@ -125,7 +120,7 @@ class Artifact:
         refuse_unknown("Artifact", name)
 
 
-class Task(metaclass=_TaskType):
+class Task(metaclass=Refusing):
     """ClearML's Task: see the module docstring for the two kinds of object it can be."""
 
     TaskTypes = TaskTypes

@@ -25,7 +25,7 @@ from ...queues.errors import InvalidInput
 from ...queues.queue import Queue
 from ...queues.task import Task as NativeTask
 from .. import task as clearml_task
-from ..errors import refuse_unknown, unsupported
+from ..errors import Refusing, refuse_unknown, unsupported
 from ..steps import ARTIFACT_SECTION
 from ..task import Task, TaskTypes
 
@@ -133,12 +133,7 @@ def _no(call: str, given: Mapping[str, Any]) -> None:
         raise unsupported(f"{call}(retry_on_failure=<callable>)")
 
 
-class _ControllerType(type):
-    def __getattr__(cls, name: str):
-        refuse_unknown("PipelineController", name)
-
-
-class PipelineController(metaclass=_ControllerType):
+class PipelineController(metaclass=Refusing):
     """ClearML's PipelineController; see the module docstring."""
 
     Node = Node
@@ -605,12 +600,7 @@ def _plain(value: Any) -> Any:
     return value._value() if isinstance(value, LazyValue) else value
 
 
-class _DecoratorType(type):
-    def __getattr__(cls, name: str):
-        refuse_unknown("PipelineDecorator", name)
-
-
-class PipelineDecorator(metaclass=_DecoratorType):
+class PipelineDecorator(metaclass=Refusing):
     """ClearML's PipelineDecorator over trainyard's Pipeline: the pipeline function runs as the
     controller task; each component call adds a step to the running trainyard run at once, and its
     result is fetched only when the logic uses it."""

@@ -18,7 +18,7 @@ from typing import Any
 from ...controller import schedules
 from ...queues.errors import InvalidInput
 from ...queues.task import Task as NativeTask
-from ..errors import refuse_unknown, unsupported
+from ..errors import Refusing, refuse_unknown, unsupported
 
 WEEKDAYS = {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}
 UNITS = ("minute", "hour", "day", "month", "year")  # shortest first
@@ -65,12 +65,7 @@ def to_cron(
     return f"{field('minute', 0)} {field('hour', 0)} {field('day', 1)} {field('month', 1)} {dow}"
 
 
-class _SchedulerType(type):
-    def __getattr__(cls, name: str):
-        refuse_unknown("TaskScheduler", name)
-
-
-class TaskScheduler(metaclass=_SchedulerType):
+class TaskScheduler(metaclass=Refusing):
     """ClearML's TaskScheduler: task jobs are stored in Redis at once and fired by the trigger
     service; function jobs live in this process, whose trigger service (``start``) calls them in
     a thread at each tick. With function jobs, ``start_remotely`` sends this script to the services
@@ -181,12 +176,7 @@ class TaskScheduler(metaclass=_SchedulerType):
         refuse_unknown("TaskScheduler", name)
 
 
-class _TriggerType(type):
-    def __getattr__(cls, name: str):
-        refuse_unknown("TriggerScheduler", name)
-
-
-class TriggerScheduler(metaclass=_TriggerType):
+class TriggerScheduler(metaclass=Refusing):
     """ClearML's TriggerScheduler for task triggers: fired by the trigger service on the task's
     status event or metric point (within a second, where ClearML polls every 3 minutes). A trigger
     that clones a task is stored in Redis at once; one that calls a function lives in this process,
