@@ -44,6 +44,9 @@ class TaskTrigger(BaseModel):
     function: str | None = None  # a function trigger's "module:name" (never stored in Redis)
     project: str | None = None  # of the watched tasks
     task_name: str | None = None  # exact name of the watched tasks
+    name_contains: str | None = None  # or a part of their name
+    exclude_dev: bool = False  # only tasks a worker took from a queue (not runs outside a worker)
+    add_tag: str | None = None  # a tag put on each clone the trigger starts (beside ``trigger:<id>``)
     statuses: list[str] = Field(default_factory=list)  # empty: any status change
     any_tags: list[str] = Field(default_factory=list)  # at least one of these
     all_tags: list[str] = Field(default_factory=list)  # every one of these
@@ -144,6 +147,10 @@ def selects(trigger: TaskTrigger, record: TaskRecord, status: str) -> bool:
         return False
     if trigger.task_name and record.name != trigger.task_name:
         return False
+    if trigger.name_contains and trigger.name_contains not in record.name:
+        return False
+    if trigger.exclude_dev and not record.execution.queue:
+        return False  # ran outside a worker (Task.init in a script): ClearML's development tasks
     if trigger.any_tags and not set(trigger.any_tags) & set(record.tags):
         return False
     return set(trigger.all_tags) <= set(record.tags)

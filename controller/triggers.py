@@ -223,7 +223,8 @@ class TriggerService:
         try:
             template = Task.get(trigger.task_id, self.conn)
             name = f"{template.data.name} ({trigger.name or 'triggered'})"
-            clone = template.clone(name=name, tags=[*template.data.tags, f"trigger:{trigger.id}"])
+            tags = [*template.data.tags, f"trigger:{trigger.id}", *([trigger.add_tag] if trigger.add_tag else [])]
+            clone = template.clone(name=name, tags=list(dict.fromkeys(tags)))
             clone.enqueue(trigger.queue)
             self._record(trigger.id, event=occurrence, started=clone.id, subject=subject)
         except TrainyardError as exc:

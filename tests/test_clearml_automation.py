@@ -519,6 +519,50 @@ def test_a_trigger_function_is_called_with_the_id_of_the_task_that_fired_it(conn
     assert (clone.name, clone.parent) == ("alert (failed)", template.id)
 
 
+def test_a_trigger_function_on_a_metric_is_called_on_the_point_that_crosses_while_the_task_runs(conn, tmp_path):
+    """A function trigger on a metric without a status watches running tasks' metric streams as a
+    stored one does: the crossing point calls ``function(task_id)`` while the task still runs."""
+    Queue.create("cpu", exist_ok=True)
+    seen: list[tuple[str, str]] = []
+    called = threading.Event()
+
+    def on_crossed(task_id):
+        seen.append((task_id, Task.get(task_id).status.value))
+        called.set()
+
+    scheduler = TriggerScheduler()
+    scheduler.add_task_trigger(
+        name="crossed",
+        schedule_function=on_crossed,
+        trigger_project="examples",
+        trigger_on_metric="loss",
+        trigger_on_variant="val",
+        trigger_on_threshold=0.0,  # sign: ClearML's default, min
+    )
+    script = (
+        "import sys; from trainyard import current_task\n"
+        "for step, value in enumerate(map(float, sys.argv[2:])):\n"
+        "    current_task().log_metric('loss', 'val', value, step)\n"
+        "open(sys.argv[1]).read()\n"  # blocks until the test opens the FIFO for writing
+    )
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    crosses = Task.create("crosses", "examples", command=[sys.executable, "-c", script, str(fifo), "3", "0", "-1"])
+    service = TriggerService(conn, name="metrics", function_triggers=scheduler._native.function_triggers)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        with WorkerProcess("--queue", "cpu"):
+            crosses.enqueue("cpu")
+            assert called.wait(120)
+            fifo.write_text("go")
+            assert wait_status(crosses, TaskStatus.COMPLETED, TaskStatus.FAILED).status == TaskStatus.COMPLETED
+    finally:
+        service.stop_event.set()
+        thread.join(timeout=60)
+    assert seen == [(crosses.id, "running")]  # called on the point, once however many points cross
+
+
 TRIGGER_SCRIPT = """
 from trainyard.clearml import Task
 from trainyard.clearml.automation import TriggerScheduler
@@ -609,3 +653,60 @@ def test_trigger_on_sign_takes_clearmls_words_and_its_default_min(conn, sign, st
         scheduler.add_task_trigger(
             schedule_task_id=template.id, schedule_queue="default", trigger_on_sign="up", **metric
         )
+
+
+def test_trigger_name_dev_tasks_and_add_tag_as_clearml_reads_them(conn, tmp_path):
+    """``trigger_name`` is searched in the name (ClearML's is a regular expression: a plain one is
+    a part of the name; a pattern is refused in one line), ``trigger_exclude_dev_tasks=True`` skips
+    tasks that ran outside a worker (``Task.init`` in a script: ClearML's development tasks), and
+    ``add_tag`` tags each clone with the trigger's name (default) or the given tag."""
+    Queue.create("default", exist_ok=True)
+    Queue.create("cpu", exist_ok=True)
+    template = Task.create("retrain", "examples", command=["true"])
+    scheduler = TriggerScheduler()
+    scheduler.add_task_trigger(
+        name="resnet done",
+        schedule_task_id=template.id,
+        schedule_queue="default",
+        trigger_project="examples",
+        trigger_name="resnet",
+        trigger_on_status=["completed"],
+        trigger_exclude_dev_tasks=True,
+    )
+    scheduler.add_task_trigger(
+        name="any vgg",
+        schedule_task_id=template.id,
+        schedule_queue="default",
+        trigger_project="examples",
+        trigger_name="vgg",
+        trigger_on_status=["completed"],
+        add_tag="from-vgg",
+    )
+    with pytest.raises(UnsupportedCall, match=r"add_task_trigger\(trigger_name=<a regular expression>\) \(a trig"):
+        scheduler.add_task_trigger(name="re", schedule_task_id=template.id, schedule_queue="default",
+                                   trigger_name="^res.*$")  # fmt: skip
+    cursor = streams.last_event_id(conn)
+    on_worker = {name: Task.create(name, "examples", command=["true"]) for name in ("train-resnet-50", "train-vgg16")}
+    for task in on_worker.values():
+        task.enqueue("cpu")
+    with WorkerProcess("--queue", "cpu"):
+        for task in on_worker.values():
+            assert wait_status(task, TaskStatus.COMPLETED, TaskStatus.FAILED).status == TaskStatus.COMPLETED
+    script = tmp_path / "dev.py"  # a developer's run: Task.init outside any worker
+    script.write_text("from trainyard.clearml import Task\nTask.init('examples', 'dev-resnet-vgg')\nprint('ran')\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    dev = ClearmlTask.get_task(project_name="examples", task_name="dev-resnet-vgg")
+    assert dev.status == "completed"
+    happened = streams.follow_events(conn, cursor, 0.001, count=1000)
+    service = TriggerService(conn, name="a")
+    for event in happened:
+        service._on_event(event, [])
+    fired = sorted((r.name, r.tags[-1], [f for f in r.tags if f.startswith("trigger:")] != []) for _, r in
+                   Queue("default").tasks())  # fmt: skip
+    # resnet: the worker's run only (not the dev run); vgg: both runs, tagged as asked
+    assert fired == [
+        ("retrain (any vgg)", "from-vgg", True),
+        ("retrain (any vgg)", "from-vgg", True),
+        ("retrain (resnet done)", "resnet done", True),
+    ]

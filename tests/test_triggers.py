@@ -74,7 +74,10 @@ def test_two_trigger_services_fire_each_tick_once_and_task_events_start_pipeline
             Task.get(service, conn).wait(timeout=60)
     ticks = [f["tick"] for f in fired]
     assert len(set(ticks)) == len(ticks)  # never twice
-    assert [b - a for a, b in zip(ticks, ticks[1:])] == [2.0] * (len(ticks) - 1)  # every tick, none skipped
+    # on the 2 s grid, in order; a tick is skipped only when both services fell behind at once (a
+    # late service fires the latest tick, never a burst): possible on a loaded machine, so not asserted
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert all(gap > 0 and gap % 2.0 == 0 for gap in gaps), gaps
     assert all(f["late"] >= 0 for f in fired)  # never early
     print("tick lateness (ms):", [round(f["late"] * 1000, 1) for f in fired], "by:", [f["by"] for f in fired])
     all_fires = [f for _, f in triggers.fires(conn) if f["trigger"] == every_2s.id]

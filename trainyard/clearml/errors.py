@@ -20,6 +20,10 @@ KNOWN: dict[str, str] = {
         "trainyard has no datasets (clearml Dataset is not carried): data is an artifact of the task that "
         "stores it, so trigger on that task: add_task_trigger(trigger_on_status=['completed'], ...)"
     ),
+    "TriggerScheduler.add_task_trigger(trigger_name=<a regular expression>)": (
+        "a trigger_name is matched as a plain part of the task's name, as a regular expression without "
+        "pattern characters would be; patterns are not run on the trigger service"
+    ),
 }
 
 

@@ -176,6 +176,9 @@ class TaskScheduler(metaclass=Refusing):
         refuse_unknown("TaskScheduler", name)
 
 
+REGEX_CHARS = frozenset("\\^$|?*+()[]{}")  # a trigger_name holding one is a pattern (a dot stands for itself)
+
+
 class TriggerScheduler(metaclass=Refusing):
     """ClearML's TriggerScheduler for task triggers: fired by the trigger service on the task's
     status event or metric point (within a second, where ClearML polls every 3 minutes). A trigger
@@ -247,10 +250,14 @@ class TriggerScheduler(metaclass=Refusing):
         )
         if sign is None:
             raise InvalidInput(f"trigger_on_sign must be 'max', 'maximum', 'min' or 'minimum', got {trigger_on_sign!r}")
+        if trigger_name and any(c in trigger_name for c in REGEX_CHARS):
+            raise unsupported("TriggerScheduler.add_task_trigger(trigger_name=<a regular expression>)")
         watch = task_triggers.TaskTrigger(
             name=name,
             project=trigger_project,
-            task_name=trigger_name,
+            name_contains=trigger_name or None,  # ClearML's is a regular expression searched in the name
+            exclude_dev=bool(trigger_exclude_dev_tasks),
+            add_tag=(add_tag if isinstance(add_tag, str) else (name or None)) if add_tag else None,
             statuses=statuses,
             any_tags=list(trigger_on_tags or ()),
             all_tags=list(trigger_required_tags or ()),
