@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import redis
-from redis_server import _drain, free_port
+from redis_server import free_port
 
 from trainyard.embedded import redis_server_binary
 
@@ -52,9 +52,11 @@ class Cluster:
         return self.ports["replica"]
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
-        self.procs[name] = proc
+        """Start a server or sentinel; its output goes to ``<root>/<name>.log`` (what a failing
+        test leaves to read: elections, role changes, syncs)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{name}.log", "a") as log:
+            self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 
     def _server(self, name: str, extra: list[str]) -> None:
         folder = self.root / name
@@ -87,7 +89,10 @@ class Cluster:
                 f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.root}\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary} 2\n"
                 f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                # not less: a primary slowed by load (its fork for a rejoining replica's full sync)
+                # was taken for dead, and that second failover, before the replica had caught up,
+                # lost acknowledged changes
+                f"sentinel down-after-milliseconds {SERVICE} 3000\n"
                 f"sentinel failover-timeout {SERVICE} 4000\n"
             )
             self._spawn(f"sentinel{i}", ["redis-sentinel", str(conf)])
