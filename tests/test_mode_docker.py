@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -86,6 +87,30 @@ def test_time_limit_and_worker_death_remove_the_container(conn, docker_image):
     with WorkerProcess("-q", "docker", "--cpu-only", "--name", "docker-rescuer"):
         assert wait_status(orphan, timeout=120).status == TaskStatus.FAILED
         _wait_removed(orphan.id)
+
+
+def test_the_start_up_sweep_judges_only_containers_older_than_the_worker(docker_image, tmp_path):
+    """A worker restarted under its predecessor's name sweeps the predecessor's containers in a
+    thread while it already runs its first task: a container created after the worker started is
+    its own and stays (one was removed before it could start: 'marked for removal')."""
+    import docker
+
+    from trainyard.worker.containers import LABEL_RUNS, LABEL_TASK, LABEL_WORKER, remove_containers_of
+
+    engine = docker.from_env()
+    runs = str(tmp_path / "runs")
+    labels = {LABEL_RUNS: runs, LABEL_WORKER: "same-name", LABEL_TASK: "sweep-test"}
+    container = engine.containers.create(docker_image, ["sleep", "60"], labels=labels)
+    try:
+        created = float(engine.api.containers(all=True, filters={"id": container.id})[0]["Created"])
+        assert remove_containers_of(runs, lambda name: name == "same-name", created + 0.999) == 0  # may be younger
+        assert len(engine.containers.list(all=True, filters={"label": f"{LABEL_RUNS}={runs}"})) == 1
+        assert remove_containers_of(runs, lambda name: False, created + 1) == 0  # older, its worker alive
+        assert remove_containers_of(runs, lambda name: name == "same-name", created + 1) == 1  # older, dead
+        assert engine.containers.list(all=True, filters={"label": f"{LABEL_RUNS}={runs}"}) == []
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
 
 
 def _wait_removed(task_id: str, timeout: float = 60) -> None:

@@ -270,18 +270,21 @@ def remove_task_containers(dead: set[tuple[str, str]]) -> int:
     return removed
 
 
-def remove_containers_of(runs_dir: str, dead) -> int:
+def remove_containers_of(runs_dir: str, dead, created_before: float) -> int:
     """Remove containers that workers of this home (``runs_dir``) left when they died: ``dead(name)``
-    says whether a worker is gone. Called when a worker starts on this host."""
+    says whether a worker is gone. Called when a worker starts on this host: only containers created
+    before ``created_before`` (its start) are judged, so a predecessor under the same name loses its
+    containers and the new worker's first task, started meanwhile, keeps its own."""
     try:
         engine = client()
     except PrepareError:
         return 0
     removed = 0
-    for container in engine.containers.list(all=True, filters={"label": f"{LABEL_RUNS}={runs_dir}"}):
-        if dead(container.labels.get(LABEL_WORKER, "")):
+    for found in engine.api.containers(all=True, filters={"label": f"{LABEL_RUNS}={runs_dir}"}):
+        created = float(found.get("Created") or 0)  # whole seconds: the container is older than created + 1
+        if created + 1 <= created_before and dead((found.get("Labels") or {}).get(LABEL_WORKER, "")):
             with contextlib.suppress(Exception):
-                container.remove(force=True)
+                engine.api.remove_container(found["Id"], force=True)
                 removed += 1
     return removed
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -27,6 +28,7 @@ def end_dead_workers_leftovers(conn: Redis, own_name: str, host: str, runs_dir: 
     """End processes that name a dead worker in their environment (``TRAINYARD_WORKER``; a
     predecessor under ``own_name`` is dead too) and run under ``runs_dir``, and, apart from this
     thread, their containers."""
+    started = time.time()
     runs = str(runs_dir) + os.sep
     found = [
         marks
@@ -59,7 +61,7 @@ def end_dead_workers_leftovers(conn: Redis, own_name: str, host: str, runs_dir: 
         from .containers import remove_containers_of
 
         try:
-            removed = remove_containers_of(runs.rstrip(os.sep), lambda name: bool(name) and not alive(name))
+            removed = remove_containers_of(runs.rstrip(os.sep), lambda name: bool(name) and not alive(name), started)
         except Exception:  # noqa: BLE001 - best effort, logged
             log.exception("removing containers of dead workers failed")
             return
