@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 
+from chaos.proxy import CuttableProxy
 from redis_server import RedisServer
 from test_cli import one_error_line
 
@@ -43,6 +44,32 @@ def test_a_worker_started_before_its_redis_waits_then_runs_tasks(tmp_path, monke
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        server.cleanup()
+
+
+def test_a_worker_behind_a_proxy_whose_redis_is_down_waits_too(tmp_path, monkeypatch):
+    """A proxy (or load balancer) in front of a Redis that is restarting accepts the connection and
+    closes it: the worker waits for it as for a refused one."""
+    server = RedisServer(tmp_path / "behind", password="behind-pw")  # not started yet
+    proxy = CuttableProxy(server.port)
+    url = f"redis://:behind-pw@127.0.0.1:{proxy.port}/0"
+    monkeypatch.setenv("TRAINYARD_REDIS_URL", url)
+    reset_connections()
+    proc = _worker(url, "-q", "behind", "--cpu-only", "--create-queue", "--wait-redis", "300")
+    said: list[str] = []
+    try:
+        first = proc.stderr.readline()
+        assert "cannot reach Redis at redis://:***@127.0.0.1" in first and "waiting up to 300s" in first, first
+        assert proc.poll() is None
+        threading.Thread(target=lambda: said.extend(proc.stderr), daemon=True).start()
+        server.start()
+        Queue.create("behind", exist_ok=True)
+        task = Task.create("through-proxy", command=[sys.executable, "-c", "print('ran')"]).enqueue("behind")
+        assert task.wait(timeout=120).status == TaskStatus.COMPLETED, "".join(said)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        proxy.close()
         server.cleanup()
 
 

@@ -176,7 +176,11 @@ def _transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, BusyLoadingError | redis.sentinel.MasterNotFoundError):
         return True
-    return _cause(exc) in ("connection refused", "timed out")
+    cause = _cause(exc)
+    if cause.startswith("authentication") or cause == "unknown host" or "certificate" in cause.lower():
+        return False  # a wrong setting: waiting will not mend it
+    # refused, timed out, closed or reset by the server (a restart, a proxy in front of it)
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError)
 
 
 def _cause(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -249,6 +250,13 @@ def _wait_terminal(conn: redis.Redis, ids: list[str], timeout: float) -> list[Ta
             return records
         if time.monotonic() > deadline:
             sample = [(r.id, r.status.value, r.runtime.worker) for r in pending[:10]]
+            for r in pending[:5]:  # where each straggler stands: its attempts, its queue list, its claim
+                queue = r.execution.queue or ""
+                listed = conn.lpos(keys.rq_queue(queue), r.id) if queue else None
+                tried = [(a.attempt, a.worker, a.outcome, a.error) for a in r.runtime.attempts]
+                claim = conn.hget(keys.CLAIMS, r.id)
+                print(f"straggler {r.id}: {r.status.value} on {queue!r} (list position {listed}), "
+                      f"message {r.status_message!r}, claim {claim!r}, attempts {tried}")  # fmt: skip
             raise AssertionError(f"{len(pending)} tasks not final, {len(ids) - len(records)} missing: {sample}")
 
 
@@ -543,9 +551,11 @@ def test_chaos_storm(tmp_path, monkeypatch, docker_available, chaos_redis):
 
         try:
             records = _wait_terminal(conn, all_ids, timeout=600 if size.tasks > 500 else 240)
-        except AssertionError:
-            for worker in fleet.lonely:  # what the workers of the lonely rounds said (the rare stragglers)
-                print(f"--- {' '.join(worker.args)}\n{worker.output()[-4000:]}")
+        except AssertionError as exc:
+            named = {name for name in re.findall(r"'(chaos\d+-[\w-]+)'\)", str(exc))}
+            for worker in fleet.all:  # what the workers the stragglers name said
+                if worker.args[worker.args.index("--name") + 1] in named:
+                    print(f"--- {' '.join(worker.args)}\n{worker.output()[-6000:]}")
             raise
         if pipeline_run is None:
             pipeline_run = pipe.start(queue="services")
