@@ -142,10 +142,10 @@ def connect() -> redis.Redis:
 
 
 def connect_waiting(wait_s: float, tell: Callable[[str], None]) -> redis.Redis:
-    """``connect()``, riding out a Redis that is not up yet (connection refused, timed out, still
-    loading, no primary elected) for up to ``wait_s`` seconds: a worker started with, or just
-    before, its Redis waits for it. A wrong password or a bad URL is refused at once; ``tell``
-    gets one line when the wait begins."""
+    """``connect()``, riding out a Redis that is not up yet (connection refused, closed or reset,
+    timed out, still loading, no primary elected) for up to ``wait_s`` seconds: a worker started
+    with, or just before, its Redis waits for it. A wrong password, URL, host or certificate is
+    refused at once; ``tell`` gets one line when the wait begins."""
     deadline = time.monotonic() + wait_s
     pause = 0.2
     told = False

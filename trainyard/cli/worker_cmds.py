@@ -104,7 +104,7 @@ from .output import ago, emit_json, json_option, say, table
     type=click.FloatRange(min=0),
     default=60.0,
     show_default=True,
-    help="Seconds to wait at start for a Redis that is not up yet (refused, timed out, loading); 0: fail at once.",
+    help="Seconds to wait at start for a Redis not up yet (refused, closed, timed out, loading); 0: fail at once.",
 )
 @click.option("--create-queue", is_flag=True, help="Create queues that do not exist yet.")
 @click.option("--keep-runs", is_flag=True, help="Keep each task's run folder (for debugging).")
