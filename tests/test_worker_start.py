@@ -24,26 +24,34 @@ def _worker(url: str, *args: str) -> subprocess.Popen:
     )
 
 
-def test_a_worker_started_before_its_redis_waits_then_runs_tasks(tmp_path, monkeypatch):
-    server = RedisServer(tmp_path / "late", password="late-secret-pw")  # not started yet
-    monkeypatch.setenv("TRAINYARD_REDIS_URL", server.url)
-    reset_connections()
-    proc = _worker(server.url, "-q", "late", "--cpu-only", "--create-queue", "--wait-redis", "300")
+def _waits_then_runs(server: RedisServer, url: str, queue: str, secret: str, cause: str) -> None:
+    """Start a worker on ``url`` while ``server`` is down: it says once that it waits (one line, the
+    password hidden, naming ``cause``) and stays up; once ``server`` starts, it runs a task."""
+    proc = _worker(url, "-q", queue, "--cpu-only", "--create-queue", "--wait-redis", "300")
     said: list[str] = []
     try:
-        first = proc.stderr.readline()  # the worker says once that it waits (nothing listens yet)
+        first = proc.stderr.readline()
         assert "cannot reach Redis at redis://:***@127.0.0.1" in first, first
-        assert "connection refused" in first and "waiting up to 300s" in first, first
-        assert "late-secret-pw" not in first
+        assert cause in first and "waiting up to 300s" in first, first
+        assert secret not in first
         assert proc.poll() is None
         threading.Thread(target=lambda: said.extend(proc.stderr), daemon=True).start()
         server.start()
-        Queue.create("late", exist_ok=True)
-        task = Task.create("after-redis", command=[sys.executable, "-c", "print('ran')"]).enqueue("late")
+        Queue.create(queue, exist_ok=True)
+        task = Task.create(f"after-{queue}", command=[sys.executable, "-c", "print('ran')"]).enqueue(queue)
         assert task.wait(timeout=120).status == TaskStatus.COMPLETED, "".join(said)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def test_a_worker_started_before_its_redis_waits_then_runs_tasks(tmp_path, monkeypatch):
+    server = RedisServer(tmp_path / "late", password="late-secret-pw")  # not started yet: nothing listens
+    monkeypatch.setenv("TRAINYARD_REDIS_URL", server.url)
+    reset_connections()
+    try:
+        _waits_then_runs(server, server.url, "late", "late-secret-pw", "connection refused")
+    finally:
         server.cleanup()
 
 
@@ -55,20 +63,9 @@ def test_a_worker_behind_a_proxy_whose_redis_is_down_waits_too(tmp_path, monkeyp
     url = f"redis://:behind-pw@127.0.0.1:{proxy.port}/0"
     monkeypatch.setenv("TRAINYARD_REDIS_URL", url)
     reset_connections()
-    proc = _worker(url, "-q", "behind", "--cpu-only", "--create-queue", "--wait-redis", "300")
-    said: list[str] = []
     try:
-        first = proc.stderr.readline()
-        assert "cannot reach Redis at redis://:***@127.0.0.1" in first and "waiting up to 300s" in first, first
-        assert proc.poll() is None
-        threading.Thread(target=lambda: said.extend(proc.stderr), daemon=True).start()
-        server.start()
-        Queue.create("behind", exist_ok=True)
-        task = Task.create("through-proxy", command=[sys.executable, "-c", "print('ran')"]).enqueue("behind")
-        assert task.wait(timeout=120).status == TaskStatus.COMPLETED, "".join(said)
+        _waits_then_runs(server, url, "behind", "behind-pw", "")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
         proxy.close()
         server.cleanup()
 
